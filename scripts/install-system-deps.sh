@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Install the Debian packages sscard's tests and demo need, only those missing.
+# pcscd + vsmartcard-vpcd: the real PC/SC stack with a virtual reader the emulated card plugs into;
+# libpcsclite-dev + swig: pyscard builds from source; opensc: a client we did not write;
+# softhsm2: a real PKCS#11 token.
+set -euo pipefail
+packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig opensc softhsm2)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,83 @@
+"""Entry point of the ``sscard`` command: global options, sub-commands, error mapping."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from sscard import __version__, errors
+from sscard import log as sslog
+from sscard.cli.context import CliState
+from sscard.cli.exit_codes import ExitCode, error_kind, exit_code_for
+
+
+class SscardGroup(click.Group):
+    """A group that turns library errors into one message and a stable exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.SscardError as exc:
+            st = ctx.find_object(CliState) or CliState()
+            code = exit_code_for(exc)
+            extra: dict[str, Any] = {}
+            for attr in ("sw", "tries_left"):
+                value = getattr(exc, attr, None)
+                if value is not None:
+                    extra[attr] = f"{value:04X}" if attr == "sw" else value
+            problems = getattr(exc, "problems", None)
+            if problems:
+                extra["problems"] = [{"field": f, "problem": p} for f, p in problems]
+            st.error(error_kind(exc), str(exc), int(code), **extra)
+            ctx.exit(int(code))
+
+
+@click.group(cls=SscardGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--reader",
+    "-r",
+    envvar="SSCARD_READER",
+    metavar="NAME",
+    help="Reader to use: exact name or a unique case-insensitive part of it, or "
+    "'virtual:PATH' for the in-process emulated card stored at PATH. "
+    "Default: $SSCARD_READER, else the only reader present.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout; errors as JSON on stderr.")
+@click.option(
+    "--log-level",
+    type=click.Choice(list(sslog.LEVELS)),
+    default="warning",
+    show_default=True,
+    help="Log detail on stderr; 'trace' adds every APDU in hex (PINs, keys and cryptograms redacted).",
+)
+@click.version_option(__version__, "--version", prog_name="sscard")
+@click.pass_context
+def cli(ctx: click.Context, reader: str | None, as_json: bool, log_level: str) -> None:
+    """sscard: social security card middleware for issuance staff and service points.
+
+    \b
+    Examples:
+      sscard readers                      list readers and cards
+      sscard -r "Virtual PCD 00 00" apdu 00A4040007A0000000031010
+      sscard --json readers               the same as JSON
+    """
+    ctx.obj = CliState(reader=reader, json=as_json, log_level=log_level)
+    sslog.configure(log_level)
+
+
+def _register() -> None:
+    """Attach the sub-commands (one module each under sscard/cli/)."""
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(prog_name="sscard")
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        click.echo("Interrupted.", err=True)
+        sys.exit(int(ExitCode.FAILED))

@@ -1,0 +1,190 @@
+"""Typed errors of the sscard library (one root: :class:`SscardError`).
+
+Messages say what went wrong and what to do; they never contain command data,
+PINs, keys or cryptograms. Status-word errors carry the status word and, where
+the card reported one, the number of tries left (ISO 7816-4 ``63Cx``).
+
+The categories below (``TransportError``, ``AuthenticationError``,
+``BlockedError``, ``InvalidInput``) are what the CLI maps to stable exit codes
+(docs/cli.md); new errors subclass the category they belong to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+class SscardError(Exception):
+    """Root of every error sscard raises on purpose."""
+
+
+# --- categories --------------------------------------------------------------
+
+
+class TransportError(SscardError):
+    """The link to the card failed: no reader, no card, card removed, reader busy."""
+
+
+class AuthenticationError(SscardError):
+    """An authentication or key failure: bad MAC, wrong cryptogram, wrong key."""
+
+
+class BlockedError(SscardError):
+    """A PIN, key, application or card is blocked."""
+
+
+class InvalidInput(SscardError):
+    """Input data is invalid. ``problems`` lists ``(field, message)`` pairs."""
+
+    def __init__(self, message: str, problems: Iterable[tuple[str, str]] = ()) -> None:
+        self.problems: list[tuple[str, str]] = list(problems)
+        if self.problems:
+            details = "; ".join(f"{field}: {problem}" for field, problem in self.problems)
+            message = f"{message}: {details}"
+        super().__init__(message)
+
+
+class ProtocolError(SscardError):
+    """The card or reader answered something that is not a valid response."""
+
+
+class MalformedResponse(ProtocolError):
+    """A response APDU shorter than its two status bytes."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        super().__init__(
+            f"malformed response from the card: {length} byte(s), a response needs at least "
+            "the 2 status bytes; check the reader and reinsert the card"
+        )
+
+
+# --- transport ---------------------------------------------------------------
+
+
+class NoService(TransportError):
+    """The PC/SC service (pcscd) is not running or not reachable."""
+
+
+class ReaderNotFound(TransportError):
+    """No reader matches the name asked for (or several do)."""
+
+    def __init__(self, message: str, available: Sequence[str] = ()) -> None:
+        self.available = list(available)
+        if self.available:
+            message += "; readers present: " + ", ".join(repr(r) for r in self.available)
+        else:
+            message += "; no reader is connected"
+        super().__init__(message)
+
+
+class ReaderBusy(TransportError):
+    """Another application holds the reader exclusively."""
+
+
+class NoCard(TransportError):
+    """No card in the reader (or none arrived before the timeout)."""
+
+
+class CardRemoved(TransportError):
+    """The card was removed or powered off during the operation."""
+
+
+class CommunicationError(TransportError):
+    """The reader could not exchange an APDU with the card."""
+
+
+# --- status words ------------------------------------------------------------
+
+
+class ApduError(SscardError):
+    """The card answered with a status word other than 9000."""
+
+    def __init__(self, sw: int, message: str | None = None, *, command: str | None = None) -> None:
+        from sscard.status import describe  # local import: status imports nothing from here
+
+        self.sw = sw
+        self.command = command
+        text = message or describe(sw)
+        where = f"{command}: " if command else ""
+        super().__init__(f"{where}{text} (SW {sw:04X})")
+
+
+class PinIncorrect(ApduError, AuthenticationError):
+    """Wrong PIN; ``tries_left`` tries remain before it blocks."""
+
+    def __init__(self, sw: int, tries_left: int, *, command: str | None = None) -> None:
+        self.tries_left = tries_left
+        plural = "try" if tries_left == 1 else "tries"
+        super().__init__(sw, f"wrong PIN, {tries_left} {plural} left", command=command)
+
+
+class AuthenticationFailed(ApduError, AuthenticationError):
+    """Wrong cryptogram in EXTERNAL AUTHENTICATE (a wrong key); tries left if known."""
+
+    def __init__(self, sw: int, tries_left: int | None = None, *, command: str | None = None) -> None:
+        self.tries_left = tries_left
+        extra = "" if tries_left is None else f", {tries_left} tries left on this key"
+        super().__init__(
+            sw, f"authentication failed: wrong key or cryptogram{extra}", command=command
+        )
+
+
+class PinBlocked(ApduError, BlockedError):
+    """The PIN is blocked; a service point must unblock or reload it."""
+
+    def __init__(self, sw: int = 0x6983, *, command: str | None = None) -> None:
+        super().__init__(
+            sw, "the PIN is blocked; visit a service point to have it unblocked", command=command
+        )
+
+
+class KeyBlocked(ApduError, BlockedError):
+    """A key (external authentication, PIN unblock, …) is blocked by its error counter."""
+
+    def __init__(self, sw: int = 0x6983, *, command: str | None = None) -> None:
+        super().__init__(sw, "the key is blocked (error counter exhausted)", command=command)
+
+
+class ApplicationBlocked(ApduError, BlockedError):
+    """The application is (permanently) blocked."""
+
+
+class CardBlocked(ApduError, BlockedError):
+    """The card is permanently blocked (every command answers 6A81)."""
+
+
+class SecurityStatusNotSatisfied(ApduError, AuthenticationError):
+    """The command needs a PIN verification or an external authentication first."""
+
+
+class BadMac(ApduError, AuthenticationError):
+    """The card rejected the line-protection MAC (6988): wrong key or wrong challenge."""
+
+
+class ChallengeUnusable(ApduError, AuthenticationError):
+    """No usable GET CHALLENGE for this command (none, or already used)."""
+
+
+class ConditionsNotSatisfied(ApduError):
+    """Conditions of use not satisfied, e.g. the card's lifecycle state (6985)."""
+
+
+class FileNotFound(ApduError):
+    """The file or application does not exist on the card (6A82)."""
+
+
+class RecordNotFound(ApduError):
+    """The record does not exist in the file (6A83)."""
+
+
+class WrongLength(ApduError):
+    """The card rejected Lc or Le (6700, 6Cxx)."""
+
+
+class WrongParameters(ApduError):
+    """The card rejected P1/P2 or the data field (6A80, 6A86, 6B00)."""
+
+
+class InstructionNotSupported(ApduError):
+    """The card does not know this instruction or class (6D00, 6E00)."""
