@@ -90,6 +90,10 @@ class CardRemoved(TransportError):
     """The card was removed or powered off during the operation."""
 
 
+class CardNotRemoved(TransportError):
+    """The card was still in the reader when it should have been taken out."""
+
+
 class CommunicationError(TransportError):
     """The reader could not exchange an APDU with the card."""
 
@@ -122,7 +126,9 @@ class PinIncorrect(ApduError, AuthenticationError):
 class AuthenticationFailed(ApduError, AuthenticationError):
     """Wrong cryptogram in EXTERNAL AUTHENTICATE (a wrong key); tries left if known."""
 
-    def __init__(self, sw: int, tries_left: int | None = None, *, command: str | None = None) -> None:
+    def __init__(
+        self, sw: int, tries_left: int | None = None, *, command: str | None = None
+    ) -> None:
         self.tries_left = tries_left
         extra = "" if tries_left is None else f", {tries_left} tries left on this key"
         super().__init__(

@@ -44,13 +44,19 @@ class SscardGroup(click.Group):
     "'virtual:PATH' for the in-process emulated card stored at PATH. "
     "Default: $SSCARD_READER, else the only reader present.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON on stdout; errors as JSON on stderr.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Machine-readable JSON on stdout; errors as JSON on stderr.",
+)
 @click.option(
     "--log-level",
     type=click.Choice(list(sslog.LEVELS)),
     default="warning",
     show_default=True,
-    help="Log detail on stderr; 'trace' adds every APDU in hex (PINs, keys and cryptograms redacted).",
+    help="Log detail on stderr; 'trace' adds every APDU in hex "
+    "(PINs, keys and cryptograms redacted).",
 )
 @click.version_option(__version__, "--version", prog_name="sscard")
 @click.pass_context
@@ -69,6 +75,10 @@ def cli(ctx: click.Context, reader: str | None, as_json: bool, log_level: str) -
 
 def _register() -> None:
     """Attach the sub-commands (one module each under sscard/cli/)."""
+    from sscard.cli import apdu_cmd, readers_cmd
+
+    cli.add_command(readers_cmd.readers)
+    cli.add_command(apdu_cmd.apdu)
 
 
 _register()

@@ -1,0 +1,250 @@
+"""Command and response APDUs as immutable values over ``bytes`` (ISO/IEC 7816-4 section 5).
+
+Lengths are numbers of bytes: ``le`` is ``None`` (no Le field) or 1..65536;
+256 encodes as ``00`` in a short APDU and 65536 as ``0000`` in an extended one.
+Whether an APDU is short or extended follows from Lc and Le unless forced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sscard.errors import MalformedResponse
+from sscard.status import SW_OK, describe, tries_left
+
+SHORT_MAX_LC = 255
+SHORT_MAX_LE = 256
+EXTENDED_MAX_LC = 65535
+EXTENDED_MAX_LE = 65536
+
+# Commands whose data field (and response, for INTERNAL AUTHENTICATE) carries a
+# PIN, a key or a cryptogram: shared/spec/card.md, "Commands". Keyed by INS.
+SENSITIVE_INS: dict[int, str] = {
+    0x20: "VERIFY",
+    0x24: "PIN UNBLOCK",
+    0x2C: "RESET RETRY COUNTER",
+    0x5E: "CHANGE PIN / PIN RELOAD",
+    0x82: "EXTERNAL AUTHENTICATE",
+    0x88: "INTERNAL AUTHENTICATE",
+    0xD4: "WRITE KEY",
+}
+REDACTED = "<redacted>"
+
+_INS_NAMES: dict[int, str] = {
+    0xA4: "SELECT",
+    0xB0: "READ BINARY",
+    0xB2: "READ RECORD",
+    0xC0: "GET RESPONSE",
+    0xCA: "GET DATA",
+    0xD6: "UPDATE BINARY",
+    0xDC: "UPDATE RECORD",
+    0x84: "GET CHALLENGE",
+    0x1E: "APPLICATION BLOCK",
+    0x18: "APPLICATION UNBLOCK",
+    0x16: "CARD BLOCK",
+    0xE0: "CREATE FILE",
+    0xEA: "END PERSONALIZATION",
+    **SENSITIVE_INS,
+}
+
+
+def command_name(ins: int) -> str:
+    """A readable name for an instruction byte (``INS 3A`` when unknown)."""
+    return _INS_NAMES.get(ins, f"INS {ins:02X}")
+
+
+def _byte(name: str, value: int) -> None:
+    if not isinstance(value, int) or not 0 <= value <= 0xFF:
+        raise ValueError(f"{name} must be one byte (0..255), got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandApdu:
+    """A command APDU; ``encode()`` gives its bytes, ``parse()`` reads them back.
+
+    ``extended`` forces the extended (True) or short (False) encoding; ``None``
+    picks short when Lc <= 255 and Le <= 256, else extended.
+    """
+
+    cla: int
+    ins: int
+    p1: int = 0
+    p2: int = 0
+    data: bytes = b""
+    le: int | None = None
+    extended: bool | None = None
+
+    def __post_init__(self) -> None:
+        _byte("CLA", self.cla)
+        _byte("INS", self.ins)
+        _byte("P1", self.p1)
+        _byte("P2", self.p2)
+        if not isinstance(self.data, bytes):
+            if isinstance(self.data, bytearray | memoryview):
+                object.__setattr__(self, "data", bytes(self.data))
+            else:
+                raise ValueError(f"data must be bytes, got {type(self.data).__name__}")
+        if len(self.data) > EXTENDED_MAX_LC:
+            raise ValueError(
+                f"command data of {len(self.data)} bytes is too long: Lc can be at most "
+                f"{EXTENDED_MAX_LC} (extended APDU)"
+            )
+        if self.le is not None:
+            if isinstance(self.le, bool) or not isinstance(self.le, int):
+                raise ValueError(f"Le must be an integer or None, got {self.le!r}")
+            if not 1 <= self.le <= EXTENDED_MAX_LE:
+                raise ValueError(
+                    f"Le must be 1..{EXTENDED_MAX_LE} bytes or None (no Le field), got {self.le}; "
+                    "to ask for up to 256 bytes use le=256 (encoded as 00)"
+                )
+        if self.extended is False and not self._fits_short():
+            raise ValueError(
+                "a short APDU carries at most 255 data bytes and Le at most 256; "
+                f"this one has Lc={len(self.data)}, Le={self.le} (use the extended encoding)"
+            )
+
+    def _fits_short(self) -> bool:
+        return len(self.data) <= SHORT_MAX_LC and (self.le is None or self.le <= SHORT_MAX_LE)
+
+    @property
+    def case(self) -> Literal[1, 2, 3, 4]:
+        """ISO 7816-3 case: 1 no data no Le, 2 Le only, 3 data only, 4 both."""
+        if self.data:
+            return 4 if self.le is not None else 3
+        return 2 if self.le is not None else 1
+
+    @property
+    def is_extended(self) -> bool:
+        """Whether ``encode()`` produces the extended form."""
+        if self.extended is not None:
+            return self.extended
+        return not self._fits_short()
+
+    @property
+    def name(self) -> str:
+        """The command's name, for messages (``SELECT``, ``VERIFY`` …)."""
+        return command_name(self.ins)
+
+    @property
+    def sensitive(self) -> bool:
+        """True when the data field carries a PIN, key or cryptogram."""
+        return self.ins in SENSITIVE_INS
+
+    def header(self) -> bytes:
+        """CLA INS P1 P2."""
+        return bytes((self.cla, self.ins, self.p1, self.p2))
+
+    def encode(self) -> bytes:
+        """The APDU bytes (ISO 7816-3 section 12.1.3 / ISO 7816-4 section 5.1)."""
+        head = bytes((self.cla, self.ins, self.p1, self.p2))
+        n, le = len(self.data), self.le
+        if not self.is_extended:
+            out = head
+            if n:
+                out += bytes((n,)) + self.data
+            if le is not None:
+                out += bytes((le & 0xFF,))  # 256 -> 00
+            return out
+        out = head
+        if n:
+            out += bytes((0, n >> 8, n & 0xFF)) + self.data
+        if le is not None:
+            le16 = le & 0xFFFF  # 65536 -> 0000
+            out += (bytes((0,)) if not n else b"") + bytes((le16 >> 8, le16 & 0xFF))
+        return out
+
+    def __bytes__(self) -> bytes:
+        return self.encode()
+
+    @classmethod
+    def parse(cls, raw: bytes) -> CommandApdu:
+        """Read an encoded APDU back; ``ValueError`` saying why when it is not one."""
+        raw = bytes(raw)
+        n = len(raw)
+        if n < 4:
+            raise ValueError(f"a command APDU needs at least 4 header bytes, got {n}")
+        cla, ins, p1, p2 = raw[0], raw[1], raw[2], raw[3]
+        if n == 4:
+            return cls(cla, ins, p1, p2, extended=False)
+        b = raw[4]
+        if n == 5:
+            return cls(cla, ins, p1, p2, le=b or 256, extended=False)
+        if b != 0:  # short case 3 or 4
+            if n == 5 + b:
+                return cls(cla, ins, p1, p2, raw[5:], extended=False)
+            if n == 6 + b:
+                return cls(cla, ins, p1, p2, raw[5:-1], le=raw[-1] or 256, extended=False)
+            raise ValueError(
+                f"short APDU with Lc={b} must be {5 + b} or {6 + b} bytes long, got {n}"
+            )
+        # Extended: the byte after the header is 00.
+        if n == 6:
+            raise ValueError("6-byte APDU with a 00 byte after the header is not a valid encoding")
+        if n == 7:
+            le = (raw[5] << 8) | raw[6]
+            return cls(cla, ins, p1, p2, le=le or 65536, extended=True)
+        lc = (raw[5] << 8) | raw[6]
+        if lc == 0:
+            raise ValueError("extended APDU with Lc=0000 and a body is not a valid encoding")
+        if n == 7 + lc:
+            return cls(cla, ins, p1, p2, raw[7:], extended=True)
+        if n == 9 + lc:
+            le = (raw[-2] << 8) | raw[-1]
+            return cls(cla, ins, p1, p2, raw[7:-2], le=le or 65536, extended=True)
+        raise ValueError(
+            f"extended APDU with Lc={lc} must be {7 + lc} or {9 + lc} bytes long, got {n}"
+        )
+
+    def __repr__(self) -> str:
+        data = REDACTED if self.sensitive and self.data else self.data.hex().upper()
+        return f"CommandApdu({self.name}, {self.header().hex().upper()}, data={data}, le={self.le})"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseApdu:
+    """A response APDU: data and the two status bytes as one integer ``sw``."""
+
+    data: bytes
+    sw: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.sw <= 0xFFFF:
+            raise ValueError(f"status word must be 0000..FFFF, got {self.sw!r}")
+
+    @classmethod
+    def parse(cls, raw: bytes) -> ResponseApdu:
+        """Split raw response bytes; :class:`MalformedResponse` when shorter than 2 bytes."""
+        if len(raw) < 2:
+            raise MalformedResponse(len(raw))
+        return cls(bytes(raw[:-2]), (raw[-2] << 8) | raw[-1])
+
+    def encode(self) -> bytes:
+        """Data followed by SW1 SW2."""
+        return self.data + bytes((self.sw >> 8, self.sw & 0xFF))
+
+    @property
+    def sw1(self) -> int:
+        return self.sw >> 8
+
+    @property
+    def sw2(self) -> int:
+        return self.sw & 0xFF
+
+    @property
+    def ok(self) -> bool:
+        """True for 9000."""
+        return self.sw == SW_OK
+
+    @property
+    def meaning(self) -> str:
+        """Human meaning of the status word."""
+        return describe(self.sw)
+
+    @property
+    def tries_left(self) -> int | None:
+        """Tries left when the status word is ``63Cx``."""
+        return tries_left(self.sw)
+
+    def __repr__(self) -> str:
+        return f"ResponseApdu(sw={self.sw:04X}, {len(self.data)} data bytes)"

@@ -1,0 +1,36 @@
+"""The card side: cards implemented in Python and the vpcd bridge to PC/SC.
+
+``load_card(path)`` opens a card stored in a file. Today that is the scripted
+test card (``scripted.py``); the emulated social security card joins it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sscard.applets.scripted import ScriptedCard
+from sscard.errors import InvalidInput, NoCard
+from sscard.transport.base import CardLike
+
+__all__ = ["ScriptedCard", "load_card"]
+
+
+def load_card(path: str | Path) -> CardLike:
+    """Open the card stored at ``path``; clear errors for a missing or foreign file."""
+    p = Path(path)
+    if not p.exists():
+        raise NoCard(f"no card file at {p}; create one first or check the path")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(
+            f"{p} is not a card file this version of sscard can open ({exc})"
+        ) from None
+    kind = data.get("sscard_card") if isinstance(data, dict) else None
+    if kind == "scripted":
+        try:
+            return ScriptedCard.from_json(data)
+        except ValueError as exc:
+            raise InvalidInput(f"{p}: {exc}") from None
+    raise InvalidInput(f"{p} is not a card file this version of sscard can open (kind {kind!r})")

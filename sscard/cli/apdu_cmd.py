@@ -1,0 +1,137 @@
+"""``sscard apdu``: send raw APDUs and show the responses with status-word meanings."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import click
+
+from sscard.apdu import REDACTED, CommandApdu, ResponseApdu
+from sscard.cli.connect import connected_protocol
+from sscard.cli.context import CliState, pass_state
+from sscard.cli.exit_codes import ExitCode
+from sscard.errors import InvalidInput
+
+_SW_PATTERN = re.compile(r"^[0-9A-F]{2}[0-9A-FX]{2}$")
+
+
+def _parse_hex(text: str, where: str) -> CommandApdu:
+    cleaned = re.sub(r"[\s:]", "", text)
+    try:
+        raw = bytes.fromhex(cleaned)
+    except ValueError:
+        raise InvalidInput(
+            "not an APDU", [(where, "must be hexadecimal digits, e.g. 00A4040007A0000000031010")]
+        ) from None
+    try:
+        return CommandApdu.parse(raw)
+    except ValueError as exc:
+        raise InvalidInput("not an APDU", [(where, str(exc))]) from None
+
+
+def _sw_matches(sw: int, pattern: str) -> bool:
+    text = f"{sw:04X}"
+    return all(p in ("X", c) for p, c in zip(pattern, text, strict=True))
+
+
+@click.command()
+@click.argument("apdus", nargs=-1, metavar="HEX...")
+@click.option(
+    "--stdin",
+    "from_stdin",
+    is_flag=True,
+    help="Read APDUs from stdin, one per line (needed for commands carrying a PIN or key).",
+)
+@click.option(
+    "--expect-sw",
+    metavar="SW",
+    help="Status word every response must have (hex, X as wildcard, e.g. 9000 or 61XX); "
+    "exit 1 at the first that differs.",
+)
+@click.option("--raw", is_flag=True, help="Send exactly what is given: no 61xx/6Cxx handling.")
+@pass_state
+def apdu(
+    state: CliState, apdus: tuple[str, ...], from_stdin: bool, expect_sw: str | None, raw: bool
+) -> None:
+    """Send raw command APDUs to the card and print each response.
+
+    Each HEX is one command APDU (spaces and colons allowed inside quotes).
+    61xx is followed by GET RESPONSE and 6Cxx resent with the right Le unless
+    --raw. Commands whose data is a PIN, key or cryptogram (VERIFY, CHANGE PIN,
+    PIN RELOAD/UNBLOCK, WRITE KEY, EXTERNAL/INTERNAL AUTHENTICATE) are refused
+    on the command line, where other users can see them: pass them with --stdin.
+    Their data is redacted in the output.
+
+    \b
+    Examples:
+      sscard -r "Virtual PCD 00 00" apdu 00A4040007A0000000031010
+      sscard apdu --expect-sw 9000 "00 A4 00 00 02 3F 00" 0084000008
+      printf '0020000003123456\\n' | sscard apdu --stdin
+    """
+    if expect_sw is not None:
+        expect_sw = expect_sw.upper()
+        if not _SW_PATTERN.match(expect_sw):
+            raise click.BadParameter(
+                "4 hex digits, X as wildcard (e.g. 9000, 61XX)", param_hint="--expect-sw"
+            )
+    commands: list[CommandApdu] = []
+    for i, text in enumerate(apdus, 1):
+        cmd = _parse_hex(text, f"APDU {i}")
+        if cmd.sensitive and cmd.data:
+            raise InvalidInput(
+                "refusing a secret on the command line",
+                [
+                    (
+                        f"APDU {i}",
+                        f"{cmd.name} carries a PIN, key or cryptogram; pass it with --stdin",
+                    )
+                ],
+            )
+        commands.append(cmd)
+    if from_stdin:
+        for n, line in enumerate(sys.stdin, 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                commands.append(_parse_hex(line, f"stdin line {n}"))
+    if not commands:
+        raise click.UsageError("give at least one APDU (as HEX arguments or with --stdin)")
+
+    results: list[dict[str, str]] = []
+    failed = False
+    with connected_protocol(state) as protocol:
+        for cmd in commands:
+            if raw:
+                response = ResponseApdu.parse(protocol.transport.transmit(cmd.encode()))
+            else:
+                response = protocol.send(cmd, check=False)
+            shown = _shown(cmd)
+            data = REDACTED if cmd.ins == 0x88 and response.data else response.data.hex().upper()
+            row = {
+                "command": shown,
+                "data": data,
+                "sw": f"{response.sw:04X}",
+                "meaning": response.meaning,
+            }
+            results.append(row)
+            if not state.json:
+                click.echo(f"> {shown}")
+                click.echo(f"< {data + ' ' if data else ''}{response.sw:04X}  ({response.meaning})")
+            if expect_sw is not None and not _sw_matches(response.sw, expect_sw):
+                failed = True
+                break
+    if state.json:
+        state.emit(results)
+    if failed:
+        last = results[-1]
+        state.error(
+            "UnexpectedStatusWord",
+            f"{last['command']}: expected SW {expect_sw}, got {last['sw']} ({last['meaning']})",
+            int(ExitCode.FAILED),
+        )
+        raise SystemExit(int(ExitCode.FAILED))
+
+
+def _shown(cmd: CommandApdu) -> str:
+    if cmd.sensitive and cmd.data:
+        return f"{cmd.header().hex().upper()} {REDACTED}"
+    return cmd.encode().hex().upper()

@@ -1,0 +1,193 @@
+"""The one transmit pipeline (ARCHITECTURE.md, "Transmit pipeline").
+
+``CommandApdu → [secure messaging] → encode → transport → [61xx GET RESPONSE /
+6Cxx resend] → ResponseApdu → typed error on SW ≠ 9000 unless raw SW asked for``.
+
+Each step is a small callable ``step(command, send) -> ResponseApdu`` that may
+change the command, call ``send`` (the rest of the pipeline) zero or more times,
+and change the response, in the manner of yubikit's APDU processors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol as TypingProtocol
+
+from sscard import errors
+from sscard.apdu import REDACTED, CommandApdu, ResponseApdu, command_name
+from sscard.log import TRACE
+from sscard.status import SW_OK, tries_left
+from sscard.transport.base import Transport
+
+log = logging.getLogger("sscard.apdu")
+
+Send = Callable[[CommandApdu], ResponseApdu]
+
+# T=0 GET RESPONSE loops stop here: a card that keeps answering 61xx is broken.
+MAX_GET_RESPONSE = 256
+
+
+class Step(TypingProtocol):
+    """One composable step of the transmit pipeline."""
+
+    def __call__(self, command: CommandApdu, send: Send) -> ResponseApdu: ...
+
+
+class SecureMessaging(TypingProtocol):
+    """What a secure-messaging scheme provides (sscard.sm implements it)."""
+
+    def wrap(self, command: CommandApdu) -> CommandApdu: ...
+
+    def unwrap(self, command: CommandApdu, response: ResponseApdu) -> ResponseApdu: ...
+
+
+class SecureMessagingStep:
+    """Wraps commands and unwraps responses with a :class:`SecureMessaging` scheme."""
+
+    def __init__(self, scheme: SecureMessaging) -> None:
+        self.scheme = scheme
+
+    def __call__(self, command: CommandApdu, send: Send) -> ResponseApdu:
+        wrapped = self.scheme.wrap(command)
+        return self.scheme.unwrap(wrapped, send(wrapped))
+
+
+def t0_step(command: CommandApdu, send: Send) -> ResponseApdu:
+    """T=0 response handling: 6Cxx → resend with Le = xx; 61xx → GET RESPONSE, concatenate."""
+    response = send(command)
+    if response.sw1 == 0x6C:
+        exact = response.sw2 or 256
+        response = send(
+            CommandApdu(command.cla, command.ins, command.p1, command.p2, command.data, exact)
+        )
+    if response.sw1 != 0x61:
+        return response
+    chunks = [response.data]
+    for _ in range(MAX_GET_RESPONSE):
+        # GET RESPONSE uses the command's channel bits in CLA (ISO 7816-4 5.4.1).
+        response = send(CommandApdu(command.cla & 0x03, 0xC0, 0, 0, b"", response.sw2 or 256))
+        chunks.append(response.data)
+        if response.sw1 != 0x61:
+            return ResponseApdu(b"".join(chunks), response.sw)
+    raise errors.ProtocolError(
+        f"{command.name}: the card kept answering 61xx after {MAX_GET_RESPONSE} GET RESPONSE "
+        "commands; reinsert the card"
+    )
+
+
+def _hex_command(command: CommandApdu, raw: bytes) -> str:
+    if command.sensitive and command.data:
+        # Keep the header and length bytes, hide the data and Le.
+        head = 7 if command.is_extended else 5
+        return f"{raw[:head].hex().upper()} {REDACTED}"
+    return raw.hex().upper()
+
+
+def _hex_response(command: CommandApdu, raw: bytes) -> str:
+    if command.ins == 0x88 and len(raw) > 2:  # INTERNAL AUTHENTICATE: the cryptogram
+        return f"{REDACTED} {raw[-2:].hex().upper()}"
+    return raw.hex().upper()
+
+
+def error_for(command: CommandApdu, sw: int) -> errors.ApduError:
+    """The typed error for a status word, knowing which command got it."""
+    name = command_name(command.ins)
+    ins = command.ins
+    # VERIFY, CHANGE PIN (80 5E) and a plain ISO CHANGE REFERENCE DATA (00 24) are PIN
+    # commands; with the secure-messaging bit in CLA (84 5E, 84 24) a key is at stake.
+    pin_command = ins == 0x20 or (ins in (0x5E, 0x24) and not command.cla & 0x04)
+    n = tries_left(sw)
+    if n is not None:
+        if pin_command:
+            return errors.PinIncorrect(sw, n, command=name)
+        return errors.AuthenticationFailed(sw, n, command=name)
+    if sw == 0x6983:
+        return (
+            errors.PinBlocked(sw, command=name)
+            if pin_command
+            else errors.KeyBlocked(sw, command=name)
+        )
+    cls = _SW_ERRORS.get(sw) or _SW1_ERRORS.get(sw >> 8, errors.ApduError)
+    return cls(sw, command=name)
+
+
+_SW_ERRORS: dict[int, type[errors.ApduError]] = {
+    0x6982: errors.SecurityStatusNotSatisfied,
+    0x6984: errors.ChallengeUnusable,
+    0x6985: errors.ConditionsNotSatisfied,
+    0x6987: errors.BadMac,
+    0x6988: errors.BadMac,
+    0x6A81: errors.CardBlocked,
+    0x6A82: errors.FileNotFound,
+    0x6A83: errors.RecordNotFound,
+    0x6A80: errors.WrongParameters,
+    0x6A86: errors.WrongParameters,
+    0x6B00: errors.WrongParameters,
+    0x6700: errors.WrongLength,
+    0x6D00: errors.InstructionNotSupported,
+    0x6E00: errors.InstructionNotSupported,
+    0x9303: errors.ApplicationBlocked,
+}
+_SW1_ERRORS: dict[int, type[errors.ApduError]] = {0x6C: errors.WrongLength}
+
+
+class ApduProtocol:
+    """Sends :class:`CommandApdu` values over a :class:`Transport` through the steps.
+
+    ``steps`` run outermost first; the default is just T=0 handling. Add a
+    secure-messaging step with :meth:`with_secure_messaging`.
+    """
+
+    def __init__(self, transport: Transport, steps: Sequence[Step] = (t0_step,)) -> None:
+        self.transport = transport
+        self._steps: tuple[Step, ...] = tuple(steps)
+        self._send: Send = self._build()
+
+    def _build(self) -> Send:
+        send: Send = self._exchange
+        for step in reversed(self._steps):
+            send = _bind(step, send)
+        return send
+
+    def with_secure_messaging(self, scheme: SecureMessaging) -> ApduProtocol:
+        """A protocol on the same transport whose commands go through ``scheme`` first."""
+        return ApduProtocol(self.transport, (SecureMessagingStep(scheme), *self._steps))
+
+    def _exchange(self, command: CommandApdu) -> ResponseApdu:
+        raw = command.encode()
+        tracing = log.isEnabledFor(TRACE)
+        if tracing:
+            log.log(TRACE, "> %s", _hex_command(command, raw))
+        reply = self.transport.transmit(raw)
+        if tracing:
+            log.log(TRACE, "< %s", _hex_response(command, reply))
+        return ResponseApdu.parse(reply)
+
+    def send(self, command: CommandApdu, *, check: bool = True) -> ResponseApdu:
+        """Send ``command``; raise the typed error for SW ≠ 9000 unless ``check`` is False."""
+        response = self._send(command)
+        if check and response.sw != SW_OK:
+            raise error_for(command, response.sw)
+        return response
+
+    def transmit(
+        self,
+        cla: int,
+        ins: int,
+        p1: int = 0,
+        p2: int = 0,
+        data: bytes = b"",
+        le: int | None = None,
+        *,
+        check: bool = True,
+    ) -> ResponseApdu:
+        """Shorthand for ``send(CommandApdu(...))``."""
+        return self.send(CommandApdu(cla, ins, p1, p2, data, le), check=check)
+
+
+def _bind(step: Step, send: Send) -> Send:
+    def bound(command: CommandApdu) -> ResponseApdu:
+        return step(command, send)
+
+    return bound

@@ -1,0 +1,51 @@
+"""Shared fixtures: the real PC/SC stack with a scripted test card in a vpcd reader."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from sscard.applets import ScriptedCard
+from sscard.applets.vpcd import VpcdBridge
+from tests.pcsc_rig import VPCD_READERS, card_in_reader, reader_lock, running_pcscd
+
+
+@pytest.fixture(scope="session")
+def pcscd() -> Iterator[None]:
+    """A running pcscd with the vpcd driver (started here when none runs)."""
+    with running_pcscd():
+        yield
+
+
+@pytest.fixture(scope="session")
+def vpcd_port(pcscd: None) -> Iterator[int]:
+    """One vpcd reader port held exclusively by this test run."""
+    with reader_lock() as port:
+        yield port
+
+
+@dataclass
+class PluggedCard:
+    card: ScriptedCard
+    reader: str
+    bridge: VpcdBridge
+
+
+@pytest.fixture
+def scripted_card(vpcd_port: int) -> Iterator[PluggedCard]:
+    """A scripted test card (T=1 behaviour) in a real PC/SC reader."""
+    card = ScriptedCard(
+        rules={bytes.fromhex("00A4040007A0000000031010"): bytes.fromhex("6F07840507A00000009000")}
+    )
+    with card_in_reader(card, vpcd_port) as bridge:
+        yield PluggedCard(card, VPCD_READERS[vpcd_port], bridge)
+
+
+@pytest.fixture
+def t0_card(vpcd_port: int) -> Iterator[PluggedCard]:
+    """A scripted test card answering T=0 style (61xx / 6Cxx) in a real PC/SC reader."""
+    card = ScriptedCard(t0=True)
+    with card_in_reader(card, vpcd_port) as bridge:
+        yield PluggedCard(card, VPCD_READERS[vpcd_port], bridge)

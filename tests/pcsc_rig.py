@@ -1,0 +1,112 @@
+"""The PC/SC test rig: a real pcscd with the vpcd driver, and cards plugged into it.
+
+A test session starts ``pcscd --foreground`` when none runs (never socket
+activation: it exits after 60 s idle) and copes with one that already runs.
+vpcd serves two readers, on TCP 35963 and 35964; each test run takes one with
+an exclusive file lock, so concurrent test runs on one machine wait for each
+other instead of fighting over a reader.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from sscard.applets.vpcd import VpcdBridge
+from sscard.transport import pcsc
+from sscard.transport.base import CardLike
+
+VPCD_READERS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
+LOCK_DIR = Path(os.environ.get("SSCARD_TEST_LOCK_DIR", "/tmp"))
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def _pcscd_answers() -> bool:
+    try:
+        pcsc.list_readers()
+        return True
+    except Exception:
+        return False
+
+
+def _pcscd_running() -> bool:
+    return subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode == 0
+
+
+@contextmanager
+def running_pcscd(timeout: float = 10.0) -> Iterator[None]:
+    """Make sure a pcscd with vpcd runs for the duration; stop it only if we started it."""
+    proc: subprocess.Popen[bytes] | None = None
+    if not _pcscd_running():
+        exe = shutil.which("pcscd") or "/usr/sbin/pcscd"
+        proc = subprocess.Popen(
+            [exe, "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    deadline = time.monotonic() + timeout
+    while not (_pcscd_answers() and _port_open(35963)):
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"pcscd exited with status {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("pcscd with the vpcd driver did not come up in time")
+        time.sleep(0.1)
+    try:
+        yield
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextmanager
+def reader_lock(ports: tuple[int, ...] = tuple(VPCD_READERS)) -> Iterator[int]:
+    """Exclusive use of one vpcd reader port among concurrent test runs."""
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    files = []
+    try:
+        for port in ports:
+            f = open(LOCK_DIR / f"sscard-vpcd-{port}.lock", "w")  # noqa: SIM115
+            files.append(f)
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            yield port
+            return
+        fcntl.flock(files[0], fcntl.LOCK_EX)  # all busy: wait for the first
+        yield ports[0]
+    finally:
+        for f in files:
+            f.close()
+
+
+@contextmanager
+def card_in_reader(card: CardLike, port: int, timeout: float = 10.0) -> Iterator[VpcdBridge]:
+    """Plug ``card`` into the vpcd reader on ``port``; wait until PC/SC sees it; unplug after."""
+    reader = VPCD_READERS[port]
+    bridge = VpcdBridge(card, port=port).start()
+    try:
+        if not bridge.wait_connected(timeout):
+            raise RuntimeError(f"the card could not connect to vpcd on port {port}")
+        pcsc.wait_for_card(reader, timeout)
+        yield bridge
+    finally:
+        bridge.stop()
+        with suppress(Exception):
+            pcsc.wait_for_card(reader, timeout, present=False)
