@@ -1,0 +1,5 @@
+"""``python -m sscard`` runs the command line."""
+
+from sscard.cli.main import main
+
+main()
