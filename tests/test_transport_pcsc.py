@@ -77,7 +77,7 @@ def test_resolver_rejects_ambiguous_pattern(pcscd: None) -> None:
 
 def test_wait_for_insertion_and_removal(vpcd_port: int) -> None:
     reader = VPCD_READERS[vpcd_port]
-    with pytest.raises(errors.NoCard, match="no card inserted within 0.3 s"):
+    with pytest.raises(errors.NoCard, match=r"no card inserted within 0\.3 s"):
         pcsc.wait_for_card(reader, 0.3)
     card = ScriptedCard()
     holder: dict[str, bytes | None] = {}
