@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	@touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check sscard tests bench
-	$(BIN)/ruff format --check sscard tests bench
+	$(BIN)/ruff check sscard tests bench scripts
+	$(BIN)/ruff format --check sscard tests bench scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

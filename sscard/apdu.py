@@ -137,22 +137,22 @@ class CommandApdu:
 
     def encode(self) -> bytes:
         """The APDU bytes (ISO 7816-3 section 12.1.3 / ISO 7816-4 section 5.1)."""
+        data, le = self.data, self.le
+        n = len(data)
         head = bytes((self.cla, self.ins, self.p1, self.p2))
-        n, le = len(self.data), self.le
-        if not self.is_extended:
-            out = head
-            if n:
-                out += bytes((n,)) + self.data
+        if self.extended or (
+            self.extended is None and (n > SHORT_MAX_LC or (le is not None and le > SHORT_MAX_LE))
+        ):
+            body = bytes((0, n >> 8, n & 0xFF)) + data if n else b""
             if le is not None:
-                out += bytes((le & 0xFF,))  # 256 -> 00
-            return out
-        out = head
+                le16 = le & 0xFFFF  # 65536 -> 0000
+                body += bytes((le16 >> 8, le16 & 0xFF)) if n else bytes((0, le16 >> 8, le16 & 0xFF))
+            return head + body
         if n:
-            out += bytes((0, n >> 8, n & 0xFF)) + self.data
+            head += bytes((n,)) + data
         if le is not None:
-            le16 = le & 0xFFFF  # 65536 -> 0000
-            out += (bytes((0,)) if not n else b"") + bytes((le16 >> 8, le16 & 0xFF))
-        return out
+            head += bytes((le & 0xFF,))  # 256 -> 00
+        return head
 
     def __bytes__(self) -> bytes:
         return self.encode()
@@ -217,7 +217,11 @@ class ResponseApdu:
         """Split raw response bytes; :class:`MalformedResponse` when shorter than 2 bytes."""
         if len(raw) < 2:
             raise MalformedResponse(len(raw))
-        return cls(bytes(raw[:-2]), (raw[-2] << 8) | raw[-1])
+        # Two bytes always make a valid status word: skip __post_init__ (hot path).
+        response = object.__new__(cls)
+        object.__setattr__(response, "data", bytes(raw[:-2]))
+        object.__setattr__(response, "sw", (raw[-2] << 8) | raw[-1])
+        return response
 
     def encode(self) -> bytes:
         """Data followed by SW1 SW2."""

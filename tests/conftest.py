@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import pytest
 
 from sscard.applets import ScriptedCard
+from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader, reader_lock, running_pcscd
 from sscard.applets.vpcd import VpcdBridge
-from tests.pcsc_rig import VPCD_READERS, card_in_reader, reader_lock, running_pcscd
 
 
 @pytest.fixture(scope="session")

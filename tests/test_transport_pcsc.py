@@ -11,11 +11,11 @@ from smartcard import scard
 from sscard import errors
 from sscard.apdu import CommandApdu
 from sscard.applets import ScriptedCard
+from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
 from sscard.protocol import ApduProtocol
 from sscard.transport import pcsc
 from sscard.transport.resolve import open_transport
 from tests.conftest import PluggedCard
-from tests.pcsc_rig import VPCD_READERS, card_in_reader
 
 
 def test_readers_listed_with_card_and_atr(scripted_card: PluggedCard) -> None:

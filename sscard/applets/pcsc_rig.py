@@ -1,4 +1,5 @@
-"""The PC/SC test rig: a real pcscd with the vpcd driver, and cards plugged into it.
+"""The PC/SC rig for tests, benchmarks and the demo: a real pcscd with the vpcd
+driver, and Python cards plugged into its readers.
 
 A test session starts ``pcscd --foreground`` when none runs (never socket
 activation: it exits after 60 s idle) and copes with one that already runs.
@@ -20,6 +21,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sscard.applets.vpcd import VpcdBridge
+from sscard.errors import TransportError
 from sscard.transport import pcsc
 from sscard.transport.base import CardLike
 
@@ -39,7 +41,7 @@ def _pcscd_answers() -> bool:
     try:
         pcsc.list_readers()
         return True
-    except Exception:
+    except TransportError:
         return False
 
 
