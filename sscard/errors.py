@@ -117,19 +117,27 @@ class ApduError(SscardError):
 class PinIncorrect(ApduError, AuthenticationError):
     """Wrong PIN; ``tries_left`` tries remain before it blocks."""
 
-    def __init__(self, sw: int, tries_left: int, *, command: str | None = None) -> None:
+    def __init__(
+        self, tries_left: int, sw: int | None = None, *, command: str | None = None
+    ) -> None:
         self.tries_left = tries_left
         plural = "try" if tries_left == 1 else "tries"
-        super().__init__(sw, f"wrong PIN, {tries_left} {plural} left", command=command)
+        super().__init__(
+            0x63C0 | (tries_left & 0x0F) if sw is None else sw,
+            f"wrong PIN, {tries_left} {plural} left",
+            command=command,
+        )
 
 
 class AuthenticationFailed(ApduError, AuthenticationError):
     """Wrong cryptogram in EXTERNAL AUTHENTICATE (a wrong key); tries left if known."""
 
     def __init__(
-        self, sw: int, tries_left: int | None = None, *, command: str | None = None
+        self, tries_left: int | None = None, sw: int | None = None, *, command: str | None = None
     ) -> None:
         self.tries_left = tries_left
+        if sw is None:
+            sw = 0x6300 if tries_left is None else 0x63C0 | (tries_left & 0x0F)
         extra = "" if tries_left is None else f", {tries_left} tries left on this key"
         super().__init__(
             sw, f"authentication failed: wrong key or cryptogram{extra}", command=command

@@ -100,8 +100,8 @@ def error_for(command: CommandApdu, sw: int) -> errors.ApduError:
     n = tries_left(sw)
     if n is not None:
         if pin_command:
-            return errors.PinIncorrect(sw, n, command=name)
-        return errors.AuthenticationFailed(sw, n, command=name)
+            return errors.PinIncorrect(n, sw, command=name)
+        return errors.AuthenticationFailed(n, sw, command=name)
     if sw == 0x6983:
         return (
             errors.PinBlocked(sw, command=name)

@@ -186,7 +186,7 @@ def test_reader_from_environment(scripted_file: Path) -> None:
 @pytest.mark.parametrize(
     ("error", "code"),
     [
-        (errors.PinIncorrect(0x63C2, 2), ExitCode.WRONG_PIN),
+        (errors.PinIncorrect(2), ExitCode.WRONG_PIN),
         (errors.PinBlocked(), ExitCode.BLOCKED),
         (errors.KeyBlocked(), ExitCode.BLOCKED),
         (errors.CardBlocked(0x6A81), ExitCode.BLOCKED),
@@ -197,7 +197,7 @@ def test_reader_from_environment(scripted_file: Path) -> None:
         (errors.ReaderBusy("x"), ExitCode.NO_CARD),
         (errors.NoService("x"), ExitCode.NO_CARD),
         (errors.BadMac(0x6988), ExitCode.AUTH),
-        (errors.AuthenticationFailed(0x63C1, 1), ExitCode.AUTH),
+        (errors.AuthenticationFailed(1), ExitCode.AUTH),
         (errors.SecurityStatusNotSatisfied(0x6982), ExitCode.AUTH),
         (errors.InvalidInput("x"), ExitCode.INVALID_INPUT),
         (errors.FileNotFound(0x6A82), ExitCode.FAILED),
@@ -207,3 +207,13 @@ def test_reader_from_environment(scripted_file: Path) -> None:
 )
 def test_exit_code_table(error: errors.SscardError, code: ExitCode) -> None:
     assert exit_code_for(error) == code
+
+
+def test_readers_lists_the_virtual_card(scripted_file: Path) -> None:
+    rows = json.loads(run("--json", "-r", f"virtual:{scripted_file}", "readers").stdout)
+    assert rows[0] == {
+        "name": f"virtual:{scripted_file}",
+        "card_present": True,
+        "atr": "3B8C80015353430000000000000000014F",
+        "kind": "virtual",
+    }

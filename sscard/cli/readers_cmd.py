@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sscard.cli.context import CliState, pass_state
+from sscard.errors import NoService
 from sscard.transport import pcsc
 from sscard.transport.resolve import VIRTUAL_PREFIX, open_transport, reader_spec
 
@@ -34,7 +35,14 @@ def readers(state: CliState) -> None:
         rows.append(
             {"name": spec, "card_present": True, "atr": atr.hex().upper(), "kind": "virtual"}
         )
-    for st in pcsc.reader_states():
+    try:
+        states = pcsc.reader_states()
+    except NoService as exc:
+        if not rows:
+            raise
+        states = []  # the emulated card is listed; say why PC/SC readers are not
+        click.echo(f"Warning: {exc}", err=True)
+    for st in states:
         rows.append(
             {
                 "name": st.name,
