@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algori
 from sscard.errors import InvalidInput, WrongKeyLength
 
 Algorithm = Literal["3des", "sm4"]
+ALGORITHMS: tuple[str, ...] = ("3des", "sm4")
 KEY_LENGTH = 16
 FACTOR_LENGTH = 8
 MAC_LENGTH = 4
