@@ -202,3 +202,75 @@ class WrongParameters(ApduError):
 
 class InstructionNotSupported(ApduError):
     """The card does not know this instruction or class (6D00, 6E00)."""
+
+
+# --- keys and key stores (docs/keys.md) ---------------------------------------
+
+
+class WrongKeyLength(InvalidInput):
+    """A key has the wrong length for its algorithm (every card key is 16 bytes)."""
+
+    def __init__(self, algorithm: str, length: int) -> None:
+        self.algorithm = algorithm
+        self.length = length
+        super().__init__(
+            "wrong key length",
+            [("key", f"a {algorithm} key must be 16 bytes, got {length}")],
+        )
+
+
+class KeyStoreError(SscardError):
+    """Root of key store and security module errors."""
+
+
+class WrongPassphrase(KeyStoreError, AuthenticationError):
+    """The key store passphrase is wrong (or the store's header was altered)."""
+
+
+class CorruptKeyStore(KeyStoreError, InvalidInput):
+    """The key store file is not a key store, is truncated, or was tampered with."""
+
+
+class UnknownKeyReference(KeyStoreError, InvalidInput):
+    """No key with this reference (and version) in the store."""
+
+    def __init__(self, ref: str, version: int | None = None) -> None:
+        self.ref = ref
+        self.version = version
+        which = ref if version is None else f"{ref} version {version}"
+        super().__init__(
+            f"no key {which} in the key store; 'sscard keys list' shows the keys it holds"
+        )
+
+
+class KeyExists(KeyStoreError, InvalidInput):
+    """A key with this reference and version is already in the store."""
+
+
+class MechanismUnavailable(KeyStoreError, InvalidInput):
+    """The token cannot do what the key needs (e.g. SM4 on SoftHSM2); names the mechanism."""
+
+    def __init__(self, mechanism: str, detail: str = "") -> None:
+        self.mechanism = mechanism
+        extra = f" ({detail})" if detail else ""
+        super().__init__(f"the token does not support {mechanism}{extra}")
+
+
+class TokenError(KeyStoreError):
+    """The PKCS#11 token failed or could not be found."""
+
+
+class TokenNotFound(TokenError, InvalidInput):
+    """No PKCS#11 token with this label (or the module cannot be loaded)."""
+
+
+class WrongTokenPin(TokenError, AuthenticationError):
+    """The PKCS#11 user PIN is wrong."""
+
+
+class TokenLocked(TokenError, AuthenticationError):
+    """The PKCS#11 token's user PIN is locked; the security officer must reset it."""
+
+
+class DevelopmentKeysRefused(KeyStoreError, InvalidInput):
+    """A production profile was asked to use the development key store."""

@@ -1,0 +1,443 @@
+"""``sscard keys``: the key ceremony (docs/keys.md, "Key ceremony").
+
+Prompts and prints only; the work is in :mod:`sscard.keys.ceremony` and
+:mod:`sscard.keys.software_store`. Secrets come from hidden prompts,
+``SSCARD_KEYSTORE_PASSPHRASE`` or ``--passphrase-fd``, never from argv; no
+command writes or prints a key value, only KCVs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from sscard.cli.context import CliState, pass_state
+from sscard.errors import InvalidInput
+from sscard.keys import ceremony
+from sscard.keys.entry import KeyEntry
+from sscard.keys.scheme import KeyScheme, KeySlot
+from sscard.keys.software_store import ScryptParams, SoftwareKeyStore
+
+ENV_PASSPHRASE = "SSCARD_KEYSTORE_PASSPHRASE"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _json_flag(f: F) -> F:
+    def set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+        if value:
+            ctx.ensure_object(CliState).json = True
+
+    return click.option(
+        "--json",
+        "json_output",
+        is_flag=True,
+        expose_value=False,
+        callback=set_json,
+        help="Machine-readable JSON on stdout (same as 'sscard --json').",
+    )(f)
+
+
+def _fd_option(f: F) -> F:
+    return click.option(
+        "--passphrase-fd",
+        type=int,
+        metavar="N",
+        help=f"Read the store passphrase from file descriptor N (one line). "
+        f"Else ${ENV_PASSPHRASE}, else a hidden prompt.",
+    )(f)
+
+
+def _cost_option(f: F) -> F:
+    return click.option(
+        "--kdf-cost",
+        type=click.IntRange(10, 20),
+        default=17,
+        show_default=True,
+        metavar="LOG2N",
+        help="scrypt cost of a new store file as log2(N); lower it only for tests.",
+    )(f)
+
+
+def _read_fd(fd: int) -> str:
+    try:
+        with os.fdopen(fd, "r", encoding="utf-8", closefd=False) as f:
+            line = f.readline()
+    except OSError:
+        raise InvalidInput(
+            "cannot read passphrase", [("--passphrase-fd", f"{fd} is not readable")]
+        ) from None
+    return line.rstrip("\r\n")
+
+
+def _passphrase(fd: int | None, label: str, *, confirm: bool = False, env: bool = True) -> str:
+    if fd is not None:
+        return _read_fd(fd)
+    if env and os.environ.get(ENV_PASSPHRASE):
+        return os.environ[ENV_PASSPHRASE]
+    value: str = click.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True)
+    return value
+
+
+def _open(store: Path, fd: int | None) -> SoftwareKeyStore:
+    return SoftwareKeyStore.open(store, _passphrase(fd, f"Passphrase for {store}"))
+
+
+def _load_scheme(path: Path) -> KeyScheme:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput("cannot read scheme", [("--scheme", str(exc))]) from None
+    if isinstance(data, dict):
+        data = data.get("keys", data.get("key_scheme"))
+    if not isinstance(data, list):
+        raise InvalidInput("bad scheme", [("--scheme", "a list of key slots, or {'keys': [...]}")])
+    return KeyScheme.from_data(data)
+
+
+def _rows(entries: list[KeyEntry]) -> str:
+    lines = [f"{'REF':<14} {'VER':>3}  {'ALG':<4}  {'TIER':<9} {'CITY':<6}  KCV"]
+    for e in entries:
+        tier = f"{e.tier} {e.depth}/{e.levels}"
+        lines.append(
+            f"{e.ref:<14} {e.version:>3}  {e.algorithm:<4}  {tier:<9} {e.city or '-':<6}  "
+            f"{e.kcv.hex().upper()}"
+        )
+    return "\n".join(lines)
+
+
+@click.group()
+def keys() -> None:
+    """Key ceremony: key stores, root keys, dual control, zone export, rotation.
+
+    A store file is encrypted with a passphrase (scrypt + AES-256-GCM). The
+    passphrase comes from --passphrase-fd N, else $SSCARD_KEYSTORE_PASSPHRASE,
+    else a hidden prompt; never from the command line. No command shows a key:
+    only references, versions and key check values (KCV).
+
+    \b
+    Examples:
+      sscard keys init centre.ks
+      sscard keys generate centre.ks --scheme profile.json
+      sscard keys list centre.ks
+      sscard keys split centre.ks SSSE/MK/00 --parts 2 --out-dir components/
+      sscard keys export-zone centre.ks pudong.ks --city 310115
+      sscard keys rotate centre.ks SSSE/EAK/01
+    """
+
+
+@keys.command()
+@click.argument("store", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--kind",
+    type=click.Choice(["root", "zone"]),
+    default="root",
+    show_default=True,
+    help="root: issuing centre; zone: a service point's city-level keys.",
+)
+@click.option("--city", metavar="CODE", help="6-digit city code (zone stores).")
+@_fd_option
+@_cost_option
+@_json_flag
+@pass_state
+def init(
+    state: CliState,
+    store: Path,
+    kind: str,
+    city: str | None,
+    passphrase_fd: int | None,
+    kdf_cost: int,
+) -> None:
+    """Create a new, empty key store file (mode 0600; refuses to overwrite).
+
+    \b
+    Examples:
+      sscard keys init centre.ks
+      sscard keys init --kind zone --city 310115 pudong.ks
+    """
+    if kind == "zone" and not city:
+        raise InvalidInput("zone store needs a city", [("--city", "6-digit city code")])
+    pw = _passphrase(passphrase_fd, f"New passphrase for {store}", confirm=True)
+    SoftwareKeyStore.create(store, pw, kind=kind, city=city, scrypt=ScryptParams(n=2**kdf_cost))
+    state.emit(
+        {"store": str(store), "kind": kind, "city": city, "keys": 0},
+        f"Created {kind} key store {store}.",
+    )
+
+
+@keys.command()
+@click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--scheme",
+    "scheme_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Card profile JSON with a 'keys' list (or the list itself).",
+)
+@click.option("--ref", "refs", multiple=True, metavar="REF", help="Only these slots (repeatable).")
+@click.option(
+    "--version", type=click.IntRange(1, 255), help="Version to generate (default: slot's)."
+)
+@_fd_option
+@_json_flag
+@pass_state
+def generate(
+    state: CliState,
+    store: Path,
+    scheme_file: Path,
+    refs: tuple[str, ...],
+    version: int | None,
+    passphrase_fd: int | None,
+) -> None:
+    """Generate random root keys for the slots of a key scheme.
+
+    Nothing is written if any key already exists.
+
+    \b
+    Examples:
+      sscard keys generate centre.ks --scheme profile.json
+      sscard keys generate centre.ks --scheme profile.json --ref SSSE/EAK/01 --version 2
+    """
+    scheme = _load_scheme(scheme_file)
+    slots: list[KeySlot] = [s for s in scheme.slots if not refs or s.ref in refs]
+    missing = sorted(set(refs) - {s.ref for s in scheme.slots})
+    if missing:
+        raise InvalidInput("unknown slot", [("--ref", f"not in the scheme: {', '.join(missing)}")])
+    ks = _open(store, passphrase_fd)
+    _require_kind(ks, "root")
+    new = [ceremony.generate_root(s, version) for s in slots]
+    for e in new:
+        ks.add(e)
+    ks.save()
+    state.emit([e.info() for e in new], f"Generated {len(new)} root key(s):\n{_rows(new)}")
+
+
+@keys.command(name="list")
+@click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_fd_option
+@_json_flag
+@pass_state
+def list_(state: CliState, store: Path, passphrase_fd: int | None) -> None:
+    """List references, versions, algorithms and KCVs (never key values).
+
+    \b
+    Examples:
+      sscard keys list centre.ks
+      SSCARD_KEYSTORE_PASSPHRASE=... sscard --json keys list centre.ks
+    """
+    ks = _open(store, passphrase_fd)
+    entries = ks.entries()
+    state.emit(
+        {
+            "store": str(store),
+            "kind": ks.kind,
+            "city": ks.city,
+            "keys": [e.info() for e in entries],
+        },
+        f"{store}: {ks.kind} store{', city ' + ks.city if ks.city else ''}, "
+        f"{len(entries)} key(s)\n{_rows(entries)}",
+    )
+
+
+@keys.command()
+@click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("ref")
+@click.option("--version", type=click.IntRange(1, 255), help="Default: the highest held.")
+@click.option("--parts", type=click.IntRange(2, 9), default=2, show_default=True)
+@click.option(
+    "--out-dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the component files (one per custodian).",
+)
+@_fd_option
+@_cost_option
+@_json_flag
+@pass_state
+def split(
+    state: CliState,
+    store: Path,
+    ref: str,
+    version: int | None,
+    parts: int,
+    out_dir: Path,
+    passphrase_fd: int | None,
+    kdf_cost: int,
+) -> None:
+    """Split a key into XOR components for dual control.
+
+    Each component goes to its own encrypted file under the passphrase its
+    custodian types (hidden, confirmed); each has its own KCV.
+
+    \b
+    Examples:
+      sscard keys split centre.ks SSSE/MK/00 --parts 3 --out-dir /media/custodians
+    """
+    ks = _open(store, passphrase_fd)
+    entry = ks.get(ref, version)
+    comps = ceremony.split(entry, parts)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = entry.ref.replace("/", "-")
+    paths = [out_dir / f"{name}.v{entry.version}.component{i}.ks" for i in range(1, parts + 1)]
+    clash = [str(p) for p in paths if p.exists()]
+    if clash:
+        raise InvalidInput("component files exist", [("--out-dir", ", ".join(clash))])
+    written: list[dict[str, Any]] = []
+    for i, (comp, path) in enumerate(zip(comps, paths, strict=True), 1):
+        pw = _passphrase(None, f"Custodian {i} of {parts}: new passphrase", confirm=True, env=False)
+        SoftwareKeyStore.create(
+            path, pw, kind="component", entries=[comp], scrypt=ScryptParams(n=2**kdf_cost)
+        )
+        written.append({"component": i, "file": str(path), "kcv": ceremony.kcv_hex(comp)})
+    result = {
+        "ref": entry.ref,
+        "version": entry.version,
+        "kcv": ceremony.kcv_hex(entry),
+        "components": written,
+    }
+    human = [f"{entry.ref} v{entry.version} (KCV {result['kcv']}) split into {parts}:"]
+    human += [f"  component {w['component']}: {w['file']}  KCV {w['kcv']}" for w in written]
+    state.emit(result, "\n".join(human))
+
+
+@keys.command()
+@click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "components",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@_fd_option
+@_json_flag
+@pass_state
+def combine(
+    state: CliState, store: Path, components: tuple[Path, ...], passphrase_fd: int | None
+) -> None:
+    """Combine two or more component files into a key of STORE (dual control).
+
+    Each custodian types the passphrase of their component file; the KCV of
+    every component and of the result is shown for checking against the
+    ceremony record.
+
+    \b
+    Examples:
+      sscard keys combine centre.ks a/SSSE-MK-00.v1.component1.ks b/SSSE-MK-00.v1.component2.ks
+    """
+    if len(components) < 2:
+        raise InvalidInput("too few components", [("COMPONENTS", "at least 2 files")])
+    ks = _open(store, passphrase_fd)
+    parts: list[KeyEntry] = []
+    for i, path in enumerate(components, 1):
+        pw = _passphrase(None, f"Custodian {i}: passphrase for {path}", env=False)
+        comp_store = SoftwareKeyStore.open(path, pw)
+        if comp_store.kind != "component" or len(comp_store.entries()) != 1:
+            raise InvalidInput("not a component file", [(str(path), "kind must be 'component'")])
+        parts.append(comp_store.entries()[0])
+    key = ceremony.combine(parts)
+    ks.add(key)
+    ks.save()
+    state.emit(
+        {
+            **key.info(),
+            "components": [
+                {"file": str(p), "kcv": ceremony.kcv_hex(c)}
+                for p, c in zip(components, parts, strict=True)
+            ],
+        },
+        f"Combined {len(parts)} components into {key.ref} v{key.version}, "
+        f"KCV {ceremony.kcv_hex(key)}.",
+    )
+
+
+@keys.command(name="export-zone")
+@click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--city", required=True, metavar="CODE", help="6-digit city code of the service point."
+)
+@click.option("--ref", "refs", multiple=True, metavar="REF", help="Only these keys (repeatable).")
+@_fd_option
+@_cost_option
+@_json_flag
+@pass_state
+def export_zone(
+    state: CliState,
+    store: Path,
+    out: Path,
+    city: str,
+    refs: tuple[str, ...],
+    passphrase_fd: int | None,
+    kdf_cost: int,
+) -> None:
+    """Derive one city's keys from the roots into a new zone store for a service point.
+
+    OUT is encrypted under a transport passphrase typed here (hidden,
+    confirmed) and handed to the service point by a separate channel. Only
+    city-level keys go into OUT: roots never leave, and keys with fewer than
+    two diversification levels are not exported.
+
+    \b
+    Examples:
+      sscard keys export-zone centre.ks pudong.ks --city 310115
+      sscard keys export-zone centre.ks pudong.ks --city 310115 --ref DF04/EAK/01
+    """
+    ks = _open(store, passphrase_fd)
+    _require_kind(ks, "root")
+    roots = [e for e in ks.entries() if not refs or e.ref in refs]
+    missing = sorted(set(refs) - {e.ref for e in roots})
+    if missing:
+        raise InvalidInput("unknown key", [("--ref", f"not in the store: {', '.join(missing)}")])
+    zone = ceremony.export_zone(roots, city)
+    if not zone:
+        raise InvalidInput("nothing to export", [("--ref", "no root with 2 or more levels")])
+    pw = _passphrase(None, f"New transport passphrase for {out}", confirm=True, env=False)
+    SoftwareKeyStore.create(
+        out, pw, kind="zone", city=city, entries=zone, scrypt=ScryptParams(n=2**kdf_cost)
+    )
+    state.emit(
+        {"store": str(out), "city": city, "keys": [e.info() for e in zone]},
+        f"Exported {len(zone)} zone key(s) for city {city} to {out}:\n{_rows(zone)}",
+    )
+
+
+@keys.command()
+@click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("ref")
+@click.option("--version", type=click.IntRange(1, 255), help="New version (default: highest + 1).")
+@_fd_option
+@_json_flag
+@pass_state
+def rotate(
+    state: CliState, store: Path, ref: str, version: int | None, passphrase_fd: int | None
+) -> None:
+    """Generate a new version of a root beside the old one (the old one stays).
+
+    \b
+    Examples:
+      sscard keys rotate centre.ks SSSE/EAK/01
+      sscard keys rotate centre.ks SSSE/EAK/01 --version 5
+    """
+    ks = _open(store, passphrase_fd)
+    _require_kind(ks, "root")
+    current = ks.get(ref)
+    new = ceremony.rotate(current, version)
+    ks.add(new)
+    ks.save()
+    state.emit(
+        new.info(),
+        f"{ref}: version {new.version} added beside version(s) "
+        f"{', '.join(str(v) for v in ks.versions(ref) if v != new.version)}, "
+        f"KCV {ceremony.kcv_hex(new)}.",
+    )
+
+
+def _require_kind(ks: SoftwareKeyStore, kind: str) -> None:
+    if ks.kind != kind:
+        raise InvalidInput(
+            f"this needs a {kind} store", [("store", f"{ks.path} is a {ks.kind} store")]
+        )

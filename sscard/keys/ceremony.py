@@ -1,0 +1,104 @@
+"""Key ceremony operations as library functions (docs/keys.md, "Key ceremony").
+
+Generate roots, rotate to a new version, split a key into XOR components for
+dual control and combine them back, derive city-level (zone) keys for one
+service point. The CLI (``sscard keys ...``) only prompts and prints.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+
+from sscard.errors import InvalidInput
+from sscard.keys.algorithms import card_factors, diversify_path, kcv, xor
+from sscard.keys.entry import KeyEntry
+from sscard.keys.scheme import KeySlot
+
+
+def generate_root(slot: KeySlot, version: int | None = None) -> KeyEntry:
+    """A new random root for ``slot`` (at ``version``, default the slot's)."""
+    return KeyEntry(
+        ref=slot.ref,
+        version=slot.version if version is None else version,
+        algorithm=slot.algorithm,
+        levels=slot.levels,
+        depth=0,
+        value=secrets.token_bytes(16),
+    )
+
+
+def rotate(entry: KeyEntry, version: int | None = None) -> KeyEntry:
+    """A new random root beside ``entry`` (default version: ``entry.version + 1``)."""
+    new = entry.version + 1 if version is None else version
+    if new == entry.version:
+        raise InvalidInput("same version", [("version", "must differ from the current one")])
+    if entry.depth != 0:
+        raise InvalidInput("not a root", [("ref", "only roots are rotated; re-export zones")])
+    return KeyEntry(entry.ref, new, entry.algorithm, entry.levels, 0, secrets.token_bytes(16))
+
+
+def split(entry: KeyEntry, parts: int) -> list[KeyEntry]:
+    """``parts`` (≥ 2) random components whose XOR is ``entry``; each has its own KCV."""
+    if not 2 <= parts <= 9:
+        raise InvalidInput("wrong number of components", [("parts", "must be 2..9")])
+    comps = [secrets.token_bytes(16) for _ in range(parts - 1)]
+    last = entry.value
+    for c in comps:
+        last = xor(last, c)
+    comps.append(last)
+    return [
+        KeyEntry(
+            entry.ref, entry.version, entry.algorithm, entry.levels, entry.depth, c, entry.city
+        )
+        for c in comps
+    ]
+
+
+def combine(components: Sequence[KeyEntry]) -> KeyEntry:
+    """XOR ≥ 2 components of the same key back into the key."""
+    if len(components) < 2:
+        raise InvalidInput("too few components", [("components", "at least 2 are needed")])
+    first = components[0]
+    value = first.value
+    for c in components[1:]:
+        same = (c.ref, c.version, c.algorithm, c.levels, c.depth, c.city) == (
+            first.ref,
+            first.version,
+            first.algorithm,
+            first.levels,
+            first.depth,
+            first.city,
+        )
+        if not same:
+            raise InvalidInput("components differ", [("components", "not parts of the same key")])
+        value = xor(value, c.value)
+    return KeyEntry(
+        first.ref, first.version, first.algorithm, first.levels, first.depth, value, first.city
+    )
+
+
+def zone_key(root: KeyEntry, city: str) -> KeyEntry:
+    """The city-level key of ``root`` for ``city``: all levels but the card serial."""
+    if root.depth != 0:
+        raise InvalidInput("not a root", [("ref", f"{root.ref} is already diversified")])
+    if root.levels < 2:
+        raise InvalidInput(
+            f"{root.ref} has {root.levels} diversification level(s)",
+            [("ref", "a zone key needs at least 2 levels, or the service point would hold a root")],
+        )
+    factors = card_factors(city, bytes(8), root.levels)[:-1]
+    value = diversify_path(root.value, factors, algorithm=root.algorithm)
+    return KeyEntry(
+        root.ref, root.version, root.algorithm, root.levels, root.levels - 1, value, city
+    )
+
+
+def export_zone(roots: Iterable[KeyEntry], city: str) -> list[KeyEntry]:
+    """Zone keys for every root that can have one (roots with fewer than 2 levels stay home)."""
+    return [zone_key(r, city) for r in roots if r.depth == 0 and r.levels >= 2]
+
+
+def kcv_hex(entry: KeyEntry) -> str:
+    """The KCV as upper-case hex."""
+    return kcv(entry.value, algorithm=entry.algorithm).hex().upper()

@@ -1,0 +1,214 @@
+"""SecurityModule: what the session layers call for card crypto (ARCHITECTURE.md, "keys/").
+
+Callers ask for "the cryptogram / MAC / enciphered block for this card and this
+key", never for a key: given the card serial (ATR bytes 9..16), a key reference
+(a :class:`~sscard.keys.scheme.KeySlot` or ``"SSSE/EAK/01"``) and data, the
+module derives the card's key from the root or zone key it holds (spec "Keys":
+root → province → city → serial) and returns only the result. No method returns
+a root, zone or card key; :meth:`SecurityModule.write_key` returns the new card
+key already enciphered under the card's MK, with its MAC.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sscard.errors import InvalidInput
+from sscard.keys.algorithms import (
+    block_size,
+    card_factors,
+    constant_time_equal,
+    diversify_path,
+    ecb_encrypt,
+    kcv,
+    line_mac,
+    pad,
+)
+from sscard.keys.records import key_record
+from sscard.keys.scheme import KeySlot
+from sscard.keys.software_store import SoftwareKeyStore
+
+KeyRef = KeySlot | str
+
+
+class KeyMeta(Protocol):
+    """What a module needs to know about a stored key (never its value)."""
+
+    @property
+    def ref(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def levels(self) -> int: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def city(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class WriteKeyData:
+    """Data field of ``84 D4 01 KID``: ``E_MK(key-record) ‖ MAC_MK``, and the new key's KCV."""
+
+    data: bytes
+    kcv: bytes
+
+    def __repr__(self) -> str:
+        return f"WriteKeyData(data=<{len(self.data)} bytes>, kcv={self.kcv.hex().upper()})"
+
+
+class SecurityModule(ABC):
+    """Card-level crypto over stored root or zone keys; subclasses supply the key operations."""
+
+    development: bool = False
+
+    def __init__(self, *, city: str | None) -> None:
+        self.city = city
+
+    # --- what subclasses provide ----------------------------------------------
+
+    @abstractmethod
+    def _lookup(self, ref: str, version: int | None) -> KeyMeta:
+        """The stored key for ``ref`` / ``version`` (highest if None)."""
+
+    @abstractmethod
+    def _card_encrypt(self, meta: KeyMeta, factors: tuple[bytes, ...], blocks: bytes) -> bytes:
+        """ECB-encrypt block-aligned data under the card key at the end of ``factors``."""
+
+    @abstractmethod
+    def _card_key(self, meta: KeyMeta, factors: tuple[bytes, ...]) -> bytes:
+        """The card-level key value; used only inside this module (MAC, WRITE KEY)."""
+
+    def _card_mac(self, meta: KeyMeta, factors: tuple[bytes, ...], data: bytes, iv: bytes) -> bytes:
+        return line_mac(self._card_key(meta, factors), data, iv=iv, algorithm=meta.algorithm)
+
+    # --- resolution ---------------------------------------------------------------
+
+    def _resolve(self, serial: bytes, key: KeyRef) -> tuple[KeyMeta, tuple[bytes, ...]]:
+        if isinstance(key, KeySlot):
+            meta = self._lookup(key.ref, key.version)
+            if meta.algorithm != key.algorithm or meta.levels != key.levels:
+                raise InvalidInput(
+                    f"stored key {key.ref} does not match the profile",
+                    [("key", f"store has {meta.algorithm}, {meta.levels} levels")],
+                )
+        else:
+            meta = self._lookup(key, None)
+        city = meta.city if meta.depth > 0 else self.city
+        if meta.depth > 0 and self.city is not None and self.city != meta.city:
+            raise InvalidInput("zone key is for another city", [("city", f"key is for {city}")])
+        if meta.levels > 0 and city is None:
+            raise InvalidInput("no city", [("city", "a city code is needed to derive card keys")])
+        factors = card_factors(city or "000000", bytes(serial), meta.levels)
+        return meta, factors[meta.depth :]
+
+    # --- the API the session layers call ------------------------------------------
+
+    def external_auth(self, serial: bytes, key: KeyRef, challenge: bytes) -> bytes:
+        """The EXTERNAL AUTHENTICATE cryptogram for the card's challenge."""
+        meta, factors = self._resolve(serial, key)
+        block = _challenge_block(challenge, meta.algorithm)
+        return self._card_encrypt(meta, factors, block)
+
+    def verify_internal_auth(
+        self, serial: bytes, key: KeyRef, challenge: bytes, response: bytes
+    ) -> bool:
+        """True if the card's INTERNAL AUTHENTICATE ``response`` proves it holds the IAK."""
+        return constant_time_equal(self.external_auth(serial, key, challenge), bytes(response))
+
+    def mac(self, serial: bytes, key: KeyRef, data: bytes, *, iv: bytes) -> bytes:
+        """The 4-byte line MAC over assembled ``data`` with the challenge as ``iv``."""
+        meta, factors = self._resolve(serial, key)
+        return self._card_mac(meta, factors, bytes(data), bytes(iv))
+
+    def verify_mac(self, serial: bytes, key: KeyRef, data: bytes, mac: bytes, *, iv: bytes) -> bool:
+        """Constant-time check of a MAC (e.g. one the card returned)."""
+        return constant_time_equal(self.mac(serial, key, data, iv=iv), bytes(mac))
+
+    def encipher(self, serial: bytes, key: KeyRef, data: bytes) -> bytes:
+        """``E_K(len ‖ data ‖ 80 00…)`` under the card key (PIN blocks, records)."""
+        meta, factors = self._resolve(serial, key)
+        if len(data) > 255:
+            raise InvalidInput("record too long", [("data", "at most 255 bytes")])
+        plain = pad(bytes([len(data)]) + bytes(data), block_size(meta.algorithm))
+        return self._card_encrypt(meta, factors, plain)
+
+    def write_key(
+        self, serial: bytes, target: KeySlot, *, under: KeyRef, header: bytes, challenge: bytes
+    ) -> WriteKeyData:
+        """WRITE KEY data for ``target``: the card key enciphered under ``under`` plus the MAC.
+
+        ``header`` is CLA INS P1 P2 (``84 D4 01 KID``); the MAC covers header ‖ Lc' ‖
+        enciphered record with the card's challenge as IV (spec "MAC computation").
+        """
+        if len(header) != 4:
+            raise InvalidInput("bad header", [("header", "must be CLA INS P1 P2 (4 bytes)")])
+        t_meta, t_factors = self._resolve(serial, target)
+        value = self._card_key(t_meta, t_factors)
+        record = key_record(target, value)
+        new_kcv = kcv(value, algorithm=target.algorithm)
+        del value
+        enciphered = self.encipher(serial, under, record)
+        lc = len(enciphered) + 4
+        if lc > 255:
+            raise InvalidInput("record too long", [("data", "Lc over 255")])
+        mac = self.mac(serial, under, bytes(header) + bytes([lc]) + enciphered, iv=challenge)
+        return WriteKeyData(enciphered + mac, new_kcv)
+
+    def card_kcv(self, serial: bytes, key: KeyRef) -> bytes:
+        """KCV of one card's key (safe to show: it identifies the key, it does not reveal it)."""
+        meta, factors = self._resolve(serial, key)
+        return self._card_encrypt(meta, factors, bytes(block_size(meta.algorithm)))[:3]
+
+    def key_info(self, key: KeyRef) -> dict[str, Any]:
+        """Metadata of the stored key behind ``key`` (no value)."""
+        ref, version = (key.ref, key.version) if isinstance(key, KeySlot) else (key, None)
+        m = self._lookup(ref, version)
+        return {
+            "ref": m.ref,
+            "version": m.version,
+            "algorithm": m.algorithm,
+            "levels": m.levels,
+            "depth": m.depth,
+            "city": m.city,
+        }
+
+
+def _challenge_block(challenge: bytes, algorithm: str) -> bytes:
+    if len(challenge) != 8:
+        raise InvalidInput("wrong challenge length", [("challenge", "must be 8 bytes")])
+    return bytes(challenge) + bytes(block_size(algorithm) - 8)
+
+
+class SoftwareSecurityModule(SecurityModule):
+    """A security module over a :class:`SoftwareKeyStore` (roots or zone keys in memory)."""
+
+    def __init__(self, store: SoftwareKeyStore, *, city: str | None = None) -> None:
+        super().__init__(city=city or store.city)
+        self._store = store
+        self.development = store.development
+
+    def __repr__(self) -> str:
+        return f"SoftwareSecurityModule(store={self._store!r}, city={self.city!r})"
+
+    def _lookup(self, ref: str, version: int | None) -> KeyMeta:
+        return self._store.get(ref, version)
+
+    def _card_key(self, meta: KeyMeta, factors: tuple[bytes, ...]) -> bytes:
+        entry = self._store.get(meta.ref, meta.version)
+        return diversify_path(entry.value, factors, algorithm=entry.algorithm)
+
+    def _card_encrypt(self, meta: KeyMeta, factors: tuple[bytes, ...], blocks: bytes) -> bytes:
+        return ecb_encrypt(self._card_key(meta, factors), blocks, algorithm=meta.algorithm)
+
+
+__all__ = [
+    "KeyRef",
+    "SecurityModule",
+    "SoftwareSecurityModule",
+    "WriteKeyData",
+]

@@ -1,0 +1,203 @@
+"""SecurityModule over the software store and the development store (ARCHITECTURE.md "keys/")."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from sscard.errors import DevelopmentKeysRefused, InvalidInput, UnknownKeyReference
+from sscard.keys import diversify, line_mac
+from sscard.keys.algorithms import (
+    auth_cryptogram,
+    card_factors,
+    decipher_record,
+    diversify_path,
+    kcv,
+)
+from sscard.keys.ceremony import combine, export_zone, generate_root, rotate, split, zone_key
+from sscard.keys.dev import (
+    DEV_CITY,
+    DevelopmentKeyStore,
+    check_production,
+    development_card_key,
+    development_module,
+    development_root,
+)
+from sscard.keys.records import parse_key_record
+from sscard.keys.scheme import KeyScheme, KeySlot
+from sscard.keys.security_module import SoftwareSecurityModule
+from sscard.keys.software_store import SoftwareKeyStore
+
+SERIAL = bytes.fromhex("3100000000000042")
+CHALLENGE = bytes.fromhex("A1A2A3A4A5A6A7A8")
+CITY = "310100"
+
+
+def _scheme(algorithm: str) -> KeyScheme:
+    return KeyScheme.from_data(
+        [
+            {"df": "SSSE", "type": "MK", "id": 0, "version": 1, "algorithm": algorithm},
+            {"df": "SSSE", "type": "EAK", "id": 1, "version": 1, "algorithm": algorithm},
+            {"df": "SSSE", "type": "IAK", "id": 1, "version": 1, "algorithm": algorithm},
+            {"df": "SSSE", "type": "STK", "id": 1, "version": 1, "algorithm": algorithm},
+            {"df": "MF", "type": "TK", "id": 0, "version": 1, "algorithm": algorithm, "levels": 1},
+        ]
+    )
+
+
+def _modules(
+    algorithm: str,
+) -> tuple[SoftwareKeyStore, SoftwareSecurityModule, SoftwareSecurityModule]:
+    scheme = _scheme(algorithm)
+    roots = SoftwareKeyStore([generate_root(s) for s in scheme.slots], kind="root")
+    zone = SoftwareKeyStore(export_zone(roots.entries(), CITY), kind="zone", city=CITY)
+    return roots, SoftwareSecurityModule(roots, city=CITY), SoftwareSecurityModule(zone)
+
+
+def _card_key(roots: SoftwareKeyStore, slot: KeySlot) -> bytes:
+    """Independent path: three single-level diversify() calls from the root."""
+    key = roots.get(slot.ref).value
+    for f in card_factors(CITY, SERIAL, slot.levels):
+        key = diversify(key, f, algorithm=slot.algorithm)
+    return key
+
+
+@pytest.mark.parametrize("algorithm", ["3des", "sm4"])
+def test_root_and_zone_modules_agree_with_the_card_key(algorithm: str) -> None:
+    roots, at_centre, at_service_point = _modules(algorithm)
+    eak = _scheme(algorithm).find("SSSE", "EAK", 1)
+    card_eak = _card_key(roots, eak)
+    expected = auth_cryptogram(card_eak, CHALLENGE, algorithm=algorithm)
+    assert at_centre.external_auth(SERIAL, eak, CHALLENGE) == expected
+    assert at_service_point.external_auth(SERIAL, eak, CHALLENGE) == expected
+    assert at_service_point.external_auth(SERIAL, "SSSE/EAK/01", CHALLENGE) == expected
+
+    stk = _scheme(algorithm).find("SSSE", "STK", 1)
+    data = bytes.fromhex("841E000004")
+    mac = line_mac(_card_key(roots, stk), data, iv=CHALLENGE, algorithm=algorithm)
+    assert at_service_point.mac(SERIAL, stk, data, iv=CHALLENGE) == mac
+    assert at_centre.verify_mac(SERIAL, stk, data, mac, iv=CHALLENGE)
+    assert not at_centre.verify_mac(SERIAL, stk, data, bytes(4), iv=CHALLENGE)
+    assert at_service_point.card_kcv(SERIAL, stk) == kcv(_card_key(roots, stk), algorithm=algorithm)
+
+
+@pytest.mark.parametrize("algorithm", ["3des", "sm4"])
+def test_different_cards_get_different_keys(algorithm: str) -> None:
+    _, sm, _ = _modules(algorithm)
+    other = bytes.fromhex("3100000000000043")
+    assert sm.external_auth(SERIAL, "SSSE/EAK/01", CHALLENGE) != sm.external_auth(
+        other, "SSSE/EAK/01", CHALLENGE
+    )
+
+
+@pytest.mark.parametrize("algorithm", ["3des", "sm4"])
+def test_internal_auth_verification(algorithm: str) -> None:
+    roots, sm, _ = _modules(algorithm)
+    iak = _scheme(algorithm).find("SSSE", "IAK", 1)
+    genuine = auth_cryptogram(_card_key(roots, iak), CHALLENGE, algorithm=algorithm)
+    assert sm.verify_internal_auth(SERIAL, iak, CHALLENGE, genuine)
+    assert not sm.verify_internal_auth(SERIAL, iak, CHALLENGE, bytes(len(genuine)))
+
+
+@pytest.mark.parametrize("algorithm", ["3des", "sm4"])
+def test_write_key_record_deciphers_on_the_card(algorithm: str) -> None:
+    roots, _, sm = _modules(algorithm)
+    scheme = _scheme(algorithm)
+    mk, eak = scheme.find("SSSE", "MK", 0), scheme.find("SSSE", "EAK", 1)
+    header = bytes([0x84, 0xD4, 0x01, eak.id])
+    out = sm.write_key(SERIAL, eak, under=mk, header=header, challenge=CHALLENGE)
+    enc, mac = out.data[:-4], out.data[-4:]
+    card_mk = _card_key(roots, mk)
+    # What the card does: check the MAC, decipher, parse.
+    assert (
+        line_mac(card_mk, header + bytes([len(out.data)]) + enc, iv=CHALLENGE, algorithm=algorithm)
+        == mac
+    )
+    record = parse_key_record(decipher_record(card_mk, enc, algorithm=algorithm))
+    assert (record.type, record.id, record.version, record.algorithm) == ("EAK", 1, 1, algorithm)
+    assert record.value == _card_key(roots, eak)
+    assert out.kcv == kcv(record.value, algorithm=algorithm)
+    assert record.value.hex() not in repr(out).lower() and record.value.hex() not in repr(record)
+
+
+def test_module_refuses_mismatched_or_unknown_keys() -> None:
+    _, sm, zone_sm = _modules("sm4")
+    with pytest.raises(InvalidInput):  # profile says 3des, store holds sm4
+        sm.external_auth(SERIAL, KeySlot("SSSE", "EAK", 1, 1, "3des"), CHALLENGE)
+    with pytest.raises(UnknownKeyReference):
+        sm.external_auth(SERIAL, "DF03/EAK/01", CHALLENGE)
+    with pytest.raises(UnknownKeyReference):  # only version 1 exists
+        sm.external_auth(SERIAL, KeySlot("SSSE", "EAK", 1, 2, "sm4"), CHALLENGE)
+    with pytest.raises(InvalidInput):
+        sm.external_auth(SERIAL[:7], "SSSE/EAK/01", CHALLENGE)
+    with pytest.raises(UnknownKeyReference):  # TK has one level: never exported to a zone
+        zone_sm.external_auth(SERIAL, "MF/TK/00", CHALLENGE)
+    other_city = SoftwareSecurityModule(zone_sm._store, city="320100")
+    with pytest.raises(InvalidInput):
+        other_city.external_auth(SERIAL, "SSSE/EAK/01", CHALLENGE)
+
+
+def test_zone_key_needs_two_levels() -> None:
+    tk = generate_root(KeySlot("MF", "TK", 0, 1, "sm4", levels=1))
+    with pytest.raises(InvalidInput):
+        zone_key(tk, CITY)
+
+
+def test_split_and_combine() -> None:
+    root = generate_root(KeySlot("SSSE", "MK", 0, 1, "3des"))
+    parts = split(root, 3)
+    assert len({p.kcv for p in parts}) == 3 and all(p.value != root.value for p in parts)
+    assert combine(parts).kcv == root.kcv
+    assert combine(parts[:2]).kcv != root.kcv  # all components are needed
+    with pytest.raises(InvalidInput):
+        split(root, 1)
+    with pytest.raises(InvalidInput):
+        combine([parts[0], generate_root(KeySlot("SSSE", "EAK", 1, 1, "3des"))])
+
+
+def test_rotate_keeps_old_version() -> None:
+    store = SoftwareKeyStore([generate_root(KeySlot("SSSE", "MK", 0, 1, "sm4"))])
+    store.add(rotate(store.get("SSSE/MK/00")))
+    assert store.versions("SSSE/MK/00") == [1, 2]
+    assert store.get("SSSE/MK/00", 1).kcv != store.get("SSSE/MK/00", 2).kcv
+
+
+# --- development keys ---------------------------------------------------------
+
+
+def test_development_keys_are_the_documented_ones(caplog: pytest.LogCaptureFixture) -> None:
+    # Pinned so that docs/keys.md stays true: computed by the formula in sscard/keys/dev.py.
+    assert development_root("SSSE/EAK/01", 1, "sm4").hex().upper() == DEV_EAK_SM4
+    slots = _scheme("sm4").slots
+    with caplog.at_level(logging.WARNING, logger="sscard.keys"):
+        sm = development_module(slots)
+    assert "DEVELOPMENT" in caplog.text
+    assert sm.development and "DEVELOPMENT" in repr(sm._store)
+    eak = slots[1]
+    card = development_card_key(eak, SERIAL)
+    assert card == diversify_path(
+        development_root(eak.ref, 1, "sm4"), card_factors(DEV_CITY, SERIAL), algorithm="sm4"
+    )
+    assert sm.external_auth(SERIAL, eak, CHALLENGE) == auth_cryptogram(
+        card, CHALLENGE, algorithm="sm4"
+    )
+
+
+DEV_EAK_SM4 = "15810186B922CC4855BF651AF3666429"
+
+
+def test_production_refuses_development_keys() -> None:
+    dev = development_module(_scheme("3des").slots)
+    check_production(dev, production=False)
+    with pytest.raises(DevelopmentKeysRefused):
+        check_production(dev, production=True)
+    with pytest.raises(DevelopmentKeysRefused):
+        check_production(DevelopmentKeyStore(_scheme("3des").slots), production=True)
+    _, real, _ = _modules("3des")
+    check_production(real, production=True)  # a real store passes
+
+
+def test_development_store_is_never_saved() -> None:
+    with pytest.raises(DevelopmentKeysRefused):
+        DevelopmentKeyStore(_scheme("sm4").slots).save()
