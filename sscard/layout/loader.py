@@ -418,3 +418,17 @@ def _access_problems(p: Profile, access: Access, where: str) -> Problems:
 def is_df_type(type_: str) -> bool:
     """True for the file types that are DFs."""
     return type_ in DF_TYPES
+
+
+def profile_summary(name: str) -> dict[str, Any]:
+    """Name, description, base, abstract and production flags of a shipped profile file."""
+    source, file = _locate(name, None)
+    data = _read_json(source, file)
+    return {
+        "name": name,
+        "description": data.get("description", ""),
+        "extends": data.get("extends"),
+        "abstract": bool(data.get("abstract", False)),
+        "production": data.get("production"),
+        "default": name == DEFAULT_PROFILE,
+    }
