@@ -274,3 +274,26 @@ class TokenLocked(TokenError, AuthenticationError):
 
 class DevelopmentKeysRefused(KeyStoreError, InvalidInput):
     """A production profile was asked to use the development key store."""
+
+
+# --- layout (profiles, records, holder data) ---------------------------------
+
+
+class ProfileError(InvalidInput):
+    """A card profile is missing, malformed or inconsistent; ``problems`` name the JSON paths."""
+
+
+class RecordEncodeError(InvalidInput):
+    """A value does not fit its card record (too long, not encodable, out of range)."""
+
+
+class RecordDecodeError(ProtocolError):
+    """A record read from the card does not match its profile definition.
+
+    ``record`` names the record, e.g. ``EF06 record 2 (name)``.
+    """
+
+    def __init__(self, record: str, problem: str) -> None:
+        self.record = record
+        self.problem = problem
+        super().__init__(f"{record}: {problem}")

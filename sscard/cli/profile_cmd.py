@@ -1,0 +1,132 @@
+"""``sscard profile``: list, show and validate card profiles (docs/layout.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sscard.cli.context import CliState, pass_state
+from sscard.layout import FileSpec, Profile, load_profile, shipped_profiles
+from sscard.layout.loader import profile_summary
+
+
+@click.group()
+def profile() -> None:
+    """Card profiles: the file tree, records, access rules, keys and PIN of a card.
+
+    \b
+    Examples:
+      sscard profile list
+      sscard profile show ss3-sm4
+      sscard --json profile show ss2-3des > resolved.json
+      sscard profile validate my-city.json
+    """
+
+
+@profile.command("list")
+@pass_state
+def list_cmd(state: CliState) -> None:
+    """List the profiles shipped with sscard.
+
+    \b
+    Example:
+      sscard profile list
+    """
+    rows = [profile_summary(name) for name in shipped_profiles()]
+    lines = []
+    for r in rows:
+        flags = [
+            "default" if r["default"] else "",
+            "base layout" if r["abstract"] else "",
+            "production" if r["production"] else "",
+            f"extends {r['extends']}" if r["extends"] else "",
+        ]
+        tag = ", ".join(f for f in flags if f)
+        lines.append(f"{r['name']:<10}  {r['description']}" + (f" [{tag}]" if tag else ""))
+    state.emit(rows, "\n".join(lines))
+
+
+@profile.command()
+@click.argument("name", default="ss3-sm4")
+@pass_state
+def show(state: CliState, name: str) -> None:
+    """Show a profile (shipped NAME or a FILE path) with its base merged in.
+
+    With --json the output is the resolved profile, itself a valid profile file.
+
+    \b
+    Examples:
+      sscard profile show              the default profile (ss3-sm4)
+      sscard profile show ss2-3des
+      sscard --json profile show ./my-city.json
+    """
+    p = load_profile(name)
+    state.emit(p.to_data(), describe(p))
+
+
+@profile.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_state
+def validate(state: CliState, file: Path) -> None:
+    """Check a profile FILE: schema (unknown keys are errors), merge with its base,
+    cross references. Problems are listed with their JSON path; exit code 7.
+
+    \b
+    Example:
+      sscard profile validate my-city.json
+    """
+    p = load_profile(file)
+    state.emit(
+        {"valid": True, "file": str(file), "name": p.name, "production": p.production},
+        f"{file}: valid profile {p.name!r}" + (" (production)" if p.production else ""),
+    )
+
+
+def describe(p: Profile) -> str:
+    """The human form of a profile: header, then the file tree."""
+    cmd = p.command_set
+    t = p.atr_template
+    lines = [
+        f"Profile {p.name} ({'production' if p.production else 'development'})",
+        f"  {p.description}" if p.description else "",
+        f"Algorithm  {p.algorithm}; command set {cmd.variant}: {cmd.mac}, "
+        f"{cmd.mac_length}-byte MAC, {cmd.block_size}-byte blocks",
+        f"ATR        {t.prefix.hex().upper()} {t.historical_prefix.hex().upper()} "
+        f"{t.version:02X} <serial, {t.serial_length} bytes> TCK",
+        f"PIN        in {p.pin.df}: {p.pin.length} digits, {p.pin.encoding}, "
+        f"{p.pin.try_limit} tries",
+        "",
+    ]
+    root = next(f for f in p.files if f.parent is None)
+    _tree(p, root, 0, lines)
+    return "\n".join(line for i, line in enumerate(lines) if line or i > 4)
+
+
+def _tree(p: Profile, f: FileSpec, depth: int, lines: list[str]) -> None:
+    pad = "  " * depth
+    head = f"{pad}{f.id}  {f.type}"
+    if f.fid is not None:
+        head += f"  FID {f.fid.hex().upper()}"
+    if f.sfi is not None:
+        head += f"  SFI {f.sfi:02X}"
+    if f.df_name is not None:
+        head += f"  DF name {f.df_name.hex().upper()}"
+    if f.record_count is not None:
+        head += f"  {f.record_count} records ≤ {f.record_length} bytes"
+    lines.append(head + (f"  — {f.description}" if f.description else ""))
+    if f.access is not None:
+        read = " | ".join(str(c) for c in f.access.read)
+        write = " | ".join(str(c) for c in f.access.write)
+        lines.append(f"{pad}  access  read: {read}   write: {write}")
+    slots = p.key_scheme.in_df(f.id)
+    if slots:
+        keys = ", ".join(f"{s.type} {s.id:02X} v{s.version}" for s in slots)
+        lines.append(f"{pad}  keys    {keys}")
+    for r in f.records:
+        const = f" = {r.value}" if r.value is not None else ""
+        lines.append(
+            f"{pad}  #{r.no:<2} tag {r.tag:02X} len {r.length:<3} {r.encoding:<15} {r.field}{const}"
+        )
+    for child in p.children(f.id):
+        _tree(p, child, depth + 1, lines)

@@ -1,0 +1,366 @@
+"""Record codecs: one ``construct`` layout per record encoding (spec/card.md, "EF05", "EF06").
+
+Every record is one fixed-length TLV, ``tag ‖ len ‖ value``; a record never
+written reads as ``tag ‖ len ‖ FF…`` and decodes to ``None`` ("absent").
+Each codec class carries its own test vectors (``vectors``: hand-made from the
+spec tables), which one generic test checks for every class.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import construct as cs
+
+from sscard.errors import RecordDecodeError, RecordEncodeError
+
+# (tag, length, record hex, decoded value); the value ``None`` is never used here:
+# the generic test checks the all-FF record of every class itself.
+Vector = tuple[int, int, str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CardId:
+    """The card identification code (EF05 record 01): region ‖ RID ‖ serial."""
+
+    region: str
+    serial: bytes
+
+
+_DOES_NOT_FIT = "value does not fit its card record"
+
+
+class _ValueError(Exception):
+    """A value layout refused bytes or a value; wrapped into the typed errors below."""
+
+
+class _Bcd(cs.Adapter):  # type: ignore[misc]
+    """Packed BCD digits over ``n`` bytes ↔ a string of ``2n`` digits."""
+
+    def _decode(self, obj: bytes, context: Any, path: str) -> str:
+        text = obj.hex().upper()
+        if not text.isdigit():
+            raise _ValueError(f"not BCD digits: {text}")
+        return text
+
+    def _encode(self, obj: str, context: Any, path: str) -> bytes:
+        if not isinstance(obj, str) or not obj.isascii() or not obj.isdigit():
+            raise _ValueError("must be a string of digits")
+        return bytes.fromhex(obj)
+
+
+class _BcdDate(cs.Adapter):  # type: ignore[misc]
+    """BCD ``YYYYMMDD`` ↔ :class:`datetime.date`."""
+
+    def _decode(self, obj: str, context: Any, path: str) -> dt.date:
+        try:
+            return dt.date(int(obj[:4]), int(obj[4:6]), int(obj[6:8]))
+        except ValueError:
+            raise _ValueError(f"not a real date: {obj}") from None
+
+    def _encode(self, obj: dt.date, context: Any, path: str) -> str:
+        if not isinstance(obj, dt.date):
+            raise _ValueError("must be a date")
+        return f"{obj.year:04d}{obj.month:02d}{obj.day:02d}"
+
+
+class _PaddedText(cs.Adapter):  # type: ignore[misc]
+    """Text in a multi-byte encoding, right-padded with 00 (construct's PaddedString
+    only knows fixed-unit encodings, so GBK needs its own adapter)."""
+
+    def __init__(self, length: int, encoding: str) -> None:
+        super().__init__(cs.Bytes(length))
+        self.length = length
+        self.encoding = encoding
+
+    def _decode(self, obj: bytes, context: Any, path: str) -> str:
+        try:
+            return obj.rstrip(b"\x00").decode(self.encoding)
+        except UnicodeDecodeError:
+            raise _ValueError(f"not valid {self.encoding.upper()} text") from None
+
+    def _encode(self, obj: str, context: Any, path: str) -> bytes:
+        if not isinstance(obj, str):
+            raise _ValueError("must be text")
+        try:
+            raw = obj.encode(self.encoding)
+        except UnicodeEncodeError as exc:
+            bad = obj[exc.start]
+            raise _ValueError(
+                f"character {bad!r} (U+{ord(bad):04X}) cannot be encoded in {self.encoding.upper()}"
+            ) from None
+        if len(raw) > self.length:
+            raise _ValueError(
+                f"{len(raw)} bytes in {self.encoding.upper()}, the record holds {self.length}"
+            )
+        if b"\x00" in raw:
+            raise _ValueError("must not contain NUL characters")
+        return raw.ljust(self.length, b"\x00")
+
+
+class _Ascii(cs.Adapter):  # type: ignore[misc]
+    """Printable ASCII right-padded with 00 (built on construct's PaddedString)."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__(cs.PaddedString(length, "ascii"))
+        self.length = length
+
+    def _decode(self, obj: str, context: Any, path: str) -> str:
+        if not obj.isprintable():
+            raise _ValueError("not printable ASCII")
+        return obj
+
+    def _encode(self, obj: str, context: Any, path: str) -> str:
+        if not isinstance(obj, str) or not obj.isascii() or not obj.isprintable():
+            raise _ValueError("must be printable ASCII text")
+        if len(obj) > self.length:
+            raise _ValueError(f"{len(obj)} characters, the record holds {self.length}")
+        return obj
+
+
+class _AbsentOr(cs.Adapter):  # type: ignore[misc]
+    """All-FF value bytes ↔ ``None`` (never written), else the inner layout."""
+
+    def __init__(self, length: int, inner: cs.Construct) -> None:
+        super().__init__(cs.Bytes(length))
+        self.length = length
+        self.inner = inner
+
+    def _decode(self, obj: bytes, context: Any, path: str) -> Any:
+        if obj == b"\xff" * self.length:
+            return None
+        try:
+            return self.inner.parse(obj)
+        except cs.ConstructError as exc:
+            raise _ValueError(str(exc).split(") ", 1)[-1]) from None
+
+    def _encode(self, obj: Any, context: Any, path: str) -> bytes:
+        if obj is None:
+            return b"\xff" * self.length
+        try:
+            raw: bytes = self.inner.build(obj)
+        except cs.ConstructError as exc:
+            raise _ValueError(str(exc).split(") ", 1)[-1]) from None
+        return raw
+
+
+class RecordCodec:
+    """A TLV record of fixed length whose value has one encoding.
+
+    ``name`` says which record this is in errors, e.g. ``EF06 record 2 (name)``.
+    """
+
+    encoding: ClassVar[str]
+    vectors: ClassVar[tuple[Vector, ...]]
+    registry: ClassVar[dict[str, type[RecordCodec]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        RecordCodec.registry[cls.encoding] = cls
+
+    def __init__(self, tag: int, length: int, name: str = "record") -> None:
+        self.tag = tag
+        self.length = length
+        self.name = name
+        self.layout = cs.Struct(
+            "tag" / cs.Const(bytes([tag])),
+            "length" / cs.Const(bytes([length])),
+            "value" / _AbsentOr(length, self.value_layout(length)),
+            cs.Terminated,
+        )
+
+    def value_layout(self, length: int) -> cs.Construct:
+        """The construct layout of the value bytes."""
+        raise NotImplementedError
+
+    def check_length(self) -> str | None:
+        """Why this class cannot have ``self.length`` bytes, or ``None`` if it can."""
+        return None
+
+    @property
+    def size(self) -> int:
+        """Bytes of the whole record (tag, length, value)."""
+        return 2 + self.length
+
+    def decode(self, data: bytes) -> Any:
+        """The value of a record read from the card; ``None`` if never written."""
+        if len(data) != self.size:
+            what = "short" if len(data) < self.size else "long"
+            raise RecordDecodeError(
+                self.name, f"record too {what}: {len(data)} bytes, expected {self.size}"
+            )
+        if data[0] != self.tag:
+            raise RecordDecodeError(self.name, f"wrong tag {data[0]:02X}, expected {self.tag:02X}")
+        if data[1] != self.length:
+            raise RecordDecodeError(
+                self.name, f"wrong length byte {data[1]:02X}, expected {self.length:02X}"
+            )
+        try:
+            return self.layout.parse(data).value
+        except _ValueError as exc:
+            raise RecordDecodeError(self.name, str(exc)) from None
+        except cs.ConstructError as exc:  # pragma: no cover - prechecks above catch these
+            raise RecordDecodeError(self.name, str(exc)) from None
+
+    def encode(self, value: Any) -> bytes:
+        """The record bytes for ``value``; ``None`` gives the never-written record."""
+        try:
+            raw: bytes = self.layout.build({"value": value})
+        except _ValueError as exc:
+            raise RecordEncodeError(_DOES_NOT_FIT, [(self.name, str(exc))]) from None
+        except (cs.ConstructError, TypeError, ValueError) as exc:
+            raise RecordEncodeError(_DOES_NOT_FIT, [(self.name, str(exc))]) from None
+        return raw
+
+
+class BinaryRecord(RecordCodec):
+    """Raw bytes of the record's length (e.g. card type ``31``)."""
+
+    encoding = "binary"
+    vectors = ((0x02, 1, "020131", b"\x31"), (0x02, 2, "02020A0B", b"\x0a\x0b"))
+
+    def value_layout(self, length: int) -> cs.Construct:
+        return cs.Bytes(length)
+
+
+class AsciiRecord(RecordCodec):
+    """ASCII text, right-padded with 00 when shorter than the record."""
+
+    encoding = "ascii"
+    vectors = (
+        (0x03, 4, "0304332E3030", "3.00"),
+        (0x07, 9, "0709413132333435363738", "A12345678"),
+        (0x0A, 1, "0A0131", "1"),
+        (0x41, 4, "4104" + "41420000", "AB"),
+    )
+
+    def value_layout(self, length: int) -> cs.Construct:
+        return _Ascii(length)
+
+
+class GbkRecord(RecordCodec):
+    """GBK text right-padded with 00 (EF06 name)."""
+
+    encoding = "gbk"
+    text_encoding = "gbk"
+    vectors: ClassVar[tuple[Vector, ...]]
+    # 张三 in GBK is D5C5 C8FD; 社会保障 is C9E7 BBE1 B1A3 D5CF (spec DF name).
+    vectors = (
+        (0x09, 30, "091E" + "D5C5C8FD" + "00" * 26, "张三"),
+        (0x09, 8, "0908" + "C9E7BBE1B1A3D5CF", "社会保障"),
+        (0x09, 4, "0904" + "41" + "000000", "A"),
+    )
+
+    def value_layout(self, length: int) -> cs.Construct:
+        return _PaddedText(length, self.text_encoding)
+
+
+class Gb18030Record(GbkRecord):
+    """GB 18030 text right-padded with 00 (name extension: characters outside GBK)."""
+
+    encoding = "gb18030"
+    text_encoding = "gb18030"
+    # U+20000 (CJK Ext. B) is the four-byte GB 18030 sequence 95 32 82 36.
+    vectors = (
+        (0x4E, 20, "4E14" + "95328236" + "00" * 16, "\U00020000"),
+        (0x4E, 6, "4E06" + "D5C5" + "95328236", "张\U00020000"),
+    )
+
+
+class BcdDateRecord(RecordCodec):
+    """A date as packed BCD ``YYYYMMDD``."""
+
+    encoding = "bcd-date"
+    vectors = (
+        (0x05, 4, "050420240131", dt.date(2024, 1, 31)),
+        (0x0D, 4, "0D0419491231", dt.date(1949, 12, 31)),
+        (0x0D, 4, "0D0420000229", dt.date(2000, 2, 29)),
+    )
+
+    def value_layout(self, length: int) -> cs.Construct:
+        return _BcdDate(_Bcd(cs.Bytes(length)))
+
+    def check_length(self) -> str | None:
+        return None if self.length == 4 else "a BCD date is 4 bytes"
+
+
+class BcdDivisionRecord(RecordCodec):
+    """An administrative division code (GB/T 2260), 6 digits in 3 bytes of BCD."""
+
+    encoding = "bcd-division"
+    vectors = ((0x0C, 3, "0C03310000", "310000"), (0x0C, 3, "0C03110105", "110105"))
+
+    def value_layout(self, length: int) -> cs.Construct:
+        return _Bcd(cs.Bytes(length))
+
+    def check_length(self) -> str | None:
+        return None if self.length == 3 else "a division code is 3 bytes"
+
+
+class BcdInstitutionRecord(RecordCodec):
+    """An institution code: all BCD digits of the record (24 digits in 12 bytes)."""
+
+    encoding = "bcd-institution"
+    vectors = ((0x04, 12, "040C" + "310000000000000000000001", "310000000000000000000001"),)
+
+    def value_layout(self, length: int) -> cs.Construct:
+        return _Bcd(cs.Bytes(length))
+
+
+class CodeRecord(RecordCodec):
+    """A one-byte binary code (e.g. ethnicity 1..56, 0x61 = 97 other)."""
+
+    encoding = "code"
+    vectors = ((0x0B, 1, "0B0101", 1), (0x0B, 1, "0B0138", 56), (0x0B, 1, "0B0161", 97))
+
+    def value_layout(self, length: int) -> cs.Construct:
+        return cs.Int8ub
+
+    def check_length(self) -> str | None:
+        return None if self.length == 1 else "a code is 1 byte"
+
+
+class CardIdRecord(RecordCodec):
+    """Card identification code: region (3 B BCD) ‖ ``D1 56 00 00 05`` ‖ serial (8 B)."""
+
+    encoding = "card-id"
+    RID = bytes.fromhex("D156000005")
+    vectors = (
+        (
+            0x01,
+            16,
+            "0110" + "310000" + "D156000005" + "0011223344556677",
+            CardId("310000", bytes.fromhex("0011223344556677")),
+        ),
+    )
+
+    def value_layout(self, length: int) -> cs.Construct:
+        return _CardIdAdapter(
+            cs.Struct(
+                "region" / _Bcd(cs.Bytes(3)),
+                "rid" / cs.Const(self.RID),
+                "serial" / cs.Bytes(length - 8),
+            )
+        )
+
+    def check_length(self) -> str | None:
+        return None if self.length == 16 else "a card identification code is 16 bytes"
+
+
+class _CardIdAdapter(cs.Adapter):  # type: ignore[misc]
+    def _decode(self, obj: Any, context: Any, path: str) -> CardId:
+        return CardId(obj.region, bytes(obj.serial))
+
+    def _encode(self, obj: CardId, context: Any, path: str) -> dict[str, Any]:
+        if not isinstance(obj, CardId):
+            raise _ValueError("must be a CardId")
+        if len(obj.region) != 6:
+            raise _ValueError("region must be 6 digits")
+        return {"region": obj.region, "serial": obj.serial}
+
+
+def codec_for(encoding: str, tag: int, length: int, name: str = "record") -> RecordCodec:
+    """The codec of one record as the profile declares it."""
+    return RecordCodec.registry[encoding](tag, length, name)

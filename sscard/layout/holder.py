@@ -1,0 +1,184 @@
+"""Cardholder and card data for issuance: schema and checks (spec/card.md, EF05/EF06).
+
+:func:`validate_holder` checks one card's data against ``holder.schema.json``
+and then the rules a schema cannot say (GB 11643 check digit, birth date and
+gender in the ID, real dates, GBK names that fit the record). Every problem is
+reported at once as ``(field, message)`` pairs in
+:class:`~sscard.errors.InvalidInput`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from sscard.errors import InvalidInput
+from sscard.layout import gb11643
+from sscard.layout.model import Profile
+
+HOLDER_FIELDS = (
+    "ssn",
+    "name",
+    "name_ext",
+    "gender",
+    "ethnicity",
+    "birthplace",
+    "birth_date",
+    "card_number",
+    "issue_date",
+    "expiry_date",
+    "region",
+    "issuer_org",
+)
+DATE_FIELDS = ("birth_date", "issue_date", "expiry_date")
+
+# What each field must be, said once for every schema error on that field.
+_HINTS = {
+    "ssn": "must be 18 characters: 17 digits and a check digit 0-9 or X (GB 11643)",
+    "name": "must be non-empty text",
+    "name_ext": "must be non-empty text when given",
+    "gender": "must be '1' (male), '2' (female) or '9' (unspecified), GB/T 2261.1",
+    "ethnicity": "must be an integer code 1..56 or 97 (other), GB 3304",
+    "birthplace": "must be 6 digits (GB/T 2260 division code)",
+    "birth_date": "must be a date YYYY-MM-DD",
+    "card_number": "must be 9 characters: digits and capital letters",
+    "issue_date": "must be a date YYYY-MM-DD",
+    "expiry_date": "must be a date YYYY-MM-DD",
+    "region": "must be 6 digits (GB/T 2260 division code)",
+    "issuer_org": "must be 24 digits (issuing institution code)",
+}
+_DEFAULT_LENGTHS = {"name": 30, "name_ext": 20}
+
+
+@cache
+def holder_schema() -> dict[str, Any]:
+    """The JSON Schema of the issuance input, shipped with the package."""
+    text = resources.files("sscard.layout").joinpath("holder.schema.json").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def validate_holder(data: Mapping[str, Any], profile: Profile | None = None) -> None:
+    """Return ``None`` if ``data`` is valid issuance input, else raise ``InvalidInput``
+    listing every problem. Name lengths come from ``profile`` (default: the spec's)."""
+    problems = holder_problems(data, profile)
+    if problems:
+        raise InvalidInput("invalid cardholder data", problems)
+
+
+def holder_problems(data: Any, profile: Profile | None = None) -> list[tuple[str, str]]:
+    """Every problem of one holder record as ``(field, message)``, in field order."""
+    if not isinstance(data, Mapping):
+        return [("$", "must be an object with the fields " + ", ".join(HOLDER_FIELDS))]
+    problems: dict[str, str] = {}
+    validator = jsonschema.Draft202012Validator(holder_schema())
+    for error in validator.iter_errors(dict(data)):
+        if error.validator == "additionalProperties":
+            for key in sorted(set(data) - set(HOLDER_FIELDS)):
+                problems.setdefault(str(key), "unknown field")
+        elif error.validator == "required":
+            for key in HOLDER_FIELDS:
+                if f"'{key}'" in error.message and key not in data:
+                    problems.setdefault(key, "missing")
+        else:
+            field = str(error.absolute_path[0]) if error.absolute_path else "$"
+            problems.setdefault(field, _HINTS.get(field, error.message))
+    _semantic_problems(data, problems, _lengths(profile))
+    order = {f: i for i, f in enumerate(HOLDER_FIELDS)}
+    return sorted(problems.items(), key=lambda p: (order.get(p[0], len(order)), p[0]))
+
+
+def _lengths(profile: Profile | None) -> dict[str, int]:
+    if profile is None:
+        return dict(_DEFAULT_LENGTHS)
+    lengths = dict(_DEFAULT_LENGTHS)
+    for item in profile.records():
+        if item.field in lengths:
+            lengths[item.field] = item.length
+    return lengths
+
+
+def _semantic_problems(
+    data: Mapping[str, Any], out: dict[str, str], lengths: dict[str, int]
+) -> None:
+    """Checks beyond the schema, only on fields that passed it."""
+
+    def ok(field: str) -> bool:
+        return field in data and field not in out
+
+    dates: dict[str, dt.date] = {}
+    for field in DATE_FIELDS:
+        if ok(field):
+            try:
+                dates[field] = dt.date.fromisoformat(data[field])
+            except ValueError:
+                out[field] = f"{data[field]!r} is not a real date"
+    if ok("ssn"):
+        _ssn_problems(data, out, dates)
+    for field in ("birthplace", "region"):
+        if ok(field):
+            problem = gb11643.division_problem(data[field])
+            if problem:
+                out[field] = problem
+    if (
+        "issue_date" in dates
+        and "expiry_date" in dates
+        and dates["expiry_date"] <= dates["issue_date"]
+    ):
+        out["expiry_date"] = f"must be after the issue date {dates['issue_date'].isoformat()}"
+    if (
+        "birth_date" in dates
+        and "issue_date" in dates
+        and dates["issue_date"] < dates["birth_date"]
+    ):
+        out["issue_date"] = "must not be before the birth date"
+    if ok("name"):
+        _name_problem(data["name"], "name", "gbk", lengths["name"], out)
+    if ok("name_ext"):
+        _name_problem(data["name_ext"], "name_ext", "gb18030", lengths["name_ext"], out)
+
+
+def _ssn_problems(data: Mapping[str, Any], out: dict[str, str], dates: dict[str, dt.date]) -> None:
+    ssn: str = data["ssn"]
+    expected = gb11643.check_digit(ssn[:17])
+    if ssn[17] != expected:
+        out["ssn"] = f"wrong check digit {ssn[17]}, GB 11643 gives {expected}"
+        return
+    if ssn[:2] not in gb11643.PROVINCES:
+        out["ssn"] = f"address code starts with {ssn[:2]}, not a GB/T 2260 province code"
+        return
+    born = gb11643.birth_date(ssn)
+    if born is None:
+        out["ssn"] = f"digits 7-14 ({ssn[6:14]}) are not a real birth date"
+        return
+    if "birth_date" in dates and dates["birth_date"] != born:
+        out["birth_date"] = f"does not match the ID number, which says {born.isoformat()}"
+    if data.get("gender") in ("1", "2") and "gender" not in out:
+        id_gender = gb11643.gender(ssn)
+        if data["gender"] != id_gender:
+            said = "male (1)" if id_gender == "1" else "female (2)"
+            out["gender"] = f"does not match the ID number's 17th digit, which says {said}"
+
+
+def _name_problem(text: str, field: str, encoding: str, length: int, out: dict[str, str]) -> None:
+    try:
+        raw = text.encode(encoding)
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start]
+        out[field] = (
+            f"character {bad!r} (U+{ord(bad):04X}) is not in GBK: write a common substitute "
+            "in name and the rare characters in name_ext"
+        )
+        return
+    if "\x00" in text:
+        out[field] = "must not contain NUL characters"
+    elif len(raw) > length:
+        out[field] = (
+            f"too long: {len(raw)} bytes in {encoding.upper()}, the card record holds {length}"
+        )

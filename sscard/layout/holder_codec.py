@@ -1,0 +1,103 @@
+"""Holder data ↔ card records of EF05/EF06 (spec/card.md, "EF05", "EF06").
+
+:func:`encode_holder` turns validated issuance input into record bytes keyed by
+``(file id, record number)``; :func:`decode_records` turns records read from a
+card back into the same field names and value formats (dates ``YYYY-MM-DD``),
+so its output is valid issuance input again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from sscard.errors import InvalidInput
+from sscard.layout.codecs import CardId
+from sscard.layout.holder import HOLDER_FIELDS, validate_holder
+from sscard.layout.model import Profile, RecordItem
+
+RecordKey = tuple[str, int]
+
+
+def holder_records(profile: Profile) -> tuple[RecordItem, ...]:
+    """The records issuance writes from holder data: constants, the card id, holder fields."""
+    return tuple(
+        r
+        for r in profile.records()
+        if r.value is not None or r.encoding == "card-id" or r.field in HOLDER_FIELDS
+    )
+
+
+def encode_holder(
+    profile: Profile, holder: Mapping[str, Any], serial: bytes
+) -> dict[RecordKey, bytes]:
+    """Record bytes for one card: ``{(file id, record no): tag ‖ len ‖ value}``.
+
+    Validates ``holder`` first (:class:`~sscard.errors.InvalidInput` listing every
+    problem). Optional fields that are absent (``name_ext``) are left out, so the
+    record stays never-written.
+    """
+    validate_holder(holder, profile)
+    if len(serial) != profile.atr_template.serial_length:
+        length = profile.atr_template.serial_length
+        raise InvalidInput("invalid card serial", [("serial", f"must be {length} bytes")])
+    out: dict[RecordKey, bytes] = {}
+    for item in holder_records(profile):
+        value: Any
+        if item.value is not None:
+            value = item.constant
+        elif item.encoding == "card-id":
+            value = CardId(holder["region"], bytes(serial))
+        elif item.field in holder:
+            value = _to_card(item, holder[item.field])
+        else:
+            continue
+        out[(item.file, item.no)] = item.codec.encode(value)
+    return out
+
+
+def decode_records(
+    profile: Profile, records: Mapping[RecordKey, bytes], *, holder_only: bool = True
+) -> dict[str, Any]:
+    """Field values of records read from a card; never-written records are left out.
+
+    With ``holder_only`` (default) the result has only issuance-input fields; else
+    it adds ``serial`` (hex), the profile constants and every other record's field.
+    Raises :class:`~sscard.errors.RecordDecodeError` naming a malformed record.
+    """
+    found: dict[str, Any] = {}
+    for (file_id, no), raw in records.items():
+        try:
+            item = profile.ef(file_id).record(no)
+        except KeyError:
+            raise InvalidInput(
+                "record not in the profile", [(f"{file_id} record {no}", f"not in {profile.name}")]
+            ) from None
+        value = item.codec.decode(bytes(raw))
+        if value is None:
+            continue
+        if isinstance(value, CardId):
+            found["region"] = value.region
+            if not holder_only:
+                found["serial"] = value.serial.hex().upper()
+        elif item.field in HOLDER_FIELDS or not holder_only:
+            found[item.field] = _from_card(value)
+    order = {f: i for i, f in enumerate(HOLDER_FIELDS)}
+    return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+
+def _to_card(item: RecordItem, value: Any) -> Any:
+    if item.encoding == "bcd-date":
+        return dt.date.fromisoformat(value)
+    if item.encoding == "binary":
+        return bytes.fromhex(value)
+    return value
+
+
+def _from_card(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex().upper()
+    return value

@@ -1,0 +1,140 @@
+"""Record codecs: every codec class's own vectors, the never-written record, malformed records."""
+
+from __future__ import annotations
+
+import pytest
+
+from sscard.errors import RecordDecodeError, RecordEncodeError
+from sscard.layout import RecordCodec, codec_for, load_profile, shipped_profiles
+from sscard.layout.loader import profile_schema
+
+CASES = [
+    pytest.param(cls, vector, id=f"{encoding}-{n}")
+    for encoding, cls in sorted(RecordCodec.registry.items())
+    for n, vector in enumerate(cls.vectors)
+]
+
+
+@pytest.mark.parametrize(("cls", "vector"), CASES)
+def test_record_class_vectors_round_trip(cls: type[RecordCodec], vector: tuple) -> None:
+    tag, length, hex_record, value = vector
+    codec = cls(tag, length, "EFxx record 1 (test)")
+    raw = bytes.fromhex(hex_record)
+    assert len(raw) == 2 + length, "vector length must match its declared record length"
+    assert codec.decode(raw) == value
+    assert codec.encode(value) == raw
+
+
+@pytest.mark.parametrize(("cls", "vector"), CASES)
+def test_never_written_record_reads_as_absent(cls: type[RecordCodec], vector: tuple) -> None:
+    tag, length, _, _ = vector
+    codec = cls(tag, length)
+    blank = bytes([tag, length]) + b"\xff" * length
+    assert codec.decode(blank) is None
+    assert codec.encode(None) == blank
+
+
+@pytest.mark.parametrize(("cls", "vector"), CASES)
+def test_malformed_records_raise_typed_error_naming_the_record(
+    cls: type[RecordCodec], vector: tuple
+) -> None:
+    tag, length, hex_record, _ = vector
+    raw = bytes.fromhex(hex_record)
+    codec = cls(tag, length, "EF06 record 9 (example)")
+    malformed = {
+        "short": raw[:-1],
+        "long": raw + b"\x00",
+        "tag": bytes([tag ^ 0xFF]) + raw[1:],
+        "length": raw[:1] + bytes([length + 1]) + raw[2:],
+        "empty": b"",
+    }
+    for what, data in malformed.items():
+        with pytest.raises(RecordDecodeError) as info:
+            codec.decode(data)
+        assert info.value.record == "EF06 record 9 (example)", what
+        assert "EF06 record 9 (example)" in str(info.value)
+
+
+def test_every_schema_encoding_has_a_codec_with_vectors() -> None:
+    declared = set(profile_schema()["$defs"]["record"]["properties"]["encoding"]["enum"])
+    assert declared == set(RecordCodec.registry)
+    assert all(cls.vectors for cls in RecordCodec.registry.values())
+
+
+def test_padding_bytes_are_zero_and_stripped() -> None:
+    codec = codec_for("gbk", 0x09, 30, "EF06 record 2 (name)")
+    raw = codec.encode("李四")
+    assert raw[2:6] == "李四".encode("gbk")
+    assert raw[6:] == b"\x00" * 26
+    assert codec.decode(raw) == "李四"
+    ascii_codec = codec_for("ascii", 0x41, 6)
+    assert ascii_codec.encode("AB") == bytes.fromhex("4106") + b"AB" + b"\x00" * 4
+
+
+def test_gbk_name_too_long_says_so() -> None:
+    codec = codec_for("gbk", 0x09, 30, "EF06 record 2 (name)")
+    codec.encode("张" * 15)  # 30 bytes fit exactly
+    with pytest.raises(RecordEncodeError) as info:
+        codec.encode("张" * 16)
+    (field, message), *_ = info.value.problems
+    assert field == "EF06 record 2 (name)"
+    assert "32 bytes" in message and "30" in message
+
+
+def test_gbk_unencodable_character_says_which() -> None:
+    codec = codec_for("gbk", 0x09, 30, "EF06 record 2 (name)")
+    with pytest.raises(RecordEncodeError) as info:
+        codec.encode("王\U00020000")
+    assert "U+20000" in str(info.value) and "GBK" in str(info.value)
+
+
+def test_rare_characters_fit_the_name_extension_codec() -> None:
+    codec = codec_for("gb18030", 0x4E, 20, "EF06 record 3 (name_ext)")
+    raw = codec.encode("王\U00020000")
+    assert codec.decode(raw) == "王\U00020000"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "length", "value"),
+    [
+        ("bcd-date", 4, "20240131"),
+        ("bcd-division", 3, "31000"),
+        ("bcd-division", 3, "31000A"),
+        ("code", 1, 256),
+        ("ascii", 4, "3.000"),
+        ("ascii", 4, "é"),
+        ("binary", 1, b"\x01\x02"),
+    ],
+)
+def test_values_that_do_not_fit_raise_encode_error(
+    encoding: str, length: int, value: object
+) -> None:
+    with pytest.raises(RecordEncodeError):
+        codec_for(encoding, 0x01, length, "EF05 record 1 (x)").encode(value)
+
+
+@pytest.mark.parametrize("value_hex", ["20241331", "20230229", "2024013A", "00000000"])
+def test_bcd_date_that_is_not_a_real_date_is_a_decode_error(value_hex: str) -> None:
+    codec = codec_for("bcd-date", 0x05, 4, "EF05 record 5 (issue_date)")
+    with pytest.raises(RecordDecodeError, match="EF05 record 5"):
+        codec.decode(bytes.fromhex("0504" + value_hex))
+
+
+def test_card_id_with_wrong_rid_is_a_decode_error() -> None:
+    codec = codec_for("card-id", 0x01, 16, "EF05 record 1 (card_id)")
+    raw = bytes.fromhex("0110" + "310000" + "A000000005" + "0011223344556677")
+    with pytest.raises(RecordDecodeError, match="EF05 record 1"):
+        codec.decode(raw)
+
+
+@pytest.mark.parametrize("name", [n for n in shipped_profiles() if n != "ss-generic"])
+def test_every_profile_record_round_trips_blank_and_constant(name: str) -> None:
+    profile = load_profile(name)
+    assert profile.records()
+    for item in profile.records():
+        codec = item.codec
+        blank = codec.encode(None)
+        assert len(blank) == item.length + 2
+        assert codec.decode(blank) is None
+        if item.constant is not None:
+            assert codec.decode(codec.encode(item.constant)) == item.constant

@@ -1,0 +1,320 @@
+"""Holder data: validation (GB 11643 and more), holder files, round trip through card records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sscard.errors import InvalidInput, RecordDecodeError, RecordEncodeError
+from sscard.layout import (
+    HOLDER_FIELDS,
+    decode_records,
+    encode_holder,
+    load_profile,
+    read_holders,
+    validate_holder,
+    validate_rows,
+)
+from sscard.layout.gb11643 import PROVINCES, check_digit
+
+SERIAL = bytes.fromhex("0011223344556677")
+PROFILES = {name: load_profile(name) for name in ("ss3-sm4", "ss2-3des")}
+
+# GB 11643-1999, Appendix A: a woman born 1949-12-31 in Chaoyang district,
+# Beijing (address code 110105) has the citizen ID number 11010519491231002X.
+PUBLISHED_ID = "11010519491231002X"
+
+
+def good_holder(**changes: Any) -> dict[str, Any]:
+    holder: dict[str, Any] = {
+        "ssn": PUBLISHED_ID,
+        "name": "张三",
+        "gender": "2",
+        "ethnicity": 1,
+        "birthplace": "110105",
+        "birth_date": "1949-12-31",
+        "card_number": "A12345678",
+        "issue_date": "2024-01-31",
+        "expiry_date": "2034-01-31",
+        "region": "310000",
+        "issuer_org": "310000000000000000000001",
+    }
+    holder.update(changes)
+    return holder
+
+
+def problems(data: dict[str, Any]) -> dict[str, str]:
+    with pytest.raises(InvalidInput) as info:
+        validate_holder(data)
+    return dict(info.value.problems)
+
+
+def test_check_digit_of_the_published_example() -> None:
+    assert check_digit(PUBLISHED_ID[:17]) == "X"
+
+
+def test_check_digit_catches_every_single_digit_error() -> None:
+    body = PUBLISHED_ID[:17]
+    for i in range(17):
+        for d in "0123456789":
+            if d != body[i]:
+                assert check_digit(body[:i] + d + body[i + 1 :]) != "X"
+
+
+def test_valid_holder_passes() -> None:
+    assert validate_holder(good_holder()) is None
+    assert validate_holder(good_holder(name_ext="\U00020000", ethnicity=97)) is None
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    bad = good_holder(
+        ssn="110105194912310021",
+        name="张" * 16,
+        ethnicity=60,
+        birthplace="99",
+        card_number="A1",
+        issue_date="2024-02-30",
+        colour="blue",
+    )
+    del bad["region"]
+    found = problems(bad)
+    assert set(found) == {
+        "ssn",
+        "name",
+        "ethnicity",
+        "birthplace",
+        "card_number",
+        "issue_date",
+        "region",
+        "colour",
+    }
+    assert "check digit" in found["ssn"] and "X" in found["ssn"]
+    assert "32 bytes" in found["name"]
+    assert found["region"] == "missing"
+    assert found["colour"] == "unknown field"
+    assert "real date" in found["issue_date"]
+
+
+def test_id_must_agree_with_birth_date_and_gender() -> None:
+    found = problems(good_holder(birth_date="1949-12-30", gender="1"))
+    assert "1949-12-31" in found["birth_date"]
+    assert "female" in found["gender"]
+    assert validate_holder(good_holder(gender="9")) is None  # unspecified: no parity to check
+
+
+def test_id_with_an_impossible_birth_date_or_province() -> None:
+    body = "11010519490231002"  # 31 February
+    assert "birth date" in problems(good_holder(ssn=body + check_digit(body)))["ssn"]
+    body = "99010519491231002"
+    assert "province" in problems(good_holder(ssn=body + check_digit(body)))["ssn"]
+
+
+def test_dates_must_be_real_and_in_order() -> None:
+    assert "after the issue date" in problems(good_holder(expiry_date="2024-01-31"))["expiry_date"]
+    assert "birth date" in problems(good_holder(issue_date="1940-01-01"))["issue_date"]
+    assert "YYYY-MM-DD" in problems(good_holder(expiry_date="31.01.2034"))["expiry_date"]
+
+
+def test_division_codes_are_six_digits_of_a_real_province() -> None:
+    assert "province" in problems(good_holder(region="990000"))["region"]
+    assert "6 digits" in problems(good_holder(birthplace="1101050"))["birthplace"]
+
+
+def test_rare_character_in_name_points_to_name_ext() -> None:
+    found = problems(good_holder(name="王\U00020000"))
+    assert "U+20000" in found["name"] and "name_ext" in found["name"]
+
+
+def test_types_are_checked() -> None:
+    found = problems(good_holder(ethnicity="01", gender=1, name=""))
+    assert set(found) == {"ethnicity", "gender", "name"}
+    assert problems({"ssn": PUBLISHED_ID}).keys() == set(HOLDER_FIELDS) - {"ssn", "name_ext"}
+
+
+# --- round trip through card records -----------------------------------------
+
+WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)  # GB 11643-1999, 2^(18-i) mod 11
+
+
+def _check(body: str) -> str:
+    return "10X98765432"[sum(int(d) * w for d, w in zip(body, WEIGHTS, strict=True)) % 11]
+
+
+division = st.builds(
+    lambda p, rest: p + rest,
+    st.sampled_from(sorted(PROVINCES)),
+    st.text("0123456789", min_size=4, max_size=4),
+)
+gbk_name = st.text(
+    st.characters(min_codepoint=0x4E00, max_codepoint=0x9FA5) | st.sampled_from("·"),
+    min_size=1,
+    max_size=15,
+)
+rare = st.text(st.characters(min_codepoint=0x20000, max_codepoint=0x2A6D6), min_size=1, max_size=5)
+
+
+@st.composite
+def holders(draw: st.DrawFn) -> dict[str, Any]:
+    born = draw(st.dates(dt.date(1900, 1, 1), dt.date(2020, 12, 31)))
+    sequence = draw(st.text("0123456789", min_size=3, max_size=3))
+    body = draw(division) + born.strftime("%Y%m%d") + sequence
+    issued = draw(st.dates(born, dt.date(2030, 12, 31)))
+    holder: dict[str, Any] = {
+        "ssn": body + _check(body),
+        "name": draw(gbk_name),
+        "gender": draw(st.sampled_from(["1" if int(sequence[2]) % 2 else "2", "9"])),
+        "ethnicity": draw(st.integers(1, 56) | st.just(97)),
+        "birthplace": draw(division),
+        "birth_date": born.isoformat(),
+        "card_number": draw(
+            st.text("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=9, max_size=9)
+        ),
+        "issue_date": issued.isoformat(),
+        "expiry_date": (issued + dt.timedelta(days=draw(st.integers(1, 7300)))).isoformat(),
+        "region": draw(division),
+        "issuer_org": draw(st.text("0123456789", min_size=24, max_size=24)),
+    }
+    if draw(st.booleans()):
+        holder["name_ext"] = draw(rare)
+    return holder
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    holder=holders(),
+    profile=st.sampled_from(sorted(PROFILES)),
+    serial=st.binary(min_size=8, max_size=8),
+)
+def test_valid_holders_round_trip_through_card_records(
+    holder: dict[str, Any], profile: str, serial: bytes
+) -> None:
+    validate_holder(holder)
+    p = PROFILES[profile]
+    records = encode_holder(p, holder, serial)
+    for (file_id, no), raw in records.items():
+        item = p.ef(file_id).record(no)
+        assert raw[:2] == bytes([item.tag, item.length]) and len(raw) == item.length + 2
+    assert decode_records(p, records) == holder
+    card = decode_records(p, records, holder_only=False)
+    assert card["serial"] == serial.hex().upper()
+    assert card["spec_version"] == p.ef("EF05").record(3).constant
+
+
+def test_encoded_records_follow_the_spec_layout() -> None:
+    records = encode_holder(PROFILES["ss3-sm4"], good_holder(), SERIAL)
+    assert records[("EF05", 1)] == bytes.fromhex("0110310000D1560000050011223344556677")
+    assert records[("EF05", 2)] == bytes.fromhex("020131")
+    assert records[("EF05", 3)] == b"\x03\x04" + b"3.00"
+    assert records[("EF05", 5)] == bytes.fromhex("050420240131")
+    assert records[("EF06", 1)] == b"\x08\x12" + PUBLISHED_ID.encode()
+    assert records[("EF06", 2)] == b"\x09\x1e" + "张三".encode("gbk") + b"\x00" * 26
+    assert records[("EF06", 5)] == bytes.fromhex("0B0101")
+    assert records[("EF06", 6)] == bytes.fromhex("0C03110105")
+    assert ("EF06", 3) not in records  # no name_ext: the record stays never-written
+    assert (
+        PROFILES["ss2-3des"]
+        .ef("EF05")
+        .record(3)
+        .codec.decode(encode_holder(PROFILES["ss2-3des"], good_holder(), SERIAL)[("EF05", 3)])
+        == "2.00"
+    )
+
+
+def test_encode_refuses_invalid_holder_and_bad_serial() -> None:
+    with pytest.raises(InvalidInput) as info:
+        encode_holder(PROFILES["ss3-sm4"], good_holder(ssn="110105194912310021"), SERIAL)
+    assert dict(info.value.problems).keys() == {"ssn"}
+    with pytest.raises(InvalidInput, match="serial"):
+        encode_holder(PROFILES["ss3-sm4"], good_holder(), b"\x01")
+
+
+def test_profile_with_shorter_name_record_limits_the_name(tmp_path: Path) -> None:
+    data = PROFILES["ss3-sm4"].to_data()
+    data["files"][3]["records"][1]["length"] = 4
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    profile = load_profile(path)
+    with pytest.raises(InvalidInput, match="holds 4"):
+        encode_holder(profile, good_holder(name="张三丰"), SERIAL)
+    with pytest.raises(RecordEncodeError):
+        profile.ef("EF06").record(2).codec.encode("张三丰")
+
+
+def test_decoding_a_malformed_card_record_names_it() -> None:
+    p = PROFILES["ss3-sm4"]
+    records = encode_holder(p, good_holder(), SERIAL)
+    records[("EF06", 2)] = records[("EF06", 2)][:-3]
+    with pytest.raises(RecordDecodeError) as info:
+        decode_records(p, records)
+    assert info.value.record == "EF06 record 2 (name)"
+    with pytest.raises(InvalidInput, match="EF06 record 9"):
+        decode_records(p, {("EF06", 9): b"\x00"})
+
+
+def test_never_written_records_are_absent_from_the_result() -> None:
+    p = PROFILES["ss3-sm4"]
+    records = encode_holder(p, good_holder(name_ext="\U00020000"), SERIAL)
+    records[("EF06", 3)] = p.ef("EF06").record(3).codec.encode(None)
+    assert "name_ext" not in decode_records(p, records)
+
+
+# --- holder files ------------------------------------------------------------
+
+CSV_HEADER = ",".join(f for f in HOLDER_FIELDS)
+
+
+def _csv_line(h: dict[str, Any]) -> str:
+    return ",".join(str(h.get(f, "")) for f in HOLDER_FIELDS)
+
+
+def test_csv_rows_are_holders_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "batch.csv"
+    lines = [CSV_HEADER, _csv_line(good_holder()), _csv_line(good_holder(name_ext="\U00020000"))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    rows = read_holders(path)
+    assert [r.line for r in rows] == [2, 3]
+    assert rows[0].data == good_holder()
+    assert rows[1].data == good_holder(name_ext="\U00020000")
+    validate_rows(rows)
+
+
+def test_gb18030_csv_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "batch.csv"
+    path.write_bytes((CSV_HEADER + "\n" + _csv_line(good_holder()) + "\n").encode("gb18030"))
+    assert read_holders(path)[0].data == good_holder()
+
+
+def test_bad_rows_are_all_listed_with_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "batch.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps(h, ensure_ascii=False)
+            for h in (
+                good_holder(),
+                good_holder(gender="1"),
+                good_holder(card_number="x", region="1"),
+            )
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(InvalidInput) as info:
+        validate_rows(read_holders(path))
+    assert [f for f, _ in info.value.problems] == [
+        "line 2: gender",
+        "line 3: card_number",
+        "line 3: region",
+    ]
+    assert "2 of 3" in str(info.value)
+
+
+def test_unknown_csv_column_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "batch.csv"
+    path.write_text(CSV_HEADER + ",colour\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match="colour"):
+        read_holders(path)
