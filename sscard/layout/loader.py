@@ -25,7 +25,6 @@ import jsonschema
 from sscard.errors import InvalidInput, ProfileError
 from sscard.keys.scheme import KeyScheme, KeySlot
 from sscard.layout.model import (
-    DF_TYPES,
     RECORD_TYPES,
     Access,
     AccessCondition,
@@ -413,11 +412,6 @@ def _access_problems(p: Profile, access: Access, where: str) -> Problems:
             ):
                 out.append((cw, f"{c}: no line protection key (STK) in {c.df}"))
     return out
-
-
-def is_df_type(type_: str) -> bool:
-    """True for the file types that are DFs."""
-    return type_ in DF_TYPES
 
 
 def profile_summary(name: str) -> dict[str, Any]:
