@@ -1,7 +1,7 @@
 """The card side: cards implemented in Python and the vpcd bridge to PC/SC.
 
-``load_card(path)`` opens a card stored in a file. Today that is the scripted
-test card (``scripted.py``); the emulated social security card joins it.
+``load_card(path)`` opens a card stored in a file: an emulated social security
+card image (``cos.py``, ``image.py``) or a scripted test card (``scripted.py``).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sscard.applets.image import is_card_image
 from sscard.applets.scripted import ScriptedCard
 from sscard.errors import InvalidInput, NoCard
 from sscard.transport.base import CardLike
@@ -20,7 +21,11 @@ def load_card(path: str | Path) -> CardLike:
     """Open the card stored at ``path``; clear errors for a missing or foreign file."""
     p = Path(path)
     if not p.exists():
-        raise NoCard(f"no card file at {p}; create one first or check the path")
+        raise NoCard(f"no card file at {p}; create one with 'sscard virtual new {p}'")
+    if is_card_image(p):
+        from sscard.applets.factory import open_card_file
+
+        return open_card_file(p)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -1,0 +1,59 @@
+"""Making and opening emulated cards (``sscard virtual new``, ``--reader virtual:PATH``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sscard.applets.cos import EmulatedCard, Latency, blank_state
+from sscard.applets.image import CardState, FileStorage, MemoryStorage
+from sscard.errors import InvalidInput
+from sscard.keys.dev import development_card_key
+from sscard.layout import load_profile
+
+DEFAULT_PROFILE = "ss3-sm4"
+
+
+def parse_serial(text: str | None) -> bytes:
+    """A card serial from 16 hex digits, or a random one when ``text`` is None."""
+    if text is None:
+        return os.urandom(8)
+    try:
+        serial = bytes.fromhex(text)
+    except ValueError:
+        serial = b""
+    if len(serial) != 8:
+        raise InvalidInput("bad serial", [("serial", "must be 16 hexadecimal digits (8 bytes)")])
+    return serial
+
+
+def blank_card_state(profile_name: str = DEFAULT_PROFILE, serial: bytes | None = None) -> CardState:
+    """The state of a blank card with the development transport key for its serial."""
+    profile = load_profile(profile_name)
+    serial = os.urandom(8) if serial is None else serial
+    tk_slot = profile.key_scheme.find("MF", "TK", 0)
+    return blank_state(profile, serial, development_card_key(tk_slot, serial))
+
+
+def new_card_file(
+    path: str | os.PathLike[str], profile_name: str = DEFAULT_PROFILE, serial: bytes | None = None
+) -> EmulatedCard:
+    """Create a blank card image at ``path`` (refuses to overwrite) and open it."""
+    storage = FileStorage(path)
+    storage.create(blank_card_state(profile_name, serial))
+    return EmulatedCard(storage)
+
+
+def new_memory_card(
+    profile_name: str = DEFAULT_PROFILE,
+    serial: bytes | None = None,
+    *,
+    latency: Latency | None = None,
+) -> EmulatedCard:
+    """A blank card whose EEPROM lives in memory (tests, benchmarks, ``--virtual N``)."""
+    return EmulatedCard(MemoryStorage(blank_card_state(profile_name, serial)), latency=latency)
+
+
+def open_card_file(path: str | os.PathLike[str], *, latency: Latency | None = None) -> EmulatedCard:
+    """Open the card image at ``path``."""
+    return EmulatedCard(FileStorage(Path(path)), latency=latency)

@@ -1,0 +1,381 @@
+"""The emulated card's persistent memory (its EEPROM) and the file that holds it.
+
+A card is a file: its image. The image is the card's whole non-volatile state
+(file tree, records, keys, PIN, counters, lifecycle) as JSON, encrypted and
+authenticated with AES-256-GCM under this installation's emulator key, because
+it holds the card's keys and PIN and secrets never lie in files in clear.
+Writes are atomic (temporary file, fsync, rename, fsync of the directory): a
+killed process leaves the old image or the new one, never a torn one. A file
+that fails authentication is refused as corrupt or foreign.
+
+The emulator key is 32 random bytes in ``$SSCARD_EMULATOR_KEY_FILE``, or
+``emulator.key`` in the sscard data directory (``$SSCARD_DATA_DIR``, else
+``$XDG_DATA_HOME/sscard``, else ``~/.local/share/sscard``), created (mode
+0600) on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from sscard.errors import InvalidInput
+
+MAGIC = b"SSCARD-CARD\x00"
+FORMAT = 1
+_HEADER = MAGIC + bytes((FORMAT,))
+
+LIFECYCLES = ("BLANK", "PERSONALIZATION", "ISSUED", "CARD_BLOCKED")
+
+
+class CorruptCardImage(InvalidInput):
+    """The card file is not a card image of this installation, or it was altered."""
+
+
+@dataclass(repr=False)
+class KeyObject:
+    """One key in a DF (spec "Keys"): value, version, algorithm, error counter."""
+
+    type: str
+    id: int
+    version: int
+    algorithm: str
+    error_limit: int
+    tries_left: int
+    value: bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"KeyObject({self.type}/{self.id:02X} v{self.version} {self.algorithm}, "
+            f"tries {self.tries_left}/{self.error_limit}, value=<redacted>)"
+        )
+
+
+@dataclass(repr=False)
+class PinObject:
+    """The cardholder PIN of a DF: packed BCD value (None until set) and try counter."""
+
+    try_limit: int
+    tries_left: int
+    value: bytes | None = None
+
+    def __repr__(self) -> str:
+        state = "unset" if self.value is None else "set"
+        return f"PinObject({state}, tries {self.tries_left}/{self.try_limit})"
+
+
+@dataclass(eq=False)
+class CardFile:
+    """MF, DF or EF. DFs have children, keys and maybe a PIN; EFs have content."""
+
+    kind: str  # "mf", "df", "transparent", "linear-fixed", "linear-variable"
+    fid: bytes | None = None
+    df_name: bytes | None = None
+    sfi: int | None = None
+    size: int = 0
+    record_count: int = 0
+    record_length: int = 0
+    read: bytes = b"\x00"
+    write: bytes = b"\xff"
+    records: list[bytes | None] = field(default_factory=list)
+    templates: list[bytes] = field(default_factory=list)  # tag ‖ len of each record
+    data: bytearray = field(default_factory=bytearray)
+    children: list[CardFile] = field(default_factory=list)
+    keys: list[KeyObject] = field(default_factory=list)
+    pin: PinObject | None = None
+    parent: CardFile | None = field(default=None, repr=False)
+
+    @property
+    def is_df(self) -> bool:
+        return self.kind in ("mf", "df")
+
+    def key(self, type: str, id: int) -> KeyObject | None:
+        for k in self.keys:
+            if k.type == type and k.id == id:
+                return k
+        return None
+
+    def ancestors(self) -> list[CardFile]:
+        """This DF and its parents up to the MF."""
+        out, node = [], self
+        while node is not None:
+            out.append(node)
+            node = node.parent  # type: ignore[assignment]
+        return out
+
+    def label(self) -> str:
+        if self.kind == "mf":
+            return "MF"
+        if self.fid is not None:
+            return self.fid.hex().upper()
+        return (self.df_name or b"").hex().upper()
+
+
+@dataclass
+class CardState:
+    """Everything the card remembers across power cycles."""
+
+    profile: str
+    serial: bytes
+    lifecycle: str
+    mf: CardFile
+    app_block: str | None = None  # None, "temporary", "permanent"
+
+    def walk(self) -> list[CardFile]:
+        """Every file, depth first from the MF."""
+        out: list[CardFile] = []
+        stack = [self.mf]
+        while stack:
+            f = stack.pop()
+            out.append(f)
+            stack.extend(reversed(f.children))
+        return out
+
+
+# --- JSON form ---------------------------------------------------------------------
+
+
+def _hex(b: bytes | None) -> str | None:
+    return None if b is None else b.hex()
+
+
+def _file_to_json(f: CardFile) -> dict[str, Any]:
+    d: dict[str, Any] = {"kind": f.kind}
+    for name in ("fid", "df_name"):
+        if getattr(f, name) is not None:
+            d[name] = _hex(getattr(f, name))
+    if f.sfi is not None:
+        d["sfi"] = f.sfi
+    if f.is_df:
+        d["children"] = [_file_to_json(c) for c in f.children]
+        d["keys"] = [
+            {
+                "type": k.type,
+                "id": k.id,
+                "version": k.version,
+                "algorithm": k.algorithm,
+                "error_limit": k.error_limit,
+                "tries_left": k.tries_left,
+                "value": k.value.hex(),
+            }
+            for k in f.keys
+        ]
+        if f.pin is not None:
+            d["pin"] = {
+                "try_limit": f.pin.try_limit,
+                "tries_left": f.pin.tries_left,
+                "value": _hex(f.pin.value),
+            }
+        return d
+    d.update(read=f.read.hex(), write=f.write.hex())
+    if f.kind == "transparent":
+        d.update(size=f.size, data=bytes(f.data).hex())
+    else:
+        d.update(
+            record_count=f.record_count,
+            record_length=f.record_length,
+            records=[_hex(r) for r in f.records],
+            templates=[t.hex() for t in f.templates],
+        )
+    return d
+
+
+def _file_from_json(d: dict[str, Any], parent: CardFile | None) -> CardFile:
+    def b(name: str) -> bytes | None:
+        v = d.get(name)
+        return None if v is None else bytes.fromhex(v)
+
+    f = CardFile(
+        kind=d["kind"], fid=b("fid"), df_name=b("df_name"), sfi=d.get("sfi"), parent=parent
+    )
+    if f.is_df:
+        f.keys = [
+            KeyObject(
+                k["type"],
+                k["id"],
+                k["version"],
+                k["algorithm"],
+                k["error_limit"],
+                k["tries_left"],
+                bytes.fromhex(k["value"]),
+            )
+            for k in d["keys"]
+        ]
+        if "pin" in d:
+            p = d["pin"]
+            value = None if p["value"] is None else bytes.fromhex(p["value"])
+            f.pin = PinObject(p["try_limit"], p["tries_left"], value)
+        f.children = [_file_from_json(c, f) for c in d["children"]]
+        return f
+    f.read, f.write = bytes.fromhex(d["read"]), bytes.fromhex(d["write"])
+    if f.kind == "transparent":
+        f.size, f.data = d["size"], bytearray.fromhex(d["data"])
+    else:
+        f.record_count, f.record_length = d["record_count"], d["record_length"]
+        f.records = [None if r is None else bytes.fromhex(r) for r in d["records"]]
+        f.templates = [bytes.fromhex(t) for t in d["templates"]]
+    return f
+
+
+def state_to_bytes(state: CardState) -> bytes:
+    """Serialize the state (clear JSON; only ever encrypted before it leaves memory)."""
+    doc = {
+        "profile": state.profile,
+        "serial": state.serial.hex(),
+        "lifecycle": state.lifecycle,
+        "app_block": state.app_block,
+        "mf": _file_to_json(state.mf),
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def state_from_bytes(raw: bytes) -> CardState:
+    doc = json.loads(raw)
+    return CardState(
+        profile=doc["profile"],
+        serial=bytes.fromhex(doc["serial"]),
+        lifecycle=doc["lifecycle"],
+        app_block=doc.get("app_block"),
+        mf=_file_from_json(doc["mf"], None),
+    )
+
+
+# --- storage -----------------------------------------------------------------------
+
+
+class CardStorage(Protocol):
+    """Where the card's EEPROM lives: each ``commit`` happens entirely or not at all."""
+
+    def load(self) -> CardState: ...
+
+    def commit(self, state: CardState) -> None: ...
+
+
+class MemoryStorage:
+    """EEPROM in memory (tests, benchmarks, batch demos): a serialized snapshot."""
+
+    def __init__(self, state: CardState) -> None:
+        self._snapshot = state_to_bytes(state)
+        self.writes = 0
+
+    def load(self) -> CardState:
+        return state_from_bytes(self._snapshot)
+
+    def commit(self, state: CardState) -> None:
+        self._snapshot = state_to_bytes(state)
+        self.writes += 1
+
+
+def data_dir() -> Path:
+    """The sscard data directory (not created here)."""
+    explicit = os.environ.get("SSCARD_DATA_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "sscard"
+
+
+def emulator_key() -> bytes:
+    """This installation's emulator key, created on first use (mode 0600)."""
+    path = Path(os.environ.get("SSCARD_EMULATOR_KEY_FILE") or data_dir() / "emulator.key")
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            key = path.read_bytes()
+        else:
+            key = os.urandom(32)
+            with os.fdopen(fd, "wb") as out:
+                out.write(key)
+                out.flush()
+                os.fsync(out.fileno())
+    if len(key) != 32:
+        raise CorruptCardImage(f"the emulator key {path} is not 32 bytes; restore or delete it")
+    return key
+
+
+def is_card_image(path: str | os.PathLike[str]) -> bool:
+    """True if the file starts like a card image (cheap check, no decryption)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+class FileStorage:
+    """EEPROM in an encrypted image file, written atomically."""
+
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = True) -> None:
+        self.path = Path(path)
+        self.durable = durable
+        self._aead = AESGCM(emulator_key())
+        self.writes = 0
+
+    def __repr__(self) -> str:
+        return f"FileStorage({str(self.path)!r})"
+
+    def load(self) -> CardState:
+        try:
+            blob = self.path.read_bytes()
+        except FileNotFoundError:
+            raise InvalidInput(f"no card image at {self.path}") from None
+        if not blob.startswith(MAGIC):
+            raise CorruptCardImage(f"{self.path} is not an sscard card image")
+        if blob[: len(_HEADER)] != _HEADER:
+            raise CorruptCardImage(f"{self.path}: card image format {blob[len(MAGIC)]} unknown")
+        nonce, sealed = blob[len(_HEADER) : len(_HEADER) + 12], blob[len(_HEADER) + 12 :]
+        try:
+            raw = self._aead.decrypt(nonce, sealed, _HEADER)
+            return state_from_bytes(raw)
+        except (InvalidTag, ValueError, KeyError, TypeError):
+            raise CorruptCardImage(
+                f"{self.path} is corrupt or belongs to another installation (its emulator key "
+                "does not open it); create a new card with 'sscard virtual new'"
+            ) from None
+
+    def commit(self, state: CardState) -> None:
+        nonce = os.urandom(12)
+        blob = _HEADER + nonce + self._aead.encrypt(nonce, state_to_bytes(state), _HEADER)
+        atomic_write(self.path, blob, durable=self.durable)
+        self.writes += 1
+
+    def create(self, state: CardState) -> None:
+        """Write a new image; refuses to overwrite an existing file."""
+        if self.path.exists():
+            raise InvalidInput(f"{self.path} already exists; choose another path or delete it")
+        self.commit(state)
+
+
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` entirely or not at all (mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
