@@ -68,6 +68,15 @@ SW_UNKNOWN = b"\x6f\x00"
 
 _VALID_CLA = (0x00, 0x04, 0x80, 0x84)
 
+# GET DATA 80 CA 00 01 answers one of these [ours]; a card-blocked card answers 6A81.
+LIFECYCLE_CODES = {
+    "BLANK": 0x01,
+    "PERSONALIZATION": 0x02,
+    "ISSUED": 0x03,
+    "APP_BLOCKED_TEMPORARY": 0x04,
+    "APP_BLOCKED_PERMANENT": 0x05,
+}
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -246,10 +255,10 @@ class EmulatedCard:
 
     def _lifecycle_gate(self, ins: int) -> bytes | None:
         life = self._state.lifecycle
-        if life == "BLANK" and ins not in (0xA4, 0x84, 0x82, 0xB2, 0xB0):
+        if life == "BLANK" and ins not in (0xA4, 0x84, 0x82, 0xB2, 0xB0, 0xCA):
             return SW_CONDITIONS
         block = self._state.app_block
-        if block == "permanent" and ins not in (0xA4, 0x84, 0x16):
+        if block == "permanent" and ins not in (0xA4, 0x84, 0x16, 0xCA):
             return SW_APP_BLOCKED
         if block == "temporary" and ins in (0x82, 0x20, 0x5E, 0x24, 0xDC, 0xD6, 0xD4, 0x1E):
             return SW_CONDITIONS
@@ -809,6 +818,19 @@ class EmulatedCard:
         self._tk_session = False
         return OK
 
+    def _get_data(
+        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
+    ) -> bytes:
+        """``80 CA 00 01``: the lifecycle byte [ours], see LIFECYCLE_CODES."""
+        if (p1, p2) != (0x00, 0x01):
+            return SW_REF_NOT_FOUND
+        if data:
+            return SW_WRONG_LENGTH
+        code = LIFECYCLE_CODES[self._state.lifecycle]
+        if self._state.app_block is not None:
+            code = LIFECYCLE_CODES["APP_BLOCKED_" + self._state.app_block.upper()]
+        return bytes((code,)) + OK
+
     def _get_response(
         self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
     ) -> bytes:
@@ -836,6 +858,7 @@ _HANDLERS: dict[int, tuple[tuple[int, ...], Handler]] = {
     0xE0: ((0x80,), EmulatedCard._create_file),
     0xEA: ((0x80,), EmulatedCard._end_personalization),
     0xC0: ((0x00,), EmulatedCard._get_response),
+    0xCA: ((0x80,), EmulatedCard._get_data),
 }
 
 

@@ -1,0 +1,305 @@
+"""The card session: the social security card as service-point software sees it.
+
+``SocialSecurityCard`` speaks the commands of shared/spec/card.md over any
+transport: it selects files by their profile ids, reads and decodes records,
+writes them (plain after external authentication, or line-protected), runs
+external and internal authentication through a
+:class:`~sscard.keys.security_module.SecurityModule`, and blocks or unblocks.
+It never holds a key: cryptograms and MACs come from the security module.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from sscard import errors
+from sscard.apdu import CommandApdu
+from sscard.keys.scheme import KeySlot
+from sscard.keys.security_module import SecurityModule
+from sscard.layout import decode_records, load_profile, shipped_profiles
+from sscard.layout.model import FileSpec, Profile
+from sscard.protocol import ApduProtocol
+from sscard.transport.base import Transport
+
+# GET DATA 80 CA 00 01 → lifecycle byte [ours] (docs/card.md).
+LIFECYCLES = {
+    0x01: "BLANK",
+    0x02: "PERSONALIZATION",
+    0x03: "ISSUED",
+    0x04: "APP_BLOCKED_TEMPORARY",
+    0x05: "APP_BLOCKED_PERMANENT",
+}
+
+
+class CardNotGenuine(errors.AuthenticationError):
+    """INTERNAL AUTHENTICATE did not prove the card holds its diversified key."""
+
+
+class KeysRequired(errors.InvalidInput):
+    """The operation needs a key store (security module) and none was given."""
+
+
+class UnknownCard(errors.InvalidInput):
+    """The ATR matches no card profile."""
+
+
+def profile_for_atr(atr: bytes) -> Profile:
+    """The shipped profile whose ATR template matches ``atr``."""
+    for name in shipped_profiles():
+        profile = load_profile(name)
+        if profile.atr_template.serial(atr) is not None:
+            return profile
+    raise UnknownCard(
+        f"the card's ATR {atr.hex().upper()} matches no card profile "
+        f"({', '.join(shipped_profiles())}); is this a social security card?"
+    )
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    """What ``sscard info`` shows."""
+
+    atr: bytes
+    serial: bytes
+    profile: str
+    lifecycle: str
+    pin_tries_left: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "atr": self.atr.hex().upper(),
+            "serial": self.serial.hex().upper(),
+            "profile": self.profile,
+            "lifecycle": self.lifecycle,
+            "pin_tries_left": self.pin_tries_left,
+        }
+
+
+class SocialSecurityCard:
+    """One card in one reader. ``security`` is needed for authentication and protected writes."""
+
+    def __init__(
+        self,
+        protocol: ApduProtocol,
+        profile: Profile | None = None,
+        *,
+        security: SecurityModule | None = None,
+    ) -> None:
+        self.protocol = protocol
+        atr = protocol.transport.atr
+        self.profile = profile or profile_for_atr(atr)
+        serial = self.profile.atr_template.serial(atr)
+        if serial is None:
+            raise UnknownCard(f"the card's ATR does not match profile {self.profile.name}")
+        self.serial: bytes = serial
+        self.security = security
+        self._current_df: str | None = None
+
+    @classmethod
+    def open(
+        cls,
+        transport: Transport,
+        profile: Profile | None = None,
+        *,
+        security: SecurityModule | None = None,
+    ) -> SocialSecurityCard:
+        """Connect (if needed) and start a session."""
+        if not transport.connected:
+            transport.connect()
+        return cls(ApduProtocol(transport), profile, security=security)
+
+    def __repr__(self) -> str:
+        return f"SocialSecurityCard(serial={self.serial.hex().upper()}, profile={self.profile.name})"
+
+    # --- selection --------------------------------------------------------------------
+
+    def select(self, file_id: str, *, force: bool = False) -> None:
+        """Make DF ``file_id`` (or the DF of EF ``file_id`` and the EF) current.
+
+        Selecting a DF clears its security state on the card, so an already
+        current DF is not selected again unless ``force``.
+        """
+        spec = self.profile.file(file_id)
+        if spec.is_df:
+            self._select_df(spec, force=force)
+            return
+        assert spec.parent is not None
+        self._select_df(self.profile.file(spec.parent), force=False)
+        assert spec.fid is not None
+        self.protocol.send(CommandApdu(0x00, 0xA4, 0x00, 0x0C, spec.fid))
+
+    def _select_df(self, spec: FileSpec, *, force: bool) -> None:
+        if self._current_df == spec.id and not force:
+            return
+        self._current_df = None
+        if spec.type == "mf":
+            self.protocol.send(CommandApdu(0x00, 0xA4, 0x00, 0x0C, b"\x3f\x00"))
+        elif spec.df_name is not None:
+            self.protocol.send(CommandApdu(0x00, 0xA4, 0x04, 0x0C, spec.df_name))
+        else:
+            assert spec.parent is not None and spec.fid is not None
+            self._select_df(self.profile.file(spec.parent), force=False)
+            self._current_df = None
+            self.protocol.send(CommandApdu(0x00, 0xA4, 0x00, 0x0C, spec.fid))
+        self._current_df = spec.id
+
+    def forget_selection(self) -> None:
+        """Call after commands that change the current DF behind the session's back."""
+        self._current_df = None
+
+    # --- records ----------------------------------------------------------------------
+
+    def _record_p2(self, ef: FileSpec) -> int:
+        assert ef.parent is not None
+        self.select(ef.parent)
+        if ef.sfi is not None:
+            return (ef.sfi << 3) | 0x04
+        self.select(ef.id)
+        return 0x04
+
+    def read_record(self, ef_id: str, no: int) -> bytes:
+        """One record of EF ``ef_id`` (raw bytes: tag ‖ len ‖ value)."""
+        ef = self.profile.ef(ef_id)
+        p2 = self._record_p2(ef)
+        return self.protocol.send(CommandApdu(0x00, 0xB2, no, p2, le=256)).data
+
+    def update_record(self, ef_id: str, no: int, data: bytes, *, protected: bool = False) -> None:
+        """Write one record; ``protected`` adds the line-protection MAC (STK of the EF's DF)."""
+        ef = self.profile.ef(ef_id)
+        p2 = self._record_p2(ef)
+        if not protected:
+            self.protocol.send(CommandApdu(0x00, 0xDC, no, p2, bytes(data)))
+            return
+        assert ef.parent is not None
+        slot = self._slot(ef.parent, "STK", 1)
+        self.protocol.send(self.protected_command(0x04, 0xDC, no, p2, bytes(data), slot))
+
+    def read_records(self, ef_id: str) -> dict[tuple[str, int], bytes]:
+        """Every record of EF ``ef_id`` the profile declares."""
+        ef = self.profile.ef(ef_id)
+        return {(ef.id, r.no): self.read_record(ef.id, r.no) for r in ef.records}
+
+    def read_holder(self) -> dict[str, Any]:
+        """EF05 and EF06 decoded with the issuance field names (dates ISO)."""
+        records: dict[tuple[str, int], bytes] = {}
+        for ef_id in ("EF05", "EF06"):
+            records.update(self.read_records(ef_id))
+        return decode_records(self.profile, records)
+
+    # --- authentication ---------------------------------------------------------------
+
+    def _security(self) -> SecurityModule:
+        if self.security is None:
+            raise KeysRequired(
+                "this operation needs the keys: give a key store with --keystore "
+                "(or SSCARD_KEYSTORE; 'dev' for the development keys)"
+            )
+        return self.security
+
+    def _slot(self, df: str, type: str, id: int) -> KeySlot:
+        try:
+            return self.profile.key_scheme.find(df, type, id)
+        except KeyError:
+            raise errors.InvalidInput(
+                f"profile {self.profile.name} has no key {df}/{type}/{id:02X}"
+            ) from None
+
+    def get_challenge(self) -> bytes:
+        """GET CHALLENGE: 8 random bytes, usable once."""
+        return self.protocol.send(CommandApdu(0x00, 0x84, 0x00, 0x00, le=8)).data
+
+    def external_authenticate(self, df: str, key_id: int = 1, *, key_type: str = "EAK") -> None:
+        """EXTERNAL AUTHENTICATE to ``df`` with its key (EAK ``key_id``, MK or TK)."""
+        security = self._security()
+        slot = self._slot(df, key_type, key_id if key_type == "EAK" else 0)
+        self.select(df)
+        challenge = self.get_challenge()
+        cryptogram = security.external_auth(self.serial, slot, challenge)
+        self.protocol.send(CommandApdu(0x00, 0x82, 0x00, slot.id, cryptogram))
+
+    def authenticate_transport(self) -> None:
+        """Open the personalization session with the blank card's transport key."""
+        self.external_authenticate("MF", key_type="TK")
+
+    def internal_authenticate(self, key_id: int = 1) -> None:
+        """Prove the card is genuine (it holds its diversified IAK); raise if not."""
+        security = self._security()
+        slot = self._slot("SSSE", "IAK", key_id)
+        self.select("SSSE")
+        challenge = os.urandom(8)
+        response = self.protocol.send(CommandApdu(0x00, 0x88, 0x00, key_id, challenge, le=256))
+        if not security.verify_internal_auth(self.serial, slot, challenge, response.data):
+            raise CardNotGenuine(
+                "INTERNAL AUTHENTICATE failed: the card does not hold the key it should; "
+                "it may be counterfeit or personalized with other keys"
+            )
+
+    def protected_command(
+        self, cla: int, ins: int, p1: int, p2: int, data: bytes, slot: KeySlot
+    ) -> CommandApdu:
+        """``data ‖ MAC`` for a line-protected command (spec "MAC computation")."""
+        security = self._security()
+        challenge = self.get_challenge()
+        lc = len(data) + 4
+        mac = security.mac(
+            self.serial, slot, bytes((cla, ins, p1, p2, lc)) + data, iv=challenge
+        )
+        return CommandApdu(cla, ins, p1, p2, data + mac)
+
+    # --- state ------------------------------------------------------------------------
+
+    def lifecycle(self) -> str:
+        """BLANK, PERSONALIZATION, ISSUED, APP_BLOCKED_*, or CARD_BLOCKED."""
+        response = self.protocol.send(CommandApdu(0x80, 0xCA, 0x00, 0x01, le=1), check=False)
+        if response.sw == 0x6A81:
+            return "CARD_BLOCKED"
+        if response.sw != 0x9000 or len(response.data) != 1:
+            raise errors.ProtocolError(
+                f"the card did not report its lifecycle (SW {response.sw:04X})"
+            )
+        return LIFECYCLES.get(response.data[0], f"UNKNOWN({response.data[0]:02X})")
+
+    def pin_tries_left(self) -> int | None:
+        """Tries left on the PIN without spending one; None when no PIN is set yet."""
+        self.select(self.profile.pin.df)
+        response = self.protocol.send(CommandApdu(0x00, 0x20, 0x00, 0x00), check=False)
+        if response.tries_left is not None:
+            return response.tries_left
+        if response.sw == 0x6983:
+            return 0
+        if response.sw in (0x6985, 0x6A88):
+            return None
+        raise self._error(response.sw, 0x20)
+
+    def _error(self, sw: int, ins: int) -> errors.ApduError:
+        from sscard.protocol import error_for
+
+        return error_for(CommandApdu(0x00, ins), sw)
+
+    def info(self) -> CardInfo:
+        """ATR, serial, profile, lifecycle and PIN tries left."""
+        life = self.lifecycle()
+        tries = None
+        if life in ("ISSUED", "APP_BLOCKED_TEMPORARY"):
+            tries = self.pin_tries_left()
+        return CardInfo(self.protocol.transport.atr, self.serial, self.profile.name, life, tries)
+
+    def block_application(self, *, permanent: bool = False) -> None:
+        """APPLICATION BLOCK (MAC with the SSSE line-protection key)."""
+        self.select("SSSE")
+        slot = self._slot("SSSE", "STK", 1)
+        self.protocol.send(self.protected_command(0x84, 0x1E, 0x00, int(permanent), b"", slot))
+
+    def unblock_application(self) -> None:
+        """APPLICATION UNBLOCK (temporary blocks only)."""
+        self.select("SSSE")
+        slot = self._slot("SSSE", "STK", 1)
+        self.protocol.send(self.protected_command(0x84, 0x18, 0x00, 0x00, b"", slot))
+
+    def block_card(self) -> None:
+        """CARD BLOCK: permanent; every command then answers 6A81."""
+        self.select("SSSE")
+        slot = self._slot("SSSE", "STK", 1)
+        self.protocol.send(self.protected_command(0x84, 0x16, 0x00, 0x00, b"", slot))
