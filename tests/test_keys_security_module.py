@@ -201,3 +201,17 @@ def test_production_refuses_development_keys() -> None:
 def test_development_store_is_never_saved() -> None:
     with pytest.raises(DevelopmentKeysRefused):
         DevelopmentKeyStore(_scheme("sm4").slots).save()
+
+
+@pytest.mark.parametrize("name", ["ss3-sm4", "ss2-3des"])
+def test_development_module_serves_every_slot_of_a_shipped_profile(name: str) -> None:
+    from sscard.layout.loader import load_profile
+
+    profile = load_profile(name)
+    sm = development_module(profile.key_scheme.slots)
+    for slot in profile.key_scheme.slots:
+        card = development_card_key(slot, SERIAL)
+        assert sm.card_kcv(SERIAL, slot) == kcv(card, algorithm=slot.algorithm)
+    check_production(sm, production=profile.production)  # shipped profiles are development
+    with pytest.raises(DevelopmentKeysRefused):
+        check_production(sm, production=True)

@@ -122,7 +122,7 @@ def keys() -> None:
     \b
     Examples:
       sscard keys init centre.ks
-      sscard keys generate centre.ks --scheme profile.json
+      sscard keys generate centre.ks --profile ss3-sm4
       sscard keys list centre.ks
       sscard keys split centre.ks SSSE/MK/00 --parts 2 --out-dir components/
       sscard keys export-zone centre.ks pudong.ks --city 310115
@@ -172,11 +172,15 @@ def init(
 @keys.command()
 @click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
+    "--profile",
+    metavar="NAME|FILE",
+    help="Card profile (shipped name such as ss3-sm4, or a profile file) whose key slots to use.",
+)
+@click.option(
     "--scheme",
     "scheme_file",
-    required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Card profile JSON with a 'keys' list (or the list itself).",
+    help="Instead of --profile: a JSON list of key slots (or {'keys': [...]}).",
 )
 @click.option("--ref", "refs", multiple=True, metavar="REF", help="Only these slots (repeatable).")
 @click.option(
@@ -188,21 +192,33 @@ def init(
 def generate(
     state: CliState,
     store: Path,
-    scheme_file: Path,
+    profile: str | None,
+    scheme_file: Path | None,
     refs: tuple[str, ...],
     version: int | None,
     passphrase_fd: int | None,
 ) -> None:
-    """Generate random root keys for the slots of a key scheme.
+    """Generate random root keys for the key slots of a card profile.
 
     Nothing is written if any key already exists.
 
     \b
     Examples:
-      sscard keys generate centre.ks --scheme profile.json
-      sscard keys generate centre.ks --scheme profile.json --ref SSSE/EAK/01 --version 2
+      sscard keys generate centre.ks --profile ss3-sm4
+      sscard keys generate centre.ks --profile ss3-sm4 --ref SSSE/EAK/01 --version 2
+      sscard keys generate centre.ks --scheme slots.json
     """
-    scheme = _load_scheme(scheme_file)
+    if (profile is None) == (scheme_file is None):
+        raise InvalidInput(
+            "which slots?", [("--profile", "give exactly one of --profile, --scheme")]
+        )
+    if profile is not None:
+        from sscard.layout.loader import load_profile
+
+        scheme = load_profile(profile).key_scheme
+    else:
+        assert scheme_file is not None
+        scheme = _load_scheme(scheme_file)
     slots: list[KeySlot] = [s for s in scheme.slots if not refs or s.ref in refs]
     missing = sorted(set(refs) - {s.ref for s in scheme.slots})
     if missing:
