@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -30,7 +31,7 @@ from sscard.keys.pkcs11_module import SOFTHSM2, Pkcs11SecurityModule, Pkcs11Toke
 from sscard.keys.records import parse_key_record
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SoftwareSecurityModule
-from sscard.keys.software_store import SoftwareKeyStore
+from sscard.keys.software_store import ScryptParams, SoftwareKeyStore
 
 pytestmark = pytest.mark.skipif(
     not (os.path.exists(SOFTHSM2) and shutil.which("softhsm2-util")),
@@ -201,3 +202,53 @@ def test_locked_pin_maps_to_token_locked() -> None:
     err = translate(p11e.PinLocked())
     assert isinstance(err, TokenLocked)
     assert exit_code_for(err) == ExitCode.AUTH
+
+
+def _fresh_token(tmp_path: Path) -> dict[str, str]:
+    """A new SoftHSM2 token dir and the environment that points a process at it."""
+    (tmp_path / "tokens").mkdir()
+    conf = tmp_path / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tmp_path}/tokens\n")
+    env = {**os.environ, "SOFTHSM2_CONF": str(conf), "SSCARD_TOKEN_PIN": PIN}
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", "cli", "--so-pin", SO_PIN,
+         "--pin", PIN],
+        check=True, capture_output=True, env=env,
+    )  # fmt: skip
+    return env
+
+
+def test_cli_token_import_and_list(tmp_path: Path, softhsm: Path) -> None:
+    env = _fresh_token(tmp_path)
+    exe = str(Path(sys.executable).with_name("sscard"))
+    store = tmp_path / "c.ks"
+    pw = "centre passphrase 1"
+    SoftwareKeyStore.create(
+        store, pw, entries=[generate_root(EAK), generate_root(MK)], scrypt=ScryptParams(n=2**10)
+    )
+    env["SSCARD_KEYSTORE_PASSPHRASE"] = pw
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [exe, "--json", "keys", *args], capture_output=True, text=True, env=env, timeout=60
+        )
+
+    r = run("token-import", str(store), "--token", "cli")
+    assert r.returncode == 0, r.stderr
+    expected = {e.ref: e.kcv.hex().upper() for e in SoftwareKeyStore.open(store, pw).entries()}
+    listed = json.loads(run("token-list", "--token", "cli").stdout)["keys"]
+    assert {k["ref"]: k["kcv"] for k in listed} == expected
+    # again: the keys exist -> exit 7; a wrong PIN -> exit 6
+    assert run("token-import", str(store), "--token", "cli").returncode == 7
+    env["SSCARD_TOKEN_PIN"] = "999999"
+    assert run("token-list", "--token", "cli").returncode == 6
+    env["SSCARD_TOKEN_PIN"] = PIN
+    # an SM4 store is refused before anything is imported
+    sm4_store = tmp_path / "sm4.ks"
+    SoftwareKeyStore.create(
+        sm4_store, pw, entries=[generate_root(KeySlot("DF01", "EAK", 1, 1, "sm4"))],
+        scrypt=ScryptParams(n=2**10),
+    )  # fmt: skip
+    r = run("token-import", str(sm4_store), "--token", "cli")
+    assert r.returncode == 7 and "SM4" in json.loads(r.stderr)["message"]
+    assert len(json.loads(run("token-list", "--token", "cli").stdout)["keys"]) == 2
