@@ -161,6 +161,8 @@ def init(
     """
     if kind == "zone" and not city:
         raise InvalidInput("zone store needs a city", [("--city", "6-digit city code")])
+    if store.exists():
+        raise InvalidInput("key store exists", [("STORE", f"{store} already exists")])
     pw = _passphrase(passphrase_fd, f"New passphrase for {store}", confirm=True)
     SoftwareKeyStore.create(store, pw, kind=kind, city=city, scrypt=ScryptParams(n=2**kdf_cost))
     state.emit(
