@@ -221,3 +221,19 @@ def test_wrong_key_length_is_typed(bad: bytes) -> None:
 def test_bad_inputs_are_invalid_input(call: object) -> None:
     with pytest.raises(InvalidInput):
         call()  # type: ignore[operator]
+
+
+def test_cached_contexts_are_safe_across_threads() -> None:
+    # Each thread has its own cached CBC context; interleaved MACs must all be right.
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(bytes([i % 256]) * (i % 40), bytes([i % 256]) * 8) for i in range(400)]
+
+    def one(job: tuple[bytes, bytes]) -> bool:
+        data, iv = job
+        return line_mac(RETAIL_KEY, data, iv=iv, algorithm="3des") == _retail_mac_reference(
+            RETAIL_KEY, data, iv
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(one, jobs))

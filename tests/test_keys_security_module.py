@@ -201,3 +201,40 @@ def test_production_refuses_development_keys() -> None:
 def test_development_store_is_never_saved() -> None:
     with pytest.raises(DevelopmentKeysRefused):
         DevelopmentKeyStore(_scheme("sm4").slots).save()
+
+
+@pytest.mark.parametrize("name", ["ss3-sm4", "ss2-3des"])
+def test_development_module_serves_every_slot_of_a_shipped_profile(name: str) -> None:
+    from sscard.layout.loader import load_profile
+
+    profile = load_profile(name)
+    sm = development_module(profile.key_scheme.slots)
+    for slot in profile.key_scheme.slots:
+        card = development_card_key(slot, SERIAL)
+        assert sm.card_kcv(SERIAL, slot) == kcv(card, algorithm=slot.algorithm)
+    check_production(sm, production=profile.production)  # shipped profiles are development
+    with pytest.raises(DevelopmentKeysRefused):
+        check_production(sm, production=True)
+
+
+@pytest.mark.parametrize("algorithm", ["3des", "sm4"])
+def test_protect_builds_mac_and_enciphered_pin_reload(algorithm: str) -> None:
+    roots, sm, _ = _modules(algorithm)
+    stk = _scheme(algorithm).find("SSSE", "STK", 1)
+    card_stk = _card_key(roots, stk)
+    # APPLICATION BLOCK: no data, just the MAC over 84 1E 00 00 04.
+    block = sm.protect(SERIAL, stk, bytes.fromhex("841E0000"), challenge=CHALLENGE)
+    assert block == line_mac(
+        card_stk, bytes.fromhex("841E000004"), iv=CHALLENGE, algorithm=algorithm
+    )
+    # PIN RELOAD-style: E_K(03 ‖ PIN ‖ 80…) ‖ MAC, the card deciphers the PIN back.
+    pin = bytes.fromhex("123456")
+    data = sm.protect(
+        SERIAL, stk, bytes.fromhex("845E0000"), pin, challenge=CHALLENGE, encipher=True
+    )
+    enc, mac = data[:-4], data[-4:]
+    assert decipher_record(card_stk, enc, algorithm=algorithm) == pin
+    header = bytes.fromhex("845E0000") + bytes([len(data)])
+    assert line_mac(card_stk, header + enc, iv=CHALLENGE, algorithm=algorithm) == mac
+    with pytest.raises(InvalidInput):
+        sm.protect(SERIAL, stk, b"\x84\x1e", challenge=CHALLENGE)

@@ -122,7 +122,7 @@ def keys() -> None:
     \b
     Examples:
       sscard keys init centre.ks
-      sscard keys generate centre.ks --scheme profile.json
+      sscard keys generate centre.ks --profile ss3-sm4
       sscard keys list centre.ks
       sscard keys split centre.ks SSSE/MK/00 --parts 2 --out-dir components/
       sscard keys export-zone centre.ks pudong.ks --city 310115
@@ -161,6 +161,8 @@ def init(
     """
     if kind == "zone" and not city:
         raise InvalidInput("zone store needs a city", [("--city", "6-digit city code")])
+    if store.exists():
+        raise InvalidInput("key store exists", [("STORE", f"{store} already exists")])
     pw = _passphrase(passphrase_fd, f"New passphrase for {store}", confirm=True)
     SoftwareKeyStore.create(store, pw, kind=kind, city=city, scrypt=ScryptParams(n=2**kdf_cost))
     state.emit(
@@ -172,11 +174,15 @@ def init(
 @keys.command()
 @click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
+    "--profile",
+    metavar="NAME|FILE",
+    help="Card profile (shipped name such as ss3-sm4, or a profile file) whose key slots to use.",
+)
+@click.option(
     "--scheme",
     "scheme_file",
-    required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Card profile JSON with a 'keys' list (or the list itself).",
+    help="Instead of --profile: a JSON list of key slots (or {'keys': [...]}).",
 )
 @click.option("--ref", "refs", multiple=True, metavar="REF", help="Only these slots (repeatable).")
 @click.option(
@@ -188,21 +194,33 @@ def init(
 def generate(
     state: CliState,
     store: Path,
-    scheme_file: Path,
+    profile: str | None,
+    scheme_file: Path | None,
     refs: tuple[str, ...],
     version: int | None,
     passphrase_fd: int | None,
 ) -> None:
-    """Generate random root keys for the slots of a key scheme.
+    """Generate random root keys for the key slots of a card profile.
 
     Nothing is written if any key already exists.
 
     \b
     Examples:
-      sscard keys generate centre.ks --scheme profile.json
-      sscard keys generate centre.ks --scheme profile.json --ref SSSE/EAK/01 --version 2
+      sscard keys generate centre.ks --profile ss3-sm4
+      sscard keys generate centre.ks --profile ss3-sm4 --ref SSSE/EAK/01 --version 2
+      sscard keys generate centre.ks --scheme slots.json
     """
-    scheme = _load_scheme(scheme_file)
+    if (profile is None) == (scheme_file is None):
+        raise InvalidInput(
+            "which slots?", [("--profile", "give exactly one of --profile, --scheme")]
+        )
+    if profile is not None:
+        from sscard.layout.loader import load_profile
+
+        scheme = load_profile(profile).key_scheme
+    else:
+        assert scheme_file is not None
+        scheme = _load_scheme(scheme_file)
     slots: list[KeySlot] = [s for s in scheme.slots if not refs or s.ref in refs]
     missing = sorted(set(refs) - {s.ref for s in scheme.slots})
     if missing:
@@ -441,3 +459,111 @@ def _require_kind(ks: SoftwareKeyStore, kind: str) -> None:
         raise InvalidInput(
             f"this needs a {kind} store", [("store", f"{ks.path} is a {ks.kind} store")]
         )
+
+
+ENV_TOKEN_PIN = "SSCARD_TOKEN_PIN"
+
+
+def _token_options(f: F) -> F:
+    f = click.option(
+        "--pin-fd",
+        type=int,
+        metavar="N",
+        help=f"Read the token user PIN from file descriptor N. Else ${ENV_TOKEN_PIN}, "
+        "else a hidden prompt.",
+    )(f)
+    f = click.option(
+        "--module",
+        "module_path",
+        metavar="PATH",
+        default=None,
+        help="PKCS#11 module (default: SoftHSM2's libsofthsm2.so).",
+    )(f)
+    return click.option("--token", "token_label", required=True, metavar="LABEL")(f)
+
+
+def _open_token(label: str, module_path: str | None, pin_fd: int | None) -> Any:
+    from sscard.keys.pkcs11_module import SOFTHSM2, Pkcs11Token
+
+    if pin_fd is not None:
+        pin = _read_fd(pin_fd)
+    elif os.environ.get(ENV_TOKEN_PIN):
+        pin = os.environ[ENV_TOKEN_PIN]
+    else:
+        pin = click.prompt(f"User PIN for token {label}", hide_input=True, err=True)
+    return Pkcs11Token(label, pin, module=module_path or SOFTHSM2)
+
+
+@keys.command(name="token-import")
+@click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_token_options
+@click.option("--ref", "refs", multiple=True, metavar="REF", help="Only these keys (repeatable).")
+@_fd_option
+@_json_flag
+@pass_state
+def token_import(
+    state: CliState,
+    store: Path,
+    token_label: str,
+    module_path: str | None,
+    pin_fd: int | None,
+    refs: tuple[str, ...],
+    passphrase_fd: int | None,
+) -> None:
+    """Import keys of STORE into a PKCS#11 token as non-extractable objects.
+
+    The token computes each key's KCV; it must equal the store's, or nothing
+    more is imported. SM4 keys are refused (no SM4 mechanism in the token).
+
+    \b
+    Examples:
+      sscard keys token-import centre.ks --token issuing-hsm
+      SSCARD_TOKEN_PIN=... sscard keys token-import pudong.ks --token sp-hsm --ref DF04/EAK/01
+    """
+    from sscard.errors import TokenError
+
+    ks = _open(store, passphrase_fd)
+    entries = [e for e in ks.entries() if not refs or e.ref in refs]
+    missing = sorted(set(refs) - {e.ref for e in entries})
+    if missing:
+        raise InvalidInput("unknown key", [("--ref", f"not in the store: {', '.join(missing)}")])
+    imported: list[dict[str, Any]] = []
+    with _open_token(token_label, module_path, pin_fd) as token:
+        for e in entries:
+            token.require(e.algorithm)
+        for e in entries:
+            info = token.import_key(e)
+            if info.kcv != e.kcv:
+                raise TokenError(f"{e.ref} v{e.version}: token KCV differs from the store's")
+            imported.append(info.info())
+    state.emit(
+        {"token": token_label, "imported": imported},
+        f"Imported {len(imported)} key(s) into token {token_label}:\n"
+        + "\n".join(f"  {k['ref']} v{k['version']}  KCV {k['kcv']}" for k in imported),
+    )
+
+
+@keys.command(name="token-list")
+@_token_options
+@_json_flag
+@pass_state
+def token_list(
+    state: CliState, token_label: str, module_path: str | None, pin_fd: int | None
+) -> None:
+    """List sscard keys in a PKCS#11 token (KCVs computed inside the token).
+
+    \b
+    Examples:
+      sscard keys token-list --token issuing-hsm
+      sscard --json keys token-list --token sp-hsm --pin-fd 3 3<pin.txt
+    """
+    with _open_token(token_label, module_path, pin_fd) as token:
+        rows = [k.info() for k in token.entries()]
+    lines = [f"{'REF':<14} {'VER':>3}  {'ALG':<4}  {'TIER':<9} {'CITY':<6}  KCV"]
+    for k in rows:
+        tier = f"{k['tier']} {k['depth']}/{k['levels']}"
+        lines.append(
+            f"{k['ref']:<14} {k['version']:>3}  {k['algorithm']:<4}  {tier:<9} "
+            f"{k['city'] or '-':<6}  {k['kcv']}"
+        )
+    state.emit({"token": token_label, "keys": rows}, "\n".join(lines))

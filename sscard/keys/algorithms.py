@@ -42,6 +42,8 @@ def block_size(algorithm: str) -> int:
 
 def check_key(key: bytes, algorithm: str) -> None:
     """Raise :class:`WrongKeyLength` unless ``key`` is a 16-byte key for ``algorithm``."""
+    if type(key) is bytes and len(key) == KEY_LENGTH and algorithm in _BLOCK:
+        return  # the hot path
     block_size(algorithm)
     if not isinstance(key, bytes | bytearray) or len(key) != KEY_LENGTH:
         got = len(key) if isinstance(key, bytes | bytearray) else 0
@@ -70,8 +72,10 @@ def _cipher_algorithm(algorithm: str, key: bytes) -> Any:
 
 
 def _ecb(algorithm: str, key: bytes, encrypt: bool = True) -> CipherContext:
+    if type(key) is not bytes:
+        key = bytes(key)
     cache = _contexts()
-    k = ("ecb", algorithm, bytes(key), encrypt)
+    k = (algorithm, key, encrypt)
     ctx: CipherContext | None = cache.get(k)
     if ctx is None:
         cipher = Cipher(_cipher_algorithm(algorithm, bytes(key)), modes.ECB())
@@ -161,8 +165,10 @@ def diversify(key: bytes, factor: bytes, *, algorithm: str) -> bytes:
             "wrong diversification factor length",
             [("factor", f"must be {FACTOR_LENGTH} bytes, got {len(factor)}")],
         )
+    if type(factor) is not bytes:
+        factor = bytes(factor)
     inverse = (int.from_bytes(factor, "big") ^ _FF).to_bytes(FACTOR_LENGTH, "big")
-    return _ecb(algorithm, key).update(bytes(factor) + inverse)
+    return _ecb(algorithm, key).update(factor + inverse)
 
 
 def diversify_path(key: bytes, factors: Sequence[bytes], *, algorithm: str) -> bytes:

@@ -137,6 +137,30 @@ class SecurityModule(ABC):
         plain = pad(bytes([len(data)]) + bytes(data), block_size(meta.algorithm))
         return self._card_encrypt(meta, factors, plain)
 
+    def protect(
+        self,
+        serial: bytes,
+        key: KeyRef,
+        header: bytes,
+        data: bytes = b"",
+        *,
+        challenge: bytes,
+        encipher: bool = False,
+    ) -> bytes:
+        """The data field of a line-protected command: ``data' ‖ MAC`` (spec "MAC computation").
+
+        ``header`` is CLA INS P1 P2 (e.g. ``84 24 00 00`` for PIN UNBLOCK); with
+        ``encipher`` the data is first enciphered (PIN RELOAD's ``E_RPK(03 ‖ PIN ‖ 80…)``).
+        The MAC covers header ‖ Lc' ‖ data' with the card's challenge as IV.
+        """
+        if len(header) != 4:
+            raise InvalidInput("bad header", [("header", "must be CLA INS P1 P2 (4 bytes)")])
+        body = self.encipher(serial, key, data) if encipher else bytes(data)
+        lc = len(body) + 4
+        if lc > 255:
+            raise InvalidInput("command too long", [("data", "Lc' over 255")])
+        return body + self.mac(serial, key, bytes(header) + bytes([lc]) + body, iv=challenge)
+
     def write_key(
         self, serial: bytes, target: KeySlot, *, under: KeyRef, header: bytes, challenge: bytes
     ) -> WriteKeyData:
@@ -152,12 +176,8 @@ class SecurityModule(ABC):
         record = key_record(target, value)
         new_kcv = kcv(value, algorithm=target.algorithm)
         del value
-        enciphered = self.encipher(serial, under, record)
-        lc = len(enciphered) + 4
-        if lc > 255:
-            raise InvalidInput("record too long", [("data", "Lc over 255")])
-        mac = self.mac(serial, under, bytes(header) + bytes([lc]) + enciphered, iv=challenge)
-        return WriteKeyData(enciphered + mac, new_kcv)
+        data = self.protect(serial, under, header, record, challenge=challenge, encipher=True)
+        return WriteKeyData(data, new_kcv)
 
     def card_kcv(self, serial: bytes, key: KeyRef) -> bytes:
         """KCV of one card's key (safe to show: it identifies the key, it does not reveal it)."""
