@@ -11,6 +11,7 @@ It never holds a key: cryptograms and MACs come from the security module.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from sscard.apdu import CommandApdu
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule
 from sscard.layout import decode_records, load_profile, shipped_profiles
+from sscard.layout.fcp import build_fcp
 from sscard.layout.model import FileSpec, Profile
 from sscard.protocol import ApduProtocol
 from sscard.transport.base import Transport
@@ -45,10 +47,18 @@ class UnknownCard(errors.InvalidInput):
     """The ATR matches no card profile."""
 
 
+@lru_cache(maxsize=16)
+def _cached_profile(name: str) -> Profile:
+    return load_profile(name)
+
+
 def profile_for_atr(atr: bytes) -> Profile:
     """The shipped profile whose ATR template matches ``atr``."""
     for name in shipped_profiles():
-        profile = load_profile(name)
+        try:
+            profile = _cached_profile(name)
+        except errors.ProfileError:  # a base layout, not a card profile
+            continue
         if profile.atr_template.serial(atr) is not None:
             return profile
     raise UnknownCard(
@@ -111,7 +121,9 @@ class SocialSecurityCard:
         return cls(ApduProtocol(transport), profile, security=security)
 
     def __repr__(self) -> str:
-        return f"SocialSecurityCard(serial={self.serial.hex().upper()}, profile={self.profile.name})"
+        return (
+            f"SocialSecurityCard(serial={self.serial.hex().upper()}, profile={self.profile.name})"
+        )
 
     # --- selection --------------------------------------------------------------------
 
@@ -137,13 +149,66 @@ class SocialSecurityCard:
         if spec.type == "mf":
             self.protocol.send(CommandApdu(0x00, 0xA4, 0x00, 0x0C, b"\x3f\x00"))
         elif spec.df_name is not None:
-            self.protocol.send(CommandApdu(0x00, 0xA4, 0x04, 0x0C, spec.df_name))
+            # 6283: the application is temporarily blocked, but selected.
+            response = self.protocol.send(
+                CommandApdu(0x00, 0xA4, 0x04, 0x0C, spec.df_name), check=False
+            )
+            if response.sw not in (0x9000, 0x6283):
+                raise self._error(response.sw, 0xA4)
         else:
             assert spec.parent is not None and spec.fid is not None
             self._select_df(self.profile.file(spec.parent), force=False)
             self._current_df = None
             self.protocol.send(CommandApdu(0x00, 0xA4, 0x00, 0x0C, spec.fid))
         self._current_df = spec.id
+
+    def create_file(self, spec: FileSpec) -> bool:
+        """CREATE FILE for ``spec`` under its parent unless it exists; True if created.
+
+        Idempotent, so an interrupted personalization can run again.
+        """
+        assert spec.parent is not None
+        self.select(spec.parent)
+        if spec.df_name is not None and spec.fid is None:
+            probe = CommandApdu(0x00, 0xA4, 0x04, 0x0C, spec.df_name)
+        else:
+            assert spec.fid is not None
+            probe = CommandApdu(0x00, 0xA4, 0x00, 0x0C, spec.fid)
+        if self.protocol.send(probe, check=False).sw in (0x9000, 0x6283):
+            self._current_df = spec.id if spec.is_df else spec.parent
+            return False
+        self.protocol.send(CommandApdu(0x80, 0xE0, 0x00, 0x00, build_fcp(spec)))
+        self._current_df = spec.id if spec.is_df else spec.parent
+        return True
+
+    def write_key(self, slot: KeySlot, *, under: KeySlot) -> bytes:
+        """WRITE KEY ``slot`` into its DF, enciphered and MACed under ``under``; its KCV."""
+        security = self._security()
+        self.select(slot.df)
+        header = bytes((0x84, 0xD4, 0x01, slot.id))
+        challenge = self.get_challenge()
+        data = security.write_key(
+            self.serial, slot, under=under, header=header, challenge=challenge
+        )
+        self.protocol.send(CommandApdu(0x84, 0xD4, 0x01, slot.id, data.data))
+        return data.kcv
+
+    def reload_pin(self, pin: str) -> None:
+        """PIN RELOAD: set the PIN and reset its counter, enciphered and MACed with the RPK."""
+        security = self._security()
+        block = encode_pin(pin, self.profile.pin.length)
+        self.select(self.profile.pin.df)
+        slot = self._slot(self.profile.pin.df, "RPK", 1)
+        header = bytes((0x84, 0x5E, 0x00, 0x00))
+        challenge = self.get_challenge()
+        data = security.protect(
+            self.serial, slot, header, block, challenge=challenge, encipher=True
+        )
+        self.protocol.send(CommandApdu(0x84, 0x5E, 0x00, 0x00, data))
+
+    def end_personalization(self) -> None:
+        """END PERSONALIZATION: PERSONALIZATION → ISSUED."""
+        self.protocol.send(CommandApdu(0x80, 0xEA, 0x00, 0x00))
 
     def forget_selection(self) -> None:
         """Call after commands that change the current DF behind the session's back."""
@@ -243,9 +308,7 @@ class SocialSecurityCard:
         security = self._security()
         challenge = self.get_challenge()
         lc = len(data) + 4
-        mac = security.mac(
-            self.serial, slot, bytes((cla, ins, p1, p2, lc)) + data, iv=challenge
-        )
+        mac = security.mac(self.serial, slot, bytes((cla, ins, p1, p2, lc)) + data, iv=challenge)
         return CommandApdu(cla, ins, p1, p2, data + mac)
 
     # --- state ------------------------------------------------------------------------
@@ -303,3 +366,15 @@ class SocialSecurityCard:
         self.select("SSSE")
         slot = self._slot("SSSE", "STK", 1)
         self.protocol.send(self.protected_command(0x84, 0x16, 0x00, 0x00, b"", slot))
+
+
+def encode_pin(pin: str, length: int = 6) -> bytes:
+    """The packed-BCD form of a PIN of ``length`` digits (spec: VERIFY, 6 digits → 3 bytes).
+
+    The error never repeats the PIN.
+    """
+    if len(pin) != length or not pin.isascii() or not pin.isdigit():
+        raise errors.InvalidInput("invalid PIN", [("pin", f"must be exactly {length} digits")])
+    if length % 2:
+        raise errors.InvalidInput("invalid PIN", [("pin", "packed BCD needs an even length")])
+    return bytes.fromhex(pin)

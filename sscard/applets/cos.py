@@ -726,7 +726,12 @@ class EmulatedCard:
                 return SW_SECURITY
             record = data
         else:
-            mk = df.key("MK", 0)
+            # Enciphered + MAC: under the TK during the personalization session
+            # [ours: no card key crosses the wire in clear], else under the DF's MK.
+            if self._state.lifecycle == "PERSONALIZATION" and self._tk_session:
+                mk = self._state.mf.key("TK", 0)
+            else:
+                mk = df.key("MK", 0)
             if mk is None:
                 return SW_REF_NOT_FOUND
             body = self._check_mac(mk, cla, 0xD4, p1, p2, data, ch)

@@ -1,0 +1,1 @@
+"""Issuance: personalization plans, single and batch issuance, resume (issue 6)."""
