@@ -11,8 +11,8 @@ It never holds a key: cryptograms and MACs come from the security module.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sscard import errors
@@ -41,6 +41,10 @@ class CardNotGenuine(errors.AuthenticationError):
 
 class KeysRequired(errors.InvalidInput):
     """The operation needs a key store (security module) and none was given."""
+
+
+class CardNotIssued(errors.SscardError):
+    """The card has not been personalized yet (BLANK or PERSONALIZATION)."""
 
 
 class UnknownCard(errors.InvalidInput):
@@ -248,6 +252,12 @@ class SocialSecurityCard:
 
     def read_holder(self) -> dict[str, Any]:
         """EF05 and EF06 decoded with the issuance field names (dates ISO)."""
+        life = self.lifecycle()
+        if life in ("BLANK", "PERSONALIZATION"):
+            raise CardNotIssued(
+                f"the card {self.serial.hex().upper()} is not issued yet (lifecycle {life}); "
+                "issue it first with 'sscard issue'"
+            )
         records: dict[tuple[str, int], bytes] = {}
         for ef_id in ("EF05", "EF06"):
             records.update(self.read_records(ef_id))

@@ -74,7 +74,8 @@ def _read_fd(fd: int) -> str:
     return line.rstrip("\r\n")
 
 
-def _passphrase(fd: int | None, label: str, *, confirm: bool = False, env: bool = True) -> str:
+def read_secret(fd: int | None, label: str, *, confirm: bool = False, env: bool = True) -> str:
+    """A passphrase or PIN: from file descriptor ``fd``, else the environment, else a prompt."""
     if fd is not None:
         return _read_fd(fd)
     if env and os.environ.get(ENV_PASSPHRASE):
@@ -84,7 +85,7 @@ def _passphrase(fd: int | None, label: str, *, confirm: bool = False, env: bool 
 
 
 def _open(store: Path, fd: int | None) -> SoftwareKeyStore:
-    return SoftwareKeyStore.open(store, _passphrase(fd, f"Passphrase for {store}"))
+    return SoftwareKeyStore.open(store, read_secret(fd, f"Passphrase for {store}"))
 
 
 def _load_scheme(path: Path) -> KeyScheme:
@@ -163,7 +164,7 @@ def init(
         raise InvalidInput("zone store needs a city", [("--city", "6-digit city code")])
     if store.exists():
         raise InvalidInput("key store exists", [("STORE", f"{store} already exists")])
-    pw = _passphrase(passphrase_fd, f"New passphrase for {store}", confirm=True)
+    pw = read_secret(passphrase_fd, f"New passphrase for {store}", confirm=True)
     SoftwareKeyStore.create(store, pw, kind=kind, city=city, scrypt=ScryptParams(n=2**kdf_cost))
     state.emit(
         {"store": str(store), "kind": kind, "city": city, "keys": 0},
@@ -306,7 +307,7 @@ def split(
         raise InvalidInput("component files exist", [("--out-dir", ", ".join(clash))])
     written: list[dict[str, Any]] = []
     for i, (comp, path) in enumerate(zip(comps, paths, strict=True), 1):
-        pw = _passphrase(None, f"Custodian {i} of {parts}: new passphrase", confirm=True, env=False)
+        pw = read_secret(None, f"Custodian {i} of {parts}: new passphrase", confirm=True, env=False)
         SoftwareKeyStore.create(
             path, pw, kind="component", entries=[comp], scrypt=ScryptParams(n=2**kdf_cost)
         )
@@ -351,7 +352,7 @@ def combine(
     ks = _open(store, passphrase_fd)
     parts: list[KeyEntry] = []
     for i, path in enumerate(components, 1):
-        pw = _passphrase(None, f"Custodian {i}: passphrase for {path}", env=False)
+        pw = read_secret(None, f"Custodian {i}: passphrase for {path}", env=False)
         comp_store = SoftwareKeyStore.open(path, pw)
         if comp_store.kind != "component" or len(comp_store.entries()) != 1:
             raise InvalidInput("not a component file", [(str(path), "kind must be 'component'")])
@@ -413,7 +414,7 @@ def export_zone(
     zone = ceremony.export_zone(roots, city)
     if not zone:
         raise InvalidInput("nothing to export", [("--ref", "no root with 2 or more levels")])
-    pw = _passphrase(None, f"New transport passphrase for {out}", confirm=True, env=False)
+    pw = read_secret(None, f"New transport passphrase for {out}", confirm=True, env=False)
     SoftwareKeyStore.create(
         out, pw, kind="zone", city=city, entries=zone, scrypt=ScryptParams(n=2**kdf_cost)
     )

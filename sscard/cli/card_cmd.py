@@ -1,0 +1,107 @@
+"""``sscard read`` and ``sscard info``: what is on the card in the reader."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from sscard import errors
+from sscard.card import SocialSecurityCard
+from sscard.cli.connect import connected_transport
+from sscard.cli.context import CliState, pass_state
+from sscard.cli.keystore import keystore_options, security_module
+from sscard.layout import decode_records
+
+_LABELS = {
+    "card_number": "card number",
+    "ssn": "social security number",
+    "name": "name",
+    "name_ext": "name extension",
+    "gender": "gender",
+    "ethnicity": "ethnicity",
+    "birthplace": "birthplace",
+    "birth_date": "birth date",
+    "issue_date": "issue date",
+    "expiry_date": "expiry date",
+    "region": "region",
+    "issuer_org": "issuing institution",
+}
+
+
+@click.command()
+@keystore_options
+@pass_state
+def read(state: CliState, keystore: str | None, passphrase_fd: int | None) -> None:
+    """Read the card: EF05 and EF06 decoded, then the department files the keys open.
+
+    Without --keystore only the freely readable files are read (card
+    identification and cardholder data). With a key store, sscard
+    authenticates to each department DF whose key it holds and reads it too.
+    `--json` output uses the issuance field names, so it can be fed back as
+    holder input.
+
+    \b
+    Examples:
+      sscard -r virtual:card.img read
+      sscard --json read --keystore dev > holder.json
+    """
+    with connected_transport(state) as transport:
+        card = SocialSecurityCard.open(transport)
+        if keystore is not None:
+            card.security = security_module(keystore, passphrase_fd, card.profile)
+        holder = card.read_holder()
+        departments: dict[str, Any] = {}
+        skipped: list[str] = []
+        for spec in card.profile.files:
+            if spec.id in ("MF", "SSSE", "EF05", "EF06") or not spec.records:
+                continue
+            assert spec.parent is not None
+            try:
+                if card.security is not None:
+                    card.external_authenticate(spec.parent)
+                records = card.read_records(spec.id)
+            except (errors.SecurityStatusNotSatisfied, errors.AuthenticationError):
+                skipped.append(spec.parent)
+                card.forget_selection()
+                continue
+            departments[spec.parent] = decode_records(card.profile, records, holder_only=False)
+    if state.json:
+        state.emit({**holder, **({"departments": departments} if departments else {})})
+        return
+    width = max(len(v) for v in _LABELS.values())
+    click.echo(f"Card {card.serial.hex().upper()} ({card.profile.name})")
+    for field, label in _LABELS.items():
+        if field in holder:
+            click.echo(f"  {label:<{width}}  {holder[field]}")
+    for df, values in departments.items():
+        click.echo(f"{df}:")
+        for key, value in values.items():
+            click.echo(f"  {key:<{width}}  {value}")
+    if skipped:
+        click.echo(
+            f"Not read (needs the department's key): {', '.join(sorted(set(skipped)))}", err=True
+        )
+
+
+@click.command()
+@pass_state
+def info(state: CliState) -> None:
+    """Show the card's ATR, serial, profile, lifecycle and PIN tries left.
+
+    Reading the PIN counter does not spend a try.
+
+    \b
+    Example:
+      sscard -r virtual:card.img info
+    """
+    with connected_transport(state) as transport:
+        card = SocialSecurityCard.open(transport)
+        facts = card.info()
+    data = facts.to_json()
+    tries = "not set" if facts.pin_tries_left is None else str(facts.pin_tries_left)
+    state.emit(
+        data,
+        f"ATR        {data['atr']}\nserial     {data['serial']}\nprofile    {data['profile']}\n"
+        f"lifecycle  {data['lifecycle']}\nPIN tries  {tries}",
+    )

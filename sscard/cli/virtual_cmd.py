@@ -1,0 +1,116 @@
+"""``sscard virtual``: emulated cards for tests, demos and users without hardware."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from sscard.applets.cos import Latency
+from sscard.applets.factory import DEFAULT_PROFILE, new_card_file, open_card_file, parse_serial
+from sscard.applets.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdBridge
+from sscard.cli.context import CliState, pass_state
+from sscard.layout import shipped_profiles
+
+
+@click.group()
+def virtual() -> None:
+    """Emulated social security cards (files) and the bridge that puts them in PC/SC readers.
+
+    \b
+    Examples:
+      sscard virtual new card.img --serial 0011223344556677
+      sscard -r virtual:card.img info          use it in-process, no pcscd needed
+      sscard virtual serve card.img            make it a card in reader 'Virtual PCD 00 00'
+    """
+
+
+def _card_profiles() -> list[str]:
+    return [p for p in shipped_profiles() if p != "ss-generic"]
+
+
+@virtual.command("new")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--profile",
+    type=click.Choice(_card_profiles()),
+    default=DEFAULT_PROFILE,
+    show_default=True,
+    help="Card profile: ss3-sm4 (SM4) or ss2-3des (two-key 3DES).",
+)
+@click.option("--serial", metavar="HEX16", help="Card serial, 16 hex digits (default: random).")
+@pass_state
+def new(state: CliState, path: Path, profile: str, serial: str | None) -> None:
+    """Create a blank card at PATH: MF and the transport key, ready for issuance.
+
+    The transport key comes from the development key store (published test
+    keys): an emulated card is for development, tests and demos. PATH is
+    encrypted with this installation's emulator key and is never overwritten.
+    """
+    card = new_card_file(path, profile, parse_serial(serial))
+    data = {
+        "path": str(path),
+        "profile": profile,
+        "serial": card.serial.hex().upper(),
+        "atr": card.atr.hex().upper(),
+        "lifecycle": card.state.lifecycle,
+    }
+    state.emit(
+        data,
+        f"Blank card created: {path}\n  profile {profile}, serial {data['serial']}\n"
+        f"  use it with: sscard -r virtual:{path} info",
+    )
+
+
+@virtual.command()
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Where vpcd (pcscd) listens.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="vpcd port of the first card; the next cards use the following ports.",
+)
+@click.option(
+    "--latency",
+    type=click.Choice(["none", "realistic"]),
+    default="none",
+    show_default=True,
+    help="Model a real card's speed: realistic = 5 ms per APDU, 20 ms per EEPROM write.",
+)
+@pass_state
+def serve(state: CliState, paths: tuple[Path, ...], host: str, port: int, latency: str) -> None:
+    """Put the cards at PATHS into vpcd readers of pcscd until Ctrl-C or SIGTERM.
+
+    Each card connects to vpcd on consecutive ports (35963 is reader
+    'Virtual PCD 00 00', 35964 'Virtual PCD 00 01') and reconnects when pcscd
+    restarts. Stopping is clean: every EEPROM write of a card is atomic, so its
+    image stays consistent.
+    """
+    model = Latency.named(latency)
+    bridges = [
+        VpcdBridge(open_card_file(p, latency=model), host, port + i) for i, p in enumerate(paths)
+    ]
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for bridge, path in zip(bridges, paths, strict=True):
+            bridge.start()
+            click.echo(f"serving {path} on {host}:{bridge.port}", err=True)
+        stop.wait()
+    finally:
+        for bridge in bridges:
+            bridge.stop()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        click.echo("stopped; card images are consistent", err=True)

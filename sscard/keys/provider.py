@@ -1,0 +1,71 @@
+"""The one place keys come from: a key store specification → a SecurityModule.
+
+GlobalPlatformPro style: callers name a provider, never pass keys around.
+
+* ``dev`` — the development key store (published test keys; refused by a
+  production profile);
+* ``pkcs11:TOKEN-LABEL`` — a PKCS#11 token (SoftHSM2 by default; module path
+  from ``SSCARD_PKCS11_MODULE``), user PIN from the passphrase source;
+* anything else — the path of a software key store file (``sscard keys init``),
+  opened with the passphrase source.
+
+``SSCARD_KEYSTORE`` holds the default specification.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+
+from sscard.errors import InvalidInput
+from sscard.keys.dev import check_production, development_module
+from sscard.keys.scheme import KeySlot
+from sscard.keys.security_module import SecurityModule, SoftwareSecurityModule
+from sscard.keys.software_store import SoftwareKeyStore
+
+ENV_KEYSTORE = "SSCARD_KEYSTORE"
+DEV = "dev"
+PKCS11_PREFIX = "pkcs11:"
+
+
+def keystore_spec(explicit: str | None = None) -> str | None:
+    """The key store asked for: ``explicit`` or ``$SSCARD_KEYSTORE``."""
+    return explicit or os.environ.get(ENV_KEYSTORE) or None
+
+
+def open_security_module(
+    spec: str | None,
+    *,
+    slots: Iterable[KeySlot],
+    production: bool,
+    secret: Callable[[str], str],
+    city: str | None = None,
+) -> SecurityModule:
+    """Open the security module named by ``spec`` for a profile's key ``slots``.
+
+    ``secret(label)`` supplies the store passphrase or token PIN when needed
+    (hidden prompt, environment or file descriptor: never argv).
+    """
+    spec = keystore_spec(spec)
+    if spec is None:
+        raise InvalidInput(
+            "no key store",
+            [("--keystore", "give a key store file, pkcs11:TOKEN, or 'dev' (development keys)")],
+        )
+    module: SecurityModule
+    if spec == DEV:
+        module = development_module(slots)
+    elif spec.startswith(PKCS11_PREFIX):
+        from sscard.keys.pkcs11_module import Pkcs11SecurityModule, Pkcs11Token
+
+        label = spec[len(PKCS11_PREFIX) :]
+        kwargs = {}
+        if os.environ.get("SSCARD_PKCS11_MODULE"):
+            kwargs["module"] = os.environ["SSCARD_PKCS11_MODULE"]
+        token = Pkcs11Token(label, secret(f"User PIN of token {label}"), **kwargs)
+        module = Pkcs11SecurityModule(token, city=city)
+    else:
+        store = SoftwareKeyStore.open(spec, secret(f"Passphrase for {spec}"))
+        module = SoftwareSecurityModule(store, city=city)
+    check_production(module, production=production)
+    return module
