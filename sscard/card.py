@@ -144,7 +144,7 @@ class SocialSecurityCard:
         assert spec.parent is not None
         self._select_df(self.profile.file(spec.parent), force=False)
         assert spec.fid is not None
-        self.protocol.send(CommandApdu(0x00, 0xA4, 0x00, 0x0C, spec.fid))
+        self.protocol.send(CommandApdu(0x00, 0xA4, 0x02, 0x0C, spec.fid))  # EF under current DF
 
     def _select_df(self, spec: FileSpec, *, force: bool) -> None:
         if self._current_df == spec.id and not force:
@@ -153,17 +153,18 @@ class SocialSecurityCard:
         if spec.type == "mf":
             self.protocol.send(CommandApdu(0x00, 0xA4, 0x00, 0x0C, b"\x3f\x00"))
         elif spec.df_name is not None:
-            # 6283: the application is temporarily blocked, but selected.
+            # 6283 / 9303: the application is blocked (temporarily / for good), but selected;
+            # what may still be done there, the card says command by command.
             response = self.protocol.send(
                 CommandApdu(0x00, 0xA4, 0x04, 0x0C, spec.df_name), check=False
             )
-            if response.sw not in (0x9000, 0x6283):
+            if response.sw not in (0x9000, 0x6283, 0x9303):
                 raise self._error(response.sw, 0xA4)
         else:
             assert spec.parent is not None and spec.fid is not None
             self._select_df(self.profile.file(spec.parent), force=False)
             self._current_df = None
-            self.protocol.send(CommandApdu(0x00, 0xA4, 0x00, 0x0C, spec.fid))
+            self.protocol.send(CommandApdu(0x00, 0xA4, 0x01, 0x0C, spec.fid))  # child DF
         self._current_df = spec.id
 
     def create_file(self, spec: FileSpec) -> bool:
@@ -177,7 +178,8 @@ class SocialSecurityCard:
             probe = CommandApdu(0x00, 0xA4, 0x04, 0x0C, spec.df_name)
         else:
             assert spec.fid is not None
-            probe = CommandApdu(0x00, 0xA4, 0x00, 0x0C, spec.fid)
+            p1 = 0x01 if spec.is_df else 0x02  # child DF / EF under the current DF
+            probe = CommandApdu(0x00, 0xA4, p1, 0x0C, spec.fid)
         if self.protocol.send(probe, check=False).sw in (0x9000, 0x6283):
             self._current_df = spec.id if spec.is_df else spec.parent
             return False

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
+# Everything sscard writes by default (emulator key, stores) goes to a scratch
+# directory, for this process and the sscard subprocesses the tests start.
+os.environ["SSCARD_DATA_DIR"] = tempfile.mkdtemp(prefix="sscard-test-")
+
 from sscard.applets import ScriptedCard
-from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader, reader_lock, running_pcscd
+from sscard.applets.pcsc_rig import (
+    VPCD_READERS,
+    card_in_reader,
+    reader_lock,
+    running_pcscd,
+)
 from sscard.applets.vpcd import VpcdBridge
 
 

@@ -377,10 +377,16 @@ class EmulatedCard:
         if p2 not in (0x00, 0x0C):
             return SW_P1P2
         target: CardFile | None
-        if p1 == 0x00:
+        if p1 in (0x00, 0x01, 0x02):  # any / child DF / EF under the current DF (ISO 7816-4)
             if len(data) != 2:
                 return SW_WRONG_LENGTH
-            target = self._by_fid(data)
+            if p1 == 0x00:
+                target = self._by_fid(data)
+            else:
+                want_df = p1 == 0x01
+                target = next(
+                    (c for c in self._df.children if c.fid == data and c.is_df == want_df), None
+                )
         elif p1 == 0x04:
             if not 1 <= len(data) <= 16:
                 return SW_WRONG_LENGTH

@@ -1,0 +1,58 @@
+"""Helpers for tests on the emulated card: a sample holder and issued cards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sscard.applets.cos import EmulatedCard
+from sscard.applets.factory import new_memory_card
+from sscard.card import SocialSecurityCard
+from sscard.issuance.plan import build_plan
+from sscard.keys.dev import development_module
+from sscard.keys.security_module import SecurityModule
+from sscard.layout import load_profile
+from sscard.transport import InProcessTransport
+from sscard.transport.base import Transport
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SAMPLE_HOLDER: dict[str, Any] = json.loads((EXAMPLES / "holder.json").read_text(encoding="utf-8"))
+PIN = "135790"
+SERIALS = {
+    "ss3-sm4": bytes.fromhex("5353430300000001"),
+    "ss2-3des": bytes.fromhex("5353430200000001"),
+}
+PROFILES = ("ss3-sm4", "ss2-3des")
+
+_modules: dict[str, SecurityModule] = {}
+
+
+def dev_module(profile: str) -> SecurityModule:
+    """The development security module for a profile (built once per test session)."""
+    if profile not in _modules:
+        _modules[profile] = development_module(load_profile(profile).key_scheme.slots)
+    return _modules[profile]
+
+
+def session(transport: Transport, profile: str) -> SocialSecurityCard:
+    """A card session with the development keys."""
+    return SocialSecurityCard.open(transport, security=dev_module(profile))
+
+
+def issue(card: EmulatedCard, profile: str, holder: dict[str, Any] | None = None) -> None:
+    """Personalize ``card`` in-process with the sample holder and :data:`PIN`."""
+    transport = InProcessTransport(card)
+    transport.connect()
+    try:
+        c = session(transport, profile)
+        build_plan(c.profile, holder or SAMPLE_HOLDER, c.serial, pin=PIN).run(c)
+    finally:
+        transport.disconnect()
+
+
+def issued_card(profile: str = "ss3-sm4", serial: bytes | None = None) -> EmulatedCard:
+    """A freshly issued card with its EEPROM in memory."""
+    card = new_memory_card(profile, serial or SERIALS[profile])
+    issue(card, profile)
+    return card
