@@ -181,8 +181,8 @@ def test_line_protected_update(link: Link) -> None:
     c.external_authenticate("DF01")
     assert c.read_record("DF01.EF05", 1) == record
     # A MAC computed over other data is refused with 6988
-    ch, _ = link.send("0084000008")
-    data, sw = link.send("04DC012C" + f"{len(record) + 4:02X}" + record.hex() + "00000000")
+    _ch, _ = link.send("0084000008")
+    _data, sw = link.send("04DC012C" + f"{len(record) + 4:02X}" + record.hex() + "00000000")
     assert sw == 0x6988
 
 
