@@ -30,6 +30,7 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/transmit.py
+	$(BIN)/python bench/keys.py
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

@@ -35,6 +35,7 @@ FACTOR = bytes.fromhex("3100000000000042")
 IV = bytes.fromhex("0102030405060708")
 APDU = bytes.fromhex("04DC010C18") + bytes(20)  # UPDATE RECORD header + 20-byte TLV
 CITY = "310100"
+INVERT = bytes(b ^ 0xFF for b in range(256))  # F -> F xor FF..FF, one C call
 SLOTS = {alg: KeySlot("SSSE", "STK", 1, 1, alg) for alg in ("3des", "sm4")}
 
 
@@ -59,20 +60,16 @@ def _alg(algorithm: str, key: bytes) -> algorithms.SM4 | TripleDES:
 
 def raw_diversify_cached(algorithm: str) -> Callable[[], bytes]:
     enc = Cipher(_alg(algorithm, KEY), modes.ECB()).encryptor()
-    ff = int("FF" * 8, 16)
 
     def run() -> bytes:
-        inv = (int.from_bytes(FACTOR, "big") ^ ff).to_bytes(8, "big")
-        return enc.update(FACTOR + inv)
+        return enc.update(FACTOR + FACTOR.translate(INVERT))
 
     return run
 
 
 def raw_diversify_fresh(algorithm: str) -> Callable[[], bytes]:
-    ff = int("FF" * 8, 16)
-
     def run() -> bytes:
-        inv = (int.from_bytes(FACTOR, "big") ^ ff).to_bytes(8, "big")
+        inv = FACTOR.translate(INVERT)
         return Cipher(_alg(algorithm, KEY), modes.ECB()).encryptor().update(FACTOR + inv)
 
     return run

@@ -237,3 +237,16 @@ def test_cached_contexts_are_safe_across_threads() -> None:
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(one, jobs))
+
+
+def test_cached_contexts_never_bypass_validation() -> None:
+    # line_mac caches single-DES contexts for the key halves; diversify must still
+    # refuse a half-length key or an internal algorithm name.
+    line_mac(RETAIL_KEY, b"x", iv=bytes(8), algorithm="3des")
+    with pytest.raises(InvalidInput):
+        diversify(RETAIL_KEY[:8], bytes(8), algorithm="des")
+    with pytest.raises(WrongKeyLength):
+        diversify(RETAIL_KEY[:8], bytes(8), algorithm="3des")
+    assert diversify(bytearray(GB_KEY), bytearray(8), algorithm="sm4") == diversify(
+        GB_KEY, bytes(8), algorithm="sm4"
+    )

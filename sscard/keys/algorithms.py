@@ -53,6 +53,8 @@ def check_key(key: bytes, algorithm: str) -> None:
 # --- cached cipher contexts ---------------------------------------------------
 
 _local = threading.local()
+# Per thread, attribute "3des" / "sm4": {key: ECB encryptor} for keys check_key accepted.
+_validated = threading.local()
 
 
 def _contexts() -> dict[tuple[Any, ...], Any]:
@@ -66,7 +68,7 @@ def _contexts() -> dict[tuple[Any, ...], Any]:
 def _cipher_algorithm(algorithm: str, key: bytes) -> Any:
     if algorithm == "sm4":
         return algorithms.SM4(key)
-    if len(key) == 8:  # single DES (the retail MAC's halves): K ‖ K ‖ K
+    if algorithm == "des":  # single DES (the retail MAC's halves): K ‖ K ‖ K
         return TripleDES(key * 3)
     return TripleDES(key + key[:8])  # two-key 3DES: K1 ‖ K2 ‖ K1
 
@@ -90,7 +92,7 @@ class _Cbc:
     __slots__ = ("ctx", "last")
 
     def __init__(self, algorithm: str, key: bytes) -> None:
-        n = 8 if len(key) == 8 else _BLOCK[algorithm]
+        n = 8 if algorithm == "des" else _BLOCK[algorithm]
         self.last = bytes(n)
         self.ctx = Cipher(_cipher_algorithm(algorithm, key), modes.CBC(self.last)).encryptor()
 
@@ -150,7 +152,7 @@ def constant_time_equal(a: bytes, b: bytes) -> bool:
 
 # --- diversification (spec "Keys") --------------------------------------------
 
-_FF = int("FF" * FACTOR_LENGTH, 16)
+_INVERT = bytes(b ^ 0xFF for b in range(256))
 
 
 def diversify(key: bytes, factor: bytes, *, algorithm: str) -> bytes:
@@ -159,16 +161,24 @@ def diversify(key: bytes, factor: bytes, *, algorithm: str) -> bytes:
     3DES: ``E_K(F) ‖ E_K(F ⊕ FF…FF)``; SM4: ``E_K(F ‖ (F ⊕ FF…FF))`` (spec "Keys").
     Both are one ECB call over ``F ‖ ~F``.
     """
-    check_key(key, algorithm)
-    if len(factor) != FACTOR_LENGTH:
-        raise InvalidInput(
-            "wrong diversification factor length",
-            [("factor", f"must be {FACTOR_LENGTH} bytes, got {len(factor)}")],
-        )
-    if type(factor) is not bytes:
+    if type(factor) is not bytes or len(factor) != FACTOR_LENGTH:
+        if len(factor) != FACTOR_LENGTH:
+            raise InvalidInput(
+                "wrong diversification factor length",
+                [("factor", f"must be {FACTOR_LENGTH} bytes, got {len(factor)}")],
+            )
         factor = bytes(factor)
-    inverse = (int.from_bytes(factor, "big") ^ _FF).to_bytes(FACTOR_LENGTH, "big")
-    return _ecb(algorithm, key).update(factor + inverse)
+    try:  # hot path: this thread's encryptor for a key already validated
+        ctx: CipherContext = getattr(_validated, algorithm)[key]
+    except (AttributeError, KeyError, TypeError):
+        check_key(key, algorithm)
+        ctx = _ecb(algorithm, key)
+        table: dict[bytes, CipherContext] | None = getattr(_validated, algorithm, None)
+        if table is None or len(table) > _CACHE_LIMIT:
+            table = {}
+            setattr(_validated, algorithm, table)
+        table[bytes(key)] = ctx
+    return ctx.update(factor + factor.translate(_INVERT))
 
 
 def diversify_path(key: bytes, factors: Sequence[bytes], *, algorithm: str) -> bytes:
@@ -229,9 +239,9 @@ def line_mac(key: bytes, data: bytes, *, iv: bytes, algorithm: str) -> bytes:
     if algorithm == "sm4":
         return _cbc("sm4", key).last_block(iv, padded)[:MAC_LENGTH]
     k_left, k_right = bytes(key[:8]), bytes(key[8:])
-    y = _cbc("3des", k_left).last_block(iv, padded)
-    y = _ecb("3des", k_right, encrypt=False).update(y)
-    return _ecb("3des", k_left).update(y)[:MAC_LENGTH]
+    y = _cbc("des", k_left).last_block(iv, padded)
+    y = _ecb("des", k_right, encrypt=False).update(y)
+    return _ecb("des", k_left).update(y)[:MAC_LENGTH]
 
 
 def verify_line_mac(key: bytes, data: bytes, mac: bytes, *, iv: bytes, algorithm: str) -> bool:
