@@ -167,6 +167,9 @@ class EmulatedCard:
 
     def power_on(self) -> bytes:
         """Cold reset: RAM is rebuilt from the EEPROM; security state is gone."""
+        acquire = getattr(self.storage, "acquire", None)
+        if acquire is not None:
+            acquire()
         self._state = self.storage.load()
         self._reset_volatile()
         self.powered = True
@@ -175,6 +178,9 @@ class EmulatedCard:
     def power_off(self) -> None:
         self.powered = False
         self._reset_volatile()
+        release = getattr(self.storage, "release", None)
+        if release is not None:
+            release()
 
     def arm_tear(self, apdu: int, writes: int = 0) -> None:
         """Cut the power during the ``apdu``-th next APDU after ``writes`` EEPROM writes."""

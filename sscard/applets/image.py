@@ -17,6 +17,7 @@ The emulator key is 32 random bytes in ``$SSCARD_EMULATOR_KEY_FILE``, or
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sscard.errors import InvalidInput
+from sscard.errors import InvalidInput, ReaderBusy
 
 MAGIC = b"SSCARD-CARD\x00"
 FORMAT = 1
@@ -315,13 +316,40 @@ def is_card_image(path: str | os.PathLike[str]) -> bool:
 
 
 class FileStorage:
-    """EEPROM in an encrypted image file, written atomically."""
+    """EEPROM in an encrypted image file, written atomically.
+
+    While the card is powered, :meth:`acquire` holds an exclusive lock on
+    ``PATH.lock``, so two processes never run the same card at once (a served
+    card and an in-process one, say).
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, durable: bool = True) -> None:
         self.path = Path(path)
         self.durable = durable
         self._aead = AESGCM(emulator_key())
+        self._lock: int | None = None
         self.writes = 0
+
+    def acquire(self) -> None:
+        """Take the card (exclusive lock); :class:`ReaderBusy` if another process has it."""
+        if self._lock is not None:
+            return
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ReaderBusy(
+                f"the card {self.path} is in use by another process (is 'sscard virtual serve' "
+                "running with it?); stop that process or use its PC/SC reader"
+            ) from None
+        self._lock = fd
+
+    def release(self) -> None:
+        """Give the card back."""
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor drops the flock
+            self._lock = None
 
     def __repr__(self) -> str:
         return f"FileStorage({str(self.path)!r})"

@@ -146,7 +146,10 @@ class VpcdBridge:
                 self.card.power_off()
             elif code in (_POWER_ON, _RESET):
                 self.card.power_off()
-                self.card.power_on()
+                try:
+                    self.card.power_on()
+                except Exception as exc:  # e.g. the image is in use elsewhere: the card is mute
+                    log.warning("card did not power on: %s", exc)
             elif code == _GET_ATR:
                 return bytes(self.card.atr)
             return None

@@ -70,7 +70,11 @@ class InProcessTransport:
             raise CardRemoved(f"{self._name}: the card was removed; reinsert it and retry")
         if self._atr is None:
             raise NoCard(f"{self._name}: not connected to a card; connect first")
-        return card.process(apdu)
+        try:
+            return card.process(apdu)
+        except CardRemoved:  # the card lost power mid-command (a tear): the link is gone
+            self._atr = None
+            raise
 
     def __repr__(self) -> str:
         return f"InProcessTransport({self._name!r}, connected={self.connected})"
