@@ -50,3 +50,28 @@ def test_opensc_sends_apdus(scripted_card: PluggedCard) -> None:
     received = scripted_card.card.received
     assert bytes.fromhex("00A4040007A0000000031010") in received
     assert received[-1] == bytes.fromhex("80EE000003AABBCC00")
+
+
+def test_opensc_talks_to_the_emulated_card(vpcd_port: int) -> None:
+    from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
+    from tests.cardkit import SAMPLE_HOLDER, issued_card
+
+    card = issued_card("ss3-sm4")
+    with card_in_reader(card, vpcd_port):
+        reader = VPCD_READERS[vpcd_port]
+        atr = _opensc("-r", reader, "-a").stdout.strip().replace(":", "").upper()
+        assert atr == card.atr.hex().upper()
+        result = _opensc(
+            "-r",
+            reader,
+            "-s",
+            "00A404000F7378312E73682EC9E7BBE1B1A3D5CF",  # SSSE by DF name
+            "-s",
+            "00B2072C00",  # EF05 record 7: card number
+            "-s",
+            "0020000000",  # PIN tries left
+        )
+    assert result.returncode == 0, result.stderr
+    number = " ".join(f"{b:02X}" for b in b"\x07\x09" + SAMPLE_HOLDER["card_number"].encode())
+    assert number in result.stdout
+    assert "SW1=0x63, SW2=0xC6" in result.stdout
