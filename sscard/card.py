@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from sscard import errors
 from sscard.apdu import CommandApdu
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule
-from sscard.layout import decode_records, load_profile, shipped_profiles
+from sscard.layout import card_profiles, decode_records, load_profile
 from sscard.layout.fcp import build_fcp
 from sscard.layout.model import FileSpec, Profile
 from sscard.protocol import ApduProtocol
@@ -51,23 +50,15 @@ class UnknownCard(errors.InvalidInput):
     """The ATR matches no card profile."""
 
 
-@lru_cache(maxsize=16)
-def _cached_profile(name: str) -> Profile:
-    return load_profile(name)
-
-
 def profile_for_atr(atr: bytes) -> Profile:
     """The shipped profile whose ATR template matches ``atr``."""
-    for name in shipped_profiles():
-        try:
-            profile = _cached_profile(name)
-        except errors.ProfileError:  # a base layout, not a card profile
-            continue
+    for name in card_profiles():
+        profile = load_profile(name)
         if profile.atr_template.serial(atr) is not None:
             return profile
     raise UnknownCard(
         f"the card's ATR {atr.hex().upper()} matches no card profile "
-        f"({', '.join(shipped_profiles())}); is this a social security card?"
+        f"({', '.join(card_profiles())}); is this a social security card?"
     )
 
 

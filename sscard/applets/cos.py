@@ -23,7 +23,6 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from sscard.applets.image import CardFile, CardState, CardStorage, KeyObject, PinObject
 from sscard.errors import CardRemoved, InvalidInput
@@ -120,11 +119,6 @@ class _Sw(Exception):
         self.sw = sw
 
 
-@lru_cache(maxsize=8)
-def _profile(name: str) -> Profile:
-    return load_profile(name)
-
-
 class EmulatedCard:
     """The reference social security card, emulated over a :class:`CardStorage`."""
 
@@ -139,7 +133,7 @@ class EmulatedCard:
         self.latency = latency or Latency()
         self._random = random
         self._state = storage.load()
-        self.profile = _profile(self._state.profile)
+        self.profile = load_profile(self._state.profile)
         self.powered = False
         self.tear: TearPlan | None = None
         self._apdus_since_arm = 0

@@ -13,7 +13,7 @@ from sscard.applets.cos import Latency
 from sscard.applets.factory import DEFAULT_PROFILE, new_card_file, open_card_file, parse_serial
 from sscard.applets.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdBridge
 from sscard.cli.context import CliState, pass_state
-from sscard.layout import shipped_profiles
+from sscard.layout import card_profiles
 
 
 @click.group()
@@ -28,15 +28,11 @@ def virtual() -> None:
     """
 
 
-def _card_profiles() -> list[str]:
-    return [p for p in shipped_profiles() if p != "ss-generic"]
-
-
 @virtual.command("new")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--profile",
-    type=click.Choice(_card_profiles()),
+    type=click.Choice(card_profiles()),
     default=DEFAULT_PROFILE,
     show_default=True,
     help="Card profile: ss3-sm4 (SM4) or ss2-3des (two-key 3DES).",

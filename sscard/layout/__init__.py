@@ -8,7 +8,7 @@ from sscard.layout.codecs import CardId, RecordCodec, codec_for
 from sscard.layout.holder import HOLDER_FIELDS, holder_problems, holder_schema, validate_holder
 from sscard.layout.holder_codec import decode_records, encode_holder, holder_records
 from sscard.layout.holder_io import HolderRow, read_holders, validate_rows
-from sscard.layout.loader import DEFAULT_PROFILE, load_profile, shipped_profiles
+from sscard.layout.loader import DEFAULT_PROFILE, card_profiles, load_profile, shipped_profiles
 from sscard.layout.model import (
     Access,
     AccessCondition,
@@ -34,6 +34,7 @@ __all__ = [
     "Profile",
     "RecordCodec",
     "RecordItem",
+    "card_profiles",
     "codec_for",
     "decode_records",
     "encode_holder",

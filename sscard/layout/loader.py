@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterable, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -77,12 +77,37 @@ def shipped_profiles() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
+@lru_cache(maxsize=1)
+def card_profiles() -> tuple[str, ...]:
+    """Names of the shipped card profiles (the shipped ones that are not abstract bases)."""
+    folder = _package_file("profiles")
+    names = []
+    for name in shipped_profiles():
+        data = json.loads(folder.joinpath(f"{name}.json").read_text(encoding="utf-8"))
+        if not data.get("abstract", False):
+            names.append(name)
+    return tuple(names)
+
+
 def load_profile(name_or_path: str | Path | None = None) -> Profile:
     """Load a shipped profile by name (default ``ss3-sm4``) or a profile file by path.
 
     Raises :class:`~sscard.errors.ProfileError` listing every problem with its JSON path.
+    Shipped profiles are immutable and validated once per process; files are read anew.
     """
-    data, source = _load_resolved(name_or_path or DEFAULT_PROFILE, None, ())
+    ref = name_or_path or DEFAULT_PROFILE
+    if isinstance(ref, str) and ref in shipped_profiles():
+        return _load_shipped(ref)
+    return _load(ref)
+
+
+@lru_cache(maxsize=16)
+def _load_shipped(name: str) -> Profile:
+    return _load(name)
+
+
+def _load(name_or_path: str | Path) -> Profile:
+    data, source = _load_resolved(name_or_path, None, ())
     if data.pop("abstract", False):
         raise ProfileError(
             f"profile {source} is a base layout, not a card profile",

@@ -1,0 +1,144 @@
+"""Benchmark: the emulated card's APDU throughput, in-process and through pcscd + vpcd.
+
+* in-process, EEPROM in memory: READ RECORD (no write) and VERIFY (two EEPROM
+  writes: the counter spent, then reset);
+* in-process, EEPROM in an image file (fsync per write): VERIFY;
+* through pcscd: the card served by ``sscard virtual serve`` in its own process,
+  read with PcscTransport: READ RECORD;
+* a whole personalization in-process (APDUs per card, cards per second).
+
+Usage: ``.venv/bin/python bench/card.py [--seconds 2] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+from sscard.applets.cos import EmulatedCard
+from sscard.applets.factory import new_card_file, new_memory_card
+from sscard.applets.pcsc_rig import VPCD_READERS, reader_lock, running_pcscd
+from sscard.card import SocialSecurityCard
+from sscard.issuance.plan import build_plan
+from sscard.keys.dev import development_module
+from sscard.keys.security_module import SecurityModule
+from sscard.layout import load_profile
+from sscard.transport import InProcessTransport
+from sscard.transport.pcsc import PcscTransport, wait_for_card
+
+SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
+READ = bytes.fromhex("00B2072C00")
+HOLDER = json.loads(
+    (Path(__file__).resolve().parent.parent / "examples" / "holder.json").read_text("utf-8")
+)
+PIN = "135790"
+
+
+def rate(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per second of ``fn`` over about ``seconds``."""
+    n, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        for _ in range(50):
+            fn()
+        n += 50
+    return n / elapsed
+
+
+@lru_cache(maxsize=4)
+def _module(profile: str) -> SecurityModule:
+    return development_module(load_profile(profile).key_scheme.slots)
+
+
+def personalize(card: EmulatedCard, profile: str) -> int:
+    """Issue ``card`` in-process; the number of APDUs it took."""
+    transport = InProcessTransport(card)
+    transport.connect()
+    count = 0
+    inner = transport.transmit
+
+    def counting(apdu: bytes) -> bytes:
+        nonlocal count
+        count += 1
+        return inner(apdu)
+
+    transport.transmit = counting  # type: ignore[method-assign]
+    session = SocialSecurityCard.open(transport, security=_module(profile))
+    build_plan(session.profile, HOLDER, session.serial, pin=PIN).run(session)
+    transport.disconnect()
+    return count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    out: dict[str, object] = {}
+
+    card = new_memory_card()
+    apdus_per_card = personalize(card, "ss3-sm4")
+    out["apdus_per_personalization"] = apdus_per_card
+    out["personalizations_per_s_inprocess_memory"] = round(
+        rate(lambda: personalize(new_memory_card(), "ss3-sm4"), args.seconds), 1
+    )
+    card.power_on()
+    card.process(SSSE)
+    out["read_record_per_s_inprocess"] = round(rate(lambda: card.process(READ), args.seconds))
+    verify = bytes.fromhex("0020000003" + PIN)
+    out["verify_per_s_inprocess_memory"] = round(rate(lambda: card.process(verify), args.seconds))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "card.img"
+        file_card = new_card_file(path)
+        personalize(file_card, "ss3-sm4")
+        file_card.power_on()
+        file_card.process(SSSE)
+        out["verify_per_s_inprocess_file_fsync"] = round(
+            rate(lambda: file_card.process(verify), args.seconds)
+        )
+        file_card.power_off()
+
+        with running_pcscd(), reader_lock() as port:
+            reader = VPCD_READERS[port]
+            wait_for_card(reader, 10, present=False)
+            server = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("sscard")),
+                    "virtual",
+                    "serve",
+                    str(path),
+                    "--port",
+                    str(port),
+                ],
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                wait_for_card(reader, 15)
+                transport = PcscTransport(reader)
+                transport.connect()
+                transport.transmit(SSSE)
+                out["read_record_per_s_pcscd"] = round(
+                    rate(lambda: transport.transmit(READ), args.seconds)
+                )
+                transport.disconnect()
+            finally:
+                server.send_signal(signal.SIGTERM)
+                server.wait(15)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for key, value in out.items():
+            print(f"{key:<42} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
