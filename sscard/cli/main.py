@@ -75,13 +75,23 @@ def cli(ctx: click.Context, reader: str | None, as_json: bool, log_level: str) -
 
 def _register() -> None:
     """Attach the sub-commands (one module each under sscard/cli/)."""
-    from sscard.cli import apdu_cmd, holder_cmd, keys_cmd, profile_cmd, readers_cmd
+    from sscard.cli import (
+        apdu_cmd,
+        holder_cmd,
+        keys_cmd,
+        platform_cmd,
+        profile_cmd,
+        readers_cmd,
+        sync_cmd,
+    )
 
     cli.add_command(readers_cmd.readers)
     cli.add_command(apdu_cmd.apdu)
     cli.add_command(keys_cmd.keys)
     cli.add_command(profile_cmd.profile)
     cli.add_command(holder_cmd.holder)
+    cli.add_command(sync_cmd.sync_group)
+    cli.add_command(platform_cmd.platform_group)
 
 
 _register()

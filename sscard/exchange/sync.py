@@ -119,7 +119,7 @@ def _push_batch(
                 report.rejected.append({"id": event_id, "reason": reason})
                 if keep_results:
                     report.results.append({"id": event_id, "status": "rejected"})
-        log.warning("platform refused %d event(s); set aside as rejected", len(refused))
+        log.info("platform refused %d event(s); set aside as rejected", len(refused))
         return  # the others are still pending: the next round sends them
     except Exception as exc:
         with db.transaction(conn):
