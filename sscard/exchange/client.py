@@ -117,7 +117,13 @@ class PlatformClient:
                     f"the platform's certificate is not trusted ({exc.verify_message}); "
                     "check --ca and the platform address"
                 ) from None
-            except (ssl.SSLEOFError, ConnectionError, http.client.RemoteDisconnected) as exc:
+            except (
+                ssl.SSLEOFError,
+                ConnectionResetError,
+                ConnectionAbortedError,
+                BrokenPipeError,
+                http.client.RemoteDisconnected,
+            ) as exc:
                 # A reused keep-alive connection the server closed: retry once on a new one.
                 self.close()
                 if attempt == 1 and not fresh:

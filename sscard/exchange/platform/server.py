@@ -58,12 +58,20 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     platform: Platform
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that broke mid-request is logged, not printed as a traceback."""
+        log.warning("connection from %s failed", client_address[0], exc_info=log.isEnabledFor(10))
+
     def finish_request(self, request: Any, client_address: Any) -> None:
         """TLS handshake in this connection's thread, then HTTP."""
         request.settimeout(HANDSHAKE_TIMEOUT)
+        tls = self.platform.ssl_context.wrap_socket(
+            request, server_side=True, do_handshake_on_connect=False
+        )
         try:
-            tls = self.platform.ssl_context.wrap_socket(request, server_side=True)
+            tls.do_handshake()
         except (ssl.SSLError, OSError) as exc:
+            _linger_close(tls)
             reason = getattr(exc, "reason", None) or type(exc).__name__
             log.warning("TLS handshake refused from %s: %s", client_address[0], reason)
             self.platform.store.audit(
@@ -75,6 +83,21 @@ class _Server(ThreadingHTTPServer):
         finally:
             with contextlib.suppress(OSError):
                 tls.close()
+
+
+def _linger_close(sock: socket.socket) -> None:
+    """Close after a refused handshake so that the client reads the TLS alert.
+
+    Closing with unread data (the client's first request, sent right after its
+    TLS 1.3 Finished) would reset the connection and the alert could be lost.
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(1.0)
+        while sock.recv(4096):
+            pass
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 class _Server6(_Server):
@@ -308,8 +331,8 @@ class Platform:
 
     def stop(self) -> None:
         """Stop serving, close the socket and the store."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread:
+        if self._thread is not None:
+            self._httpd.shutdown()
             self._thread.join(5)
+        self._httpd.server_close()
         self.store.close()
