@@ -84,14 +84,13 @@ def test_a_repeated_event_is_acknowledged_and_not_applied_twice(
 
 
 def test_scope_refusal_is_403_and_stores_nothing(platform: Platform, pki: Pki) -> None:
-    with client_for(platform, pki, "sp-police") as client:
-        with pytest.raises(ScopeRefused) as err:
-            client.push(
-                [
-                    _event("card.blocked", blocked("A00000001"), "sp-police"),
-                    _event("card.issued", issued(1), "sp-police"),
-                ]
-            )
+    with client_for(platform, pki, "sp-police") as client, pytest.raises(ScopeRefused) as err:
+        client.push(
+            [
+                _event("card.blocked", blocked("A00000001"), "sp-police"),
+                _event("card.issued", issued(1), "sp-police"),
+            ]
+        )
     assert err.value.problems == [
         ("/events/1/category", "department police has no agreement to push card.issued")
     ]
@@ -211,7 +210,7 @@ def test_unknown_client_certificate_is_refused_at_the_handshake(
     ctx = foreign_pki.client("sp-labour")
     ctx.load_verify_locations(cafile=str(pki.files["ca"].cert))  # it trusts the platform
     raw = ssl.create_connection(("127.0.0.1", platform.port))
-    with pytest.raises(ssl.SSLError, match="UNKNOWN_CA|unknown ca|CERTIFICATE"):
+    with pytest.raises(ssl.SSLError, match=r"UNKNOWN_CA|unknown ca|CERTIFICATE"):
         tls = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
         tls.sendall(b"GET /v1/agreement HTTP/1.1\r\nHost: x\r\n\r\n")
         tls.recv(100)  # TLS 1.3: the server's alert arrives after the client's Finished
