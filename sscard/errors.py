@@ -297,3 +297,51 @@ class RecordDecodeError(ProtocolError):
         self.record = record
         self.problem = problem
         super().__init__(f"{record}: {problem}")
+
+
+# --- exchange platform (docs/exchange.md) --------------------------------------
+
+
+class ExchangeError(SscardError):
+    """Root of errors talking to (or running) the exchange platform."""
+
+
+class PlatformUnavailable(ExchangeError, TransportError):
+    """The platform cannot be reached or failed (refused, timeout, 5xx); retry later."""
+
+
+class PlatformAuthRefused(ExchangeError, AuthenticationError):
+    """Mutual TLS failed: the platform refused this certificate, or is not trusted."""
+
+
+class ScopeRefused(ExchangeError, AuthenticationError):
+    """The sharing agreement does not cover what was asked (HTTP 403).
+
+    ``problems`` lists ``(JSON path, message)``; ``event_ids`` the events refused.
+    """
+
+    def __init__(
+        self, message: str, problems: Iterable[tuple[str, str]] = (), event_ids: Iterable[str] = ()
+    ) -> None:
+        self.problems = list(problems)
+        self.event_ids = list(event_ids)
+        details = "; ".join(f"{p}: {m}" for p, m in self.problems[:10])
+        super().__init__(f"{message}: {details}" if details else message)
+
+
+class EventsRejected(ExchangeError, InvalidInput):
+    """The platform rejected a request as invalid (HTTP 4xx); ``problems`` name the paths."""
+
+    def __init__(
+        self, message: str, problems: Iterable[tuple[str, str]] = (), event_ids: Iterable[str] = ()
+    ) -> None:
+        self.event_ids = list(event_ids)
+        super().__init__(message, list(problems)[:50])
+
+
+class PlatformProtocolError(ExchangeError):
+    """The platform answered something that is not a valid protocol message."""
+
+
+class PlatformConfigError(ExchangeError, InvalidInput):
+    """The reference platform's configuration file is missing or invalid."""

@@ -74,25 +74,25 @@ def cli(ctx: click.Context, reader: str | None, as_json: bool, log_level: str) -
 
 
 def _register() -> None:
-    """Attach the sub-commands (one module each under sscard/cli/)."""
-    from sscard.cli import (
-        apdu_cmd,
-        card_cmd,
-        holder_cmd,
-        keys_cmd,
-        profile_cmd,
-        readers_cmd,
-        virtual_cmd,
-    )
+    """Attach the sub-commands (one module each under sscard/cli/).
 
-    cli.add_command(readers_cmd.readers)
-    cli.add_command(apdu_cmd.apdu)
-    cli.add_command(keys_cmd.keys)
-    cli.add_command(profile_cmd.profile)
-    cli.add_command(holder_cmd.holder)
-    cli.add_command(virtual_cmd.virtual)
-    cli.add_command(card_cmd.read)
-    cli.add_command(card_cmd.info)
+    One line per command: ``(module, attribute)``; keep the list sorted.
+    """
+    import importlib
+
+    for module, attribute in (
+        ("apdu_cmd", "apdu"),
+        ("card_cmd", "info"),
+        ("card_cmd", "read"),
+        ("holder_cmd", "holder"),
+        ("keys_cmd", "keys"),
+        ("platform_cmd", "platform_group"),
+        ("profile_cmd", "profile"),
+        ("readers_cmd", "readers"),
+        ("sync_cmd", "sync_group"),
+        ("virtual_cmd", "virtual"),
+    ):
+        cli.add_command(getattr(importlib.import_module(f"sscard.cli.{module}"), attribute))
 
 
 _register()

@@ -1,0 +1,175 @@
+"""The reference platform's store: received events and the per-department audit (art. 11, 13).
+
+One SQLite file (WAL, ``synchronous=FULL``): a batch is stored in one
+transaction, so a crash stores all of it or none, and an acknowledged event is
+on disk. Event ids are unique: a repeated id is acknowledged as ``duplicate``
+and not stored again. ``seq`` orders events for the pull cursor.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sscard import db
+from sscard.exchange.events import utc_text
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS platform_events (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
+    department    TEXT NOT NULL,
+    service_point TEXT NOT NULL,
+    category      TEXT NOT NULL,
+    occurred_at   TEXT NOT NULL,
+    received_at   TEXT NOT NULL,
+    payload       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS platform_events_category ON platform_events (category, seq);
+CREATE TABLE IF NOT EXISTS platform_audit (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at         TEXT NOT NULL,
+    department TEXT,
+    client     TEXT,
+    action     TEXT NOT NULL,
+    status     INTEGER NOT NULL,
+    detail     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS platform_audit_department ON platform_audit (department, seq);
+"""
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The platform's answer for one pushed event."""
+
+    id: str
+    status: str  # "stored" | "duplicate"
+    seq: int
+
+
+class PlatformStore:
+    """Thread-safe access to the platform's SQLite file (one connection, one lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._conn = db.open_db(self.path)
+        self._lock = threading.Lock()
+        with self._lock:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._conn.close()
+
+    def store_batch(self, department: str, events: Iterable[dict[str, Any]]) -> list[Ack]:
+        """Store schema-valid events in one transaction; a known id is a ``duplicate``."""
+        now = utc_text()
+        acks: list[Ack] = []
+        with self._lock, db.transaction(self._conn):
+            for e in events:
+                cur = self._conn.execute(
+                    "INSERT INTO platform_events (id, department, service_point, category,"
+                    " occurred_at, received_at, payload) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (id) DO NOTHING",
+                    (
+                        e["id"],
+                        department,
+                        e["service_point"],
+                        e["category"],
+                        e["occurred_at"],
+                        now,
+                        json.dumps(e["payload"], ensure_ascii=False, separators=(",", ":")),
+                    ),
+                )
+                if cur.rowcount == 1:
+                    acks.append(Ack(e["id"], "stored", int(cur.lastrowid or 0)))
+                else:
+                    row = self._conn.execute(
+                        "SELECT seq FROM platform_events WHERE id = ?", (e["id"],)
+                    ).fetchone()
+                    acks.append(Ack(e["id"], "duplicate", int(row[0])))
+        return acks
+
+    def feed(
+        self, after: int, limit: int, categories: Iterable[str], exclude_service_point: str
+    ) -> tuple[list[dict[str, Any]], int, bool]:
+        """Events after ``after`` in ``categories`` from other service points, oldest first.
+
+        Returns ``(items, cursor, more)``; ``cursor`` is the seq of the last item
+        (``after`` when none), to be passed as ``after`` next time.
+        """
+        cats = sorted(categories)
+        if not cats:
+            return [], after, False
+        marks = ",".join("?" * len(cats))
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, department, id, service_point, occurred_at, category, payload"
+                f" FROM platform_events WHERE seq > ? AND category IN ({marks})"
+                " AND service_point != ? ORDER BY seq LIMIT ?",
+                (after, *cats, exclude_service_point, limit + 1),
+            ).fetchall()
+        more = len(rows) > limit
+        items = [
+            {
+                "seq": r[0],
+                "department": r[1],
+                "event": {
+                    "id": r[2],
+                    "service_point": r[3],
+                    "occurred_at": r[4],
+                    "category": r[5],
+                    "payload": json.loads(r[6]),
+                },
+            }
+            for r in rows[:limit]
+        ]
+        return items, (items[-1]["seq"] if items else after), more
+
+    def audit(
+        self,
+        department: str | None,
+        client: str | None,
+        action: str,
+        status: int,
+        detail: dict[str, Any],
+    ) -> None:
+        """Record one request in the audit trail (ids and counts, never a payload)."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO platform_audit (at, department, client, action, status, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (utc_text(), department, client, action, status, json.dumps(detail)),
+            )
+
+    def audit_log(self, department: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest audit entries (of one department), oldest first."""
+        where, args = ("WHERE department = ?", [department]) if department else ("", [])
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, at, department, client, action, status, detail FROM platform_audit"
+                f" {where} ORDER BY seq DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        keys = ("seq", "at", "department", "client", "action", "status")
+        return [dict(zip(keys, r[:6], strict=True)) | {"detail": json.loads(r[6])} for r in rows][
+            ::-1
+        ]
+
+    def count(self) -> int:
+        """Number of stored events."""
+        with self._lock:
+            return int(self._conn.execute("SELECT count(*) FROM platform_events").fetchone()[0])
+
+    def event_ids(self) -> list[str]:
+        """Every stored event id, in arrival order."""
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT id FROM platform_events ORDER BY seq")]

@@ -1,0 +1,139 @@
+"""JSON Schemas of the exchange protocol: messages and event payloads (docs/exchange.md).
+
+Every message on the wire and every event payload has a schema shipped in
+``sscard/exchange/schemas/``. Problems are reported as ``(JSON Pointer, message)``
+pairs; messages name the rule that failed, never the offending value, so that
+holder data does not end up in an error text or a log (regulation art. 17).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+
+CATEGORIES: tuple[str, ...] = (
+    "card.issued",
+    "card.replaced",
+    "pin.reset",
+    "pin.unblocked",
+    "card.blocked",
+    "card.unblocked",
+    "holder.changed",
+)
+"""The event categories of issue 8; a sharing agreement grants a subset of them."""
+
+MESSAGES: tuple[str, ...] = (
+    "event",
+    "push-request",
+    "push-response",
+    "pull-response",
+    "agreement",
+    "error",
+    "platform-config",
+)
+
+Problem = tuple[str, str]
+
+
+def _load(name: str) -> dict[str, Any]:
+    text = resources.files("sscard.exchange").joinpath("schemas", f"{name}.json").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+@cache
+def _registry() -> Registry[Any]:
+    resources_ = [Resource.from_contents(_load(m)) for m in MESSAGES]
+    resources_ += [Resource.from_contents(_load(f"payload.{c}")) for c in CATEGORIES]
+    return Registry().with_resources((r.id() or "", r) for r in resources_)
+
+
+@cache
+def _validator(name: str) -> Draft202012Validator:
+    schema = _load(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, registry=_registry())
+
+
+def schema(name: str) -> dict[str, Any]:
+    """The schema of message ``name`` or of ``payload.CATEGORY`` (a fresh copy)."""
+    return _load(name)
+
+
+def pointer(parts: Any) -> str:
+    """A JSON Pointer (RFC 6901) for a sequence of keys and indexes."""
+    out = ""
+    for part in parts:
+        out += "/" + str(part).replace("~", "~0").replace("/", "~1")
+    return out
+
+
+def _problems(validator: Draft202012Validator, data: Any, prefix: str) -> list[Problem]:
+    found: list[Problem] = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
+        found.extend(_describe(error, prefix))
+    return found
+
+
+def _describe(error: ValidationError, prefix: str) -> list[Problem]:
+    """Turn one jsonschema error into problems without quoting the instance's value."""
+    where = prefix + pointer(error.absolute_path)
+    rule, instance = error.validator, error.instance
+    value: Any = error.validator_value
+    subschema: Any = error.schema
+    if rule == "required" and isinstance(instance, dict):
+        return [
+            (f"{where}/{k}", "required property is missing") for k in value if k not in instance
+        ]
+    if rule == "additionalProperties" and isinstance(instance, dict):
+        allowed = set(subschema.get("properties", {}))
+        extra = sorted(k for k in instance if k not in allowed)
+        return [(f"{where}{pointer([k])}", "unknown property (not allowed)") for k in extra]
+    if rule in ("anyOf", "oneOf") and error.context:
+        return _describe(min(error.context, key=lambda e: len(e.path)), prefix)
+    messages: dict[str, Callable[[], str]] = {
+        "type": lambda: f"must be of type {value}",
+        "pattern": lambda: f"does not match the pattern {value}",
+        "enum": lambda: "must be one of " + ", ".join(json.dumps(v) for v in value),
+        "const": lambda: f"must be {json.dumps(value)}",
+        "minLength": lambda: f"must have at least {value} character(s)",
+        "maxLength": lambda: f"must have at most {value} character(s)",
+        "minItems": lambda: f"must have at least {value} item(s)",
+        "maxItems": lambda: f"must have at most {value} item(s)",
+        "minProperties": lambda: (
+            f"must have at least {value} propert{'y' if value == 1 else 'ies'}"
+        ),
+        "minimum": lambda: f"must be at least {value}",
+        "maximum": lambda: f"must be at most {value}",
+        "uniqueItems": lambda: "items must be unique",
+        "propertyNames": lambda: "a property name is not allowed",
+    }
+    text = messages.get(str(rule), lambda: f"fails the '{rule}' rule")()
+    return [(where or "/", text)]
+
+
+def message_problems(name: str, data: Any, prefix: str = "") -> list[Problem]:
+    """Problems of ``data`` as message ``name`` (see :data:`MESSAGES`); empty when valid."""
+    return _problems(_validator(name), data, prefix)
+
+
+def payload_problems(category: str, payload: Any, prefix: str = "") -> list[Problem]:
+    """Problems of an event ``payload`` for ``category``; an unknown category is a problem."""
+    if category not in CATEGORIES:
+        return [(prefix or "/", f"unknown category; known: {', '.join(CATEGORIES)}")]
+    return _problems(_validator(f"payload.{category}"), payload, prefix)
+
+
+def event_problems(event: Any, prefix: str = "") -> list[Problem]:
+    """Problems of a whole event: the envelope, then the payload against its category."""
+    found = message_problems("event", event, prefix)
+    if not found and isinstance(event, dict):
+        found = payload_problems(event["category"], event["payload"], prefix + "/payload")
+    return found

@@ -1,0 +1,245 @@
+"""The outbox and the local store: what issuance relies on (regulation art. 11)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sscard import db, paths
+from sscard.errors import InvalidInput
+from sscard.exchange import inbox, outbox
+from sscard.exchange.events import new_event_id
+from sscard.exchange.schema import CATEGORIES, payload_problems, schema
+from tests.exchange_support import SSN, blocked, issued, open_store
+
+
+def test_data_dir_and_store_follow_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(paths.ENV_STORE, raising=False)
+    monkeypatch.setenv("SSCARD_DATA_DIR", str(tmp_path / "d"))
+    assert paths.default_store() == tmp_path / "d" / "sscard.db"
+    monkeypatch.delenv("SSCARD_DATA_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert paths.data_dir() == tmp_path / "xdg" / "sscard"
+    monkeypatch.setenv(paths.ENV_STORE, str(tmp_path / "s.db"))
+    assert paths.default_store() == tmp_path / "s.db"
+
+
+def test_open_db_uses_wal_and_foreign_keys(tmp_path: Path) -> None:
+    conn = db.open_db(tmp_path / "sub" / "sscard.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert (tmp_path / "sub").stat().st_mode & 0o777 == 0o700
+
+
+def test_open_db_refuses_a_file_that_is_not_a_store(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello, this is not SQLite at all" * 100)
+    with pytest.raises(InvalidInput, match="not an sscard store"):
+        db.open_db(bad)
+
+
+def test_event_commits_and_rolls_back_with_the_callers_change(tmp_path: Path) -> None:
+    path = tmp_path / "sscard.db"
+    conn = open_store(path)
+    conn.execute("CREATE TABLE cards (number TEXT PRIMARY KEY)")
+    with db.transaction(conn):
+        conn.execute("INSERT INTO cards VALUES ('A00000001')")
+        kept = outbox.enqueue(conn, "card.issued", issued(1), service_point="sp-1")
+    with pytest.raises(RuntimeError), db.transaction(conn):
+        conn.execute("INSERT INTO cards VALUES ('A00000002')")
+        outbox.enqueue(conn, "card.issued", issued(2), service_point="sp-1")
+        raise RuntimeError("issuance failed after the event was queued")
+    other = sqlite3.connect(path)  # what another process sees on disk
+    assert [r[0] for r in other.execute("SELECT number FROM cards")] == ["A00000001"]
+    assert [r[0] for r in other.execute("SELECT id FROM outbox_events")] == [kept]
+
+
+def test_enqueue_does_not_commit(tmp_path: Path) -> None:
+    path = tmp_path / "sscard.db"
+    conn = open_store(path)
+    conn.execute("BEGIN")
+    outbox.enqueue(conn, "card.issued", issued(1), service_point="sp-1")
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM outbox_events").fetchone()[0] == 0
+    conn.execute("ROLLBACK")
+    assert outbox.pending(conn) == []
+
+
+def test_a_pin_can_never_enter_the_outbox(tmp_path: Path) -> None:
+    conn = open_store(tmp_path / "sscard.db")
+    payload = {"card_serial": "0011223344556677", "card_number": "A00000001", "pin": "123456"}
+    with pytest.raises(InvalidInput) as err:
+        outbox.enqueue(conn, "pin.reset", payload, service_point="sp-1")
+    assert ("payload/pin", "unknown property (not allowed)") in err.value.problems
+    assert "123456" not in str(err.value)
+    assert conn.execute("SELECT count(*) FROM outbox_events").fetchone()[0] == 0
+
+
+def test_invalid_events_name_every_failing_path_and_change_nothing(tmp_path: Path) -> None:
+    conn = open_store(tmp_path / "sscard.db")
+    bad = {"card_number": "a-1", "reason": "misplaced", "on_card": "no"}
+    with pytest.raises(InvalidInput) as err:
+        outbox.enqueue(conn, "card.blocked", bad, service_point="sp 1")
+    fields = {f for f, _ in err.value.problems}
+    assert fields == {"payload/card_number", "payload/reason", "payload/on_card", "service_point"}
+    assert "a-1" not in str(err.value)  # the rule is named, the value is not echoed
+    with pytest.raises(InvalidInput, match="category"):
+        outbox.enqueue(conn, "card.stolen", blocked("A00000001"), service_point="sp-1")
+    with pytest.raises(InvalidInput, match="occurred_at"):
+        outbox.enqueue(
+            conn,
+            "card.blocked",
+            blocked("A00000001"),
+            service_point="sp-1",
+            occurred_at=datetime(2024, 1, 1),
+        )
+    assert conn.execute("SELECT count(*) FROM outbox_events").fetchone()[0] == 0
+
+
+def test_every_category_has_a_schema_that_accepts_a_sample() -> None:
+    samples = {
+        "card.issued": issued(1),
+        "card.replaced": issued(2) | {"replaces": {"card_number": "A00000001"}, "reason": "lost"},
+        "pin.reset": {"card_serial": "0011223344556677", "card_number": "A00000001"},
+        "pin.unblocked": {"card_serial": "0011223344556677", "card_number": "A00000001"},
+        "card.blocked": blocked("A00000001"),
+        "card.unblocked": {"card_number": "A00000001", "reason": "found"},
+        "holder.changed": {
+            "ssn": SSN,
+            "card_number": "A00000001",
+            "changes": {"name": "李四"},
+            "written_to_card": False,
+        },
+    }
+    assert set(samples) == set(CATEGORIES)
+    for category, payload in samples.items():
+        assert payload_problems(category, payload) == [], category
+        assert schema(f"payload.{category}")["additionalProperties"] is False
+
+
+def test_event_ids_are_unique_uuid7_in_creation_order() -> None:
+    ids = [new_event_id() for _ in range(2000)]
+    assert len(set(ids)) == 2000
+    assert all(i[14] == "7" and i[19] in "89ab" for i in ids)
+    assert [i[:13] for i in ids] == sorted(i[:13] for i in ids)
+
+
+def test_pending_is_oldest_first_and_delivered_events_leave_it(tmp_path: Path) -> None:
+    conn = open_store(tmp_path / "sscard.db")
+    with db.transaction(conn):
+        ids = [
+            outbox.enqueue(conn, "card.issued", issued(i), service_point="sp-1") for i in range(5)
+        ]
+    assert [e.id for e in outbox.pending(conn, 3)] == ids[:3]
+    with db.transaction(conn):
+        assert outbox.mark_delivered(conn, {ids[0]: 1, ids[1]: 2}) == 2
+        outbox.mark_rejected(conn, ids[2], "scope_refused: /events/2/category: no agreement")
+    assert [e.id for e in outbox.pending(conn)] == ids[3:]
+    s = outbox.stats(conn)
+    assert (s.pending, s.rejected, s.delivered) == (2, 1, 2)
+    with db.transaction(conn):
+        assert outbox.retry_rejected(conn) == 1
+    assert [e.id for e in outbox.pending(conn)] == [ids[2], *ids[3:]]
+
+
+def test_stats_flag_undelivered_events_older_than_24_hours(tmp_path: Path) -> None:
+    conn = open_store(tmp_path / "sscard.db")
+    now = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+    with db.transaction(conn):
+        late = outbox.enqueue(
+            conn,
+            "card.issued",
+            issued(1),
+            service_point="sp-1",
+            occurred_at=now - timedelta(hours=24, minutes=1),
+        )
+        outbox.enqueue(
+            conn,
+            "card.issued",
+            issued(2),
+            service_point="sp-1",
+            occurred_at=now - timedelta(hours=23, minutes=59),
+        )
+        delivered = outbox.enqueue(
+            conn,
+            "card.issued",
+            issued(3),
+            service_point="sp-1",
+            occurred_at=now - timedelta(days=3),
+        )
+        outbox.mark_delivered(conn, {delivered: 7})
+    s = outbox.stats(conn, now)
+    assert s.violation_count == 1
+    assert [v.id for v in s.violations] == [late]
+    assert s.oldest_age_seconds == pytest.approx(24 * 3600 + 60)
+    assert json.loads(json.dumps(s.to_json()))["undelivered"] == 2
+
+
+def test_pulled_block_list_is_last_writer_wins_in_any_order(tmp_path: Path) -> None:
+    conn = open_store(tmp_path / "sscard.db")
+
+    def item(seq: int, category: str, at: str, payload: dict[str, object]) -> dict[str, object]:
+        event = {
+            "id": new_event_id(),
+            "service_point": "sp-2",
+            "occurred_at": at,
+            "category": category,
+            "payload": payload,
+        }
+        return {"seq": seq, "department": "police", "event": event}
+
+    block = item(1, "card.blocked", "2024-06-01T10:00:00.000000Z", blocked("A00000001"))
+    unblock = item(
+        2,
+        "card.unblocked",
+        "2024-06-01T09:00:00.000000Z",
+        {"card_number": "A00000001", "reason": "found"},
+    )
+    with db.transaction(conn):
+        inbox.apply_pulled(conn, [unblock, block], 2)  # the older unblock arrives first
+    assert inbox.blocked(conn, "A00000001") is not None
+    assert inbox.cursor(conn) == 2
+    later = item(
+        3,
+        "card.unblocked",
+        "2024-06-01T11:00:00.000000Z",
+        {"card_number": "A00000001", "reason": "found"},
+    )
+    with db.transaction(conn):
+        inbox.apply_pulled(conn, [later], 3)
+    assert inbox.blocked(conn, "A00000001") is None
+
+
+def test_holder_updates_wait_until_written_or_superseded(tmp_path: Path) -> None:
+    conn = open_store(tmp_path / "sscard.db")
+
+    def change(seq: int, at: str, written: bool, name: str) -> dict[str, object]:
+        payload = {
+            "ssn": SSN,
+            "card_number": "A00000001",
+            "changes": {"name": name},
+            "written_to_card": written,
+        }
+        event = {
+            "id": new_event_id(),
+            "service_point": "sp-2",
+            "occurred_at": at,
+            "category": "holder.changed",
+            "payload": payload,
+        }
+        return {"seq": seq, "department": "civil", "event": event}
+
+    first = change(1, "2024-06-01T10:00:00.000000Z", False, "王五")
+    with db.transaction(conn):
+        inbox.apply_pulled(conn, [first, first], 1)  # a repeat is stored once
+    [update] = inbox.pending_updates(conn, "A00000001")
+    assert update.changes == {"name": "王五"}
+    with db.transaction(conn):
+        inbox.apply_pulled(conn, [change(2, "2024-06-02T10:00:00.000000Z", True, "赵六")], 2)
+    assert inbox.pending_updates(conn) == []
+    assert not inbox.mark_applied(conn, update.event_id)  # already superseded
