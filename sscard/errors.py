@@ -345,3 +345,66 @@ class PlatformProtocolError(ExchangeError):
 
 class PlatformConfigError(ExchangeError, InvalidInput):
     """The reference platform's configuration file is missing or invalid."""
+
+
+# --- operators, audit trail, backups (docs/operators.md, regulation art. 13-15) ---
+
+
+class OperatorError(AuthenticationError):
+    """Root of operator identity and permission errors (exit code 6)."""
+
+
+class NotLoggedIn(OperatorError):
+    """No valid operator session: no token, an expired or revoked one, or a disabled operator."""
+
+
+class LoginFailed(OperatorError):
+    """Unknown operator, wrong password or disabled operator (deliberately not said which)."""
+
+
+class NotAuthorized(OperatorError):
+    """The operator's role does not allow this action; the refusal is in the audit trail."""
+
+    def __init__(self, operator: str | None, role: str | None, action: str) -> None:
+        self.operator = operator
+        self.role = role
+        self.action = action
+        who = f"operator {operator!r} (role {role})" if operator else "nobody"
+        super().__init__(
+            f"{who} may not do {action!r}; log in as an operator whose role allows it "
+            "('sscard operator login'), see docs/operators.md for the roles"
+        )
+
+
+class BootstrapRefused(OperatorError):
+    """``operator add --bootstrap`` on a store that already has operators."""
+
+
+class AuditError(SscardError):
+    """Root of audit trail errors."""
+
+
+class AuditLogBroken(AuditError):
+    """The audit trail failed verification; ``seq`` names the first broken record."""
+
+    def __init__(self, seq: int | None, problem: str) -> None:
+        self.seq = seq
+        self.problem = problem
+        where = f"audit record {seq}" if seq is not None else "audit trail"
+        super().__init__(f"{where}: {problem}")
+
+
+class CheckpointKeyMissing(AuditError, InvalidInput):
+    """The key store holds no audit checkpoint key ('sscard audit init-key' adds one)."""
+
+
+class BackupError(SscardError):
+    """Root of backup and restore errors."""
+
+
+class CorruptBackup(BackupError, InvalidInput):
+    """Not an sscard backup, truncated, tampered with, or made by another installation's key."""
+
+
+class WrongBackupPassphrase(BackupError, AuthenticationError):
+    """The backup passphrase is wrong (or the archive header was altered)."""

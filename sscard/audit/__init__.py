@@ -1,0 +1,42 @@
+"""Tamper-evident audit trail of operator actions (regulation art. 13-14; docs/operators.md).
+
+Library callers (issuance, PIN reset/unblock, block, sync, the CLI) call
+:func:`record`; pass ``conn`` to write inside your own ``BEGIN IMMEDIATE``
+transaction so the action and its audit record commit together::
+
+    from sscard import audit
+    audit.record("card.issue", operator=op, card_serial=serial, card_number=number,
+                 outcome="ok", conn=conn)
+"""
+
+from sscard.audit.checkpoint import (
+    KEY_REF,
+    Checkpoint,
+    CheckpointSigner,
+    checkpoint,
+    checkpoints,
+    init_key,
+    open_signer,
+)
+from sscard.audit.log import OUTCOMES, Actor, AuditRecord, all_records, record, records
+from sscard.audit.schema import ensure_schema
+from sscard.audit.verify import VerifyReport, verify
+
+__all__ = [
+    "KEY_REF",
+    "OUTCOMES",
+    "Actor",
+    "AuditRecord",
+    "Checkpoint",
+    "CheckpointSigner",
+    "VerifyReport",
+    "all_records",
+    "checkpoint",
+    "checkpoints",
+    "ensure_schema",
+    "init_key",
+    "open_signer",
+    "record",
+    "records",
+    "verify",
+]

@@ -1,0 +1,227 @@
+"""The append-only audit trail (regulation art. 13-14: monitor, record and trace).
+
+One row per operator action in ``audit_log`` of the local store::
+
+    seq, time, operator, role, action, card_serial, card_number, outcome, error,
+    detail, prev_hash, hash
+
+``hash = SHA-256(prev_hash ‖ canonical JSON of the other fields, seq included)``
+and ``prev_hash`` of record 1 is 64 zeros: a hash chain, so an edited, deleted
+or reordered record breaks it (:mod:`sscard.audit.verify`). Signed checkpoints
+(:mod:`sscard.audit.checkpoint`) stop an attacker from re-computing the chain.
+
+No record holds a PIN, key, passphrase or password: the fields are ids, names
+of actions and error classes; ``detail`` keys that look like secrets are
+refused (:class:`ValueError`, a programming error).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from sscard.audit.schema import ensure_schema
+from sscard.auth import localdb
+from sscard.auth.store import iso, now_utc
+from sscard.errors import InvalidInput
+
+GENESIS = "0" * 64
+OUTCOMES = ("ok", "refused", "failed")
+
+
+_SECRET_WORDS = re.compile(r"pin|pass|secret|password|token|value|cryptogram|puk", re.I)
+
+
+class Actor(Protocol):
+    """Who did it: :class:`sscard.auth.Operator` or anything with an id and a role."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One audit record as stored."""
+
+    seq: int
+    time: str
+    operator: str | None
+    role: str | None
+    action: str
+    card_serial: str | None
+    card_number: str | None
+    outcome: str
+    error: str | None
+    detail: str | None
+    prev_hash: str
+    hash: str
+
+    def content(self) -> dict[str, object]:
+        """The hashed fields."""
+        data = asdict(self)
+        del data["prev_hash"], data["hash"]
+        return data
+
+    def info(self) -> dict[str, object]:
+        """For JSON output: the fields, ``detail`` decoded."""
+        data: dict[str, object] = asdict(self)
+        data["detail"] = json.loads(self.detail) if self.detail else None
+        return data
+
+
+_COLUMNS = (
+    "seq, time, operator, role, action, card_serial, card_number, outcome, error, detail, "
+    "prev_hash, hash"
+)
+
+
+def record_hash(prev_hash: str, content: Mapping[str, object]) -> str:
+    """The chain hash of a record with these fields after ``prev_hash``."""
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical.encode("utf-8")).hexdigest()
+
+
+def _detail(detail: Mapping[str, object] | None) -> str | None:
+    if not detail:
+        return None
+    for key, value in detail.items():
+        if _SECRET_WORDS.search(key):
+            raise ValueError(f"audit detail {key!r} looks like a secret; audit records hold none")
+        if not isinstance(value, str | int | bool | None):
+            raise ValueError(f"audit detail {key!r} must be a string, number, bool or None")
+    return json.dumps(dict(detail), sort_keys=True, ensure_ascii=False)
+
+
+def _serial(card_serial: bytes | str | None) -> str | None:
+    if card_serial is None:
+        return None
+    return card_serial.hex().upper() if isinstance(card_serial, bytes) else card_serial.upper()
+
+
+def record(
+    action: str,
+    *,
+    operator: Actor | None,
+    outcome: str,
+    card_serial: bytes | str | None = None,
+    card_number: str | None = None,
+    error: BaseException | str | None = None,
+    detail: Mapping[str, object] | None = None,
+    conn: sqlite3.Connection | None = None,
+) -> AuditRecord:
+    """Append one record to the audit trail and return it.
+
+    With ``conn`` in an open transaction (``BEGIN IMMEDIATE``), the record is
+    written inside it and commits or rolls back with the caller's other writes
+    (issuance: card + audit record + outbox event, atomically). With ``conn``
+    outside a transaction, or without ``conn`` (the default store is opened),
+    the record commits on its own. ``error`` is an exception (its class name is
+    stored, never its message) or a class name.
+    """
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}")
+    error_name = type(error).__name__ if isinstance(error, BaseException) else error
+    own = conn is None
+    db = localdb.connect() if conn is None else conn
+    try:
+        ensure_schema(db)
+        with localdb.write_transaction(db):
+            last = db.execute(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            seq, prev = (1, GENESIS) if last is None else (last[0] + 1, last[1])
+            partial = AuditRecord(
+                seq=seq,
+                time=iso(now_utc()),
+                operator=operator.id if operator is not None else None,
+                role=operator.role if operator is not None else None,
+                action=action,
+                card_serial=_serial(card_serial),
+                card_number=card_number,
+                outcome=outcome,
+                error=error_name,
+                detail=_detail(detail),
+                prev_hash=prev,
+                hash="",
+            )
+            rec = AuditRecord(**{**asdict(partial), "hash": record_hash(prev, partial.content())})
+            db.execute(
+                f"INSERT INTO audit_log ({_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+                tuple(asdict(rec).values()),
+            )
+    finally:
+        if own:
+            db.close()
+    return rec
+
+
+def _since(value: str) -> str:
+    m = re.fullmatch(r"(\d+)\s*([mhd])", value.strip())
+    if m:
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return iso(now_utc() - timedelta(**{unit: int(m.group(1))}))
+    try:
+        t = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(
+            "bad --since",
+            [("since", "a date/time like 2025-01-31 or 2025-01-31T08:00, or 24h, 7d")],
+        ) from None
+    if t.tzinfo is None:
+        t = t.astimezone()  # local time of this machine
+    return iso(t.astimezone(UTC))
+
+
+def records(
+    conn: sqlite3.Connection,
+    *,
+    since: str | None = None,
+    operator: str | None = None,
+    card: str | None = None,
+    action: str | None = None,
+    limit: int | None = None,
+) -> list[AuditRecord]:
+    """Records matching every filter given, oldest first.
+
+    ``since``: ISO date/time (local time unless it has an offset) or ``30m``,
+    ``24h``, ``7d``; ``card``: card serial (hex) or card number; ``action``: an
+    action name or its area (``keys`` matches ``keys.generate``).
+    """
+    ensure_schema(conn)
+    where: list[str] = []
+    args: list[object] = []
+    if since:
+        where.append("time >= ?")
+        args.append(_since(since))
+    if operator:
+        where.append("operator = ?")
+        args.append(operator)
+    if card:
+        where.append("(card_number = ? OR card_serial = ?)")
+        args += [card, card.upper()]
+    if action:
+        where.append("(action = ? OR action LIKE ? ESCAPE '\\')")
+        args += [action, action.replace("_", "\\_").replace("%", "\\%") + ".%"]
+    sql = f"SELECT {_COLUMNS} FROM audit_log"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY seq"
+    if limit is not None:
+        sql = f"SELECT * FROM ({sql.replace(' ORDER BY seq', ' ORDER BY seq DESC')} LIMIT ?)"
+        sql += " ORDER BY seq"
+        args.append(limit)
+    return [AuditRecord(*row) for row in conn.execute(sql, args)]
+
+
+def all_records(conn: sqlite3.Connection) -> list[AuditRecord]:
+    """Every record in ``seq`` order (for verification)."""
+    ensure_schema(conn)
+    return [AuditRecord(*r) for r in conn.execute(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")]

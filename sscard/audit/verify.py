@@ -1,0 +1,120 @@
+"""Verifying the audit trail: the hash chain and the signed checkpoints (regulation art. 14).
+
+:func:`verify` walks every record in ``seq`` order and checks that the
+sequence has no gap, that each record follows the one before (``prev_hash``)
+and that its content matches its hash; then that every checkpoint names a
+record whose hash is the one signed and, given a signer, that its MAC is good.
+The report names the first broken record; records after the last verified
+checkpoint are protected by the chain only (``unsigned_tail``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+
+from sscard.audit.checkpoint import Checkpoint, CheckpointSigner, checkpoints
+from sscard.audit.log import GENESIS, AuditRecord, all_records, record_hash
+from sscard.errors import AuditLogBroken
+
+
+@dataclass
+class VerifyReport:
+    """The result of :func:`verify`; ``problem`` is the first break found, or None."""
+
+    records: int = 0
+    checkpoints: int = 0
+    checkpoints_verified: int = 0
+    last_verified_seq: int = 0
+    problem: AuditLogBroken | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the trail is intact (as far as the key given can tell)."""
+        return self.problem is None
+
+    @property
+    def unsigned_tail(self) -> int:
+        """Records after the last verified checkpoint (protected by the chain only)."""
+        return self.records - self.last_verified_seq
+
+    def info(self) -> dict[str, object]:
+        """For JSON output."""
+        return {
+            "ok": self.ok,
+            "records": self.records,
+            "checkpoints": self.checkpoints,
+            "checkpoints_verified": self.checkpoints_verified,
+            "last_verified_seq": self.last_verified_seq,
+            "unsigned_tail": self.unsigned_tail,
+            "first_broken_record": None if self.problem is None else self.problem.seq,
+            "problem": None if self.problem is None else self.problem.problem,
+            "notes": self.notes,
+        }
+
+
+def _chain(rows: list[AuditRecord]) -> tuple[dict[int, str], AuditLogBroken | None]:
+    heads: dict[int, str] = {0: GENESIS}
+    prev_hash = GENESIS
+    for expected, rec in enumerate(rows, start=1):
+        if rec.seq != expected:
+            what = "is missing (deleted?)" if rec.seq > expected else "is out of sequence"
+            return heads, AuditLogBroken(expected, f"record {expected} {what}")
+        if rec.prev_hash != prev_hash:
+            return heads, AuditLogBroken(
+                rec.seq,
+                f"does not follow record {rec.seq - 1} (a record was deleted, inserted or moved)",
+            )
+        if record_hash(rec.prev_hash, rec.content()) != rec.hash:
+            return heads, AuditLogBroken(rec.seq, "content does not match its hash (edited)")
+        heads[rec.seq] = rec.hash
+        prev_hash = rec.hash
+    return heads, None
+
+
+def _check_point(
+    cp: Checkpoint, heads: dict[int, str], signer: CheckpointSigner | None, count: int
+) -> AuditLogBroken | None:
+    if signer is not None and not signer.valid(cp):
+        why = (
+            "bad signature" if signer.knows(cp.key_id) else "signed by a key not in this key store"
+        )
+        return AuditLogBroken(cp.seq, f"checkpoint {cp.id} covering this record: {why}")
+    if cp.seq > count:
+        return AuditLogBroken(
+            count + 1, f"records {count + 1}..{cp.seq} are missing (checkpoint {cp.id} covers them)"
+        )
+    if heads.get(cp.seq) != cp.hash:
+        return AuditLogBroken(
+            cp.seq,
+            f"differs from what checkpoint {cp.id} signed: records up to {cp.seq} were rewritten",
+        )
+    return None
+
+
+def verify(conn: sqlite3.Connection, signer: CheckpointSigner | None = None) -> VerifyReport:
+    """Verify the audit trail in ``conn``; never raises for a broken trail (see the report)."""
+    rows = all_records(conn)
+    cps = checkpoints(conn)
+    report = VerifyReport(records=len(rows), checkpoints=len(cps))
+    heads, chain_problem = _chain(rows)
+    problems: list[AuditLogBroken] = [chain_problem] if chain_problem else []
+    for cp in cps:
+        broken = _check_point(cp, heads, signer, len(rows))
+        if broken is not None:
+            problems.append(broken)
+        elif signer is not None:
+            report.checkpoints_verified += 1
+            report.last_verified_seq = max(report.last_verified_seq, cp.seq)
+    if problems:
+        report.problem = min(problems, key=lambda p: p.seq or 0)
+    if signer is None and cps:
+        report.notes.append(
+            f"{len(cps)} checkpoint signature(s) not checked: give --keystore to check them"
+        )
+    if signer is not None and signer.development:
+        report.notes.append("checked with the DEVELOPMENT checkpoint key (published)")
+    if not cps:
+        report.notes.append("no signed checkpoint yet: 'sscard audit checkpoint' makes one")
+    return report

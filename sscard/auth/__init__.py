@@ -1,0 +1,30 @@
+"""Operators, roles, sessions and the permission check (regulation art. 15; docs/operators.md).
+
+::
+
+    from sscard.auth import OperatorStore, login, require
+    store = OperatorStore.open()                  # sscard.db in the data directory
+    login(store, "zhang.wei", password)           # token file, audited
+    op = require("pin.reset", store=store)        # the logged-in operator, or NotAuthorized
+"""
+
+from sscard.auth.guard import require
+from sscard.auth.roles import PERMISSIONS, ROLES, actions_for, allowed
+from sscard.auth.session import Session, current_operator, login, logout, read_token, token_path
+from sscard.auth.store import Operator, OperatorStore
+
+__all__ = [
+    "PERMISSIONS",
+    "ROLES",
+    "Operator",
+    "OperatorStore",
+    "Session",
+    "actions_for",
+    "allowed",
+    "current_operator",
+    "login",
+    "logout",
+    "read_token",
+    "require",
+    "token_path",
+]

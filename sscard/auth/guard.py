@@ -1,0 +1,79 @@
+"""The permission check for library callers and the CLI (regulation art. 15).
+
+Service-point software calls :func:`require` before an action::
+
+    from sscard.auth import require
+    op = require("pin.reset")            # the logged-in operator, or raises
+    op = require("pin.reset", operator)  # an operator the caller authenticated
+
+A refusal raises :class:`~sscard.errors.NotAuthorized` (or
+:class:`~sscard.errors.NotLoggedIn`), both exit code 6 in the CLI, and is
+written to the audit trail first.
+"""
+
+from __future__ import annotations
+
+from sscard import audit
+from sscard.auth.session import current_operator
+from sscard.auth.store import Operator, OperatorStore
+from sscard.errors import NotAuthorized, NotLoggedIn
+
+
+def require(
+    role_or_action: str,
+    operator: Operator | None = None,
+    *,
+    store: OperatorStore | None = None,
+    card_serial: bytes | str | None = None,
+    card_number: str | None = None,
+) -> Operator:
+    """The operator, if their role allows ``role_or_action``; else audit the refusal and raise.
+
+    ``operator`` defaults to the logged-in operator (session token). Given an
+    ``operator``, its current state (role, disabled) is re-read from the
+    store, so a stale object cannot outlive a role change or a disable. An
+    unknown action is a :class:`ValueError` (a programming error).
+
+    Call it before opening your own transaction: the refusal is committed on
+    the store's connection at once, so a rollback of yours cannot erase it.
+    """
+    own = store is None
+    st = store or OperatorStore.open()
+    db = st.conn
+    try:
+        Operator("x", "x", "issuer").can(role_or_action)  # ValueError for an unknown action
+        try:
+            if operator is None:
+                op = current_operator(st)
+            else:
+                found = st.find(operator.id)
+                if found is None or found.disabled:
+                    raise NotLoggedIn(f"operator {operator.id!r} is unknown or disabled")
+                op = found
+        except NotLoggedIn as exc:
+            audit.record(
+                role_or_action,
+                operator=None,
+                outcome="refused",
+                error=exc,
+                card_serial=card_serial,
+                card_number=card_number,
+                conn=db,
+            )
+            raise
+        if not op.can(role_or_action):
+            exc2 = NotAuthorized(op.id, op.role, role_or_action)
+            audit.record(
+                role_or_action,
+                operator=op,
+                outcome="refused",
+                error=exc2,
+                card_serial=card_serial,
+                card_number=card_number,
+                conn=db,
+            )
+            raise exc2
+        return op
+    finally:
+        if own:
+            st.close()

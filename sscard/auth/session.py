@@ -1,0 +1,135 @@
+"""Operator sessions: login, logout and the current operator (regulation art. 15).
+
+``login`` checks the password and writes a session token to a file that only
+the user can read (mode 0600): ``$SSCARD_OPERATOR_TOKEN``, else
+``$XDG_RUNTIME_DIR/sscard/operator.token``, else ``operator.token`` in the
+data directory. Scripts and batch runs then work without prompts until the
+session expires (8 h by default, 12 h at most) or ``logout`` ends it. The file
+holds only a random token; the store keeps its SHA-256, the operator and the
+expiry, so a token is worthless against another installation or after logout.
+Logins (ok and refused) and logouts are audited.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sscard import audit
+from sscard.applets.image import data_dir
+from sscard.auth.store import DEFAULT_TTL, Operator, OperatorStore
+from sscard.errors import LoginFailed, NotLoggedIn
+
+ENV_TOKEN = "SSCARD_OPERATOR_TOKEN"
+TOKEN_NAME = "operator.token"
+
+
+def token_path() -> Path:
+    """Where this user's session token lives (see the module docstring)."""
+    explicit = os.environ.get(ENV_TOKEN)
+    if explicit:
+        return Path(explicit)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "sscard" / TOKEN_NAME
+    return data_dir() / TOKEN_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A logged-in operator and when the session ends."""
+
+    operator: Operator
+    expires: datetime
+    path: Path
+
+
+def _write_token(path: Path, token: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(token + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_token(path: Path | None = None) -> str:
+    """The token in the token file; :class:`NotLoggedIn` when absent or readable by others."""
+    path = path or token_path()
+    try:
+        st = path.stat()
+        text = path.read_text(encoding="ascii").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotLoggedIn(
+            "no operator is logged in; run 'sscard operator login ID' or give --operator ID"
+        ) from None
+    except (OSError, UnicodeDecodeError):
+        raise NotLoggedIn(f"cannot read the operator token {path}; log in again") from None
+    if stat.S_IMODE(st.st_mode) & 0o077 or st.st_uid != os.geteuid():
+        raise NotLoggedIn(
+            f"the operator token {path} is readable by others or not yours; it is refused: "
+            "log in again"
+        )
+    return text
+
+
+def login(
+    store: OperatorStore,
+    operator_id: str,
+    password: str,
+    *,
+    ttl: timedelta = DEFAULT_TTL,
+    path: Path | None = None,
+) -> Session:
+    """Authenticate, start a session and write the token file (0600); audited either way."""
+    try:
+        op = store.authenticate(operator_id, password)
+    except LoginFailed as exc:
+        known = store.find(operator_id)  # never record a mistyped id: it may be a password
+        audit.record(
+            "operator.login", operator=known, outcome="refused", error=exc, conn=store.conn
+        )
+        raise
+    token, expires = store.start_session(op, ttl)
+    target = path or token_path()
+    _write_token(target, token)
+    audit.record(
+        "operator.login",
+        operator=op,
+        outcome="ok",
+        detail={"expires": expires.isoformat(timespec="seconds")},
+        conn=store.conn,
+    )
+    return Session(op, expires, target)
+
+
+def current_operator(store: OperatorStore, *, path: Path | None = None) -> Operator:
+    """The operator of this user's live session, else :class:`NotLoggedIn`."""
+    return store.session_operator(read_token(path))
+
+
+def logout(store: OperatorStore, *, path: Path | None = None) -> Operator | None:
+    """End the session and delete the token file; the operator who was logged in, if any."""
+    target = path or token_path()
+    try:
+        token = read_token(target)
+    except NotLoggedIn:
+        target.unlink(missing_ok=True)
+        return None
+    try:
+        op: Operator | None = store.session_operator(token)
+    except NotLoggedIn:
+        op = None
+    store.end_session(token)
+    target.unlink(missing_ok=True)
+    if op is not None:
+        audit.record("operator.logout", operator=op, outcome="ok", conn=store.conn)
+    return op
