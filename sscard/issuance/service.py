@@ -1,0 +1,243 @@
+"""Issuing one card: plan, store, verification, audit and exchange event (issue 6).
+
+Resumable and idempotent. Whatever happened before (card pulled, power cut,
+process killed at any APDU), calling :func:`issue_card` again on the same card
+finishes the job or starts it cleanly:
+
+* a BLANK or PERSONALIZATION card runs the whole plan (every step is idempotent);
+* an ISSUED card the store knows as ``in_progress`` for this holder (torn after
+  END PERSONALIZATION) is verified again and then recorded;
+* an ISSUED card recorded as issued to this holder is reported, untouched.
+
+A card is recorded as issued only after verification passed, and the record,
+its audit entry and its ``card.issued`` / ``card.replaced`` event commit in one
+transaction (regulation art. 11, 14).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sscard import audit, errors
+from sscard.audit.log import Actor
+from sscard.card import SocialSecurityCard, encode_pin
+from sscard.exchange import outbox
+from sscard.issuance import store
+from sscard.issuance.plan import PersonalizationPlan, Step, build_plan
+from sscard.layout.model import Profile
+
+REPLACE_REASONS = ("lost", "stolen", "damaged", "expired", "holder_changed", "other")
+
+
+class HolderHasActiveCard(errors.SscardError):
+    """The holder already has an issued card; a second one needs ``--replace``."""
+
+
+class CardAlreadyIssued(errors.SscardError):
+    """The card in the reader is already issued (to someone else, or outside this store)."""
+
+
+class CardNotUsable(errors.BlockedError):
+    """The card in the reader is blocked and cannot be issued."""
+
+
+@dataclass(frozen=True)
+class IssueResult:
+    """What happened to one card."""
+
+    serial: str
+    card_number: str
+    status: str  # "issued", "resumed", "already-issued"
+    replaced: str | None = None
+    events: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "serial": self.serial,
+            "card_number": self.card_number,
+            "status": self.status,
+            "replaced": self.replaced,
+            "events": list(self.events),
+        }
+
+
+def key_versions(profile: Profile) -> dict[str, int]:
+    """Key versions personalized on a card of ``profile``, by reference (``SSSE.EAK.01``)."""
+    return {s.ref.replace("/", "."): s.version for s in profile.key_scheme.slots if s.type != "TK"}
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """The issuance, outbox and audit tables, all in the one local store."""
+    store.ensure_schema(conn)
+    outbox.ensure_schema(conn)
+    audit.ensure_schema(conn)
+
+
+def issue_card(
+    card: SocialSecurityCard,
+    holder: Mapping[str, Any],
+    *,
+    pin: str,
+    conn: sqlite3.Connection,
+    operator: Actor | None,
+    service_point: str,
+    replace: bool = False,
+    replace_reason: str = "other",
+    batch_key: str | None = None,
+    progress: Callable[[int, Step], None] | None = None,
+) -> IssueResult:
+    """Issue ``card`` to ``holder`` with initial ``pin``; see the module docstring."""
+    plan = build_plan(card.profile, holder, card.serial, pin=pin)  # validates the holder
+    encode_pin(pin, card.profile.pin.length)  # a bad PIN is refused before the card is touched
+    if replace_reason not in REPLACE_REASONS:
+        raise errors.InvalidInput(
+            "invalid replacement reason", [("reason", f"one of {', '.join(REPLACE_REASONS)}")]
+        )
+    ensure_schema(conn)
+    serial = card.serial.hex().upper()
+    ssn, number = str(holder["ssn"]), str(holder["card_number"])
+    known = store.card(conn, serial)
+    if known is not None and known.status != "in_progress":
+        if known.status == "issued" and known.ssn == ssn:
+            return IssueResult(serial, known.card_number, "already-issued")
+        raise CardAlreadyIssued(
+            f"card {serial} is already {known.status} (card number {known.card_number}); "
+            "use a blank card"
+        )
+    active = store.active_card(conn, ssn)
+    if active is not None and active.serial != serial and not replace:
+        raise HolderHasActiveCard(
+            f"this holder already has an active card ({active.card_number}, serial "
+            f"{active.serial}); to issue a new one, give --replace with a --reason"
+        )
+
+    life = card.lifecycle()
+    if life in ("CARD_BLOCKED", "APP_BLOCKED_TEMPORARY", "APP_BLOCKED_PERMANENT"):
+        raise CardNotUsable(f"card {serial} is blocked ({life}); it cannot be issued")
+    operator_id = operator.id if operator is not None else None
+    if life == "ISSUED":
+        if known is None or known.ssn != ssn:
+            raise CardAlreadyIssued(
+                f"card {serial} is already issued, but not by this issuance store; use a blank card"
+            )
+        steps = [s for s in plan.steps if s.phase == "verify"]
+        status = "resumed"
+    else:
+        store.begin(
+            conn,
+            serial=serial,
+            card_number=number,
+            ssn=ssn,
+            profile=card.profile.name,
+            key_versions=key_versions(card.profile),
+            operator=operator_id,
+            replaces=active.serial if active is not None and active.serial != serial else None,
+            batch_key=batch_key,
+        )
+        steps = list(plan.steps)
+        status = "issued"
+    try:
+        _run(plan, steps, card, progress)
+    except BaseException as exc:
+        store.failed(conn, serial, type(exc).__name__)
+        audit.record(
+            "card.issue",
+            operator=operator,
+            outcome="failed",
+            error=exc,
+            card_serial=serial,
+            card_number=number,
+            conn=conn,
+        )
+        raise
+    return _record_issued(
+        conn,
+        card,
+        holder,
+        operator,
+        service_point,
+        active if replace else None,
+        replace_reason,
+        status,
+    )
+
+
+def _run(
+    plan: PersonalizationPlan,
+    steps: list[Step],
+    card: SocialSecurityCard,
+    progress: Callable[[int, Step], None] | None,
+) -> None:
+    card.forget_selection()
+    for i, step in enumerate(steps):
+        if progress is not None:
+            progress(i, step)
+        step.run(card)
+
+
+def _record_issued(
+    conn: sqlite3.Connection,
+    card: SocialSecurityCard,
+    holder: Mapping[str, Any],
+    operator: Actor | None,
+    service_point: str,
+    old: store.CardRecord | None,
+    reason: str,
+    status: str,
+) -> IssueResult:
+    serial = card.serial.hex().upper()
+    number = str(holder["card_number"])
+    payload: dict[str, Any] = {
+        "card_serial": serial,
+        "card_number": number,
+        "ssn": holder["ssn"],
+        "profile": card.profile.name,
+        "key_versions": key_versions(card.profile),
+        "issue_date": holder["issue_date"],
+        "expiry_date": holder["expiry_date"],
+    }
+    events: list[str] = []
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        store.mark_issued(conn, serial)
+        if old is not None and old.serial != serial:
+            store.mark_replaced(conn, old.serial)
+            payload["replaces"] = {"card_serial": old.serial, "card_number": old.card_number}
+            payload["reason"] = reason
+            events.append(
+                outbox.enqueue(conn, "card.replaced", payload, service_point=service_point)
+            )
+            events.append(
+                outbox.enqueue(
+                    conn,
+                    "card.blocked",
+                    {
+                        "card_serial": old.serial,
+                        "card_number": old.card_number,
+                        "ssn": old.ssn,
+                        "reason": "replaced",
+                        "on_card": False,
+                    },
+                    service_point=service_point,
+                )
+            )
+        else:
+            payload["region"] = holder["region"]
+            events.append(outbox.enqueue(conn, "card.issued", payload, service_point=service_point))
+        audit.record(
+            "card.issue",
+            operator=operator,
+            outcome="ok",
+            card_serial=serial,
+            card_number=number,
+            conn=conn,
+            detail={"replaces": old.serial} if old is not None else None,
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return IssueResult(serial, number, status, old.serial if old else None, tuple(events))
