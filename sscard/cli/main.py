@@ -77,9 +77,11 @@ def _register() -> None:
     """Attach the sub-commands (one module each under sscard/cli/)."""
     from sscard.cli import (
         apdu_cmd,
+        audit_cmd,
         card_cmd,
         holder_cmd,
         keys_cmd,
+        operator_cmd,
         profile_cmd,
         readers_cmd,
         virtual_cmd,
@@ -93,6 +95,8 @@ def _register() -> None:
     cli.add_command(virtual_cmd.virtual)
     cli.add_command(card_cmd.read)
     cli.add_command(card_cmd.info)
+    cli.add_command(operator_cmd.operator)
+    cli.add_command(audit_cmd.audit_group)
 
 
 _register()
