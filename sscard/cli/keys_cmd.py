@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
+from sscard.cli.auth import note, require_operator
 from sscard.cli.context import CliState, pass_state
 from sscard.errors import InvalidInput
 from sscard.keys import ceremony
@@ -145,6 +146,7 @@ def keys() -> None:
 @_cost_option
 @_json_flag
 @pass_state
+@require_operator("keys.init")
 def init(
     state: CliState,
     store: Path,
@@ -164,6 +166,7 @@ def init(
         raise InvalidInput("zone store needs a city", [("--city", "6-digit city code")])
     if store.exists():
         raise InvalidInput("key store exists", [("STORE", f"{store} already exists")])
+    note(store=str(store), kind=kind, city=city)
     pw = read_secret(passphrase_fd, f"New passphrase for {store}", confirm=True)
     SoftwareKeyStore.create(store, pw, kind=kind, city=city, scrypt=ScryptParams(n=2**kdf_cost))
     state.emit(
@@ -192,6 +195,7 @@ def init(
 @_fd_option
 @_json_flag
 @pass_state
+@require_operator("keys.generate")
 def generate(
     state: CliState,
     store: Path,
@@ -226,6 +230,7 @@ def generate(
     missing = sorted(set(refs) - {s.ref for s in scheme.slots})
     if missing:
         raise InvalidInput("unknown slot", [("--ref", f"not in the scheme: {', '.join(missing)}")])
+    note(store=str(store), slots=len(slots))
     ks = _open(store, passphrase_fd)
     _require_kind(ks, "root")
     new = [ceremony.generate_root(s, version) for s in slots]
@@ -277,6 +282,7 @@ def list_(state: CliState, store: Path, passphrase_fd: int | None) -> None:
 @_cost_option
 @_json_flag
 @pass_state
+@require_operator("keys.split")
 def split(
     state: CliState,
     store: Path,
@@ -296,6 +302,7 @@ def split(
     Examples:
       sscard keys split centre.ks SSSE/MK/00 --parts 3 --out-dir /media/custodians
     """
+    note(store=str(store), ref=ref, parts=parts)
     ks = _open(store, passphrase_fd)
     entry = ks.get(ref, version)
     comps = ceremony.split(entry, parts)
@@ -334,6 +341,7 @@ def split(
 @_fd_option
 @_json_flag
 @pass_state
+@require_operator("keys.combine")
 def combine(
     state: CliState, store: Path, components: tuple[Path, ...], passphrase_fd: int | None
 ) -> None:
@@ -358,6 +366,7 @@ def combine(
             raise InvalidInput("not a component file", [(str(path), "kind must be 'component'")])
         parts.append(comp_store.entries()[0])
     key = ceremony.combine(parts)
+    note(store=str(store), ref=key.ref, version=key.version, kcv=ceremony.kcv_hex(key))
     ks.add(key)
     ks.save()
     state.emit(
@@ -384,6 +393,7 @@ def combine(
 @_cost_option
 @_json_flag
 @pass_state
+@require_operator("keys.export-zone")
 def export_zone(
     state: CliState,
     store: Path,
@@ -405,6 +415,7 @@ def export_zone(
       sscard keys export-zone centre.ks pudong.ks --city 310115
       sscard keys export-zone centre.ks pudong.ks --city 310115 --ref DF04/EAK/01
     """
+    note(store=str(store), out=str(out), city=city)
     ks = _open(store, passphrase_fd)
     _require_kind(ks, "root")
     roots = [e for e in ks.entries() if not refs or e.ref in refs]
@@ -431,6 +442,7 @@ def export_zone(
 @_fd_option
 @_json_flag
 @pass_state
+@require_operator("keys.rotate")
 def rotate(
     state: CliState, store: Path, ref: str, version: int | None, passphrase_fd: int | None
 ) -> None:
@@ -445,6 +457,7 @@ def rotate(
     _require_kind(ks, "root")
     current = ks.get(ref)
     new = ceremony.rotate(current, version)
+    note(store=str(store), ref=ref, version=new.version, kcv=ceremony.kcv_hex(new))
     ks.add(new)
     ks.save()
     state.emit(
@@ -502,6 +515,7 @@ def _open_token(label: str, module_path: str | None, pin_fd: int | None) -> Any:
 @_fd_option
 @_json_flag
 @pass_state
+@require_operator("keys.token-import")
 def token_import(
     state: CliState,
     store: Path,
@@ -523,6 +537,7 @@ def token_import(
     """
     from sscard.errors import TokenError
 
+    note(store=str(store), hsm=token_label)
     ks = _open(store, passphrase_fd)
     entries = [e for e in ks.entries() if not refs or e.ref in refs]
     missing = sorted(set(refs) - {e.ref for e in entries})

@@ -82,10 +82,12 @@ def _register() -> None:
 
     for module, attribute in (
         ("apdu_cmd", "apdu"),
+        ("audit_cmd", "audit_group"),
         ("card_cmd", "info"),
         ("card_cmd", "read"),
         ("holder_cmd", "holder"),
         ("keys_cmd", "keys"),
+        ("operator_cmd", "operator"),
         ("platform_cmd", "platform_group"),
         ("profile_cmd", "profile"),
         ("readers_cmd", "readers"),

@@ -1,0 +1,208 @@
+"""``sscard audit``: show, verify and checkpoint the audit trail (regulation art. 13-14).
+
+Reading the trail needs the auditor role; verifying and signing checkpoints an
+auditor or an issuer; adding the checkpoint key to a key store an issuer
+(docs/operators.md, "Audit trail").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from sscard import audit
+from sscard.auth import localdb
+from sscard.cli.auth import note, require_operator
+from sscard.cli.context import CliState, pass_state
+from sscard.cli.keys_cmd import _json_flag, read_secret
+from sscard.keys.provider import ENV_KEYSTORE
+from sscard.keys.software_store import SoftwareKeyStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _keystore_option(required: bool) -> Callable[[F], F]:
+    return click.option(
+        "--keystore",
+        envvar=ENV_KEYSTORE,
+        required=required,
+        metavar="STORE",
+        help="Key store holding the audit checkpoint key AUDIT/CPK/01 (a key store file, or "
+        f"'dev' for the published development key). Default: ${ENV_KEYSTORE}.",
+    )
+
+
+def _fd_option(f: F) -> F:
+    return click.option(
+        "--passphrase-fd",
+        type=int,
+        metavar="N",
+        help="Read the key store passphrase from file descriptor N. "
+        "Else $SSCARD_KEYSTORE_PASSPHRASE, else a hidden prompt.",
+    )(f)
+
+
+@click.group(name="audit")
+def audit_group() -> None:
+    """The audit trail: every operator action, hash-chained, with signed checkpoints.
+
+    \b
+    Examples:
+      sscard audit show --since 24h
+      sscard audit show --card 310115199001011234 --json
+      sscard audit verify --keystore centre.ks
+      sscard audit checkpoint --keystore centre.ks
+      sscard audit init-key centre.ks
+    """
+
+
+def _row(r: audit.AuditRecord) -> str:
+    card = r.card_number or r.card_serial or "-"
+    who = f"{r.operator or '-'}/{r.role or '-'}"
+    tail = f"  {r.error}" if r.error else ""
+    return f"{r.seq:>6}  {r.time[:19]}Z  {who:<24} {r.action:<20} {card:<20} {r.outcome}{tail}"
+
+
+@audit_group.command()
+@click.option("--since", metavar="WHEN", help="From this time: 2025-01-31, 2025-01-31T08:00, 24h.")
+@click.option("--operator", "who", metavar="ID", help="Only this operator's records.")
+@click.option("--card", metavar="NUMBER|SERIAL", help="Only records about this card.")
+@click.option("--action", metavar="ACTION", help="Only this action, or area (e.g. keys).")
+@click.option("--limit", type=click.IntRange(1), metavar="N", help="Only the last N records.")
+@_json_flag
+@pass_state
+@require_operator("audit.read", record=False, option="--as")
+def show(
+    state: CliState,
+    since: str | None,
+    who: str | None,
+    card: str | None,
+    action: str | None,
+    limit: int | None,
+) -> None:
+    """Show audit records, oldest first (auditor role).
+
+    \b
+    Examples:
+      sscard audit show --since 24h
+      sscard audit show --operator zhang.wei --action pin
+      sscard audit show --card 310115199001011234 --json
+    """
+    conn = localdb.connect()
+    try:
+        rows = audit.records(conn, since=since, operator=who, card=card, action=action, limit=limit)
+    finally:
+        conn.close()
+    header = (
+        f"{'SEQ':>6}  {'TIME (UTC)':<20} {'OPERATOR/ROLE':<24} {'ACTION':<20} {'CARD':<20} OUTCOME"
+    )
+    state.emit([r.info() for r in rows], "\n".join([header, *map(_row, rows)]))
+
+
+@audit_group.command()
+@_keystore_option(required=False)
+@_fd_option
+@_json_flag
+@pass_state
+@require_operator("audit.verify")
+def verify(state: CliState, keystore: str | None, passphrase_fd: int | None) -> None:
+    """Verify the hash chain and the checkpoint signatures; exit 0 only when intact.
+
+    Without --keystore (or $SSCARD_KEYSTORE) the chain is checked but not the
+    checkpoint signatures, which is weaker: someone able to write the database
+    could have re-computed the chain. A broken trail exits 1 and names the
+    first broken record.
+
+    \b
+    Examples:
+      sscard audit verify --keystore centre.ks
+      sscard --json audit verify --keystore dev
+    """
+    signer = (
+        audit.open_signer(keystore, lambda label: read_secret(passphrase_fd, label))
+        if keystore
+        else None
+    )
+    conn = localdb.connect()
+    try:
+        report = audit.verify(conn, signer)
+    finally:
+        conn.close()
+    note(records=report.records, checkpoints=report.checkpoints)
+    lines = [
+        f"{report.records} record(s), {report.checkpoints} checkpoint(s), "
+        f"{report.checkpoints_verified} signature(s) verified."
+    ]
+    if report.ok:
+        lines.insert(0, "Audit trail intact.")
+        if report.unsigned_tail:
+            lines.append(
+                f"{report.unsigned_tail} record(s) after the last verified checkpoint "
+                "are protected by the hash chain only."
+            )
+    lines += [f"Note: {n}" for n in report.notes]
+    state.emit(report.info(), "\n".join(lines))
+    if report.problem is not None:
+        raise report.problem
+
+
+@audit_group.command()
+@_keystore_option(required=True)
+@_fd_option
+@_json_flag
+@pass_state
+@require_operator("audit.checkpoint")
+def checkpoint(state: CliState, keystore: str, passphrase_fd: int | None) -> None:
+    """Sign the current head of the audit trail with the checkpoint key.
+
+    Run it at the end of every shift or day (cron with --passphrase-fd); keep
+    the printed sequence number and hash in the paper ceremony log as well.
+
+    \b
+    Examples:
+      sscard audit checkpoint --keystore centre.ks
+      sscard audit checkpoint --keystore pudong.ks --passphrase-fd 3 3<pw
+    """
+    signer = audit.open_signer(keystore, lambda label: read_secret(passphrase_fd, label))
+    conn = localdb.connect()
+    try:
+        report = audit.verify(conn, None)
+        if report.problem is not None:
+            raise report.problem  # never sign a broken chain
+        cp = audit.checkpoint(conn, signer)
+    finally:
+        conn.close()
+    note(checkpoint=cp.id, seq=cp.seq, key_id=cp.key_id)
+    state.emit(
+        {"id": cp.id, "seq": cp.seq, "hash": cp.hash, "time": cp.time, "key_id": cp.key_id},
+        f"Checkpoint {cp.id}: record {cp.seq}, hash {cp.hash}, key {cp.key_id}.",
+    )
+
+
+@audit_group.command(name="init-key")
+@click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_fd_option
+@_json_flag
+@pass_state
+@require_operator("audit.init-key")
+def init_key(state: CliState, store: Path, passphrase_fd: int | None) -> None:
+    """Add a new audit checkpoint key (AUDIT/CPK/01) to a key store file.
+
+    A second run adds a new version: new checkpoints use it, old ones still
+    verify with the old version.
+
+    \b
+    Examples:
+      sscard audit init-key centre.ks
+    """
+    ks = SoftwareKeyStore.open(store, read_secret(passphrase_fd, f"Passphrase for {store}"))
+    entry = audit.init_key(ks)
+    note(ref=entry.ref, version=entry.version, kcv=entry.kcv.hex().upper())
+    state.emit(
+        entry.info(),
+        f"Added audit checkpoint key {entry.ref} v{entry.version}, "
+        f"KCV {entry.kcv.hex().upper()}, to {store}.",
+    )

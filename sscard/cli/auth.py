@@ -1,0 +1,152 @@
+"""Operator checks for CLI commands (regulation art. 15; docs/operators.md).
+
+Every command that changes a card, a key store or a local store is decorated::
+
+    @keys.command()
+    ...
+    @pass_state
+    @require_operator("keys.generate")
+    def generate(state, ...): ...
+
+The decorator adds ``--operator ID``. Before the command body runs it resolves
+the operator (``--operator`` with a password prompt, else the session token
+from ``sscard operator login``) and checks the role; a refusal is audited and
+raises :class:`~sscard.errors.NotAuthorized` / ``NotLoggedIn`` / ``LoginFailed``
+(exit code 6). After the body it writes one audit record, ``ok`` or ``failed``
+with the error class. A command that writes its own audit record (e.g. inside
+its issuance transaction) passes ``record=False`` and gets the operator from
+:func:`operator`; a command adds card details to its record with :func:`note`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
+
+import click
+
+from sscard import audit
+from sscard.auth import OperatorStore, require
+from sscard.auth.store import Operator
+from sscard.errors import LoginFailed
+
+F = TypeVar("F", bound=Callable[..., Any])
+_META_OPERATOR = "sscard.operator"
+_META_NOTES = "sscard.audit.notes"
+
+
+def authorize(
+    action: str, operator_id: str | None = None, *, password: str | None = None
+) -> Operator:
+    """The operator allowed to do ``action``: ``operator_id`` (password prompted) or the session.
+
+    Refusals are audited and raise (exit code 6).
+    """
+    store = OperatorStore.open()
+    try:
+        if operator_id is None:
+            return require(action, store=store)
+        if password is None:
+            password = click.prompt(
+                f"Password for operator {operator_id}", hide_input=True, err=True
+            )
+        try:
+            op = store.authenticate(operator_id, password)
+        except LoginFailed as exc:
+            audit.record(
+                action, operator=store.find(operator_id), outcome="refused", error=exc,
+                conn=store.conn,
+            )  # fmt: skip
+            raise
+        return require(action, op, store=store)
+    finally:
+        store.close()
+
+
+def note(
+    *, card_serial: bytes | str | None = None, card_number: str | None = None, **detail: object
+) -> None:
+    """Add card identity and non-secret details to the running command's audit record."""
+    notes = click.get_current_context().meta.setdefault(_META_NOTES, {})
+    if card_serial is not None:
+        notes["card_serial"] = card_serial
+    if card_number is not None:
+        notes["card_number"] = card_number
+    notes.setdefault("detail", {}).update(detail)
+
+
+def operator() -> Operator:
+    """The operator the running command was authorized for."""
+    op = click.get_current_context().meta.get(_META_OPERATOR)
+    if not isinstance(op, Operator):
+        raise RuntimeError("no operator: the command is not decorated with require_operator")
+    return op
+
+
+@contextmanager
+def audited(action: str, op: Operator) -> Iterator[None]:
+    """Record ``action`` by ``op`` as ``ok``, or ``failed`` with the error class, when it ends."""
+    ctx = click.get_current_context()
+    try:
+        yield
+    except click.exceptions.Exit as exc:
+        _record(ctx, action, op, "ok" if exc.exit_code == 0 else "failed", None)
+        raise
+    except BaseException as exc:
+        _record(ctx, action, op, "failed", exc)
+        raise
+    _record(ctx, action, op, "ok", None)
+
+
+def _record(
+    ctx: click.Context, action: str, op: Operator, outcome: str, error: BaseException | None
+) -> None:
+    notes = ctx.meta.get(_META_NOTES, {})
+    audit.record(
+        action,
+        operator=op,
+        outcome=outcome,
+        error=error,
+        card_serial=notes.get("card_serial"),
+        card_number=notes.get("card_number"),
+        detail=notes.get("detail") or None,
+    )
+
+
+def operator_option(f: F, name: str = "--operator") -> F:
+    """The ``--operator ID`` option (the value reaches the callback as ``operator_id``)."""
+    return click.option(
+        name,
+        "operator_id",
+        metavar="ID",
+        help="Act as operator ID (password prompted) instead of the logged-in operator "
+        "('sscard operator login').",
+    )(f)
+
+
+def require_operator(
+    action: str, *, record: bool = True, option: str = "--operator"
+) -> Callable[[F], F]:
+    """Decorator: authorize ``action`` before the command runs, audit its outcome after.
+
+    ``option`` renames the operator option where ``--operator`` means something
+    else (``audit show --operator`` filters by operator; it uses ``--as``).
+    """
+
+    def decorate(f: F) -> F:
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            operator_id = kwargs.pop("operator_id", None)
+            op = authorize(action, operator_id)
+            ctx = click.get_current_context()
+            ctx.meta[_META_OPERATOR] = op
+            if not record:
+                return f(*args, **kwargs)
+            with audited(action, op):
+                return f(*args, **kwargs)
+
+        return operator_option(cast(F, wrapper), option)
+
+    return decorate

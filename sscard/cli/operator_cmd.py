@@ -1,0 +1,310 @@
+"""``sscard operator``: operators, roles, login and logout (regulation art. 15; docs/operators.md).
+
+Passwords come from a hidden prompt or ``--password-fd N``, never from argv
+or the environment; nothing prints or logs one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import click
+
+from sscard import audit
+from sscard.auth import OperatorStore, login, logout, token_path
+from sscard.auth.passwords import DEFAULT_COST
+from sscard.auth.roles import ROLE_DESCRIPTIONS, ROLES
+from sscard.auth.session import current_operator
+from sscard.cli.auth import audited, authorize, note, operator_option, require_operator
+from sscard.cli.context import CliState, pass_state
+from sscard.cli.keys_cmd import _read_fd
+from sscard.errors import BootstrapRefused, InvalidInput, NotLoggedIn
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _password(fd: int | None, label: str, *, confirm: bool = False) -> str:
+    if fd is not None:
+        return _read_fd(fd)
+    value: str = click.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True)
+    return value
+
+
+def _password_fd(f: F) -> F:
+    return click.option(
+        "--password-fd",
+        type=int,
+        metavar="N",
+        help="Read the password from file descriptor N (one line); else a hidden prompt.",
+    )(f)
+
+
+def _ttl(value: str) -> timedelta:
+    m = re.fullmatch(r"(\d+)([mh])", value.strip())
+    if not m:
+        raise InvalidInput("bad --ttl", [("--ttl", "minutes or hours, e.g. 30m or 8h")])
+    n = int(m.group(1))
+    return timedelta(minutes=n) if m.group(2) == "m" else timedelta(hours=n)
+
+
+@click.group()
+def operator() -> None:
+    """Operators and roles: add, list, disable, passwd, login, logout, whoami.
+
+    \b
+    Roles:
+      issuer   issue cards, key ceremony, manage operators, restore backups
+      service  read cards, PIN reset/unblock, block/unblock, sync
+      kiosk    the cardholder's PIN change only
+      auditor  read and verify the audit trail
+
+    \b
+    Examples:
+      sscard operator add --bootstrap admin --name "Li Na"      first operator (issuer)
+      sscard operator login admin
+      sscard operator add zhang.wei --name "Zhang Wei" --role service
+      sscard operator list
+      sscard operator logout
+    """
+
+
+@operator.command()
+@click.argument("new_id", metavar="ID")
+@click.option("--name", required=True, help="The person's (or kiosk's) name.")
+@click.option("--role", type=click.Choice(ROLES), default="issuer", show_default=True)
+@click.option(
+    "--bootstrap",
+    is_flag=True,
+    help="Create the first operator of a new installation (an issuer) without logging in; "
+    "refused once any operator exists.",
+)
+@click.option(
+    "--kdf-cost",
+    type=click.IntRange(10, 20),
+    default=DEFAULT_COST,
+    show_default=True,
+    metavar="LOG2N",
+    help="scrypt cost of the password hash as log2(N); lower it only for tests.",
+)
+@_password_fd
+@operator_option
+@pass_state
+def add(
+    state: CliState,
+    new_id: str,
+    name: str,
+    role: str,
+    bootstrap: bool,
+    kdf_cost: int,
+    password_fd: int | None,
+    operator_id: str | None,
+) -> None:
+    """Add an operator ID with a role; their password is typed twice (hidden).
+
+    \b
+    Examples:
+      sscard operator add --bootstrap admin --name "Li Na"
+      sscard operator add zhang.wei --name "Zhang Wei" --role service
+      sscard operator add kiosk-07 --name "Kiosk 7, Xujiahui" --role kiosk --password-fd 3
+    """
+    store = OperatorStore.open()
+    try:
+        if bootstrap:
+            if not store.is_empty():
+                exc = BootstrapRefused(
+                    "this installation already has operators; --bootstrap only creates the "
+                    "first one. Log in as an issuer and run 'sscard operator add' without it"
+                )
+                audit.record("operator.bootstrap", operator=None, outcome="refused", error=exc)
+                raise exc
+            pw = _password(password_fd, f"New password for {new_id}", confirm=True)
+            op = store.add(new_id, name, role, pw, bootstrap=True, cost=kdf_cost)
+            audit.record("operator.bootstrap", operator=op, outcome="ok", detail={"added": op.id})
+        else:
+            actor = authorize("operator.add", operator_id)
+            with audited("operator.add", actor):
+                note(added=new_id, added_role=role)
+                pw = _password(password_fd, f"New password for {new_id}", confirm=True)
+                op = store.add(new_id, name, role, pw, cost=kdf_cost)
+    finally:
+        store.close()
+    state.emit(op.info(), f"Added operator {op.id} ({op.name}), role {op.role}.")
+
+
+@operator.command(name="list")
+@pass_state
+@require_operator("operator.list")
+def list_(state: CliState) -> None:
+    """List operators: id, role, name, disabled (never a credential).
+
+    \b
+    Examples:
+      sscard operator list
+      sscard --json operator list
+    """
+    store = OperatorStore.open()
+    try:
+        ops = store.list()
+    finally:
+        store.close()
+    lines = [f"{'ID':<20} {'ROLE':<8} {'STATE':<8} NAME"]
+    lines += [
+        f"{o.id:<20} {o.role:<8} {'disabled' if o.disabled else 'active':<8} {o.name}" for o in ops
+    ]
+    state.emit([o.info() for o in ops], "\n".join(lines))
+
+
+@operator.command()
+@click.argument("target", metavar="ID")
+@pass_state
+@require_operator("operator.disable")
+def disable(state: CliState, target: str) -> None:
+    """Disable an operator and end their sessions (their audit records stay).
+
+    \b
+    Examples:
+      sscard operator disable zhang.wei
+    """
+    note(disabled=target)
+    store = OperatorStore.open()
+    try:
+        op = store.disable(target)
+    finally:
+        store.close()
+    state.emit(op.info(), f"Disabled operator {op.id}.")
+
+
+@operator.command()
+@click.argument("target", metavar="ID", required=False)
+@click.option("--kdf-cost", type=click.IntRange(10, 20), default=DEFAULT_COST, metavar="LOG2N")
+@_password_fd
+@operator_option
+@pass_state
+def passwd(
+    state: CliState,
+    target: str | None,
+    kdf_cost: int,
+    password_fd: int | None,
+    operator_id: str | None,
+) -> None:
+    """Change your own password, or (issuer) set another operator's.
+
+    Your own: the current password, then the new one twice. Another
+    operator's: you must be an issuer (logged in or --operator); their
+    sessions end.
+
+    \b
+    Examples:
+      sscard operator passwd                  your own (the logged-in operator)
+      sscard operator passwd zhang.wei        an issuer resets someone's password
+    """
+    store = OperatorStore.open()
+    try:
+        me = None
+        if operator_id is None:
+            try:
+                me = current_operator(store)
+            except NotLoggedIn:
+                me = None
+        own = target is None or (operator_id is None and (me is None or me.id == target))
+        if own:
+            who = target or (me.id if me else None) or click.prompt("Operator id", err=True)
+            current = _password(None, f"Current password for {who}")
+            op = store.authenticate(who, current)  # LoginFailed: exit 6
+            with audited("operator.passwd.own", op):
+                store.set_password(op.id, _password(password_fd, "New password", confirm=True),
+                                   cost=kdf_cost)  # fmt: skip
+        else:
+            assert target is not None
+            actor = authorize("operator.passwd", operator_id)
+            with audited("operator.passwd", actor):
+                note(target=target)
+                pw = _password(password_fd, f"New password for {target}", confirm=True)
+                store.set_password(target, pw, cost=kdf_cost)
+            op = store.get(target)
+    finally:
+        store.close()
+    state.emit(op.info(), f"Password changed for operator {op.id}; their sessions ended.")
+
+
+@operator.command(name="login")
+@click.argument("operator_id", metavar="ID")
+@click.option(
+    "--ttl",
+    default="8h",
+    show_default=True,
+    help="Session lifetime, e.g. 30m or 8h (at most 12h).",
+)
+@_password_fd
+@pass_state
+def login_(state: CliState, operator_id: str, ttl: str, password_fd: int | None) -> None:
+    """Log in: write a short-lived session token (mode 0600) for later commands.
+
+    The token goes to $SSCARD_OPERATOR_TOKEN, else $XDG_RUNTIME_DIR/sscard/,
+    else the data directory. Commands then run as this operator until the
+    session expires or 'sscard operator logout'.
+
+    \b
+    Examples:
+      sscard operator login zhang.wei
+      sscard operator login batch-01 --ttl 2h --password-fd 3 3<secret
+    """
+    lifetime = _ttl(ttl)
+    store = OperatorStore.open()
+    try:
+        pw = _password(password_fd, f"Password for operator {operator_id}")
+        session = login(store, operator_id, pw, ttl=lifetime)
+    finally:
+        store.close()
+    op = session.operator
+    expires = session.expires.astimezone().isoformat(timespec="seconds")
+    state.emit(
+        {**op.info(), "expires": expires, "token": str(session.path)},
+        f"Logged in as {op.id} ({op.role}) until {expires}.",
+    )
+
+
+@operator.command(name="logout")
+@pass_state
+def logout_(state: CliState) -> None:
+    """End the session and delete the token file.
+
+    \b
+    Examples:
+      sscard operator logout
+    """
+    store = OperatorStore.open()
+    try:
+        op = logout(store)
+    finally:
+        store.close()
+    state.emit(
+        {"logged_out": op.id if op else None},
+        f"Logged out {op.id}." if op else "No operator was logged in.",
+    )
+
+
+@operator.command()
+@pass_state
+def whoami(state: CliState) -> None:
+    """Show the logged-in operator and what their role may do (exit 6 if none).
+
+    \b
+    Examples:
+      sscard operator whoami
+    """
+    from sscard.auth.roles import actions_for
+
+    store = OperatorStore.open()
+    try:
+        op = current_operator(store)
+    finally:
+        store.close()
+    actions = actions_for(op.role)
+    state.emit(
+        {**op.info(), "actions": actions, "token": str(token_path())},
+        f"{op.id} ({op.name}), role {op.role}: {ROLE_DESCRIPTIONS[op.role]}",
+    )
