@@ -86,6 +86,7 @@ def _register() -> None:
         ("card_cmd", "info"),
         ("card_cmd", "read"),
         ("holder_cmd", "holder"),
+        ("issue_cmd", "issue"),
         ("keys_cmd", "keys"),
         ("operator_cmd", "operator"),
         ("platform_cmd", "platform_group"),

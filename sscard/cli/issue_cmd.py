@@ -1,0 +1,438 @@
+"""``sscard issue``: personalize one card from holder data (``sscard issue batch`` for many)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sscard import errors
+from sscard.card import SocialSecurityCard
+from sscard.cli.auth import operator, require_operator
+from sscard.cli.connect import connected_transport
+from sscard.cli.context import CliState, pass_state
+from sscard.cli.keystore import keystore_options, security_module
+from sscard.db import open_db
+from sscard.issuance.plan import Step, build_plan
+from sscard.issuance.service import REPLACE_REASONS, issue_card
+from sscard.layout import card_profiles, load_profile, read_holders, validate_holder
+from sscard.pinpolicy import PinPolicy
+
+PHASES = {
+    "open": "Opening the personalization session with the transport key",
+    "create": "Creating the file tree",
+    "keys": "Loading the card's keys (diversified for its serial)",
+    "records": "Writing the card and cardholder records",
+    "pin": "Setting the initial PIN",
+    "verify": "Verifying: reading back every record, internal and external authentication",
+    "close": "Ending personalization",
+}
+
+
+def default_service_point() -> str:
+    """``$SSCARD_SERVICE_POINT``, else this host's name (as an exchange-platform id)."""
+    name = os.environ.get("SSCARD_SERVICE_POINT") or socket.gethostname().split(".")[0]
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:64]
+    return cleaned or "service-point"
+
+
+def read_one_holder(path: str) -> dict[str, Any]:
+    """The single holder record in ``path`` (JSON object, or a one-row CSV / JSON Lines)."""
+    rows = read_holders(path)
+    if len(rows) != 1:
+        raise errors.InvalidInput(
+            "one holder expected",
+            [
+                (
+                    "--holder",
+                    f"{path} holds {len(rows)} records; use 'sscard issue batch' for several",
+                )
+            ],
+        )
+    return dict(rows[0].data)
+
+
+def read_pin(pin_stdin: bool, random_pin: bool, birth_date: str | None) -> tuple[str, bool]:
+    """The initial PIN and whether it was generated. Entered twice; never from argv."""
+    policy = PinPolicy()
+    if random_pin:
+        return policy.random(birth_date=birth_date), True
+    if pin_stdin:
+        lines = [sys.stdin.readline().rstrip("\r\n") for _ in range(2)]
+        first, second = lines
+    else:
+        first = click.prompt("Holder: enter the new PIN", hide_input=True, err=True)
+        second = click.prompt("Holder: enter the new PIN again", hide_input=True, err=True)
+    if first != second:
+        raise errors.InvalidInput("PIN not confirmed", [("pin", "the two entries differ")])
+    policy.check(first, birth_date=birth_date)
+    return first, False
+
+
+@click.group(invoke_without_command=True)
+@click.option(
+    "--holder",
+    "holder_path",
+    metavar="FILE",
+    help="Holder data: a JSON object, or a one-row CSV or JSON Lines file.",
+)
+@click.option("--pin-stdin", is_flag=True, help="Read the PIN twice from stdin (one per line).")
+@click.option(
+    "--random-pin", is_flag=True, help="Generate the PIN; it is printed once (PIN mailer)."
+)
+@keystore_options
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="PATH",
+    help="Local store (default: sscard.db in the data directory, or $SSCARD_STORE).",
+)
+@click.option("--replace", is_flag=True, help="The holder has an active card: replace it.")
+@click.option(
+    "--reason",
+    type=click.Choice(REPLACE_REASONS),
+    default="other",
+    show_default=True,
+    help="Why the old card is replaced (with --replace).",
+)
+@click.option(
+    "--service-point",
+    default=default_service_point,
+    show_default="host name",
+    help="This service point's id on the exchange platform ($SSCARD_SERVICE_POINT).",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(card_profiles()),
+    default=None,
+    help="With --dry-run: the profile to plan for (default: ss3-sm4).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan (secrets redacted); touch no card.")
+@require_operator("card.issue", record=False)
+@pass_state
+@click.pass_context
+def issue(
+    ctx: click.Context,
+    state: CliState,
+    holder_path: str | None,
+    pin_stdin: bool,
+    random_pin: bool,
+    keystore: str | None,
+    passphrase_fd: int | None,
+    store: Path | None,
+    replace: bool,
+    reason: str,
+    service_point: str,
+    profile: str | None,
+    dry_run: bool,
+) -> None:
+    """Issue one card: personalize the blank card in the reader for a holder.
+
+    The holder data is validated first: nothing touches the card when it is
+    invalid (exit 7, every bad field listed). Then the plan runs: transport
+    key, file tree, keys diversified for this card, records, initial PIN,
+    verification (read back, internal and external authentication), end of
+    personalization. Only a verified card is recorded as issued, with its
+    audit record and its exchange event, in the local store.
+
+    Pulled out, power cut, killed? Run the same command again with the same
+    card: it finishes the job or starts it cleanly.
+
+    The initial PIN is entered twice by the holder (hidden prompt, or two
+    lines on stdin with --pin-stdin), or generated with --random-pin and
+    printed once for the PIN mailer. It never appears in a log or file.
+
+    \b
+    Examples:
+      sscard -r virtual:card.img issue --holder holder.json --keystore dev --random-pin
+      printf '802461\\n802461\\n' | sscard issue --holder h.json --pin-stdin --keystore centre.ks
+      sscard issue --holder holder.json --dry-run
+      sscard issue batch holders.csv --readers "Virtual PCD"     (see: issue batch --help)
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if holder_path is None:
+        raise click.UsageError("give --holder FILE (or use 'sscard issue batch')")
+    if pin_stdin and random_pin:
+        raise click.UsageError("--pin-stdin and --random-pin exclude each other")
+    holder = read_one_holder(holder_path)
+    validate_holder(holder)
+    if dry_run:
+        _dry_run(state, holder, profile)
+        return
+    pin, generated = read_pin(pin_stdin, random_pin, holder.get("birth_date"))
+    with connected_transport(state) as transport:
+        card = SocialSecurityCard.open(transport)
+        validate_holder(holder, card.profile)
+        card.security = security_module(keystore, passphrase_fd, card.profile)
+        conn = open_db(store)
+        try:
+            last_phase: list[str] = []
+
+            def progress(_i: int, step: Step) -> None:
+                if not state.json and step.phase not in last_phase:
+                    last_phase.append(step.phase)
+                    click.echo(f"  {PHASES[step.phase]} …", err=True)
+
+            if not state.json:
+                click.echo(
+                    f"Issuing card {card.serial.hex().upper()} ({card.profile.name}) "
+                    f"to {holder['name']}, card number {holder['card_number']}",
+                    err=True,
+                )
+            result = issue_card(
+                card,
+                holder,
+                pin=pin,
+                conn=conn,
+                operator=operator(),
+                service_point=service_point,
+                replace=replace,
+                replace_reason=reason,
+                progress=progress,
+            )
+        finally:
+            conn.close()
+    data = result.to_json()
+    words = {
+        "issued": "Card issued and verified.",
+        "resumed": "The interrupted issuance was finished: card verified and recorded.",
+        "already-issued": "This card is already issued to this holder; nothing to do.",
+    }[result.status]
+    if result.replaced:
+        words += f" It replaces card {result.replaced}, now recorded as replaced."
+    if generated and result.status != "already-issued":
+        data["initial_pin"] = pin
+    if state.json:
+        state.emit(data)
+        return
+    click.echo(words)
+    if "initial_pin" in data:
+        click.echo(
+            f"PIN mailer — card {data['card_number']}: initial PIN {pin} "
+            "(shown once; hand it over sealed)"
+        )
+
+
+def _dry_run(state: CliState, holder: dict[str, Any], profile_name: str | None) -> None:
+    profile = load_profile(profile_name)
+    serial = bytes(8)
+    plan = build_plan(profile, holder, serial, pin="000000")
+    steps = plan.describe()
+    if state.json:
+        state.emit({"profile": profile.name, "serial": "(the card's)", "steps": steps})
+        return
+    click.echo(
+        f"Plan for profile {profile.name} ({len(steps)} steps; the serial comes from "
+        "the card, secrets are shown as <...>):"
+    )
+    for i, step in enumerate(steps, 1):
+        click.echo(f"{i:3}. [{step['phase']}] {step['description']}\n       {step['command']}")
+
+
+@issue.command("batch")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--readers",
+    "pattern",
+    metavar="PATTERN",
+    help="Use every PC/SC reader whose name contains PATTERN (case-insensitive).",
+)
+@click.option(
+    "--virtual",
+    "virtual_n",
+    type=click.IntRange(1, 64),
+    metavar="N",
+    help="Instead of PC/SC readers: N in-process readers with blank emulated cards.",
+)
+@click.option(
+    "--latency",
+    type=click.Choice(["none", "realistic"]),
+    default="none",
+    show_default=True,
+    help="With --virtual: model real cards (5 ms/APDU, 20 ms/write).",
+)
+@click.option("--skip-invalid", is_flag=True, help="Report invalid rows and go on with the rest.")
+@click.option(
+    "--results",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Results file, .csv or .jsonl (default: FILE.results-TIME.jsonl beside FILE).",
+)
+@pass_state
+@click.pass_context
+def batch(
+    ctx: click.Context,
+    state: CliState,
+    file: Path,
+    pattern: str | None,
+    virtual_n: int | None,
+    latency: str,
+    skip_invalid: bool,
+    results: Path | None,
+) -> None:
+    """Issue a card for every row of FILE (.csv, .jsonl or .json), one worker per reader.
+
+    Every row is validated first; bad rows are all reported (line, field,
+    problem) before any card is touched, and the batch stops unless
+    --skip-invalid. Each worker waits for a blank card in its reader, issues
+    the next row with a random PIN (PIN mailers go to stdout, one line per
+    card), verifies it, and waits for the card to be taken out. A results
+    file gets one line per row: row, card serial, status, error.
+
+    Run it again to finish an interrupted batch: rows already issued are
+    skipped, a card torn mid-issue is finished for its own row. Ctrl-C lets
+    the cards in flight finish; a second Ctrl-C abandons them (they stay
+    in progress in the store and are finished next time).
+
+    The key store, local store, profile and service point are the options of
+    'sscard issue' (give them before 'batch').
+
+    \b
+    Examples:
+      sscard issue --keystore centre.ks batch holders.csv --readers "ACS ACR39U"
+      sscard issue --keystore dev batch holders.jsonl --virtual 4 --latency realistic
+    """
+    from sscard.issuance.batch import BatchRun, RowResult, rate_and_eta
+    from sscard.issuance.readers import PcscSlot, VirtualSlot
+    from sscard.transport import pcsc
+
+    parent = ctx.parent.params if ctx.parent is not None else {}
+    profile = load_profile(parent.get("profile"))
+    if (pattern is None) == (virtual_n is None):
+        raise click.UsageError("give either --readers PATTERN or --virtual N")
+    rows = read_holders(file)
+    bad: list[tuple[str, str]] = []
+    good = []
+    for row in rows:
+        try:
+            validate_holder(row.data, profile)
+            good.append(row)
+        except errors.InvalidInput as exc:
+            bad += [(f"line {row.line}: {field}", problem) for field, problem in exc.problems]
+    if bad and not skip_invalid:
+        count = len(rows) - len(good)
+        raise errors.InvalidInput(f"{file}: {count} invalid row(s), no card touched", bad)
+    slots: list[Any]
+    if virtual_n is not None:
+        from sscard.applets.cos import Latency
+
+        model = Latency.named(latency)
+        slots = [VirtualSlot(f"virtual-{i}", profile.name, model) for i in range(virtual_n)]
+    else:
+        assert pattern is not None
+        names = [r for r in pcsc.list_readers() if pattern.casefold() in r.casefold()]
+        if not names:
+            raise errors.ReaderNotFound(f"no reader matches {pattern!r}", pcsc.list_readers())
+        slots = [PcscSlot(n) for n in names]
+    security = security_module(parent.get("keystore"), parent.get("passphrase_fd"), profile)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    results = results or file.with_name(f"{file.stem}.results-{stamp}.jsonl")
+    writer = _ResultsWriter(results)
+    for line_field, problem in bad:
+        line = int(line_field.split(":")[0].split()[1])
+        writer.write(RowResult(line, None, "invalid", f"{line_field}: {problem}"))
+    store_path = parent.get("store")
+
+    def mailer(row: Any, number: str, pin: str) -> None:
+        click.echo(f"PIN mailer — row {row.line}, card {number}: initial PIN {pin}")
+
+    run = BatchRun(
+        rows=good,
+        readers=slots,
+        open_conn=lambda: open_db(store_path),
+        security=security,
+        operator=operator(),
+        service_point=parent.get("service_point") or default_service_point(),
+        on_result=writer.write,
+        on_pin=mailer,
+    )
+    worker = threading.Thread(target=run.run, name="batch", daemon=True)
+    interrupted = 0
+
+    def on_sigint(_signum: int, _frame: Any) -> None:
+        nonlocal interrupted
+        interrupted += 1
+        run.stop()
+        if interrupted == 1:
+            click.echo(
+                "\nStopping: finishing the cards in flight (Ctrl-C again to abandon them)", err=True
+            )
+        else:
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.5)
+            if not state.json:
+                rate, eta = rate_and_eta(run)
+                left = f"ETA {int(eta)} s" if eta is not None else "ETA —"
+                status = (
+                    f"\r{run.done} issued, {run.failed} failed, {run.skipped} skipped, "
+                    f"{run.remaining} to go, {rate:.2f} cards/s, {left}   "
+                )
+                click.echo(status, err=True, nl=False)
+    except KeyboardInterrupt:
+        click.echo(
+            "\nAbandoned: cards in flight stay in progress and are finished next run.", err=True
+        )
+    finally:
+        signal.signal(signal.SIGINT, old)
+        writer.close()
+    summary = {
+        "issued": run.done,
+        "failed": run.failed,
+        "skipped": run.skipped,
+        "invalid": len(rows) - len(good),
+        "left": run.remaining,
+        "results": str(results),
+    }
+    if state.json:
+        state.emit(summary)
+    else:
+        click.echo(
+            f"\nDone: {run.done} issued, {run.failed} failed, {run.skipped} skipped "
+            f"(already issued), {summary['invalid']} invalid, {run.remaining} left. "
+            f"Results: {results}",
+            err=True,
+        )
+    if run.failed or run.remaining or interrupted:
+        ctx.exit(1)
+
+
+class _ResultsWriter:
+    """Results file written line by line (CSV or JSON Lines), flushed, thread-safe."""
+
+    COLUMNS = ("row", "card_serial", "status", "error", "reader")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.csv = path.suffix.lower() == ".csv"
+        self._file = path.open("w", encoding="utf-8", newline="")
+        self._lock = threading.Lock()
+        if self.csv:
+            self._writer = csv.DictWriter(self._file, fieldnames=self.COLUMNS)
+            self._writer.writeheader()
+
+    def write(self, result: Any) -> None:
+        data = result.to_json()
+        with self._lock:
+            if self.csv:
+                self._writer.writerow(data)
+            else:
+                self._file.write(json.dumps(data, ensure_ascii=False) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,206 @@
+"""Batch issuance: many holders, one worker per reader, in parallel (issue 6).
+
+Each worker waits for a blank card in its reader, issues the next row, and
+waits for the card to be taken out. Rows already issued (by holder SSN and card
+number, in the local store) are skipped, so running a batch again finishes it.
+A card torn mid-issue is resumed with the row it was being issued for. Stopping
+(:meth:`BatchRun.stop`) lets the cards in flight finish; anything interrupted
+harder stays ``in_progress`` in the store and is resumed next time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sscard import errors
+from sscard.audit.log import Actor
+from sscard.card import SocialSecurityCard
+from sscard.issuance import store
+from sscard.issuance.service import IssueResult, issue_card
+from sscard.keys.security_module import SecurityModule
+from sscard.layout.holder_io import HolderRow
+from sscard.pinpolicy import PinPolicy
+
+
+class ReaderSlot(Protocol):
+    """One reader a worker owns: hands out cards and waits for their removal."""
+
+    name: str
+
+    def next_card(self, stop: threading.Event) -> AbstractContextManager[SocialSecurityCard] | None:
+        """Wait for a card (None when ``stop`` is set); the context closes the link."""
+        ...
+
+    def wait_removal(self, stop: threading.Event) -> None:
+        """Wait until the card is taken out (or ``stop``)."""
+        ...
+
+
+def row_key(row: HolderRow) -> str:
+    """How the store recognises a batch row: holder SSN and card number."""
+    return f"{row.data['ssn']}:{row.data['card_number']}"
+
+
+@dataclass
+class RowResult:
+    """One line of the results file."""
+
+    line: int
+    serial: str | None
+    status: str  # issued, resumed, already-issued, skipped, failed, invalid
+    error: str | None = None
+    reader: str | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "row": self.line,
+            "card_serial": self.serial,
+            "status": self.status,
+            "error": self.error,
+            "reader": self.reader,
+        }
+
+
+@dataclass
+class BatchRun:
+    """A running batch; :meth:`run` blocks until done or stopped."""
+
+    rows: list[HolderRow]
+    readers: list[ReaderSlot]
+    open_conn: Callable[[], sqlite3.Connection]
+    security: SecurityModule
+    operator: Actor | None
+    service_point: str
+    on_result: Callable[[RowResult], None]
+    on_pin: Callable[[HolderRow, str, str], None]
+    policy: PinPolicy = field(default_factory=PinPolicy)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, HolderRow] = {}
+        self.done = 0
+        self.failed = 0
+        self.skipped = 0
+        self.started = time.monotonic()
+
+    @property
+    def remaining(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def stop(self) -> None:
+        """Finish the cards in flight, start no new one."""
+        self.stop_event.set()
+
+    def run(self) -> None:
+        """Skip rows already issued, then run one worker per reader until no row is left."""
+        conn = self.open_conn()
+        try:
+            from sscard.issuance.service import ensure_schema
+
+            ensure_schema(conn)
+            for row in self.rows:
+                known = store.by_batch_key(conn, row_key(row))
+                if known is not None and known.status == "issued":
+                    self.skipped += 1
+                    self.on_result(RowResult(row.line, known.serial, "skipped", "already issued"))
+                else:
+                    self._pending[row_key(row)] = row
+        finally:
+            conn.close()
+        workers = [
+            threading.Thread(
+                target=self._worker, args=(slot,), name=f"issue-{slot.name}", daemon=True
+            )
+            for slot in self.readers
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            while w.is_alive():
+                w.join(0.2)
+
+    def _claim(self, serial: str, conn: sqlite3.Connection) -> HolderRow | None:
+        """The row for this card: the one it was being issued for, else the next free one."""
+        known = store.card(conn, serial)
+        with self._lock:
+            if known is not None and known.batch_key in self._pending:
+                return self._pending.pop(known.batch_key)
+            if not self._pending:
+                return None
+            key = next(iter(self._pending))
+            return self._pending.pop(key)
+
+    def _release(self, row: HolderRow) -> None:
+        with self._lock:
+            self._pending[row_key(row)] = row
+
+    def _worker(self, slot: ReaderSlot) -> None:
+        conn = self.open_conn()
+        try:
+            while not self.stop_event.is_set() and self.remaining:
+                link = slot.next_card(self.stop_event)
+                if link is None:
+                    return
+                row: HolderRow | None = None
+                with link as card:
+                    card.security = self.security
+                    serial = card.serial.hex().upper()
+                    row = self._claim(serial, conn)
+                    if row is None:
+                        return
+                    self._issue(card, row, conn, slot.name)
+                slot.wait_removal(self.stop_event)
+        finally:
+            conn.close()
+
+    def _issue(
+        self, card: SocialSecurityCard, row: HolderRow, conn: sqlite3.Connection, reader: str
+    ) -> None:
+        serial = card.serial.hex().upper()
+        pin = self.policy.random(birth_date=row.data.get("birth_date"))
+        try:
+            result: IssueResult = issue_card(
+                card,
+                row.data,
+                pin=pin,
+                conn=conn,
+                operator=self.operator,
+                service_point=self.service_point,
+                batch_key=row_key(row),
+            )
+        except errors.TransportError as exc:  # card pulled: the row goes back to the queue
+            self._release(row)
+            self.on_result(
+                RowResult(row.line, serial, "failed", f"{type(exc).__name__}: {exc}", reader)
+            )
+            with self._lock:
+                self.failed += 1
+            return
+        except errors.SscardError as exc:
+            self.on_result(
+                RowResult(row.line, serial, "failed", f"{type(exc).__name__}: {exc}", reader)
+            )
+            with self._lock:
+                self.failed += 1
+            return
+        if result.status != "already-issued":
+            self.on_pin(row, result.card_number, pin)
+        self.on_result(RowResult(row.line, serial, result.status, None, reader))
+        with self._lock:
+            self.done += 1
+
+
+def rate_and_eta(run: BatchRun) -> tuple[float, float | None]:
+    """Cards per second so far and the seconds left at that rate."""
+    elapsed = max(time.monotonic() - run.started, 1e-9)
+    rate = run.done / elapsed
+    left = run.remaining
+    return rate, (left / rate if rate > 0 else None)
