@@ -17,7 +17,7 @@ from sscard.errors import InvalidInput
 RULES = {
     "length": "must be exactly {length} digits",
     "same-digits": "must not be one digit repeated",
-    "sequence": "must not be an ascending or descending run such as 123456",
+    "sequence": "must not be a run of ascending or descending digits",
     "birth-date": "must not be taken from the holder's birth date",
     "previous": "must differ from the previous PIN",
 }

@@ -21,9 +21,8 @@ from sscard.cli.auth import operator, require_operator
 from sscard.cli.connect import connected_transport
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options, security_module
-from sscard.db import open_db
 from sscard.issuance.plan import Step, build_plan
-from sscard.issuance.service import REPLACE_REASONS, issue_card
+from sscard.issuance.service import REPLACE_REASONS, issue_card, open_store
 from sscard.layout import card_profiles, load_profile, read_holders, validate_holder
 from sscard.pinpolicy import PinPolicy
 
@@ -174,7 +173,7 @@ def issue(
         card = SocialSecurityCard.open(transport)
         validate_holder(holder, card.profile)
         card.security = security_module(keystore, passphrase_fd, card.profile)
-        conn = open_db(store)
+        conn = open_store(store)
         try:
             last_phase: list[str] = []
 
@@ -349,7 +348,7 @@ def batch(
     run = BatchRun(
         rows=good,
         readers=slots,
-        open_conn=lambda: open_db(store_path),
+        open_conn=lambda: open_store(store_path),
         security=security,
         operator=operator(),
         service_point=parent.get("service_point") or default_service_point(),

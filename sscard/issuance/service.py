@@ -19,11 +19,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sscard import audit, errors
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, encode_pin
+from sscard.db import open_db
 from sscard.exchange import outbox
 from sscard.issuance import store
 from sscard.issuance.plan import PersonalizationPlan, Step, build_plan
@@ -76,6 +78,13 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     audit.ensure_schema(conn)
 
 
+def open_store(path: str | Path | None = None) -> sqlite3.Connection:
+    """The local store (``sscard.db``) with the issuance, outbox and audit tables ready."""
+    conn = open_db(path)
+    ensure_schema(conn)
+    return conn
+
+
 def issue_card(
     card: SocialSecurityCard,
     holder: Mapping[str, Any],
@@ -101,7 +110,7 @@ def issue_card(
     ssn, number = str(holder["ssn"]), str(holder["card_number"])
     known = store.card(conn, serial)
     if known is not None and known.status != "in_progress":
-        if known.status == "issued" and known.ssn == ssn:
+        if known.status == "issued" and (known.ssn, known.card_number) == (ssn, number):
             return IssueResult(serial, known.card_number, "already-issued")
         raise CardAlreadyIssued(
             f"card {serial} is already {known.status} (card number {known.card_number}); "

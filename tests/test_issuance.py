@@ -1,0 +1,200 @@
+"""Issuing cards through the library: plan, store, resume after tearing at every APDU."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sscard import errors
+from sscard.applets.cos import EmulatedCard
+from sscard.applets.factory import new_memory_card
+from sscard.card import SocialSecurityCard
+from sscard.exchange import outbox
+from sscard.issuance import store
+from sscard.issuance.plan import VerificationFailed
+from sscard.issuance.service import (
+    CardAlreadyIssued,
+    HolderHasActiveCard,
+    issue_card,
+)
+from sscard.issuance.service import open_store as open_db
+from sscard.pinpolicy import PinPolicyError
+from sscard.transport import InProcessTransport
+from tests.cardkit import PIN, SAMPLE_HOLDER, session
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    return open_db(tmp_path / "sscard.db")
+
+
+class Counting(InProcessTransport):
+    """An in-process transport that counts APDUs."""
+
+    sent = 0
+
+    def transmit(self, apdu: bytes) -> bytes:
+        self.sent += 1
+        return super().transmit(apdu)
+
+
+def _session(card: EmulatedCard) -> tuple[SocialSecurityCard, Counting]:
+    transport = Counting(card)
+    transport.connect()
+    return session(transport, card.profile.name), transport
+
+
+def _issue(card: EmulatedCard, conn: sqlite3.Connection, **kw: Any) -> Any:
+    c, _ = _session(card)
+    holder = kw.pop("holder", SAMPLE_HOLDER)
+    return issue_card(
+        c, holder, pin=kw.pop("pin", PIN), conn=conn, operator=None, service_point="sp-test", **kw
+    )
+
+
+@pytest.mark.parametrize("profile", ["ss3-sm4", "ss2-3des"])
+def test_issue_records_card_audit_and_event_together(
+    conn: sqlite3.Connection, profile: str
+) -> None:
+    card = new_memory_card(profile)
+    result = _issue(card, conn)
+    assert result.status == "issued"
+    row = store.card(conn, result.serial)
+    assert row is not None and row.status == "issued" and row.ssn == SAMPLE_HOLDER["ssn"]
+    assert row.key_versions["SSSE.EAK.01"] == 1 and "MF.TK.00" not in row.key_versions
+    events = outbox.pending(conn)
+    assert [e.category for e in events] == ["card.issued"]
+    assert events[0].payload["card_serial"] == result.serial
+    audit_rows = conn.execute("SELECT action, outcome, card_serial FROM audit_log").fetchall()
+    assert ("card.issue", "ok", result.serial) in audit_rows
+    # Nothing secret in the store: no PIN anywhere in the database file.
+    dump = "\n".join(conn.iterdump())
+    assert PIN not in dump
+
+
+def test_second_run_is_idempotent(conn: sqlite3.Connection) -> None:
+    card = new_memory_card()
+    _issue(card, conn)
+    c, transport = _session(card)
+    result = issue_card(
+        c, SAMPLE_HOLDER, pin=PIN, conn=conn, operator=None, service_point="sp-test"
+    )
+    assert result.status == "already-issued"
+    assert transport.sent == 0  # the card was not touched
+    assert len(outbox.pending(conn)) == 1
+
+
+def test_invalid_holder_or_pin_touches_no_card(conn: sqlite3.Connection) -> None:
+    card = new_memory_card()
+    c, transport = _session(card)
+    bad = {**SAMPLE_HOLDER, "ssn": "110105194912310021", "gender": "1", "expiry_date": "2020-01-01"}
+    with pytest.raises(errors.InvalidInput) as info:
+        issue_card(c, bad, pin=PIN, conn=conn, operator=None, service_point="sp-test")
+    fields = {f for f, _ in info.value.problems}
+    assert {"ssn", "expiry_date"} <= fields
+    with pytest.raises(errors.InvalidInput, match="6 digits"):
+        issue_card(c, SAMPLE_HOLDER, pin="12345", conn=conn, operator=None, service_point="sp-test")
+    assert transport.sent == 0
+    assert card.state.lifecycle == "BLANK"
+    assert store.cards(conn) == []
+
+
+def test_pin_policy_names_the_rule() -> None:
+    from sscard.pinpolicy import PinPolicy
+
+    policy = PinPolicy()
+    for pin, rule in [
+        ("111111", "same-digits"),
+        ("123456", "sequence"),
+        ("654321", "sequence"),
+        ("491231", "birth-date"),
+        ("12a456", "length"),
+    ]:
+        with pytest.raises(PinPolicyError) as info:
+            policy.check(pin, birth_date="1949-12-31")
+        assert info.value.rule == rule
+        assert pin not in str(info.value)
+    with pytest.raises(PinPolicyError, match="previous"):
+        policy.check("802461", previous="802461")
+    policy.check("802461", birth_date="1949-12-31", previous="135790")
+    for _ in range(50):
+        policy.check(policy.random(birth_date="1949-12-31"), birth_date="1949-12-31")
+
+
+def test_second_card_for_a_holder_needs_replace(conn: sqlite3.Connection) -> None:
+    first = _issue(new_memory_card(), conn)
+    second_card = new_memory_card()
+    with pytest.raises(HolderHasActiveCard, match="--replace"):
+        _issue(second_card, conn)
+    assert second_card.state.lifecycle == "BLANK"
+    result = _issue(second_card, conn, replace=True, replace_reason="lost")
+    assert result.replaced == first.serial
+    assert store.card(conn, first.serial).status == "replaced"  # type: ignore[union-attr]
+    assert store.active_card(conn, SAMPLE_HOLDER["ssn"]).serial == result.serial  # type: ignore[union-attr]
+    categories = [e.category for e in outbox.pending(conn)]
+    assert categories == ["card.issued", "card.replaced", "card.blocked"]
+
+
+def test_an_issued_card_is_not_issued_again(conn: sqlite3.Connection, tmp_path: Path) -> None:
+    card = new_memory_card()
+    _issue(card, conn)
+    other = {**SAMPLE_HOLDER, "card_number": "C00000001"}
+    with pytest.raises(CardAlreadyIssued, match="already issued"):
+        _issue(card, conn, holder=other)
+    elsewhere = open_db(tmp_path / "other.db")  # a store that never saw this card
+    with pytest.raises(CardAlreadyIssued, match="not by this issuance store"):
+        _issue(card, elsewhere)
+
+
+def test_failed_verification_is_never_recorded_as_issued(
+    conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    card = new_memory_card()
+
+    def wrong(self: SocialSecurityCard, ef: str, no: int) -> bytes:
+        return b"\x00"
+
+    monkeypatch.setattr(SocialSecurityCard, "read_record", wrong)
+    with pytest.raises(VerificationFailed):
+        _issue(card, conn)
+    row = store.cards(conn)[0]
+    assert row.status == "in_progress" and row.last_error == "VerificationFailed"
+    assert outbox.pending(conn) == []
+    assert ("card.issue", "failed") in conn.execute(
+        "SELECT action, outcome FROM audit_log"
+    ).fetchall()
+
+
+def _apdus_of_one_issuance(tmp_path: Path) -> int:
+    card = new_memory_card()
+    c, transport = _session(card)
+    conn = open_db(tmp_path / "count.db")
+    issue_card(c, SAMPLE_HOLDER, pin=PIN, conn=conn, operator=None, service_point="sp-test")
+    return transport.sent
+
+
+@pytest.mark.parametrize("at_end", [False, True], ids=["before-writes", "after-writes"])
+def test_tear_at_every_apdu_then_rerun_finishes(tmp_path: Path, at_end: bool) -> None:
+    total = _apdus_of_one_issuance(tmp_path)
+    assert total > 100
+    for index in range(1, total + 1):
+        conn = open_db(tmp_path / f"t{index}-{at_end}.db")
+        card = new_memory_card()
+        card.arm_tear(index, writes=99 if at_end else 0)
+        with pytest.raises(errors.CardRemoved):
+            _issue(card, conn)
+        # Torn: the store must not claim the card is issued.
+        assert all(r.status == "in_progress" for r in store.cards(conn)), f"tear at APDU {index}"
+        assert outbox.pending(conn) == []
+        card.tear = None
+        result = _issue(card, conn)  # the same command again, same card
+        assert result.status in ("issued", "resumed"), f"tear at APDU {index}"
+        assert store.card(conn, result.serial).status == "issued"  # type: ignore[union-attr]
+        assert card.state.lifecycle == "ISSUED"
+        assert [e.category for e in outbox.pending(conn)] == ["card.issued"]
+        c, _ = _session(card)
+        assert c.read_holder() == SAMPLE_HOLDER
+        conn.close()
