@@ -56,3 +56,23 @@ def issued_card(profile: str = "ss3-sm4", serial: bytes | None = None) -> Emulat
     card = new_memory_card(profile, serial or SERIALS[profile])
     issue(card, profile)
     return card
+
+
+class Slot:
+    """A card socket for the vpcd bridge whose card can be swapped between tests."""
+
+    def __init__(self, card: EmulatedCard) -> None:
+        self.card = card
+
+    @property
+    def atr(self) -> bytes:
+        return self.card.atr
+
+    def power_on(self) -> bytes:
+        return self.card.power_on()
+
+    def power_off(self) -> None:
+        self.card.power_off()
+
+    def process(self, apdu: bytes) -> bytes:
+        return self.card.process(apdu)

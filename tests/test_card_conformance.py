@@ -18,29 +18,9 @@ from sscard.keys.dev import development_card_key
 from sscard.layout import load_profile
 from sscard.transport import InProcessTransport, pcsc
 from sscard.transport.base import Transport
-from tests.cardkit import PIN, PROFILES, SAMPLE_HOLDER, issued_card, session
+from tests.cardkit import PIN, PROFILES, SAMPLE_HOLDER, Slot, issued_card, session
 
 SSSE_NAME = "7378312E73682EC9E7BBE1B1A3D5CF"
-
-
-class Slot:
-    """A card socket for the vpcd bridge whose card can be swapped between tests."""
-
-    def __init__(self, card: EmulatedCard) -> None:
-        self.card = card
-
-    @property
-    def atr(self) -> bytes:
-        return self.card.atr
-
-    def power_on(self) -> bytes:
-        return self.card.power_on()
-
-    def power_off(self) -> None:
-        self.card.power_off()
-
-    def process(self, apdu: bytes) -> bytes:
-        return self.card.process(apdu)
 
 
 @dataclass

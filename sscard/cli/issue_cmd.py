@@ -286,7 +286,8 @@ def batch(
     --skip-invalid. Each worker waits for a blank card in its reader, issues
     the next row with a random PIN (PIN mailers go to stdout, one line per
     card), verifies it, and waits for the card to be taken out. A results
-    file gets one line per row: row, card serial, status, error.
+    file gets one line per row: row, card serial, status, error. With
+    --json, stdout is JSON Lines: one object per PIN mailer, the summary last.
 
     Run it again to finish an interrupted batch: rows already issued are
     skipped, a card torn mid-issue is finished for its own row. Ctrl-C lets
@@ -343,7 +344,10 @@ def batch(
     store_path = parent.get("store")
 
     def mailer(row: Any, number: str, pin: str) -> None:
-        click.echo(f"PIN mailer — row {row.line}, card {number}: initial PIN {pin}")
+        if state.json:  # JSON Lines: one object per mailer, the summary last
+            click.echo(json.dumps({"row": row.line, "card_number": number, "initial_pin": pin}))
+        else:
+            click.echo(f"PIN mailer — row {row.line}, card {number}: initial PIN {pin}")
 
     run = BatchRun(
         rows=good,
@@ -398,7 +402,7 @@ def batch(
         "results": str(results),
     }
     if state.json:
-        state.emit(summary)
+        click.echo(json.dumps(summary))
     else:
         click.echo(
             f"\nDone: {run.done} issued, {run.failed} failed, {run.skipped} skipped "

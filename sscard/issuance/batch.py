@@ -157,6 +157,8 @@ class BatchRun:
                     if row is None:
                         return
                     self._issue(card, row, conn, slot.name)
+                if not self.remaining:
+                    return  # the batch is done: nobody waits for this last card
                 slot.wait_removal(self.stop_event)
         finally:
             conn.close()

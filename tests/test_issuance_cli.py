@@ -1,0 +1,283 @@
+"""`sscard issue` and `sscard issue batch` end to end: through pcscd + vpcd, and in-process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from sscard.applets.factory import new_card_file, new_memory_card
+from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
+from sscard.cli.exit_codes import ExitCode
+from sscard.transport import pcsc
+from tests.cardkit import PIN, SAMPLE_HOLDER, Slot
+from tests.operators_kit import env_for
+
+SSCARD = str(Path(sys.executable).with_name("sscard"))
+HOLDER = Path(__file__).resolve().parent.parent / "examples" / "holder.json"
+
+
+def run(
+    *args: str, role: str = "issuer", stdin: str | None = None, store: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = env_for(role)
+    if store is not None:  # the issuance store (operators stay in the default one)
+        i = args.index("issue") + 1
+        args = (*args[:i], "--store", str(store), *args[i:])
+    return subprocess.run(
+        [SSCARD, *args], capture_output=True, text=True, input=stdin, env=env, timeout=120
+    )
+
+
+def holders(n: int) -> list[dict[str, object]]:
+    """``n`` valid holders (GB 11643 check digits computed here, independently)."""
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    out = []
+    for i in range(n):
+        month = i % 12 + 1
+        body = f"310101198{i % 10}{month:02d}15{101 + 2 * i:03d}"
+        ssn = body + "10X98765432"[sum(int(a) * w for a, w in zip(body, weights, strict=True)) % 11]
+        out.append(
+            {
+                **SAMPLE_HOLDER,
+                "ssn": ssn,
+                "birth_date": f"198{i % 10}-{month:02d}-15",
+                "gender": "1",
+                "birthplace": "310101",
+                "card_number": f"B{i:08d}",
+                "name": f"测试{i}",
+            }
+        )
+    return out
+
+
+def test_issue_through_pcscd_then_read_back(tmp_path: Path, vpcd_port: int) -> None:
+    card = new_card_file(tmp_path / "blank.img", "ss3-sm4")
+    reader = VPCD_READERS[vpcd_port]
+    store = tmp_path / "sscard.db"
+    with card_in_reader(card, vpcd_port):
+        result = run(
+            "--json",
+            "-r",
+            reader,
+            "issue",
+            "--holder",
+            str(HOLDER),
+            "--keystore",
+            "dev",
+            "--pin-stdin",
+            stdin=f"{PIN}\n{PIN}\n",
+            store=store,
+        )
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["status"] == "issued" and data["serial"] == card.serial.hex().upper()
+        assert "initial_pin" not in data and PIN not in result.stdout + result.stderr
+        read = run("--json", "-r", reader, "read")
+        assert json.loads(read.stdout) == SAMPLE_HOLDER
+        again = run(
+            "-r",
+            reader,
+            "issue",
+            "--holder",
+            str(HOLDER),
+            "--keystore",
+            "dev",
+            "--random-pin",
+            store=store,
+        )
+        assert again.returncode == 0 and "already issued" in again.stdout
+
+
+def test_bad_holder_lists_every_field_and_touches_no_card(tmp_path: Path) -> None:
+    path = tmp_path / "card.img"
+    new_card_file(path)
+    bad = {
+        **SAMPLE_HOLDER,
+        "ssn": "110105194912310021",
+        "birth_date": "1949-02-30",
+        "card_number": "123",
+        "region": "31",
+    }
+    holder = tmp_path / "bad.json"
+    holder.write_text(json.dumps(bad, ensure_ascii=False), encoding="utf-8")
+    result = run(
+        "--json",
+        "-r",
+        f"virtual:{path}",
+        "issue",
+        "--holder",
+        str(holder),
+        "--keystore",
+        "dev",
+        "--random-pin",
+        store=tmp_path / "s.db",
+    )
+    assert result.returncode == ExitCode.INVALID_INPUT
+    problems = {p["field"] for p in json.loads(result.stderr)["problems"]}
+    assert {"ssn", "birth_date", "card_number", "region"} <= problems
+    info = run("--json", "-r", f"virtual:{path}", "info")
+    assert json.loads(info.stdout)["lifecycle"] == "BLANK"
+
+
+def test_issue_needs_an_issuer(tmp_path: Path) -> None:
+    path = tmp_path / "card.img"
+    new_card_file(path)
+    result = run(
+        "-r",
+        f"virtual:{path}",
+        "issue",
+        "--holder",
+        str(HOLDER),
+        "--keystore",
+        "dev",
+        "--random-pin",
+        role="service",
+        store=tmp_path / "s.db",
+    )
+    assert result.returncode == ExitCode.AUTH
+    assert "card.issue" in result.stderr
+
+
+def test_pin_must_be_confirmed_and_pass_the_policy(tmp_path: Path) -> None:
+    path = tmp_path / "card.img"
+    new_card_file(path)
+    args = (
+        "-r",
+        f"virtual:{path}",
+        "issue",
+        "--holder",
+        str(HOLDER),
+        "--keystore",
+        "dev",
+        "--pin-stdin",
+    )
+    differ = run(*args, stdin="802461\n802462\n", store=tmp_path / "s.db")
+    assert differ.returncode == ExitCode.INVALID_INPUT and "differ" in differ.stderr
+    weak = run(*args, stdin="123456\n123456\n", store=tmp_path / "s.db")
+    assert weak.returncode == ExitCode.INVALID_INPUT and "sequence" in weak.stderr
+    assert "123456" not in weak.stderr
+
+
+def test_dry_run_prints_the_plan_without_secrets() -> None:
+    result = run("issue", "--holder", str(HOLDER), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "00 82 00 00 <cryptogram>" in result.stdout
+    assert "84 D4 01 01 <enciphered key record + MAC>" in result.stdout
+    assert "80 EA 00 00" in result.stdout
+
+
+def test_batch_virtual_then_rerun_skips(tmp_path: Path) -> None:
+    rows = [*holders(6), {**SAMPLE_HOLDER, "ssn": "110105194912310021"}]  # the last is invalid
+    path = tmp_path / "holders.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", "utf-8")
+    store = tmp_path / "s.db"
+    refused = run("issue", "--keystore", "dev", "batch", str(path), "--virtual", "3", store=store)
+    assert refused.returncode == ExitCode.INVALID_INPUT
+    assert "line 7: ssn" in refused.stderr
+    results = tmp_path / "r.csv"
+    done = run(
+        "issue",
+        "--keystore",
+        "dev",
+        "batch",
+        str(path),
+        "--virtual",
+        "3",
+        "--skip-invalid",
+        "--results",
+        str(results),
+        store=store,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = results.read_text().splitlines()
+    assert lines[0] == "row,card_serial,status,error,reader"
+    statuses = sorted(line.split(",")[2] for line in lines[1:])
+    assert statuses == ["invalid"] + ["issued"] * 6
+    assert done.stdout.count("PIN mailer") == 6
+    again = run(
+        "--json",
+        "issue",
+        "--keystore",
+        "dev",
+        "batch",
+        str(path),
+        "--virtual",
+        "2",
+        "--skip-invalid",
+        store=store,
+    )
+    summary = json.loads(again.stdout.splitlines()[-1])
+    assert summary["skipped"] == 6 and summary["issued"] == 0
+
+
+def test_batch_through_a_pcsc_reader(tmp_path: Path, vpcd_port: int) -> None:
+    reader = VPCD_READERS[vpcd_port]
+    path = tmp_path / "holders.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in holders(2)) + "\n")
+    slot = Slot(new_memory_card())
+    with card_in_reader(slot, vpcd_port) as bridge:
+        stop = threading.Event()
+
+        def staff() -> None:  # takes each issued card out and puts a blank one in
+            swapped = 0
+            while not stop.is_set() and swapped < 1:
+                if slot.card.state.lifecycle == "ISSUED":
+                    bridge.remove()
+                    pcsc.wait_for_card(reader, 10, present=False)
+                    slot.card = new_memory_card()
+                    bridge.insert()
+                    swapped += 1
+                stop.wait(0.05)
+
+        helper = threading.Thread(target=staff)
+        helper.start()
+        try:
+            result = run(
+                "--json",
+                "issue",
+                "--keystore",
+                "dev",
+                "batch",
+                str(path),
+                "--readers",
+                reader,
+                store=tmp_path / "s.db",
+            )
+        finally:
+            stop.set()
+            helper.join()
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[-1]["issued"] == 2
+    assert sorted(m["card_number"] for m in lines[:-1]) == ["B00000000", "B00000001"]
+
+
+def test_batch_needs_readers_or_virtual(tmp_path: Path) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_text(json.dumps(SAMPLE_HOLDER, ensure_ascii=False) + "\n")
+    result = run("issue", "--keystore", "dev", "batch", str(path))
+    assert result.returncode == ExitCode.USAGE
+
+
+@pytest.mark.parametrize("profile", ["ss2-3des"])
+def test_issue_other_profile_in_process(tmp_path: Path, profile: str) -> None:
+    path = tmp_path / "card.img"
+    new_card_file(path, profile)
+    result = run(
+        "-r",
+        f"virtual:{path}",
+        "issue",
+        "--holder",
+        str(HOLDER),
+        "--keystore",
+        "dev",
+        "--random-pin",
+        store=tmp_path / "s.db",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "PIN mailer" in result.stdout
