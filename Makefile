@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest bench deps clean
+.PHONY: test demo lint typecheck pytest bench bench-exchange deps clean
 
 test: $(STAMP) lint typecheck pytest
 
@@ -30,6 +30,9 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/transmit.py
+
+bench-exchange: $(STAMP)
+	$(BIN)/python bench/exchange.py
 	$(BIN)/python bench/keys.py
 
 demo: $(STAMP)
