@@ -138,8 +138,7 @@ def _open_sealed(blob: bytes, passphrase: str) -> tuple[dict[str, Any], bytes]:
         body = AESGCM(key).decrypt(nonce, blob[end:], blob[:end])
     except InvalidTag:
         raise CorruptBackup(
-            "the backup archive failed its integrity check (tampered or damaged); "
-            "nothing was restored"
+            "the backup archive failed its integrity check (tampered or damaged)"
         ) from None
     return header, body
 
@@ -307,9 +306,12 @@ def _check_database(path: Path) -> None:
         conn = sqlite3.connect(path)
         try:
             (result,) = conn.execute("PRAGMA integrity_check").fetchone()
-            if result == "ok" and conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'operator_sessions'"
-            ).fetchone():
+            if (
+                result == "ok"
+                and conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'operator_sessions'"
+                ).fetchone()
+            ):
                 conn.execute("DELETE FROM operator_sessions")
                 conn.commit()
         finally:
