@@ -405,6 +405,9 @@ class BackupError(SscardError):
 class CorruptBackup(BackupError, InvalidInput):
     """Not an sscard backup, truncated, tampered with, or made by another installation's key."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message}; refused, nothing was restored")
+
 
 class WrongBackupPassphrase(BackupError, AuthenticationError):
     """The backup passphrase is wrong (or the archive header was altered)."""

@@ -12,6 +12,9 @@ import pytest
 # Everything sscard writes by default (emulator key, stores) goes to a scratch
 # directory, for this process and the sscard subprocesses the tests start.
 os.environ["SSCARD_DATA_DIR"] = tempfile.mkdtemp(prefix="sscard-test-")
+# Operators (docs/operators.md): the session runs as a logged-in issuer (token in the
+# scratch dir); `installation` gives a test its own empty installation instead.
+os.environ["SSCARD_OPERATOR_TOKEN"] = os.path.join(os.environ["SSCARD_DATA_DIR"], "operator.token")
 
 from sscard.applets import ScriptedCard
 from sscard.applets.pcsc_rig import (
@@ -21,6 +24,7 @@ from sscard.applets.pcsc_rig import (
     running_pcscd,
 )
 from sscard.applets.vpcd import VpcdBridge
+from tests.operatorkit import installation, session_issuer  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="session")

@@ -20,9 +20,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sscard import audit
-from sscard.applets.image import data_dir
 from sscard.auth.store import DEFAULT_TTL, Operator, OperatorStore
 from sscard.errors import LoginFailed, NotLoggedIn
+from sscard.paths import data_dir
 
 ENV_TOKEN = "SSCARD_OPERATOR_TOKEN"
 TOKEN_NAME = "operator.token"

@@ -74,7 +74,7 @@ def _row(r: audit.AuditRecord) -> str:
 @click.option("--limit", type=click.IntRange(1), metavar="N", help="Only the last N records.")
 @_json_flag
 @pass_state
-@require_operator("audit.read", record=False, option="--as")
+@require_operator("audit.read", option="--as")
 def show(
     state: CliState,
     since: str | None,

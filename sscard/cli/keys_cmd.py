@@ -75,12 +75,19 @@ def _read_fd(fd: int) -> str:
     return line.rstrip("\r\n")
 
 
-def read_secret(fd: int | None, label: str, *, confirm: bool = False, env: bool = True) -> str:
-    """A passphrase or PIN: from file descriptor ``fd``, else the environment, else a prompt."""
+def read_secret(
+    fd: int | None,
+    label: str,
+    *,
+    confirm: bool = False,
+    env: bool = True,
+    env_name: str = ENV_PASSPHRASE,
+) -> str:
+    """A passphrase or PIN: from file descriptor ``fd``, else ``$env_name``, else a prompt."""
     if fd is not None:
         return _read_fd(fd)
-    if env and os.environ.get(ENV_PASSPHRASE):
-        return os.environ[ENV_PASSPHRASE]
+    if env and os.environ.get(env_name):
+        return os.environ[env_name]
     value: str = click.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True)
     return value
 

@@ -83,6 +83,7 @@ def _register() -> None:
     for module, attribute in (
         ("apdu_cmd", "apdu"),
         ("audit_cmd", "audit_group"),
+        ("backup_cmd", "backup_group"),
         ("card_cmd", "info"),
         ("card_cmd", "read"),
         ("holder_cmd", "holder"),

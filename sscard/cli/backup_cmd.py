@@ -1,0 +1,144 @@
+"""``sscard backup``: encrypted backups of the local stores and key store files (art. 15).
+
+The backup passphrase comes from ``--passphrase-fd N``, else
+``$SSCARD_BACKUP_PASSPHRASE``, else a hidden prompt (typed twice when creating);
+never from argv.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sscard import audit, backup
+from sscard.auth import OperatorStore
+from sscard.cli.auth import audited, authorize, note, operator_option, require_operator
+from sscard.cli.context import CliState, pass_state
+from sscard.cli.keys_cmd import _json_flag, read_secret
+from sscard.keys.software_store import ScryptParams
+
+ENV_BACKUP_PASSPHRASE = "SSCARD_BACKUP_PASSPHRASE"
+
+
+def _secret(fd: int | None, label: str, *, confirm: bool = False) -> str:
+    return read_secret(fd, label, confirm=confirm, env_name=ENV_BACKUP_PASSPHRASE)
+
+
+_FD_HELP = (
+    "Read the backup passphrase from file descriptor N. "
+    f"Else ${ENV_BACKUP_PASSPHRASE}, else a hidden prompt."
+)
+
+
+@click.group(name="backup")
+def backup_group() -> None:
+    """Encrypted backups: the local stores (issuance, outbox, operators, audit) and key stores.
+
+    \b
+    Examples:
+      sscard backup create /media/backup --keystore centre.ks
+      sscard backup restore /media/backup/sscard-backup-20250131T180000Z-1a2b.ssbk
+    """
+
+
+@backup_group.command()
+@click.argument("out_dir", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--keystore",
+    "keystores",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An encrypted key store file to include (repeatable).",
+)
+@click.option("--passphrase-fd", type=int, metavar="N", help=_FD_HELP)
+@click.option(
+    "--kdf-cost",
+    type=click.IntRange(10, 20),
+    default=17,
+    show_default=True,
+    metavar="LOG2N",
+    help="scrypt cost of the archive key as log2(N); lower it only for tests.",
+)
+@_json_flag
+@pass_state
+@require_operator("backup.create")
+def create(
+    state: CliState,
+    out_dir: Path,
+    keystores: tuple[Path, ...],
+    passphrase_fd: int | None,
+    kdf_cost: int,
+) -> None:
+    """Write one encrypted, integrity-protected archive of every sscard database in the
+    data directory (consistent snapshots, taken while others keep working) and the key
+    store files given.
+
+    \b
+    Examples:
+      sscard backup create /media/backup --keystore centre.ks
+      sscard backup create /srv/backup --passphrase-fd 3 3<backup.pw
+    """
+    pw = _secret(passphrase_fd, "Backup passphrase", confirm=True)
+    info = backup.create(out_dir, pw, keystores=keystores, scrypt=ScryptParams(n=2**kdf_cost))
+    note(archive=info.path.name, databases=len(info.databases), keystores=len(info.keystores))
+    state.emit(
+        info.info(),
+        f"Backup written to {info.path}: {len(info.databases)} database(s), "
+        f"{len(info.keystores)} key store file(s).",
+    )
+
+
+@backup_group.command()
+@click.argument(
+    "archive", metavar="FILE", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--keystore-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Put the key store files here instead of their original paths.",
+)
+@click.option("--passphrase-fd", type=int, metavar="N", help=_FD_HELP)
+@operator_option
+@_json_flag
+@pass_state
+def restore(
+    state: CliState,
+    archive: Path,
+    keystore_dir: Path | None,
+    passphrase_fd: int | None,
+    operator_id: str | None,
+) -> None:
+    """Restore an archive: all of it, or nothing if it is tampered with or not ours.
+
+    Needs an issuer; on a new installation (no operator yet) anyone at the
+    machine may restore. Stop every sscard process using the data directory
+    first. The restore is recorded in the restored audit trail.
+
+    \b
+    Examples:
+      sscard backup restore /media/backup/sscard-backup-20250131T180000Z-1a2b.ssbk
+      sscard backup restore FILE --keystore-dir /etc/sscard/keys
+    """
+    store = OperatorStore.open()
+    try:
+        fresh = store.is_empty()
+    finally:
+        store.close()
+    op = None if fresh else authorize("backup.restore", operator_id)
+    pw = _secret(passphrase_fd, "Backup passphrase")
+    if op is None:
+        info = backup.restore(archive, pw, keystore_dir=keystore_dir)
+        audit.record(
+            "backup.restore", operator=None, outcome="ok",
+            detail={"archive": archive.name, "new_installation": True},
+        )  # fmt: skip
+    else:
+        with audited("backup.restore", op):
+            note(archive=archive.name)
+            info = backup.restore(archive, pw, keystore_dir=keystore_dir)
+    state.emit(
+        info.info(),
+        f"Restored {len(info.databases)} database(s) and {len(info.keystores)} key store "
+        f"file(s) from {archive} (taken {info.created}).",
+    )

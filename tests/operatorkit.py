@@ -1,0 +1,76 @@
+"""Operators for tests (docs/operators.md): a logged-in issuer for the whole test session,
+and a fresh installation per test for tests about operators, roles and the audit trail."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sscard.auth import Operator, OperatorStore, login
+
+PASSWORD = "operator password 1"
+SESSION_ISSUER = "test-issuer"
+
+
+def add_operator(operator_id: str, role: str, *, password: str = PASSWORD) -> Operator:
+    """Add an operator to the current installation (cheap scrypt cost), or return it."""
+    store = OperatorStore.open()
+    try:
+        found = store.find(operator_id)
+        if found is not None:
+            return found
+        first = store.is_empty() and role == "issuer"
+        return store.add(operator_id, operator_id, role, password, bootstrap=first, cost=10)
+    finally:
+        store.close()
+
+
+def login_as(operator_id: str, role: str) -> Operator:
+    """Make ``operator_id`` (created if needed) the logged-in operator."""
+    add_operator(operator_id, role)
+    store = OperatorStore.open()
+    try:
+        return login(store, operator_id, PASSWORD).operator
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_issuer() -> Iterator[Operator]:
+    """Every test runs as a logged-in issuer unless it sets up its own installation."""
+    if OperatorStore.open().find(SESSION_ISSUER) is None:
+        add_operator(SESSION_ISSUER, "issuer")
+    yield login_as(SESSION_ISSUER, "issuer")
+
+
+class Installation:
+    """A fresh sscard installation (data dir, store, token) for one test."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        self.token = root / "operator.token"
+        self.store = self.data_dir / "sscard.db"
+
+    def add(self, operator_id: str, role: str) -> Operator:
+        return add_operator(operator_id, role)
+
+    def login(self, operator_id: str, role: str) -> Operator:
+        return login_as(operator_id, role)
+
+    def env(self) -> dict[str, str]:
+        """Environment for an ``sscard`` subprocess in this installation."""
+        return {**os.environ}
+
+
+@pytest.fixture
+def installation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installation:
+    """A fresh installation with nobody logged in (own data dir and token file)."""
+    inst = Installation(tmp_path / "install")
+    monkeypatch.setenv("SSCARD_DATA_DIR", str(inst.data_dir))
+    monkeypatch.setenv("SSCARD_OPERATOR_TOKEN", str(inst.token))
+    monkeypatch.delenv("SSCARD_STORE", raising=False)
+    return inst
