@@ -1,4 +1,4 @@
-"""Operators for tests: one logged-in operator per role, with its own token file."""
+"""Token files for subprocesses acting as a test operator of a given role."""
 
 from __future__ import annotations
 
@@ -7,26 +7,19 @@ import tempfile
 from pathlib import Path
 
 from sscard.auth import OperatorStore, login
+from tests.operatorkit import PASSWORD, add_operator
 
 _tokens: dict[str, Path] = {}
-PASSWORD = "correct horse battery staple"
 
 
 def token_for(role: str) -> Path:
     """The session token file of a logged-in test operator with ``role`` (made once)."""
     if role not in _tokens:
+        operator_id = f"test-{role}-sub"
+        add_operator(operator_id, role)
+        path = Path(tempfile.mkdtemp(prefix="sscard-token-")) / f"{role}.token"
         store = OperatorStore.open()
         try:
-            operator_id = f"test.{role}"
-            if store.find(operator_id) is None:
-                bootstrap = store.is_empty()
-                if bootstrap:
-                    store.add(
-                        "test.issuer", "Test Issuer", "issuer", PASSWORD, bootstrap=True, cost=10
-                    )
-                if store.find(operator_id) is None:
-                    store.add(operator_id, f"Test {role}", role, PASSWORD, cost=10)
-            path = Path(tempfile.mkdtemp(prefix="sscard-token-")) / f"{role}.token"
             login(store, operator_id, PASSWORD, path=path)
         finally:
             store.close()
