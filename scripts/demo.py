@@ -1,65 +1,134 @@
-"""`make demo`: the main job of sscard on an emulated card, through the real PC/SC stack.
+"""`make demo`: issue a social security card on an emulated card and read it back.
 
-Until issuance lands (issue 6), this shows the foundation: pcscd with the vpcd
-driver, a scripted test card plugged into a virtual reader, and the `sscard`
-command line listing readers and exchanging APDUs with it (also as JSON, and
-with a redacted APDU trace).
+Everything runs in a scratch installation (``.demo/``): an operator, the local
+store, the emulated card. The development key store (published test keys) is
+used, as it must only ever be on emulated cards.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from sscard.applets import ScriptedCard
-from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader, reader_lock, running_pcscd
-
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / ".demo"
 SSCARD = str(Path(sys.executable).with_name("sscard"))
+CARD = DEMO / "card.img"
+HOLDER = ROOT / "examples" / "holder.json"
 
 
-def step(title: str, *args: str, stdin: str | None = None) -> None:
-    print(f"\n== {title}\n$ sscard {shlex.join(args)}", flush=True)
-    subprocess.run([SSCARD, *args], input=stdin, text=True, check=False)
+def say(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def sscard(
+    *args: str, stdin: str | None = None, check: bool = True, token: str = "operator.token"
+) -> int:
+    print(f"$ sscard {shlex.join(args)}", flush=True)
+    env = {**ENV, "SSCARD_OPERATOR_TOKEN": str(DEMO / token)}
+    result = subprocess.run([SSCARD, *args], input=stdin, text=True, env=env, check=False)
+    if check and result.returncode != 0:
+        sys.exit(f"demo step failed (exit {result.returncode})")
+    return result.returncode
+
+
+ENV = {
+    **os.environ,
+    "SSCARD_DATA_DIR": str(DEMO / "data"),
+    "SSCARD_KEYSTORE": "dev",
+    "SSCARD_SERVICE_POINT": "demo-sp",
+}
 
 
 def main() -> int:
-    card = ScriptedCard(
-        rules={bytes.fromhex("00A4040007A0000000031010"): bytes.fromhex("6F07840507A00000009000")}
+    shutil.rmtree(DEMO, ignore_errors=True)
+    DEMO.mkdir()
+    say("A new installation: the first operator (an issuer) is created and logs in")
+    password = "demo password 2026"
+    sscard(
+        "operator",
+        "add",
+        "--bootstrap",
+        "li.na",
+        "--name",
+        "Li Na",
+        "--kdf-cost",
+        "12",
+        "--password-fd",
+        "0",
+        stdin=password + "\n",
     )
-    with running_pcscd(), reader_lock() as port:
-        reader = VPCD_READERS[port]
-        print(f"pcscd is running; plugging a scripted test card into {reader!r}")
-        with card_in_reader(card, port):
-            step("Readers and cards", "readers")
-            step(
-                "Select an application, then echo data (ECHO, 80 EE)",
-                "-r",
-                reader,
-                "apdu",
-                "00A4040007A0000000031010",
-                "80EE00000548656C6C6F00",
-            )
-            step(
-                "A file that is not there: the status word is explained",
-                "-r",
-                reader,
-                "apdu",
-                "00A40000023F00",
-            )
-            step("The same as JSON", "--json", "-r", reader, "apdu", "80EE0000024F4B00")
-            step(
-                "A VERIFY from stdin with the APDU trace on: the PIN never shows",
-                "--log-level",
-                "trace",
-                "-r",
-                reader,
-                "apdu",
-                "--stdin",
-                stdin="0020000003123456\n",
-            )
-    print("\nIssuing social security cards on the emulated card arrives with issue 6.")
+    sscard("operator", "login", "li.na", "--password-fd", "0", stdin=password + "\n")
+
+    say("A blank card from the card vendor (emulated; ss3-sm4 profile, SM4 keys)")
+    sscard("virtual", "new", str(CARD), "--serial", "0310000000000001")
+    sscard("-r", f"virtual:{CARD}", "info")
+
+    say("The holder's data (validated before any card is touched)")
+    print(HOLDER.read_text(encoding="utf-8"), end="")
+
+    say("Issue the card: keys diversified for this card, records, initial PIN, verification")
+    print("(the holder types a PIN twice; here it comes from stdin, never from argv)")
+    sscard(
+        "-r",
+        f"virtual:{CARD}",
+        "issue",
+        "--holder",
+        str(HOLDER),
+        "--pin-stdin",
+        stdin="802461\n802461\n",
+    )
+
+    say("Read the card back (free files, no keys needed)")
+    sscard("-r", f"virtual:{CARD}", "read")
+    sscard("-r", f"virtual:{CARD}", "info")
+
+    say("The same card issued again: nothing to do (issuance is idempotent)")
+    sscard(
+        "-r",
+        f"virtual:{CARD}",
+        "issue",
+        "--holder",
+        str(HOLDER),
+        "--pin-stdin",
+        stdin="802461\n802461\n",
+    )
+
+    say("Every step is in the audit trail (an auditor reads it), hash-chained and verifiable")
+    sscard(
+        "operator",
+        "add",
+        "wang.fang",
+        "--name",
+        "Wang Fang",
+        "--role",
+        "auditor",
+        "--kdf-cost",
+        "12",
+        "--password-fd",
+        "0",
+        stdin="auditor password 1\n",
+    )
+    sscard(
+        "operator",
+        "login",
+        "wang.fang",
+        "--password-fd",
+        "0",
+        stdin="auditor password 1\n",
+        token="auditor.token",
+    )
+    sscard("audit", "show", token="auditor.token")
+    sscard("audit", "verify")
+
+    say("The card.issued event waits in the outbox for the exchange platform (24 h rule)")
+    sscard("sync", "status", check=False)
+
+    print("\nDemo done. The scratch installation is in .demo/ (delete it at will).")
     return 0
 
 

@@ -75,7 +75,7 @@ def read(state: CliState, keystore: str | None, passphrase_fd: int | None) -> No
         if field in holder:
             click.echo(f"  {label:<{width}}  {holder[field]}")
     for df, values in departments.items():
-        click.echo(f"{df}:")
+        click.echo(f"{df}:" if values else f"{df}: (no data written)")
         for key, value in values.items():
             click.echo(f"  {key:<{width}}  {value}")
     if skipped:
