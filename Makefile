@@ -30,13 +30,15 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/transmit.py
+	$(BIN)/python bench/card.py
+	$(BIN)/python bench/issuance.py
+	$(BIN)/python bench/keys.py
 
 bench-exchange: $(STAMP)
 	$(BIN)/python bench/exchange.py
-	$(BIN)/python bench/keys.py
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .demo

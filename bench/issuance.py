@@ -1,0 +1,182 @@
+"""Benchmark: issuance throughput (issue 6).
+
+* APDUs per card for one issuance;
+* cards per second in-process (no latency model), one reader;
+* cards per second through pcscd + vpcd, the card served by ``sscard virtual
+  serve`` in its own process (time of the issuance itself, not of swapping cards);
+* with the realistic latency model (5 ms per APDU, 20 ms per EEPROM write),
+  batch throughput with 1, 2, 4 and 8 parallel in-process readers, and the
+  speed-up over one reader (target: 8 readers >= 6x).
+
+Usage: ``.venv/bin/python bench/issuance.py [--json] [--pcsc-cards 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sscard.applets.cos import Latency
+from sscard.applets.factory import new_card_file, new_memory_card
+from sscard.applets.pcsc_rig import VPCD_READERS, reader_lock, running_pcscd
+from sscard.card import SocialSecurityCard
+from sscard.issuance.batch import BatchRun, RowResult
+from sscard.issuance.readers import VirtualSlot
+from sscard.issuance.service import issue_card, open_store
+from sscard.keys.dev import development_module
+from sscard.layout import load_profile
+from sscard.layout.holder_io import HolderRow
+from sscard.transport import InProcessTransport
+from sscard.transport.pcsc import PcscTransport, wait_for_card
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = json.loads((ROOT / "examples" / "holder.json").read_text("utf-8"))
+WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+PIN = "802461"
+
+
+def holder(i: int) -> dict[str, Any]:
+    """A valid holder number ``i`` (GB 11643 check digit computed here)."""
+    month = i % 12 + 1
+    body = f"31010119{80 + i % 20}{month:02d}15{(i * 2 + 1) % 1000:03d}"
+    ssn = body + "10X98765432"[sum(int(a) * w for a, w in zip(body, WEIGHTS, strict=True)) % 11]
+    return {
+        **SAMPLE,
+        "ssn": ssn,
+        "birth_date": f"19{80 + i % 20}-{month:02d}-15",
+        "gender": "1",
+        "birthplace": "310101",
+        "card_number": f"Q{i:08d}",
+    }
+
+
+def apdus_per_card(tmp: Path) -> int:
+    count = 0
+    transport = InProcessTransport(new_memory_card())
+    inner = transport.transmit
+
+    def counting(apdu: bytes) -> bytes:
+        nonlocal count
+        count += 1
+        return inner(apdu)
+
+    transport.transmit = counting  # type: ignore[method-assign]
+    transport.connect()
+    card = SocialSecurityCard.open(transport, security=MODULE)
+    issue_card(
+        card,
+        holder(0),
+        pin=PIN,
+        conn=open_store(tmp / "count.db"),
+        operator=None,
+        service_point="bench",
+    )
+    return count
+
+
+def batch_rate(tmp: Path, readers: int, cards: int, latency: Latency | None, tag: str) -> float:
+    """Cards per second of a batch of ``cards`` over ``readers`` in-process readers."""
+    rows = [HolderRow(i + 1, holder(1000 * readers + i)) for i in range(cards)]
+    results: list[RowResult] = []
+    store = tmp / f"batch-{tag}-{readers}.db"
+    run = BatchRun(
+        rows=rows,
+        readers=[VirtualSlot(f"v{i}", "ss3-sm4", latency) for i in range(readers)],
+        open_conn=lambda: open_store(store),
+        security=MODULE,
+        operator=None,
+        service_point="bench",
+        on_result=results.append,
+        on_pin=lambda row, number, pin: None,
+    )
+    start = time.perf_counter()
+    run.run()
+    elapsed = time.perf_counter() - start
+    assert run.done == cards, [r for r in results if r.status != "issued"]
+    return cards / elapsed
+
+
+def pcsc_rate(tmp: Path, n: int) -> float:
+    """Cards per second through pcscd (issuance time only)."""
+    total = 0.0
+    with running_pcscd(), reader_lock() as port:
+        reader = VPCD_READERS[port]
+        for i in range(n):
+            path = tmp / f"pcsc-{i}.img"
+            new_card_file(path)
+            wait_for_card(reader, 10, present=False)
+            server = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("sscard")),
+                    "virtual",
+                    "serve",
+                    str(path),
+                    "--port",
+                    str(port),
+                ],
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                wait_for_card(reader, 15)
+                start = time.perf_counter()
+                transport = PcscTransport(reader)
+                transport.connect()
+                card = SocialSecurityCard.open(transport, security=MODULE)
+                issue_card(
+                    card,
+                    holder(5000 + i),
+                    pin=PIN,
+                    conn=open_store(tmp / "pcsc.db"),
+                    operator=None,
+                    service_point="bench",
+                )
+                transport.disconnect()
+                total += time.perf_counter() - start
+            finally:
+                server.send_signal(signal.SIGTERM)
+                server.wait(15)
+    return n / total
+
+
+MODULE = development_module(load_profile("ss3-sm4").key_scheme.slots)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--pcsc-cards", type=int, default=5)
+    args = parser.parse_args()
+    logging.getLogger("sscard").setLevel(logging.ERROR)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        out["apdus_per_card"] = apdus_per_card(tmp)
+        out["cards_per_s_inprocess"] = round(batch_rate(tmp, 1, 30, None, "plain"), 1)
+        out["cards_per_s_pcscd"] = round(pcsc_rate(tmp, args.pcsc_cards), 2)
+        realistic = Latency.named("realistic")
+        scaling: dict[str, float] = {}
+        for readers in (1, 2, 4, 8):
+            scaling[str(readers)] = round(
+                batch_rate(tmp, readers, max(4, 2 * readers), realistic, "real"), 3
+            )
+        out["realistic_cards_per_s_by_readers"] = scaling
+        out["speedup_8_over_1"] = round(scaling["8"] / scaling["1"], 2)
+        out["target_speedup"] = 6.0
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for key, value in out.items():
+            print(f"{key:<36} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
