@@ -98,6 +98,83 @@ def main() -> int:
         stdin="802461\n802461\n",
     )
 
+    say("More operators: a kiosk (cardholders change their PIN there) and service staff")
+    for op_id, name, role in (
+        ("kiosk-01", "Kiosk 1", "kiosk"),
+        ("zhao.lei", "Zhao Lei", "service"),
+    ):
+        sscard(
+            "operator",
+            "add",
+            op_id,
+            "--name",
+            name,
+            "--role",
+            role,
+            "--kdf-cost",
+            "12",
+            "--password-fd",
+            "0",
+            stdin="operator password 1\n",
+        )
+        sscard(
+            "operator",
+            "login",
+            op_id,
+            "--password-fd",
+            "0",
+            stdin="operator password 1\n",
+            token=f"{role}.token",
+        )
+
+    say("At the kiosk, the holder changes the PIN: the current one, then the new one twice")
+    sscard(
+        "-r",
+        f"virtual:{CARD}",
+        "pin",
+        "change",
+        "--pin-stdin",
+        stdin="802461\n975310\n975310\n",
+        token="kiosk.token",
+    )
+    sscard("-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="975310\n")
+
+    say("A weak new PIN is refused before the card is asked (exit 7)")
+    sscard(
+        "-r",
+        f"virtual:{CARD}",
+        "pin",
+        "change",
+        "--pin-stdin",
+        stdin="975310\n123456\n123456\n",
+        token="kiosk.token",
+        check=False,
+    )
+
+    say("Someone tries wrong PINs: the card counts down, then blocks the PIN (exit 3, then 4)")
+    for _ in range(6):
+        sscard(
+            "-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="111222\n", check=False
+        )
+    sscard("-r", f"virtual:{CARD}", "pin", "status")
+    sscard("-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="975310\n", check=False)
+
+    say("Service staff unblock the PIN with the service point's keys; the PIN stays the same")
+    sscard("-r", f"virtual:{CARD}", "pin", "unblock", token="service.token")
+    sscard("-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="975310\n")
+
+    say("The holder forgot the PIN: staff set a new one (the holder types it twice)")
+    sscard(
+        "-r",
+        f"virtual:{CARD}",
+        "pin",
+        "reset",
+        "--pin-stdin",
+        stdin="586420\n586420\n",
+        token="service.token",
+    )
+    sscard("-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="586420\n")
+
     say("Every step is in the audit trail (an auditor reads it), hash-chained and verifiable")
     sscard(
         "operator",

@@ -89,6 +89,8 @@ def _register() -> None:
         ("holder_cmd", "holder"),
         ("issue_cmd", "issue"),
         ("keys_cmd", "keys"),
+        ("pin_cmd", "kiosk"),
+        ("pin_cmd", "pin"),
         ("operator_cmd", "operator"),
         ("platform_cmd", "platform_group"),
         ("profile_cmd", "profile"),

@@ -1,0 +1,299 @@
+"""``sscard pin`` and ``sscard kiosk``: the cardholder's PIN (regulation art. 16)."""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import termios
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from sscard import errors
+from sscard.card import SocialSecurityCard
+from sscard.cli.auth import operator, require_operator
+from sscard.cli.connect import connected_transport
+from sscard.cli.context import CliState, pass_state
+from sscard.cli.issue_cmd import default_service_point
+from sscard.cli.keystore import keystore_options, security_module
+from sscard.issuance.service import open_store
+from sscard.kiosk import KioskSession
+from sscard.pin import PinManager, staff_action
+from sscard.transport.base import Transport
+from sscard.transport.resolve import VIRTUAL_PREFIX, open_transport, reader_spec
+
+_pin_stdin = click.option(
+    "--pin-stdin",
+    is_flag=True,
+    help="Read PINs from stdin, one per line, in the order the prompts would ask them.",
+)
+
+
+def _pins(from_stdin: bool, prompts: list[tuple[str, bool]]) -> list[str]:
+    """PINs for ``prompts`` ((label, confirm)) from a hidden prompt or stdin lines."""
+    out: list[str] = []
+    for label, confirm in prompts:
+        if from_stdin:
+            first = sys.stdin.readline().rstrip("\r\n")
+            second = sys.stdin.readline().rstrip("\r\n") if confirm else first
+        else:
+            first = click.prompt(label, hide_input=True, err=True)
+            second = (
+                click.prompt(f"{label} (again)", hide_input=True, err=True) if confirm else first
+            )
+        if first != second:
+            raise errors.InvalidInput("PIN not confirmed", [("pin", "the two entries differ")])
+        out.append(first)
+    return out
+
+
+@contextmanager
+def _manager(state: CliState) -> Iterator[PinManager]:
+    with connected_transport(state) as transport:
+        yield PinManager(SocialSecurityCard.open(transport))
+
+
+@click.group()
+def pin() -> None:
+    """The cardholder PIN: status, verify, change; staff reset and unblock.
+
+    PINs come from a hidden prompt (a new PIN is asked twice) or, for
+    automation, from stdin lines with --pin-stdin; never from the command
+    line. Exit codes: 3 wrong PIN (tries left in the message), 4 blocked,
+    7 refused by the PIN policy.
+
+    \b
+    Examples:
+      sscard -r virtual:card.img pin status
+      printf '802461\\n' | sscard pin verify --pin-stdin
+      printf '802461\\n975310\\n975310\\n' | sscard pin change --pin-stdin
+      sscard pin reset --keystore sp.ks        (service staff, new PIN typed by the holder)
+    """
+
+
+@pin.command()
+@pass_state
+def status(state: CliState) -> None:
+    """Tries left and whether the PIN is blocked (spends no try)."""
+    with _manager(state) as manager:
+        st = manager.status()
+    state.emit(st.to_json(), st.describe())
+
+
+@pin.command()
+@_pin_stdin
+@pass_state
+def verify(state: CliState, pin_stdin: bool) -> None:
+    """Check a PIN (a wrong one spends a try)."""
+    (value,) = _pins(pin_stdin, [("PIN", False)])
+    with _manager(state) as manager:
+        manager.verify(value)
+        st = manager.status()
+    state.emit({"verified": True, **st.to_json()}, "PIN correct.")
+
+
+@pin.command()
+@_pin_stdin
+@require_operator("pin.change")
+@pass_state
+def change(state: CliState, pin_stdin: bool) -> None:
+    """The holder changes the PIN: current PIN, then the new one twice.
+
+    The new PIN is checked against the PIN policy before the card is asked.
+    """
+    old, new = _pins(pin_stdin, [("Current PIN", False), ("New PIN", True)])
+    with _manager(state) as manager:
+        manager.change(old, new)
+    state.emit({"changed": True}, "PIN changed.")
+
+
+def _staff(
+    state: CliState,
+    action: str,
+    keystore: str | None,
+    fd: int | None,
+    service_point: str,
+    new_pin: str | None,
+) -> None:
+    with connected_transport(state) as transport:
+        card = SocialSecurityCard.open(transport)
+        card.security = security_module(keystore, fd, card.profile)
+        manager = PinManager(card)
+        if new_pin is not None:
+            manager.check_new(new_pin)  # before the card gets the PIN command
+        conn = open_store(None)
+        try:
+            result = staff_action(
+                manager,
+                action,
+                conn=conn,
+                operator=operator(),
+                service_point=service_point,
+                new_pin=new_pin,
+            )
+        finally:
+            conn.close()
+    words = (
+        "New PIN set; the counter is back to {tries_left} tries."
+        if action == "pin.reset"
+        else "PIN unblocked: {tries_left} tries; the PIN itself is unchanged."
+    )
+    state.emit(result, words.format(**result))
+
+
+_service_point = click.option(
+    "--service-point",
+    default=default_service_point,
+    show_default="host name",
+    help="This service point's id on the exchange platform ($SSCARD_SERVICE_POINT).",
+)
+
+
+@pin.command()
+@_pin_stdin
+@keystore_options
+@_service_point
+@require_operator("pin.reset", record=False)
+@pass_state
+def reset(
+    state: CliState,
+    pin_stdin: bool,
+    keystore: str | None,
+    passphrase_fd: int | None,
+    service_point: str,
+) -> None:
+    """Staff: set a new PIN for a holder who forgot it (PIN RELOAD) and reset the counter.
+
+    The holder types the new PIN twice. It travels enciphered and MACed with
+    this card's reload key from the key store; the action is audited and
+    reported to the exchange platform (never the PIN).
+    """
+    (new,) = _pins(pin_stdin, [("New PIN", True)])
+    _staff(state, "pin.reset", keystore, passphrase_fd, service_point, new)
+
+
+@pin.command()
+@keystore_options
+@_service_point
+@require_operator("pin.unblock", record=False)
+@pass_state
+def unblock(
+    state: CliState, keystore: str | None, passphrase_fd: int | None, service_point: str
+) -> None:
+    """Staff: unblock a blocked PIN (PIN UNBLOCK); the PIN stays what it was. Audited."""
+    _staff(state, "pin.unblock", keystore, passphrase_fd, service_point, None)
+
+
+# --- kiosk ------------------------------------------------------------------------
+
+
+class TerminalUI:
+    """Screen and keypad on a terminal: hidden input with a timeout."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+
+    def show(self, message: str) -> None:
+        click.echo(message)
+
+    def ask_pin(self, prompt: str) -> str | None:
+        click.echo(f"{prompt} ", nl=False)
+        line = _read_hidden_line(self.timeout)
+        click.echo("")
+        return line
+
+
+def _read_hidden_line(timeout: float) -> str | None:
+    fd = sys.stdin.fileno()
+    old: list[Any] | None = None
+    if os.isatty(fd):
+        old = termios.tcgetattr(fd)
+        new = termios.tcgetattr(fd)
+        new[3] &= ~termios.ECHO
+        termios.tcsetattr(fd, termios.TCSADRAIN, new)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            return None
+        line = sys.stdin.readline()
+        return line.rstrip("\r\n") if line else None
+    finally:
+        if old is not None:
+            termios.tcsetattr(fd, termios.TCSADRAIN, old)
+
+
+class ReaderSource:
+    """The kiosk reader named by --reader (PC/SC; an emulated card is always 'in')."""
+
+    def __init__(self, spec: str | None) -> None:
+        self.spec = reader_spec(spec)
+        self.virtual = self.spec is not None and self.spec.startswith(VIRTUAL_PREFIX)
+
+    def wait_card(self, stop: threading.Event, timeout: float | None = None) -> Transport | None:
+        from sscard.transport import pcsc
+
+        waited = 0.0
+        while not stop.is_set():
+            transport = open_transport(self.spec)
+            if self.virtual:
+                transport.connect()
+                return transport
+            try:
+                pcsc.wait_for_card(transport.name, 0.5)
+                transport.connect()
+                return transport
+            except errors.NoCard:
+                waited += 0.5
+                if timeout is not None and waited >= timeout:
+                    return None
+        return None
+
+    def wait_removal(self, stop: threading.Event) -> None:
+        if self.virtual:
+            return
+        from sscard.transport import pcsc
+
+        transport = open_transport(self.spec)
+        while not stop.is_set():
+            try:
+                pcsc.wait_for_card(transport.name, 0.5, present=False)
+                return
+            except errors.CardNotRemoved:
+                continue
+
+
+@click.command()
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, 600),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for each PIN before going back to the start.",
+)
+@click.option("--once", is_flag=True, help="Run one flow and exit (always so for virtual: cards).")
+@require_operator("pin.change", record=False)
+@pass_state
+def kiosk(state: CliState, timeout: float, once: bool) -> None:
+    """A terminal PIN-change kiosk for one reader: insert, current PIN, new PIN twice, remove.
+
+    Timeouts go back to the start; pulling the card at any step never leaves a
+    half-changed PIN (the kiosk says whether it changed). Ctrl-C exits.
+
+    \b
+    Example:
+      sscard operator login kiosk-07 && sscard -r "ACS ACR39U" kiosk
+    """
+    source = ReaderSource(state.reader)
+    session = KioskSession(source, TerminalUI(timeout), reinsert_timeout=timeout)
+    stop = threading.Event()
+    try:
+        while not stop.is_set():
+            outcome = session.run_once(stop)
+            if once or source.virtual or outcome is None:
+                break
+    except KeyboardInterrupt:
+        click.echo("\nKiosk stopped.")

@@ -1,0 +1,147 @@
+"""The self-service PIN change flow for kiosk software (regulation art. 16).
+
+:class:`KioskSession` runs one flow: wait for a card, ask the current PIN and
+the new one twice, change it, and wait for the card to be taken out. It
+survives the card being pulled at any step without a half state: the outcome
+says whether the PIN changed. If the card is pulled while the CHANGE PIN
+command is on its way, only the card knows; the session asks for the card
+again and finds out (VERIFY with the new PIN, and with the old one if that
+fails, so no try is lost).
+
+The screen and keypad are a :class:`KioskUI`; the reader is a :class:`CardSource`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Protocol
+
+from sscard import errors
+from sscard.card import SocialSecurityCard
+from sscard.pin import PinManager
+from sscard.pinpolicy import PinPolicyError
+from sscard.transport.base import Transport
+
+
+class KioskUI(Protocol):
+    """The kiosk's screen and PIN pad."""
+
+    def show(self, message: str) -> None:
+        """Put a message on the screen."""
+        ...
+
+    def ask_pin(self, prompt: str) -> str | None:
+        """A PIN typed by the holder (hidden); None on timeout or cancel."""
+        ...
+
+
+class CardSource(Protocol):
+    """The kiosk's reader."""
+
+    def wait_card(self, stop: threading.Event, timeout: float | None = None) -> Transport | None:
+        """A connected transport once a card is in (None on stop or timeout)."""
+        ...
+
+    def wait_removal(self, stop: threading.Event) -> None:
+        """Return once the card is out (or on stop)."""
+        ...
+
+
+@dataclass(frozen=True)
+class KioskOutcome:
+    """How one flow ended. ``changed`` is True, False, or None (card never came back)."""
+
+    changed: bool | None
+    message: str
+
+
+class KioskSession:
+    """One reader, one holder at a time."""
+
+    def __init__(
+        self,
+        source: CardSource,
+        ui: KioskUI,
+        *,
+        reinsert_timeout: float = 60.0,
+    ) -> None:
+        self.source = source
+        self.ui = ui
+        self.reinsert_timeout = reinsert_timeout
+
+    def run_once(self, stop: threading.Event | None = None) -> KioskOutcome | None:
+        """One flow; None when stopped before a card came."""
+        stop = stop or threading.Event()
+        self.ui.show("Please insert your social security card.")
+        transport = self.source.wait_card(stop)
+        if transport is None:
+            return None
+        try:
+            outcome = self._flow(transport, stop)
+        finally:
+            transport.disconnect()
+        self.ui.show(outcome.message)
+        if outcome.changed is not None:
+            self.ui.show("Please take your card.")
+            self.source.wait_removal(stop)
+        return outcome
+
+    def _flow(self, transport: Transport, stop: threading.Event) -> KioskOutcome:
+        sent = False
+        old = new = ""
+        try:
+            manager = PinManager(SocialSecurityCard.open(transport))
+            status = manager.status()
+            if not status.set:
+                return KioskOutcome(False, "This card has no PIN yet. Please see the staff.")
+            if status.blocked:
+                return KioskOutcome(False, "Your PIN is blocked. Please visit a service point.")
+            manager.birth_date()  # read now (for the policy): after the PINs only CHANGE PIN
+            old = self.ui.ask_pin(f"Current PIN ({status.tries_left} tries left):") or ""
+            if not old:
+                return KioskOutcome(False, "Time is up. Your PIN was not changed.")
+            new = self.ui.ask_pin("New PIN (6 digits):") or ""
+            again = (self.ui.ask_pin("New PIN again:") or "") if new else ""
+            if not new or not again:
+                return KioskOutcome(False, "Time is up. Your PIN was not changed.")
+            if new != again:
+                return KioskOutcome(False, "The two new PINs differ. Your PIN was not changed.")
+            manager.check_new(new, previous=old)
+            sent = True
+            manager.change(old, new)
+            return KioskOutcome(True, "Your PIN has been changed.")
+        except PinPolicyError as exc:
+            rule = exc.problems[0][1] if exc.problems else exc.rule
+            return KioskOutcome(False, f"That PIN is not allowed: it {rule}. Not changed.")
+        except errors.PinIncorrect as exc:
+            return KioskOutcome(
+                False, f"Wrong PIN, {exc.tries_left} tries left. Your PIN was not changed."
+            )
+        except errors.PinBlocked:
+            return KioskOutcome(False, "Your PIN is now blocked. Please visit a service point.")
+        except errors.TransportError:
+            if not sent:
+                return KioskOutcome(False, "The card was taken out. Your PIN was not changed.")
+            return self._settle(old, new, stop)
+
+    def _settle(self, old: str, new: str, stop: threading.Event) -> KioskOutcome:
+        """The card left during CHANGE PIN: ask for it back and find out what happened."""
+        self.ui.show("The card was taken out too early. Please insert it again.")
+        transport = self.source.wait_card(stop, self.reinsert_timeout)
+        if transport is None:
+            return KioskOutcome(
+                None, "Unknown whether the PIN changed: insert the card again to find out."
+            )
+        try:
+            manager = PinManager(SocialSecurityCard.open(transport))
+            try:
+                manager.verify(new)
+                return KioskOutcome(True, "Your PIN has been changed.")
+            except errors.PinIncorrect:
+                manager.verify(old)  # resets the try the check above spent
+                return KioskOutcome(False, "Your PIN was not changed.")
+        except errors.SscardError:
+            return KioskOutcome(None, "Unknown whether the PIN changed: please see the staff.")
+        finally:
+            transport.disconnect()

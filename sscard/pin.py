@@ -1,0 +1,177 @@
+"""Cardholder PIN management (regulation art. 16; shared/spec/card.md VERIFY, CHANGE PIN,
+PIN RELOAD, PIN UNBLOCK).
+
+Cardholders check and change their PIN (kiosk, counter PIN pad); staff reset a
+forgotten PIN (PIN RELOAD, enciphered and MACed by the security module) or
+unblock a blocked one (PIN UNBLOCK, the PIN is kept). The PIN policy is checked
+before any PIN command reaches the card. Errors are typed
+(:class:`~sscard.errors.PinIncorrect` with tries left,
+:class:`~sscard.errors.PinBlocked`, :class:`~sscard.pinpolicy.PinPolicyError`)
+and never carry a PIN; neither does any log line or APDU trace.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from sscard import audit, errors
+from sscard.apdu import CommandApdu
+from sscard.audit.log import Actor
+from sscard.card import SocialSecurityCard, encode_pin
+from sscard.exchange import outbox
+from sscard.pinpolicy import PinPolicy, PinPolicyError
+
+__all__ = ["PinManager", "PinPolicy", "PinPolicyError", "PinStatus", "staff_action"]
+
+
+@dataclass(frozen=True)
+class PinStatus:
+    """The PIN's state, read without spending a try."""
+
+    tries_left: int | None
+    try_limit: int
+    blocked: bool
+    set: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tries_left": self.tries_left,
+            "try_limit": self.try_limit,
+            "blocked": self.blocked,
+            "set": self.set,
+        }
+
+    def describe(self) -> str:
+        if not self.set:
+            return "no PIN set yet (the card is not issued)"
+        if self.blocked:
+            return "PIN blocked: visit a service point to have it unblocked"
+        return f"PIN active, {self.tries_left} of {self.try_limit} tries left"
+
+
+class PinManager:
+    """PIN operations on one card session."""
+
+    def __init__(self, card: SocialSecurityCard, policy: PinPolicy | None = None) -> None:
+        self.card = card
+        self.policy = policy or PinPolicy(length=card.profile.pin.length)
+        self._birth_date: str | None = None
+
+    def _select(self) -> None:
+        self.card.select(self.card.profile.pin.df)
+
+    def birth_date(self) -> str | None:
+        """The holder's birth date from EF06 (a free read), for the policy."""
+        if self._birth_date is None:
+            try:
+                self._birth_date = self.card.read_holder().get("birth_date")
+            except errors.SscardError:
+                return None
+        return self._birth_date
+
+    def check_new(self, new: str, *, previous: str | None = None) -> None:
+        """Apply the policy to a new PIN (before the card gets any PIN command)."""
+        self.policy.check(new, birth_date=self.birth_date(), previous=previous)
+
+    def status(self) -> PinStatus:
+        """Tries left and blocked state; spends no try."""
+        tries = self.card.pin_tries_left()
+        limit = self.card.profile.pin.try_limit
+        return PinStatus(tries, limit, tries == 0, tries is not None)
+
+    def verify(self, pin: str) -> None:
+        """VERIFY: returns when right; :class:`PinIncorrect` / :class:`PinBlocked` otherwise."""
+        block = encode_pin(pin, self.card.profile.pin.length)
+        self._select()
+        self.card.protocol.send(CommandApdu(0x00, 0x20, 0x00, 0x00, block))
+
+    def change(self, old: str, new: str) -> None:
+        """CHANGE PIN (cardholder): the old PIN proves it is the holder."""
+        length = self.card.profile.pin.length
+        old_block = encode_pin(old, length)
+        self.check_new(new, previous=old)
+        new_block = encode_pin(new, length)
+        self._select()
+        self.card.protocol.send(
+            CommandApdu(0x80, 0x5E, 0x01, 0x00, old_block + b"\xff" + new_block)
+        )
+
+    def reload(self, new: str) -> None:
+        """PIN RELOAD (staff): a new PIN and a fresh counter, with the RPK of this card."""
+        self.check_new(new)
+        self.card.reload_pin(new)
+
+    def unblock(self) -> None:
+        """PIN UNBLOCK (staff): the counter back to the limit, the PIN unchanged."""
+        self._select()
+        slot = self.card.profile.key_scheme.find(self.card.profile.pin.df, "PUK", 1)
+        self.card.protocol.send(self.card.protected_command(0x84, 0x24, 0x00, 0x00, b"", slot))
+
+
+def staff_action(
+    manager: PinManager,
+    action: str,
+    *,
+    conn: sqlite3.Connection,
+    operator: Actor | None,
+    service_point: str,
+    new_pin: str | None = None,
+) -> dict[str, Any]:
+    """Run ``pin.reset`` (with ``new_pin``) or ``pin.unblock`` and record it.
+
+    The audit record and the exchange event (``pin.reset`` / ``pin.unblocked``,
+    never a PIN) commit together after the card said yes; a failure is audited
+    with its error class.
+    """
+    holder = manager.card.read_holder()
+    serial = manager.card.serial.hex().upper()
+    number = str(holder["card_number"])
+    audit.ensure_schema(conn)
+    outbox.ensure_schema(conn)
+    try:
+        if action == "pin.reset":
+            if new_pin is None:
+                raise errors.InvalidInput("no new PIN", [("pin", "a reset needs the new PIN")])
+            manager.reload(new_pin)
+        elif action == "pin.unblock":
+            manager.unblock()
+        else:
+            raise ValueError(f"unknown PIN staff action {action!r}")
+    except BaseException as exc:
+        audit.record(
+            action,
+            operator=operator,
+            outcome="failed",
+            error=exc,
+            card_serial=serial,
+            card_number=number,
+            conn=conn,
+        )
+        raise
+    category = "pin.reset" if action == "pin.reset" else "pin.unblocked"
+    payload = {"card_serial": serial, "card_number": number, "ssn": holder["ssn"]}
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        event = outbox.enqueue(conn, category, payload, service_point=service_point)
+        audit.record(
+            action,
+            operator=operator,
+            outcome="ok",
+            card_serial=serial,
+            card_number=number,
+            conn=conn,
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    status = manager.status()
+    return {
+        "card_serial": serial,
+        "card_number": number,
+        "action": action,
+        "event": event,
+        **status.to_json(),
+    }
