@@ -66,6 +66,9 @@ def test_pick_reader_by_exact_name_and_substring() -> None:
 
 
 def test_resolver_picks_the_only_reader_holding_a_card(scripted_card: PluggedCard) -> None:
+    others = [s for s in pcsc.reader_states() if s.card_present and s.name != scripted_card.reader]
+    if others:
+        pytest.skip("another test run on this machine has a card in the other vpcd reader")
     transport = open_transport(None)
     assert transport.name == scripted_card.reader
 
