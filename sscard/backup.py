@@ -44,6 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sscard import __version__
 from sscard.auth.store import iso, now_utc
 from sscard.errors import CorruptBackup, InvalidInput, WrongBackupPassphrase
+from sscard.fileio import atomic_write, fsync_dir
 from sscard.keys.software_store import ScryptParams
 from sscard.paths import data_dir
 
@@ -239,32 +240,9 @@ def create(
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = created[:19].replace("-", "").replace(":", "")
     path = out_dir / f"sscard-backup-{stamp}Z-{secrets.token_hex(2)}{SUFFIX}"
-    _write_new(path, blob)
+    atomic_write(path, blob)
     info.path = path
     return info
-
-
-def _write_new(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 # --- restore ------------------------------------------------------------------------
@@ -354,7 +332,7 @@ def restore(
     try:
         for db in manifest["databases"]:
             staged = staging / db["name"]
-            _write_new(staged, members[f"db/{db['name']}"])
+            atomic_write(staged, members[f"db/{db['name']}"])
             _check_database(staged)
             moves.append((str(staged), str(target_dir / db["name"])))
         for ks in manifest["keystores"]:
@@ -362,14 +340,14 @@ def restore(
             dest = (keystore_dir / original.name) if keystore_dir else original
             dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             staged = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.restore")
-            _write_new(staged, members[f"keystores/{ks['name']}"])
+            atomic_write(staged, members[f"keystores/{ks['name']}"])
             moves.append((str(staged), str(dest)))
     except BaseException:
         for staged, _ in moves:
             Path(staged).unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _write_new(target_dir / JOURNAL, json.dumps({"moves": moves}).encode("utf-8"))
+    atomic_write(target_dir / JOURNAL, json.dumps({"moves": moves}).encode("utf-8"))
     finish_pending(target_dir)
     shutil.rmtree(staging, ignore_errors=True)
     return BackupInfo(archive, manifest["created"], manifest["databases"], manifest["keystores"])
@@ -393,7 +371,7 @@ def finish_pending(directory: Path | None = None) -> bool:
             for extra in ("-wal", "-shm", "-journal"):
                 Path(str(dest) + extra).unlink(missing_ok=True)
         os.replace(src, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     journal.unlink()
-    _fsync_dir(d)
+    fsync_dir(d)
     return True

@@ -20,6 +20,7 @@ from sscard import audit, errors
 from sscard.apdu import CommandApdu
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, encode_pin
+from sscard.db import transaction
 from sscard.exchange import outbox
 from sscard.pinpolicy import PinPolicy, PinPolicyError
 
@@ -152,8 +153,7 @@ def staff_action(
         raise
     category = "pin.reset" if action == "pin.reset" else "pin.unblocked"
     payload = {"card_serial": serial, "card_number": number, "ssn": holder["ssn"]}
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         event = outbox.enqueue(conn, category, payload, service_point=service_point)
         audit.record(
             action,
@@ -163,10 +163,6 @@ def staff_action(
             card_number=number,
             conn=conn,
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     status = manager.status()
     return {
         "card_serial": serial,

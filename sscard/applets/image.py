@@ -16,11 +16,9 @@ The emulator key is 32 random bytes in ``$SSCARD_EMULATOR_KEY_FILE``, or
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +27,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sscard.errors import InvalidInput, ReaderBusy
+from sscard.fileio import atomic_write
+from sscard.paths import data_dir
 
 MAGIC = b"SSCARD-CARD\x00"
 FORMAT = 1
@@ -275,15 +275,6 @@ class MemoryStorage:
         self.writes += 1
 
 
-def data_dir() -> Path:
-    """The sscard data directory (not created here)."""
-    explicit = os.environ.get("SSCARD_DATA_DIR")
-    if explicit:
-        return Path(explicit)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "sscard"
-
-
 def emulator_key() -> bytes:
     """This installation's emulator key, created on first use (mode 0600)."""
     path = Path(os.environ.get("SSCARD_EMULATOR_KEY_FILE") or data_dir() / "emulator.key")
@@ -384,26 +375,3 @@ class FileStorage:
         if self.path.exists():
             raise InvalidInput(f"{self.path} already exists; choose another path or delete it")
         self.commit(state)
-
-
-def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
-    """Replace ``path`` with ``data`` entirely or not at all (mode 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            if durable:
-                out.flush()
-                os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    if durable:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)

@@ -16,8 +16,8 @@ import click
 from sscard import audit
 from sscard.auth import localdb
 from sscard.cli.auth import note, require_operator
-from sscard.cli.context import CliState, pass_state
-from sscard.cli.keys_cmd import _json_flag, read_secret
+from sscard.cli.context import CliState, json_option, pass_state
+from sscard.cli.keys_cmd import read_secret
 from sscard.keys.provider import ENV_KEYSTORE
 from sscard.keys.software_store import SoftwareKeyStore
 
@@ -72,7 +72,7 @@ def _row(r: audit.AuditRecord) -> str:
 @click.option("--card", metavar="NUMBER|SERIAL", help="Only records about this card.")
 @click.option("--action", metavar="ACTION", help="Only this action, or area (e.g. keys).")
 @click.option("--limit", type=click.IntRange(1), metavar="N", help="Only the last N records.")
-@_json_flag
+@json_option
 @pass_state
 @require_operator("audit.read", option="--as")
 def show(
@@ -105,7 +105,7 @@ def show(
 @audit_group.command()
 @_keystore_option(required=False)
 @_fd_option
-@_json_flag
+@json_option
 @pass_state
 @require_operator("audit.verify")
 def verify(state: CliState, keystore: str | None, passphrase_fd: int | None) -> None:
@@ -152,7 +152,7 @@ def verify(state: CliState, keystore: str | None, passphrase_fd: int | None) -> 
 @audit_group.command()
 @_keystore_option(required=True)
 @_fd_option
-@_json_flag
+@json_option
 @pass_state
 @require_operator("audit.checkpoint")
 def checkpoint(state: CliState, keystore: str, passphrase_fd: int | None) -> None:
@@ -185,7 +185,7 @@ def checkpoint(state: CliState, keystore: str, passphrase_fd: int | None) -> Non
 @audit_group.command(name="init-key")
 @click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_fd_option
-@_json_flag
+@json_option
 @pass_state
 @require_operator("audit.init-key")
 def init_key(state: CliState, store: Path, passphrase_fd: int | None) -> None:

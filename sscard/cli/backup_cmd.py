@@ -14,8 +14,8 @@ import click
 from sscard import audit, backup
 from sscard.auth import OperatorStore
 from sscard.cli.auth import audited, authorize, note, operator_option, require_operator
-from sscard.cli.context import CliState, pass_state
-from sscard.cli.keys_cmd import _json_flag, read_secret
+from sscard.cli.context import CliState, json_option, pass_state
+from sscard.cli.keys_cmd import read_secret
 from sscard.keys.software_store import ScryptParams
 
 ENV_BACKUP_PASSPHRASE = "SSCARD_BACKUP_PASSPHRASE"
@@ -60,7 +60,7 @@ def backup_group() -> None:
     metavar="LOG2N",
     help="scrypt cost of the archive key as log2(N); lower it only for tests.",
 )
-@_json_flag
+@json_option
 @pass_state
 @require_operator("backup.create")
 def create(
@@ -100,7 +100,7 @@ def create(
 )
 @click.option("--passphrase-fd", type=int, metavar="N", help=_FD_HELP)
 @operator_option
-@_json_flag
+@json_option
 @pass_state
 def restore(
     state: CliState,

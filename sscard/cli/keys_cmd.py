@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from sscard.cli.auth import note, require_operator
-from sscard.cli.context import CliState, pass_state
+from sscard.cli.context import CliState, json_option, pass_state
 from sscard.errors import InvalidInput
 from sscard.keys import ceremony
 from sscard.keys.entry import KeyEntry
@@ -26,21 +26,6 @@ from sscard.keys.software_store import ScryptParams, SoftwareKeyStore
 
 ENV_PASSPHRASE = "SSCARD_KEYSTORE_PASSPHRASE"
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _json_flag(f: F) -> F:
-    def set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-        if value:
-            ctx.ensure_object(CliState).json = True
-
-    return click.option(
-        "--json",
-        "json_output",
-        is_flag=True,
-        expose_value=False,
-        callback=set_json,
-        help="Machine-readable JSON on stdout (same as 'sscard --json').",
-    )(f)
 
 
 def _fd_option(f: F) -> F:
@@ -151,7 +136,7 @@ def keys() -> None:
 @click.option("--city", metavar="CODE", help="6-digit city code (zone stores).")
 @_fd_option
 @_cost_option
-@_json_flag
+@json_option
 @pass_state
 @require_operator("keys.init")
 def init(
@@ -200,7 +185,7 @@ def init(
     "--version", type=click.IntRange(1, 255), help="Version to generate (default: slot's)."
 )
 @_fd_option
-@_json_flag
+@json_option
 @pass_state
 @require_operator("keys.generate")
 def generate(
@@ -250,7 +235,7 @@ def generate(
 @keys.command(name="list")
 @click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_fd_option
-@_json_flag
+@json_option
 @pass_state
 def list_(state: CliState, store: Path, passphrase_fd: int | None) -> None:
     """List references, versions, algorithms and KCVs (never key values).
@@ -287,7 +272,7 @@ def list_(state: CliState, store: Path, passphrase_fd: int | None) -> None:
 )
 @_fd_option
 @_cost_option
-@_json_flag
+@json_option
 @pass_state
 @require_operator("keys.split")
 def split(
@@ -346,7 +331,7 @@ def split(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
 )
 @_fd_option
-@_json_flag
+@json_option
 @pass_state
 @require_operator("keys.combine")
 def combine(
@@ -398,7 +383,7 @@ def combine(
 @click.option("--ref", "refs", multiple=True, metavar="REF", help="Only these keys (repeatable).")
 @_fd_option
 @_cost_option
-@_json_flag
+@json_option
 @pass_state
 @require_operator("keys.export-zone")
 def export_zone(
@@ -447,7 +432,7 @@ def export_zone(
 @click.argument("ref")
 @click.option("--version", type=click.IntRange(1, 255), help="New version (default: highest + 1).")
 @_fd_option
-@_json_flag
+@json_option
 @pass_state
 @require_operator("keys.rotate")
 def rotate(
@@ -520,7 +505,7 @@ def _open_token(label: str, module_path: str | None, pin_fd: int | None) -> Any:
 @_token_options
 @click.option("--ref", "refs", multiple=True, metavar="REF", help="Only these keys (repeatable).")
 @_fd_option
-@_json_flag
+@json_option
 @pass_state
 @require_operator("keys.token-import")
 def token_import(
@@ -568,7 +553,7 @@ def token_import(
 
 @keys.command(name="token-list")
 @_token_options
-@_json_flag
+@json_option
 @pass_state
 def token_list(
     state: CliState, token_label: str, module_path: str | None, pin_fd: int | None

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from sscard import db
-from sscard.cli.context import CliState, pass_state
+from sscard.cli.context import CliState, json_option, pass_state
 from sscard.errors import InvalidInput
 from sscard.exchange import inbox, outbox, sync
 from sscard.exchange.client import PlatformClient
@@ -26,21 +26,6 @@ from sscard.exchange.tls import client_context
 from sscard.paths import ENV_STORE, default_store
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _json_flag(f: F) -> F:
-    def set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-        if value:
-            ctx.ensure_object(CliState).json = True
-
-    return click.option(
-        "--json",
-        "json_output",
-        is_flag=True,
-        expose_value=False,
-        callback=set_json,
-        help="Machine-readable JSON on stdout (same as 'sscard --json').",
-    )(f)
 
 
 def _store_option(f: F) -> F:
@@ -134,7 +119,7 @@ def sync_group() -> None:
 )
 @click.option("--retry-rejected", is_flag=True, help="Send events the platform refused again.")
 @click.option("--details", is_flag=True, help="With --json: one result per event.")
-@_json_flag
+@json_option
 @pass_state
 @click.pass_context
 def push(
@@ -188,7 +173,7 @@ def push(
     show_default=True,
     help="Items per request.",
 )
-@_json_flag
+@json_option
 @pass_state
 def pull(
     state: CliState, store: Path | None, platform: str, cert: Path, key: Path, ca: Path, limit: int
@@ -215,7 +200,7 @@ def pull(
 
 @sync_group.command()
 @_store_option
-@_json_flag
+@json_option
 @pass_state
 @click.pass_context
 def status(ctx: click.Context, state: CliState, store: Path | None) -> None:
@@ -291,7 +276,7 @@ def _age(seconds: float | None) -> str:
     help="Events per request.",
 )
 @click.option("--no-pull", is_flag=True, help="Only push.")
-@_json_flag
+@json_option
 @pass_state
 def run(
     state: CliState,
@@ -366,7 +351,7 @@ def run(
     help="When the change happened, ISO 8601 with time zone (default: now).",
 )
 @_store_option
-@_json_flag
+@json_option
 @pass_state
 def enqueue(
     state: CliState,
@@ -411,7 +396,7 @@ def enqueue(
 
 @sync_group.command("inbox")
 @_store_option
-@_json_flag
+@json_option
 @pass_state
 def inbox_cmd(state: CliState, store: Path | None) -> None:
     """Show the pulled block list and the holder updates not yet written to a card.

@@ -25,7 +25,7 @@ from typing import Any
 from sscard import audit, errors
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, encode_pin
-from sscard.db import open_db
+from sscard.db import open_db, transaction
 from sscard.exchange import outbox
 from sscard.issuance import store
 from sscard.issuance.plan import PersonalizationPlan, Step, build_plan
@@ -209,8 +209,7 @@ def _record_issued(
         "expiry_date": holder["expiry_date"],
     }
     events: list[str] = []
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         store.mark_issued(conn, serial)
         if old is not None and old.serial != serial:
             store.mark_replaced(conn, old.serial)
@@ -245,8 +244,4 @@ def _record_issued(
             conn=conn,
             detail={"replaces": old.serial} if old is not None else None,
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return IssueResult(serial, number, status, old.serial if old else None, tuple(events))

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sscard.db import transaction
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS issuance_cards (
     serial       TEXT PRIMARY KEY,
@@ -139,8 +141,7 @@ def begin(
 ) -> None:
     """Record that personalization of ``serial`` starts (``in_progress``), committing at once."""
     t = now()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         conn.execute(
             "INSERT INTO issuance_cards (serial, card_number, ssn, profile, key_versions, status,"
             " operator, started_at, updated_at, replaces, batch_key)"
@@ -168,17 +169,12 @@ def begin(
             "INSERT INTO issuance_attempts (serial, operator, started_at) VALUES (?, ?, ?)",
             (serial, operator, t),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def failed(conn: sqlite3.Connection, serial: str, error: str) -> None:
     """Note a failed attempt (the card stays ``in_progress``); commits at once."""
     t = now()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         conn.execute(
             "UPDATE issuance_cards SET last_error = ?, updated_at = ? "
             "WHERE serial = ? AND status = 'in_progress'",
@@ -189,10 +185,6 @@ def failed(conn: sqlite3.Connection, serial: str, error: str) -> None:
             "WHERE id = (SELECT MAX(id) FROM issuance_attempts WHERE serial = ?)",
             (t, error, serial),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def mark_issued(conn: sqlite3.Connection, serial: str) -> None:

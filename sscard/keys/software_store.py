@@ -36,6 +36,7 @@ from sscard.errors import (
     UnknownKeyReference,
     WrongPassphrase,
 )
+from sscard.fileio import atomic_write
 from sscard.keys.entry import KeyEntry
 
 MAGIC = b"SSCARDKS"
@@ -232,7 +233,7 @@ class SoftwareKeyStore:
         body = json.dumps(
             {"entries": [_entry_to_json(e) for e in self.entries()]}, sort_keys=True
         ).encode("utf-8")
-        _atomic_write(self.path, raw_header + AESGCM(key).encrypt(nonce, body, raw_header))
+        atomic_write(self.path, raw_header + AESGCM(key).encrypt(nonce, body, raw_header))
 
 
 def _split(blob: bytes) -> tuple[dict[str, Any], bytes, bytes]:
@@ -280,22 +281,3 @@ def _entries_from(plain: bytes, path: Path) -> list[KeyEntry]:
         ]
     except (KeyError, ValueError, TypeError, InvalidInput):
         raise CorruptKeyStore(f"{path}: key store content is not valid") from None
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
