@@ -16,12 +16,10 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from sscard import audit, errors
+from sscard import cardevents, errors
 from sscard.apdu import CommandApdu
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, encode_pin
-from sscard.db import transaction
-from sscard.exchange import outbox
 from sscard.pinpolicy import PinPolicy, PinPolicyError
 
 __all__ = ["PinManager", "PinPolicy", "PinPolicyError", "PinStatus", "staff_action"]
@@ -129,8 +127,7 @@ def staff_action(
     holder = manager.card.read_holder()
     serial = manager.card.serial.hex().upper()
     number = str(holder["card_number"])
-    audit.ensure_schema(conn)
-    outbox.ensure_schema(conn)
+    cardevents.ensure_schema(conn)
     try:
         if action == "pin.reset":
             if new_pin is None:
@@ -141,28 +138,20 @@ def staff_action(
         else:
             raise ValueError(f"unknown PIN staff action {action!r}")
     except BaseException as exc:
-        audit.record(
-            action,
-            operator=operator,
-            outcome="failed",
-            error=exc,
-            card_serial=serial,
-            card_number=number,
-            conn=conn,
+        cardevents.record_failure(
+            conn, action, exc, operator=operator, serial=serial, number=number
         )
         raise
-    category = "pin.reset" if action == "pin.reset" else "pin.unblocked"
-    payload = {"card_serial": serial, "card_number": number, "ssn": holder["ssn"]}
-    with transaction(conn):
-        event = outbox.enqueue(conn, category, payload, service_point=service_point)
-        audit.record(
-            action,
-            operator=operator,
-            outcome="ok",
-            card_serial=serial,
-            card_number=number,
-            conn=conn,
-        )
+    event = cardevents.record_success(
+        conn,
+        action,
+        operator=operator,
+        serial=serial,
+        number=number,
+        category="pin.reset" if action == "pin.reset" else "pin.unblocked",
+        payload={"card_serial": serial, "card_number": number, "ssn": holder["ssn"]},
+        service_point=service_point,
+    )
     status = manager.status()
     return {
         "card_serial": serial,

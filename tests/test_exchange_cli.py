@@ -10,10 +10,12 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from sscard import db
+from sscard.auth import OperatorStore, login
 from sscard.cli.main import cli
 from sscard.exchange import outbox
 from sscard.exchange.platform import Platform
 from tests.exchange_support import Pki, blocked, issued, open_store, pki, platform
+from tests.operatorkit import PASSWORD
 
 __all__ = ["pki", "platform"]  # fixtures
 
@@ -23,12 +25,21 @@ def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None)
 
 
 def client_env(platform: Platform, pki: Pki, name: str, store: Path) -> dict[str, str]:
+    """The environment of one service point: its own store, with a logged-in operator."""
+    token = store.with_suffix(".token")
+    operators = OperatorStore.open(store)
+    try:
+        operators.add("sync-op", "Sync operator", "service", PASSWORD, bootstrap=False, cost=10)
+        login(operators, "sync-op", PASSWORD, path=token)
+    finally:
+        operators.close()
     return {
         "SSCARD_PLATFORM_URL": platform.url,
         "SSCARD_EXCHANGE_CERT": str(pki.files[name].cert),
         "SSCARD_EXCHANGE_KEY": str(pki.files[name].key),
         "SSCARD_EXCHANGE_CA": str(pki.files["ca"].cert),
         "SSCARD_STORE": str(store),
+        "SSCARD_OPERATOR_TOKEN": str(token),
     }
 
 

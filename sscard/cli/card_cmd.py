@@ -8,6 +8,7 @@ import click
 
 from sscard import errors
 from sscard.card import SocialSecurityCard
+from sscard.cli.auth import note, require_operator
 from sscard.cli.connect import connected_transport
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options, security_module
@@ -29,13 +30,36 @@ _LABELS = {
 }
 
 
+def _block_list_warning(card_number: str) -> str | None:
+    """A warning when the exchange platform put this card on the block list."""
+    from sscard.exchange import inbox
+    from sscard.issuance.service import open_store
+
+    conn = open_store(None)
+    try:
+        inbox.ensure_schema(conn)
+        entry = inbox.blocked(conn, card_number)
+    finally:
+        conn.close()
+    if entry is None:
+        return None
+    return (
+        f"Warning: card {card_number} is on the exchange platform's block list "
+        f"(reason: {entry.reason or 'not given'}, since {entry.occurred_at}); keep it and "
+        "block it: sscard block --reason lost --keystore STORE"
+    )
+
+
 @click.command()
 @keystore_options
+@require_operator("card.read")
 @pass_state
 def read(state: CliState, keystore: str | None, passphrase_fd: int | None) -> None:
     """Read the card: EF05 and EF06 decoded, then the department files the keys open.
 
-    Without --keystore only the freely readable files are read (card
+    Needs an operator allowed to read cards (issuer or service); every read
+    is in the audit trail. A card on the exchange platform's block list is
+    flagged. Without --keystore only the freely readable files are read (card
     identification and cardholder data). With a key store, sscard
     authenticates to each department DF whose key it holds and reads it too.
     `--json` output uses the issuance field names, so it can be fed back as
@@ -51,6 +75,7 @@ def read(state: CliState, keystore: str | None, passphrase_fd: int | None) -> No
         if keystore is not None:
             card.security = security_module(keystore, passphrase_fd, card.profile)
         holder = card.read_holder()
+        note(card_serial=card.serial, card_number=str(holder["card_number"]))
         departments: dict[str, Any] = {}
         skipped: list[str] = []
         for spec in card.profile.files:
@@ -66,6 +91,9 @@ def read(state: CliState, keystore: str | None, passphrase_fd: int | None) -> No
                 card.forget_selection()
                 continue
             departments[spec.parent] = decode_records(card.profile, records, holder_only=False)
+    warning = _block_list_warning(str(holder["card_number"]))
+    if warning:
+        click.echo(warning, err=True)
     if state.json:
         state.emit({**holder, **({"departments": departments} if departments else {})})
         return

@@ -83,6 +83,8 @@ def _register() -> None:
     for module, attribute in (
         ("apdu_cmd", "apdu"),
         ("audit_cmd", "audit_group"),
+        ("block_cmd", "block"),
+        ("block_cmd", "unblock"),
         ("backup_cmd", "backup_group"),
         ("card_cmd", "info"),
         ("card_cmd", "read"),

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from sscard import db
+from sscard.cli.auth import require_operator
 from sscard.cli.context import CliState, json_option, pass_state
 from sscard.errors import InvalidInput
 from sscard.exchange import inbox, outbox, sync
@@ -120,6 +121,7 @@ def sync_group() -> None:
 @click.option("--retry-rejected", is_flag=True, help="Send events the platform refused again.")
 @click.option("--details", is_flag=True, help="With --json: one result per event.")
 @json_option
+@require_operator("sync.run")
 @pass_state
 @click.pass_context
 def push(
@@ -174,6 +176,7 @@ def push(
     help="Items per request.",
 )
 @json_option
+@require_operator("sync.run")
 @pass_state
 def pull(
     state: CliState, store: Path | None, platform: str, cert: Path, key: Path, ca: Path, limit: int
@@ -277,6 +280,7 @@ def _age(seconds: float | None) -> str:
 )
 @click.option("--no-pull", is_flag=True, help="Only push.")
 @json_option
+@require_operator("sync.run")
 @pass_state
 def run(
     state: CliState,
@@ -352,6 +356,7 @@ def run(
 )
 @_store_option
 @json_option
+@require_operator("sync.run")
 @pass_state
 def enqueue(
     state: CliState,

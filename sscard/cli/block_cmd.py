@@ -1,0 +1,110 @@
+"""``sscard block`` and ``sscard unblock``: stop a lost card being used, or lift a block."""
+
+from __future__ import annotations
+
+import click
+
+from sscard import blocking
+from sscard.card import SocialSecurityCard
+from sscard.cli.auth import operator, require_operator
+from sscard.cli.connect import connected_transport
+from sscard.cli.context import CliState, pass_state
+from sscard.cli.issue_cmd import default_service_point
+from sscard.cli.keystore import keystore_options, security_module
+from sscard.issuance.service import open_store
+
+_service_point = click.option(
+    "--service-point",
+    default=default_service_point,
+    show_default="host name",
+    help="This service point's id on the exchange platform ($SSCARD_SERVICE_POINT).",
+)
+
+
+@click.command()
+@click.option(
+    "--level",
+    type=click.Choice(blocking.LEVELS),
+    default="app",
+    show_default=True,
+    help="app: temporary application block (can be lifted); app-permanent; "
+    "card: the whole card, for good (every command then fails).",
+)
+@click.option(
+    "--reason",
+    type=click.Choice(blocking.REASONS),
+    required=True,
+    help="Why: reported to the exchange platform.",
+)
+@keystore_options
+@_service_point
+@require_operator("card.block", record=False)
+@pass_state
+def block(
+    state: CliState,
+    level: str,
+    reason: str,
+    keystore: str | None,
+    passphrase_fd: int | None,
+    service_point: str,
+) -> None:
+    """Block the card in the reader (service staff), e.g. one reported lost.
+
+    The command is MACed with the card's line-protection key from the key
+    store. The block is audited and a card.blocked event goes to the exchange
+    platform. 'app' can be undone with 'sscard unblock'; 'app-permanent' and
+    'card' cannot.
+
+    \b
+    Example:
+      sscard -r "ACS ACR39U" block --reason lost --keystore sp.ks
+    """
+    with connected_transport(state) as transport:
+        card = SocialSecurityCard.open(transport)
+        card.security = security_module(keystore, passphrase_fd, card.profile)
+        conn = open_store(None)
+        try:
+            result = blocking.block(
+                card,
+                level=level,
+                reason=reason,
+                conn=conn,
+                operator=operator(),
+                service_point=service_point,
+            )
+        finally:
+            conn.close()
+    state.emit(
+        result,
+        f"Card {result['card_number']} blocked ({level}, {reason}); "
+        f"lifecycle now {result['lifecycle']}.",
+    )
+
+
+@click.command()
+@keystore_options
+@_service_point
+@require_operator("card.unblock", record=False)
+@pass_state
+def unblock(
+    state: CliState, keystore: str | None, passphrase_fd: int | None, service_point: str
+) -> None:
+    """Lift a temporary application block (service staff). Audited and reported.
+
+    \b
+    Example:
+      sscard -r "ACS ACR39U" unblock --keystore sp.ks
+    """
+    with connected_transport(state) as transport:
+        card = SocialSecurityCard.open(transport)
+        card.security = security_module(keystore, passphrase_fd, card.profile)
+        conn = open_store(None)
+        try:
+            result = blocking.unblock(
+                card, conn=conn, operator=operator(), service_point=service_point
+            )
+        finally:
+            conn.close()
+    state.emit(
+        result, f"Card {result['card_number']} unblocked; lifecycle now {result['lifecycle']}."
+    )
