@@ -30,3 +30,16 @@ def token_for(role: str) -> Path:
 def env_for(role: str) -> dict[str, str]:
     """The environment of a subprocess acting as the test operator with ``role``."""
     return {**os.environ, "SSCARD_OPERATOR_TOKEN": str(token_for(role))}
+
+
+def login_in_store(store: Path, role: str = "service") -> Path:
+    """A logged-in operator in a separate installation's store ``store``; its token file."""
+    token = store.with_suffix(".token")
+    operators = OperatorStore.open(store)
+    try:
+        if operators.find("sp-operator") is None:
+            operators.add("sp-operator", "Service point operator", role, PASSWORD, cost=10)
+        login(operators, "sp-operator", PASSWORD, path=token)
+    finally:
+        operators.close()
+    return token

@@ -10,12 +10,11 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from sscard import db
-from sscard.auth import OperatorStore, login
 from sscard.cli.main import cli
 from sscard.exchange import outbox
 from sscard.exchange.platform import Platform
 from tests.exchange_support import Pki, blocked, issued, open_store, pki, platform
-from tests.operatorkit import PASSWORD
+from tests.operators_kit import login_in_store
 
 __all__ = ["pki", "platform"]  # fixtures
 
@@ -26,13 +25,7 @@ def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None)
 
 def client_env(platform: Platform, pki: Pki, name: str, store: Path) -> dict[str, str]:
     """The environment of one service point: its own store, with a logged-in operator."""
-    token = store.with_suffix(".token")
-    operators = OperatorStore.open(store)
-    try:
-        operators.add("sync-op", "Sync operator", "service", PASSWORD, bootstrap=False, cost=10)
-        login(operators, "sync-op", PASSWORD, path=token)
-    finally:
-        operators.close()
+    token = login_in_store(store)
     return {
         "SSCARD_PLATFORM_URL": platform.url,
         "SSCARD_EXCHANGE_CERT": str(pki.files[name].cert),

@@ -23,6 +23,7 @@ import pytest
 from sscard.exchange import outbox
 from sscard.exchange.platform import Platform
 from tests.exchange_support import CONFIG, Pki, fill, open_store, pki, platform
+from tests.operators_kit import login_in_store
 
 __all__ = ["pki", "platform"]  # fixtures
 
@@ -38,6 +39,7 @@ def client_env(url: str, pki: Pki, store: Path) -> dict[str, str]:
         "SSCARD_EXCHANGE_KEY": str(pki.files["sp-labour"].key),
         "SSCARD_EXCHANGE_CA": str(pki.files["ca"].cert),
         "SSCARD_STORE": str(store),
+        "SSCARD_OPERATOR_TOKEN": str(login_in_store(store)),
     }
 
 
