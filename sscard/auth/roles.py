@@ -30,6 +30,7 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "card.read": frozenset({_I, _S}),
     "card.block": frozenset({_S}),
     "card.unblock": frozenset({_S}),
+    "holder.update": frozenset({_S}),
     "pin.change": frozenset({_K}),
     "pin.reset": frozenset({_S}),
     "pin.unblock": frozenset({_S}),

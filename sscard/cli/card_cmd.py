@@ -39,9 +39,15 @@ def _block_list_warning(card_number: str) -> str | None:
     try:
         inbox.ensure_schema(conn)
         entry = inbox.blocked(conn, card_number)
+        updates = inbox.pending_updates(conn, card_number)
     finally:
         conn.close()
     if entry is None:
+        if updates:
+            return (
+                f"Note: {len(updates)} holder-data update(s) from the exchange platform wait "
+                "for this card: sscard holder update --keystore STORE"
+            )
         return None
     return (
         f"Warning: card {card_number} is on the exchange platform's block list "

@@ -6,13 +6,16 @@ from pathlib import Path
 
 import click
 
+from sscard.cli.auth import require_operator
 from sscard.cli.context import CliState, pass_state
+from sscard.cli.issue_cmd import default_service_point
+from sscard.cli.keystore import keystore_options, security_module
 from sscard.layout import load_profile, read_holders, validate_rows
 
 
 @click.group()
 def holder() -> None:
-    """Cardholder data for issuance (CSV, JSON Lines or JSON; fields as in docs/layout.md)."""
+    """Cardholder data: check files for issuance; write updates from the platform onto cards."""
 
 
 @holder.command()
@@ -42,3 +45,52 @@ def validate(state: CliState, file: Path, profile_name: str | None) -> None:
         {"valid": True, "file": str(file), "rows": len(rows)},
         f"{file}: {len(rows)} row(s) valid",
     )
+
+
+@holder.command()
+@keystore_options
+@click.option(
+    "--service-point",
+    default=default_service_point,
+    show_default="host name",
+    help="This service point's id on the exchange platform ($SSCARD_SERVICE_POINT).",
+)
+@require_operator("holder.update", record=False)
+@pass_state
+def update(
+    state: CliState, keystore: str | None, passphrase_fd: int | None, service_point: str
+) -> None:
+    """Write the holder-data updates pulled from the exchange platform onto the card.
+
+    Run 'sscard sync pull' first. Only the changed records are rewritten (after
+    external authentication with the card's key from the key store), read back,
+    then marked applied, audited and reported (holder.changed). Service role.
+
+    \b
+    Example:
+      sscard -r "ACS ACR39U" holder update --keystore sp.ks
+    """
+    from sscard import holder_update
+    from sscard.card import SocialSecurityCard
+    from sscard.cli.auth import operator
+    from sscard.cli.connect import connected_transport
+    from sscard.issuance.service import open_store
+
+    with connected_transport(state) as transport:
+        card = SocialSecurityCard.open(transport)
+        card.security = security_module(keystore, passphrase_fd, card.profile)
+        conn = open_store(None)
+        try:
+            done = holder_update.apply_pending(
+                card, conn=conn, operator=operator(), service_point=service_point
+            )
+        finally:
+            conn.close()
+    if not done:
+        state.emit({"applied": []}, "No pending holder-data update for this card.")
+        return
+    lines = [
+        f"Applied update {d['update']}: {', '.join(d['fields'])} ({d['records']} record(s))"
+        for d in done
+    ]
+    state.emit({"applied": done}, "\n".join(lines))

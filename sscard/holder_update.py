@@ -1,0 +1,108 @@
+"""Writing holder-data updates from the exchange platform onto the card (regulation art. 8-12).
+
+The sync client pulls updates the departments made to a holder's data into the
+local inbox (``sscard.exchange.inbox``). When the card next appears at a
+service point, :func:`apply_pending` writes them: it authenticates to SSSE with
+the card's external-authentication key, rewrites only the records that
+change, reads them back, and then, in one transaction, marks the update
+applied, audits it and reports ``holder.changed`` (``written_to_card``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from sscard import audit
+from sscard.audit.log import Actor
+from sscard.card import SocialSecurityCard
+from sscard.db import transaction
+from sscard.errors import InvalidInput
+from sscard.exchange import inbox, outbox
+from sscard.issuance.plan import VerificationFailed
+from sscard.layout import encode_holder, validate_holder
+
+
+def pending(card: SocialSecurityCard, conn: sqlite3.Connection) -> list[inbox.HolderUpdate]:
+    """Updates waiting for this card (by its card number)."""
+    inbox.ensure_schema(conn)
+    number = str(card.read_holder()["card_number"])
+    return inbox.pending_updates(conn, number)
+
+
+def apply_pending(
+    card: SocialSecurityCard,
+    *,
+    conn: sqlite3.Connection,
+    operator: Actor | None,
+    service_point: str,
+) -> list[dict[str, Any]]:
+    """Write every pending update onto ``card``, oldest first; what was done, per update."""
+    inbox.ensure_schema(conn)
+    outbox.ensure_schema(conn)
+    audit.ensure_schema(conn)
+    current = card.read_holder()
+    serial = card.serial.hex().upper()
+    number = str(current["card_number"])
+    done: list[dict[str, Any]] = []
+    for update in inbox.pending_updates(conn, number):
+        if update.ssn != current["ssn"]:
+            raise InvalidInput(
+                "update is for another holder",
+                [("ssn", f"update {update.event_id} does not match the card's holder")],
+            )
+        new = {**current, **update.changes}
+        validate_holder(new, card.profile)  # e.g. a birth date that contradicts the SSN
+        before = encode_holder(card.profile, current, card.serial)
+        after = encode_holder(card.profile, new, card.serial)
+        changed = {k: v for k, v in after.items() if before.get(k) != v}
+        try:
+            card.external_authenticate("SSSE")
+            for (ef, no), data in sorted(changed.items()):
+                card.update_record(ef, no, data)
+            for (ef, no), data in sorted(changed.items()):
+                if card.read_record(ef, no) != data:
+                    raise VerificationFailed(f"{ef} record {no} reads back different")
+        except BaseException as exc:
+            audit.record(
+                "holder.update",
+                operator=operator,
+                outcome="failed",
+                error=exc,
+                card_serial=serial,
+                card_number=number,
+                conn=conn,
+            )
+            raise
+        with transaction(conn):
+            inbox.mark_applied(conn, update.event_id)
+            event = outbox.enqueue(
+                conn,
+                "holder.changed",
+                {
+                    "ssn": current["ssn"],
+                    "card_number": number,
+                    "changes": update.changes,
+                    "written_to_card": True,
+                },
+                service_point=service_point,
+            )
+            audit.record(
+                "holder.update",
+                operator=operator,
+                outcome="ok",
+                card_serial=serial,
+                card_number=number,
+                conn=conn,
+                detail={"fields": ",".join(sorted(update.changes))},
+            )
+        current = new
+        done.append(
+            {
+                "update": update.event_id,
+                "fields": sorted(update.changes),
+                "records": len(changed),
+                "event": event,
+            }
+        )
+    return done

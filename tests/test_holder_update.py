@@ -1,0 +1,97 @@
+"""Holder-data updates pulled from the exchange platform, written onto the card at its next
+visit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sscard.applets.factory import new_card_file
+from sscard.cli.exit_codes import ExitCode
+from sscard.db import transaction
+from sscard.exchange import inbox, outbox
+from sscard.issuance.service import open_store
+from tests.cardkit import SAMPLE_HOLDER, issue
+from tests.operators_kit import login_in_store, token_for
+
+SSCARD = str(Path(sys.executable).with_name("sscard"))
+
+
+@pytest.fixture
+def card_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An issued card, and a store of its own for this test (SSCARD_STORE)."""
+    store = tmp_path / "sscard.db"
+    monkeypatch.setenv("SSCARD_STORE", str(store))
+    monkeypatch.setenv("SSCARD_OPERATOR_TOKEN", str(login_in_store(store, "service")))
+    path = tmp_path / "card.img"
+    issue(new_card_file(path), "ss3-sm4")
+    return path
+
+
+def cli(card: Path, *args: str, kiosk: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run as this test's service operator (or as a kiosk of the main installation)."""
+    env = dict(os.environ)
+    if kiosk:
+        env.pop("SSCARD_STORE")
+        env["SSCARD_OPERATOR_TOKEN"] = str(token_for("kiosk"))
+    return subprocess.run(
+        [SSCARD, "-r", f"virtual:{card}", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def pull(event_id: str, changes: dict[str, object]) -> None:
+    """What 'sscard sync pull' stores for a holder.changed event not yet on the card."""
+    conn = open_store(None)
+    inbox.ensure_schema(conn)
+    item = {
+        "event": {
+            "id": event_id,
+            "category": "holder.changed",
+            "occurred_at": "2026-11-27T09:00:00Z",
+            "payload": {
+                "ssn": SAMPLE_HOLDER["ssn"],
+                "card_number": SAMPLE_HOLDER["card_number"],
+                "changes": changes,
+                "written_to_card": False,
+            },
+        }
+    }
+    with transaction(conn):
+        inbox.apply_pulled(conn, [item], inbox.cursor(conn) + 1)
+    conn.close()
+
+
+def test_pending_update_is_written_verified_and_reported(card_file: Path) -> None:
+    pull("01a21c7d-0000-7000-8000-0000000000a1", {"name": "张三丰", "region": "310101"})
+    note = cli(card_file, "read")
+    assert "1 holder-data update(s)" in note.stderr
+    applied = cli(card_file, "--json", "holder", "update", "--keystore", "dev")
+    assert applied.returncode == 0, applied.stderr
+    done = json.loads(applied.stdout)["applied"]
+    assert done[0]["fields"] == ["name", "region"] and done[0]["records"] == 2  # name, card id
+    after = json.loads(cli(card_file, "--json", "read").stdout)
+    assert after == {**SAMPLE_HOLDER, "name": "张三丰", "region": "310101"}
+    conn = open_store(None)
+    assert inbox.pending_updates(conn, SAMPLE_HOLDER["card_number"]) == []
+    changed = [e for e in outbox.pending(conn) if e.category == "holder.changed"]
+    assert changed[-1].payload["written_to_card"] is True
+    again = cli(card_file, "holder", "update", "--keystore", "dev")
+    assert "No pending" in again.stdout
+
+
+def test_an_update_that_contradicts_the_ssn_is_refused_and_changes_nothing(card_file: Path) -> None:
+    pull("01a21c7d-0000-7000-8000-0000000000a2", {"birth_date": "1950-01-01"})
+    refused = cli(card_file, "holder", "update", "--keystore", "dev")
+    assert refused.returncode == ExitCode.INVALID_INPUT and "birth_date" in refused.stderr
+    assert json.loads(cli(card_file, "--json", "read").stdout) == SAMPLE_HOLDER
+    kiosk = cli(card_file, "holder", "update", "--keystore", "dev", kiosk=True)
+    assert kiosk.returncode == ExitCode.AUTH
