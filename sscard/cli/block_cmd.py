@@ -5,20 +5,10 @@ from __future__ import annotations
 import click
 
 from sscard import blocking
-from sscard.card import SocialSecurityCard
 from sscard.cli.auth import operator, require_operator
-from sscard.cli.connect import connected_transport
+from sscard.cli.connect import service_point_option, staff_card
 from sscard.cli.context import CliState, pass_state
-from sscard.cli.issue_cmd import default_service_point
-from sscard.cli.keystore import keystore_options, security_module
-from sscard.issuance.service import open_store
-
-_service_point = click.option(
-    "--service-point",
-    default=default_service_point,
-    show_default="host name",
-    help="This service point's id on the exchange platform ($SSCARD_SERVICE_POINT).",
-)
+from sscard.cli.keystore import keystore_options
 
 
 @click.command()
@@ -37,7 +27,7 @@ _service_point = click.option(
     help="Why: reported to the exchange platform.",
 )
 @keystore_options
-@_service_point
+@service_point_option
 @require_operator("card.block", record=False)
 @pass_state
 def block(
@@ -59,21 +49,15 @@ def block(
     Example:
       sscard -r "ACS ACR39U" block --reason lost --keystore sp.ks
     """
-    with connected_transport(state) as transport:
-        card = SocialSecurityCard.open(transport)
-        card.security = security_module(keystore, passphrase_fd, card.profile)
-        conn = open_store(None)
-        try:
-            result = blocking.block(
-                card,
-                level=level,
-                reason=reason,
-                conn=conn,
-                operator=operator(),
-                service_point=service_point,
-            )
-        finally:
-            conn.close()
+    with staff_card(state, keystore, passphrase_fd) as (card, conn):
+        result = blocking.block(
+            card,
+            level=level,
+            reason=reason,
+            conn=conn,
+            operator=operator(),
+            service_point=service_point,
+        )
     state.emit(
         result,
         f"Card {result['card_number']} blocked ({level}, {reason}); "
@@ -83,7 +67,7 @@ def block(
 
 @click.command()
 @keystore_options
-@_service_point
+@service_point_option
 @require_operator("card.unblock", record=False)
 @pass_state
 def unblock(
@@ -95,16 +79,8 @@ def unblock(
     Example:
       sscard -r "ACS ACR39U" unblock --keystore sp.ks
     """
-    with connected_transport(state) as transport:
-        card = SocialSecurityCard.open(transport)
-        card.security = security_module(keystore, passphrase_fd, card.profile)
-        conn = open_store(None)
-        try:
-            result = blocking.unblock(
-                card, conn=conn, operator=operator(), service_point=service_point
-            )
-        finally:
-            conn.close()
+    with staff_card(state, keystore, passphrase_fd) as (card, conn):
+        result = blocking.unblock(card, conn=conn, operator=operator(), service_point=service_point)
     state.emit(
         result, f"Card {result['card_number']} unblocked; lifecycle now {result['lifecycle']}."
     )

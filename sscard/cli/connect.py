@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import click
+
+from sscard.card import SocialSecurityCard
 from sscard.cli.context import CliState
 from sscard.protocol import ApduProtocol
 from sscard.transport.base import Transport
@@ -27,3 +33,40 @@ def connected_protocol(state: CliState, *, shared: bool = False) -> Iterator[Apd
     """Like :func:`connected_transport`, wrapped in the transmit pipeline."""
     with connected_transport(state, shared=shared) as transport:
         yield ApduProtocol(transport)
+
+
+@contextmanager
+def staff_card(
+    state: CliState, keystore: str | None, passphrase_fd: int | None
+) -> Iterator[tuple[SocialSecurityCard, sqlite3.Connection]]:
+    """The card in the reader with the keys of ``keystore``, and the local store.
+
+    For staff actions that change a card and record it (PIN reset, blocking,
+    holder updates); the link and the store are closed afterwards.
+    """
+    from sscard.cli.keystore import security_module
+    from sscard.issuance.service import open_store
+
+    with connected_transport(state) as transport:
+        card = SocialSecurityCard.open(transport)
+        card.security = security_module(keystore, passphrase_fd, card.profile)
+        conn = open_store(None)
+        try:
+            yield card, conn
+        finally:
+            conn.close()
+
+
+def default_service_point() -> str:
+    """``$SSCARD_SERVICE_POINT``, else this host's name (as an exchange-platform id)."""
+    name = os.environ.get("SSCARD_SERVICE_POINT") or socket.gethostname().split(".")[0]
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:64]
+    return cleaned or "service-point"
+
+
+service_point_option = click.option(
+    "--service-point",
+    default=default_service_point,
+    show_default="host name",
+    help="This service point's id on the exchange platform ($SSCARD_SERVICE_POINT).",
+)

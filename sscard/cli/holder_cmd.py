@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from sscard.cli.auth import require_operator
+from sscard.cli.connect import service_point_option, staff_card
 from sscard.cli.context import CliState, pass_state
-from sscard.cli.issue_cmd import default_service_point
-from sscard.cli.keystore import keystore_options, security_module
+from sscard.cli.keystore import keystore_options
 from sscard.layout import load_profile, read_holders, validate_rows
 
 
@@ -49,12 +49,7 @@ def validate(state: CliState, file: Path, profile_name: str | None) -> None:
 
 @holder.command()
 @keystore_options
-@click.option(
-    "--service-point",
-    default=default_service_point,
-    show_default="host name",
-    help="This service point's id on the exchange platform ($SSCARD_SERVICE_POINT).",
-)
+@service_point_option
 @require_operator("holder.update", record=False)
 @pass_state
 def update(
@@ -71,21 +66,12 @@ def update(
       sscard -r "ACS ACR39U" holder update --keystore sp.ks
     """
     from sscard import holder_update
-    from sscard.card import SocialSecurityCard
     from sscard.cli.auth import operator
-    from sscard.cli.connect import connected_transport
-    from sscard.issuance.service import open_store
 
-    with connected_transport(state) as transport:
-        card = SocialSecurityCard.open(transport)
-        card.security = security_module(keystore, passphrase_fd, card.profile)
-        conn = open_store(None)
-        try:
-            done = holder_update.apply_pending(
-                card, conn=conn, operator=operator(), service_point=service_point
-            )
-        finally:
-            conn.close()
+    with staff_card(state, keystore, passphrase_fd) as (card, conn):
+        done = holder_update.apply_pending(
+            card, conn=conn, operator=operator(), service_point=service_point
+        )
     if not done:
         state.emit({"applied": []}, "No pending holder-data update for this card.")
         return

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
-import socket
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,9 +15,10 @@ import click
 from sscard import errors
 from sscard.card import SocialSecurityCard
 from sscard.cli.auth import operator, require_operator
-from sscard.cli.connect import connected_transport
+from sscard.cli.connect import connected_transport, default_service_point, service_point_option
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options, security_module
+from sscard.cli.pinentry import read_pins
 from sscard.issuance.plan import Step, build_plan
 from sscard.issuance.service import REPLACE_REASONS, issue_card, open_store
 from sscard.layout import card_profiles, load_profile, read_holders, validate_holder
@@ -35,13 +33,6 @@ PHASES = {
     "verify": "Verifying: reading back every record, internal and external authentication",
     "close": "Ending personalization",
 }
-
-
-def default_service_point() -> str:
-    """``$SSCARD_SERVICE_POINT``, else this host's name (as an exchange-platform id)."""
-    name = os.environ.get("SSCARD_SERVICE_POINT") or socket.gethostname().split(".")[0]
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:64]
-    return cleaned or "service-point"
 
 
 def read_one_holder(path: str) -> dict[str, Any]:
@@ -65,14 +56,7 @@ def read_pin(pin_stdin: bool, random_pin: bool, birth_date: str | None) -> tuple
     policy = PinPolicy()
     if random_pin:
         return policy.random(birth_date=birth_date), True
-    if pin_stdin:
-        lines = [sys.stdin.readline().rstrip("\r\n") for _ in range(2)]
-        first, second = lines
-    else:
-        first = click.prompt("Holder: enter the new PIN", hide_input=True, err=True)
-        second = click.prompt("Holder: enter the new PIN again", hide_input=True, err=True)
-    if first != second:
-        raise errors.InvalidInput("PIN not confirmed", [("pin", "the two entries differ")])
+    (first,) = read_pins(pin_stdin, [("Holder: enter the new PIN", True)])
     policy.check(first, birth_date=birth_date)
     return first, False
 
@@ -103,12 +87,7 @@ def read_pin(pin_stdin: bool, random_pin: bool, birth_date: str | None) -> tuple
     show_default=True,
     help="Why the old card is replaced (with --replace).",
 )
-@click.option(
-    "--service-point",
-    default=default_service_point,
-    show_default="host name",
-    help="This service point's id on the exchange platform ($SSCARD_SERVICE_POINT).",
-)
+@service_point_option
 @click.option(
     "--profile",
     type=click.Choice(card_profiles()),

@@ -16,11 +16,10 @@ import click
 from sscard import errors
 from sscard.card import SocialSecurityCard
 from sscard.cli.auth import operator, require_operator
-from sscard.cli.connect import connected_transport
+from sscard.cli.connect import connected_transport, service_point_option, staff_card
 from sscard.cli.context import CliState, pass_state
-from sscard.cli.issue_cmd import default_service_point
-from sscard.cli.keystore import keystore_options, security_module
-from sscard.issuance.service import open_store
+from sscard.cli.keystore import keystore_options
+from sscard.cli.pinentry import read_pins
 from sscard.kiosk import KioskSession
 from sscard.pin import PinManager, staff_action
 from sscard.transport.base import Transport
@@ -31,24 +30,6 @@ _pin_stdin = click.option(
     is_flag=True,
     help="Read PINs from stdin, one per line, in the order the prompts would ask them.",
 )
-
-
-def _pins(from_stdin: bool, prompts: list[tuple[str, bool]]) -> list[str]:
-    """PINs for ``prompts`` ((label, confirm)) from a hidden prompt or stdin lines."""
-    out: list[str] = []
-    for label, confirm in prompts:
-        if from_stdin:
-            first = sys.stdin.readline().rstrip("\r\n")
-            second = sys.stdin.readline().rstrip("\r\n") if confirm else first
-        else:
-            first = click.prompt(label, hide_input=True, err=True)
-            second = (
-                click.prompt(f"{label} (again)", hide_input=True, err=True) if confirm else first
-            )
-        if first != second:
-            raise errors.InvalidInput("PIN not confirmed", [("pin", "the two entries differ")])
-        out.append(first)
-    return out
 
 
 @contextmanager
@@ -89,7 +70,7 @@ def status(state: CliState) -> None:
 @pass_state
 def verify(state: CliState, pin_stdin: bool) -> None:
     """Check a PIN (a wrong one spends a try)."""
-    (value,) = _pins(pin_stdin, [("PIN", False)])
+    (value,) = read_pins(pin_stdin, [("PIN", False)])
     with _manager(state) as manager:
         manager.verify(value)
         st = manager.status()
@@ -105,7 +86,7 @@ def change(state: CliState, pin_stdin: bool) -> None:
 
     The new PIN is checked against the PIN policy before the card is asked.
     """
-    old, new = _pins(pin_stdin, [("Current PIN", False), ("New PIN", True)])
+    old, new = read_pins(pin_stdin, [("Current PIN", False), ("New PIN", True)])
     with _manager(state) as manager:
         manager.change(old, new)
     state.emit({"changed": True}, "PIN changed.")
@@ -119,24 +100,18 @@ def _staff(
     service_point: str,
     new_pin: str | None,
 ) -> None:
-    with connected_transport(state) as transport:
-        card = SocialSecurityCard.open(transport)
-        card.security = security_module(keystore, fd, card.profile)
+    with staff_card(state, keystore, fd) as (card, conn):
         manager = PinManager(card)
         if new_pin is not None:
             manager.check_new(new_pin)  # before the card gets the PIN command
-        conn = open_store(None)
-        try:
-            result = staff_action(
-                manager,
-                action,
-                conn=conn,
-                operator=operator(),
-                service_point=service_point,
-                new_pin=new_pin,
-            )
-        finally:
-            conn.close()
+        result = staff_action(
+            manager,
+            action,
+            conn=conn,
+            operator=operator(),
+            service_point=service_point,
+            new_pin=new_pin,
+        )
     words = (
         "New PIN set; the counter is back to {tries_left} tries."
         if action == "pin.reset"
@@ -145,18 +120,10 @@ def _staff(
     state.emit(result, words.format(**result))
 
 
-_service_point = click.option(
-    "--service-point",
-    default=default_service_point,
-    show_default="host name",
-    help="This service point's id on the exchange platform ($SSCARD_SERVICE_POINT).",
-)
-
-
 @pin.command()
 @_pin_stdin
 @keystore_options
-@_service_point
+@service_point_option
 @require_operator("pin.reset", record=False)
 @pass_state
 def reset(
@@ -172,13 +139,13 @@ def reset(
     this card's reload key from the key store; the action is audited and
     reported to the exchange platform (never the PIN).
     """
-    (new,) = _pins(pin_stdin, [("New PIN", True)])
+    (new,) = read_pins(pin_stdin, [("New PIN", True)])
     _staff(state, "pin.reset", keystore, passphrase_fd, service_point, new)
 
 
 @pin.command()
 @keystore_options
-@_service_point
+@service_point_option
 @require_operator("pin.unblock", record=False)
 @pass_state
 def unblock(
