@@ -51,29 +51,43 @@ def _pcscd_running() -> bool:
 
 @contextmanager
 def running_pcscd(timeout: float = 10.0) -> Iterator[None]:
-    """Make sure a pcscd with vpcd runs for the duration; stop it only if we started it."""
+    """Make sure a pcscd with vpcd runs for the duration.
+
+    Every user holds a shared lock on ``sscard-pcscd.lock``; the pcscd we
+    started is stopped at the end only if nobody else holds it then, so
+    concurrent test runs on one machine do not pull pcscd from under each other.
+    """
+    LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    users = open(LOCK_DIR / "sscard-pcscd.lock", "w")  # noqa: SIM115
+    fcntl.flock(users, fcntl.LOCK_SH)
     proc: subprocess.Popen[bytes] | None = None
     if not _pcscd_running():
         exe = shutil.which("pcscd") or "/usr/sbin/pcscd"
         proc = subprocess.Popen(
             [exe, "--foreground"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-    deadline = time.monotonic() + timeout
-    while not (_pcscd_answers() and _port_open(35963)):
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"pcscd exited with status {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError("pcscd with the vpcd driver did not come up in time")
-        time.sleep(0.1)
     try:
+        deadline = time.monotonic() + timeout
+        while not (_pcscd_answers() and _port_open(35963)):
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"pcscd exited with status {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("pcscd with the vpcd driver did not come up in time")
+            time.sleep(0.1)
         yield
     finally:
         if proc is not None:
-            proc.terminate()
             try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)  # are we the last user?
+            except BlockingIOError:
+                pass  # someone else still uses it: leave it running
+            else:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        users.close()
 
 
 @contextmanager
