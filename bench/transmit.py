@@ -4,7 +4,10 @@ One scripted card sits in a vpcd reader of a real pcscd. Four ways of sending
 the same case-4 APDU (16 data bytes, echoed back) are interleaved in rounds so
 that drift in the machine affects all alike:
 
-* ``scard``     raw pyscard, the thin ``smartcard.scard.SCardTransmit`` binding (baseline);
+* ``scard``     raw pyscard, the thin ``smartcard.scard.SCardTransmit`` binding, on the
+                very connection sscard uses (baseline: same handle, same pcscd path);
+* ``scard-own`` the same raw call on a connection of its own (pcscd treats handles
+                differently by a few percent: this shows how much);
 * ``pyscard``   pyscard's high-level ``CardConnection.transmit``;
 * ``sscard``    ``ApduProtocol.send`` over ``PcscTransport``: CommandApdu, encode,
                 T=0 step, transmit, ResponseApdu, status check;
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import random
 import statistics
 import sys
 import time
@@ -65,8 +69,13 @@ def bench_pcsc(reader: str, rounds: int, per_round: int) -> dict[str, float]:
     transport.connect()
     protocol = ApduProtocol(transport)
     raw_list = list(RAW)
+    same = transport.handle
 
     def raw_scard() -> None:
+        hr, resp = scard.SCardTransmit(same, scard.SCARD_PCI_T1, raw_list)
+        assert hr == 0 and bytes(resp) == EXPECTED
+
+    def raw_scard_own() -> None:
         hr, resp = scard.SCardTransmit(hcard, scard.SCARD_PCI_T1, raw_list)
         assert hr == 0 and bytes(resp) == EXPECTED
 
@@ -82,6 +91,7 @@ def bench_pcsc(reader: str, rounds: int, per_round: int) -> dict[str, float]:
 
     paths = {
         "scard": raw_scard,
+        "scard-own": raw_scard_own,
         "pyscard": raw_pyscard,
         "sscard": sscard_send,
         "transport": transport_only,
@@ -89,9 +99,11 @@ def bench_pcsc(reader: str, rounds: int, per_round: int) -> dict[str, float]:
     for fn in paths.values():  # warm up
         _time_per_call(fn, 20)
     samples: dict[str, list[float]] = {k: [] for k in paths}
+    order = list(paths)
     for _ in range(rounds):
-        for name, fn in paths.items():
-            samples[name] += _time_per_call(fn, per_round)
+        random.shuffle(order)  # no path always runs right after another one
+        for name in order:
+            samples[name] += _time_per_call(paths[name], per_round)
     transport.disconnect()
     high.disconnect()
     scard.SCardDisconnect(hcard, scard.SCARD_LEAVE_CARD)

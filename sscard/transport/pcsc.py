@@ -215,6 +215,11 @@ class PcscTransport:
         return self._card is not None
 
     @property
+    def handle(self) -> int | None:
+        """The SCARDHANDLE of the connection (for diagnostics and benchmarks)."""
+        return self._card
+
+    @property
     def protocol(self) -> str:
         """``T=0`` or ``T=1`` (the protocol negotiated at connect)."""
         return "T=0" if self._pci == scard.SCARD_PCI_T0 else "T=1"
