@@ -281,3 +281,27 @@ def test_issue_other_profile_in_process(tmp_path: Path, profile: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "PIN mailer" in result.stdout
+
+
+def test_issue_list_shows_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "card.img"
+    new_card_file(path)
+    store = tmp_path / "s.db"
+    assert "No cards" in run("issue", "list", store=store).stdout
+    run(
+        "-r",
+        f"virtual:{path}",
+        "issue",
+        "--holder",
+        str(HOLDER),
+        "--keystore",
+        "dev",
+        "--random-pin",
+        store=store,
+    )
+    rows = json.loads(run("--json", "issue", "list", store=store).stdout)
+    assert [(r["card_number"], r["status"]) for r in rows] == [("A12345678", "issued")]
+    assert (
+        run("--json", "issue", "list", "--status", "in_progress", store=store).stdout.strip()
+        == "[]"
+    )

@@ -134,7 +134,8 @@ def issue(
       sscard -r virtual:card.img issue --holder holder.json --keystore dev --random-pin
       printf '802461\\n802461\\n' | sscard issue --holder h.json --pin-stdin --keystore centre.ks
       sscard issue --holder holder.json --dry-run
-      sscard issue batch holders.csv --readers "Virtual PCD"     (see: issue batch --help)
+      sscard issue --keystore centre.ks batch holders.csv --readers "ACS"   (issue batch --help)
+      sscard issue list --status in_progress      cards whose issuance did not finish
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -418,3 +419,42 @@ class _ResultsWriter:
 
     def close(self) -> None:
         self._file.close()
+
+
+@issue.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(["in_progress", "issued", "replaced"]),
+    help="Only cards with this status.",
+)
+@pass_state
+@click.pass_context
+def list_cards(ctx: click.Context, state: CliState, status: str | None) -> None:
+    """List the cards in the local issuance store (no PIN or key is ever stored).
+
+    'in_progress' cards are those whose issuance did not finish: put the card
+    back in a reader and run the same 'sscard issue' again to finish it.
+    """
+    parent = ctx.parent.params if ctx.parent is not None else {}
+    from sscard.issuance import store as issuance_store
+
+    conn = open_store(parent.get("store"))
+    try:
+        rows = issuance_store.cards(conn, status=status)
+    finally:
+        conn.close()
+    data = [r.to_json() for r in rows]
+    if state.json:
+        state.emit(data)
+        return
+    if not rows:
+        click.echo(
+            "No cards in the issuance store" + (f" with status {status}." if status else ".")
+        )
+        return
+    click.echo(f"{'SERIAL':<17} {'CARD NO.':<10} {'STATUS':<12} {'ISSUED (UTC)':<26} LAST ERROR")
+    for r in rows:
+        click.echo(
+            f"{r.serial:<17} {r.card_number:<10} {r.status:<12} "
+            f"{r.issued_at or '-':<26} {r.last_error or ''}"
+        )
