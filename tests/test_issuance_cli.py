@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ import pytest
 from sscard.applets.factory import new_card_file, new_memory_card
 from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
 from sscard.cli.exit_codes import ExitCode
+from sscard.issuance.service import open_store
+from sscard.issuance.store import cards as store_cards
 from sscard.transport import pcsc
 from tests.cardkit import PIN, SAMPLE_HOLDER, Slot
 from tests.operators_kit import env_for
@@ -305,3 +309,50 @@ def test_issue_list_shows_the_store(tmp_path: Path) -> None:
         run("--json", "issue", "list", "--status", "in_progress", store=store).stdout.strip()
         == "[]"
     )
+
+
+def test_batch_interrupted_finishes_cards_in_flight_and_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "holders.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in holders(6)) + "\n")
+    store = tmp_path / "s.db"
+    args = [
+        SSCARD,
+        "--json",
+        "issue",
+        "--store",
+        str(store),
+        "--keystore",
+        "dev",
+        "batch",
+        str(path),
+        "--virtual",
+        "2",
+        "--latency",
+        "realistic",
+    ]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for("issuer")
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # wait until both readers have a card in flight
+        if store.exists():
+            conn = open_store(store)
+            flying = [r for r in store_cards(conn) if r.status == "in_progress"]
+            conn.close()
+            if len(flying) == 2:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # each card takes about 3 s with the latency model
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "finishing the cards in flight" in err
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["issued"] == 2 and summary["left"] == 4  # the two in flight were finished
+    conn = open_store(store)
+    statuses = sorted(r.status for r in store_cards(conn))
+    assert statuses == ["issued", "issued"]  # nothing half-done is recorded as issued
+    again = run(
+        "--json", "issue", "--keystore", "dev", "batch", str(path), "--virtual", "3", store=store
+    )
+    final = json.loads(again.stdout.splitlines()[-1])
+    assert (final["skipped"], final["issued"]) == (2, 4)
