@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sscard import errors
-from sscard.apdu import CommandApdu
+from sscard.apdu import CommandApdu, ResponseApdu
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule
 from sscard.layout import card_profiles, decode_records, load_profile
 from sscard.layout.fcp import build_fcp
 from sscard.layout.model import FileSpec, Profile
 from sscard.protocol import ApduProtocol
+from sscard.sm import LineProtection
 from sscard.transport.base import Transport
 
 # GET DATA 80 CA 00 01 → lifecycle byte [ours] (docs/card.md).
@@ -192,16 +193,10 @@ class SocialSecurityCard:
 
     def reload_pin(self, pin: str) -> None:
         """PIN RELOAD: set the PIN and reset its counter, enciphered and MACed with the RPK."""
-        security = self._security()
         block = encode_pin(pin, self.profile.pin.length)
         self.select(self.profile.pin.df)
         slot = self._slot(self.profile.pin.df, "RPK", 1)
-        header = bytes((0x84, 0x5E, 0x00, 0x00))
-        challenge = self.get_challenge()
-        data = security.protect(
-            self.serial, slot, header, block, challenge=challenge, encipher=True
-        )
-        self.protocol.send(CommandApdu(0x84, 0x5E, 0x00, 0x00, data))
+        self.send_protected(CommandApdu(0x80, 0x5E, 0x00, 0x00, block), slot, encipher=True)
 
     def end_personalization(self) -> None:
         """END PERSONALIZATION: PERSONALIZATION → ISSUED."""
@@ -236,7 +231,7 @@ class SocialSecurityCard:
             return
         assert ef.parent is not None
         slot = self._slot(ef.parent, "STK", 1)
-        self.protocol.send(self.protected_command(0x04, 0xDC, no, p2, bytes(data), slot))
+        self.send_protected(CommandApdu(0x00, 0xDC, no, p2, bytes(data)), slot)
 
     def read_records(self, ef_id: str) -> dict[tuple[str, int], bytes]:
         """Every record of EF ``ef_id`` the profile declares."""
@@ -304,15 +299,12 @@ class SocialSecurityCard:
                 "it may be counterfeit or personalized with other keys"
             )
 
-    def protected_command(
-        self, cla: int, ins: int, p1: int, p2: int, data: bytes, slot: KeySlot
-    ) -> CommandApdu:
-        """``data ‖ MAC`` for a line-protected command (spec "MAC computation")."""
-        security = self._security()
-        challenge = self.get_challenge()
-        lc = len(data) + 4
-        mac = security.mac(self.serial, slot, bytes((cla, ins, p1, p2, lc)) + data, iv=challenge)
-        return CommandApdu(cla, ins, p1, p2, data + mac)
+    def send_protected(
+        self, command: CommandApdu, slot: KeySlot, *, encipher: bool = False
+    ) -> ResponseApdu:
+        """Send ``command`` line-protected with ``slot`` (``sscard.sm.LineProtection``)."""
+        step = LineProtection(self._security(), self.serial, slot, encipher=encipher)
+        return self.protocol.with_step(step).send(command)
 
     # --- state ------------------------------------------------------------------------
 
@@ -356,19 +348,19 @@ class SocialSecurityCard:
         """APPLICATION BLOCK (MAC with the SSSE line-protection key)."""
         self.select("SSSE")
         slot = self._slot("SSSE", "STK", 1)
-        self.protocol.send(self.protected_command(0x84, 0x1E, 0x00, int(permanent), b"", slot))
+        self.send_protected(CommandApdu(0x80, 0x1E, 0x00, int(permanent)), slot)
 
     def unblock_application(self) -> None:
         """APPLICATION UNBLOCK (temporary blocks only)."""
         self.select("SSSE")
         slot = self._slot("SSSE", "STK", 1)
-        self.protocol.send(self.protected_command(0x84, 0x18, 0x00, 0x00, b"", slot))
+        self.send_protected(CommandApdu(0x80, 0x18, 0x00, 0x00), slot)
 
     def block_card(self) -> None:
         """CARD BLOCK: permanent; every command then answers 6A81."""
         self.select("SSSE")
         slot = self._slot("SSSE", "STK", 1)
-        self.protocol.send(self.protected_command(0x84, 0x16, 0x00, 0x00, b"", slot))
+        self.send_protected(CommandApdu(0x80, 0x16, 0x00, 0x00), slot)
 
 
 def encode_pin(pin: str, length: int = 6) -> bytes:

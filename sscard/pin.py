@@ -106,7 +106,7 @@ class PinManager:
         """PIN UNBLOCK (staff): the counter back to the limit, the PIN unchanged."""
         self._select()
         slot = self.card.profile.key_scheme.find(self.card.profile.pin.df, "PUK", 1)
-        self.card.protocol.send(self.card.protected_command(0x84, 0x24, 0x00, 0x00, b"", slot))
+        self.card.send_protected(CommandApdu(0x80, 0x24, 0x00, 0x00), slot)
 
 
 def staff_action(

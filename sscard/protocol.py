@@ -152,7 +152,11 @@ class ApduProtocol:
 
     def with_secure_messaging(self, scheme: SecureMessaging) -> ApduProtocol:
         """A protocol on the same transport whose commands go through ``scheme`` first."""
-        return ApduProtocol(self.transport, (SecureMessagingStep(scheme), *self._steps))
+        return self.with_step(SecureMessagingStep(scheme))
+
+    def with_step(self, step: Step) -> ApduProtocol:
+        """A protocol on the same transport with ``step`` in front of the others."""
+        return ApduProtocol(self.transport, (step, *self._steps))
 
     def _exchange(self, command: CommandApdu) -> ResponseApdu:
         raw = command.encode()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from sscard import errors
+from sscard.apdu import CommandApdu
 from sscard.applets.cos import EmulatedCard
 from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
 from sscard.applets.vpcd import VpcdBridge
@@ -253,7 +254,7 @@ def test_staff_unblock_and_reload(link: Link) -> None:
         link.sw("0020000003999999")
     assert c.pin_tries_left() == 0
     slot = c.profile.key_scheme.find("SSSE", "PUK", 1)
-    c.protocol.send(c.protected_command(0x84, 0x24, 0, 0, b"", slot))
+    c.send_protected(CommandApdu(0x80, 0x24, 0, 0), slot)
     assert c.pin_tries_left() == 6
     assert link.sw(f"0020000003{PIN}") == 0x9000  # PIN kept
     c.reload_pin("802461")

@@ -319,6 +319,7 @@ class FileStorage:
         self.durable = durable
         self._aead = AESGCM(emulator_key())
         self._lock: int | None = None
+        self._held = False
         self.writes = 0
 
     def acquire(self) -> None:
@@ -336,9 +337,23 @@ class FileStorage:
             ) from None
         self._lock = fd
 
+    def hold(self) -> None:
+        """Take the card for good (until :meth:`unhold`), whatever power cycles happen.
+
+        ``sscard virtual serve`` holds its cards: pcscd powers idle cards off,
+        and a served card must not be taken by another process meanwhile.
+        """
+        self.acquire()
+        self._held = True
+
+    def unhold(self) -> None:
+        """End :meth:`hold` and give the card back."""
+        self._held = False
+        self.release()
+
     def release(self) -> None:
-        """Give the card back."""
-        if self._lock is not None:
+        """Give the card back (not while held)."""
+        if self._lock is not None and not self._held:
             os.close(self._lock)  # closing the descriptor drops the flock
             self._lock = None
 

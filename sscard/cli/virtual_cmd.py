@@ -11,6 +11,7 @@ import click
 
 from sscard.applets.cos import Latency
 from sscard.applets.factory import DEFAULT_PROFILE, new_card_file, open_card_file, parse_serial
+from sscard.applets.image import FileStorage
 from sscard.applets.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdBridge
 from sscard.cli.context import CliState, pass_state
 from sscard.layout import card_profiles
@@ -90,9 +91,11 @@ def serve(state: CliState, paths: tuple[Path, ...], host: str, port: int, latenc
     image stays consistent.
     """
     model = Latency.named(latency)
-    bridges = [
-        VpcdBridge(open_card_file(p, latency=model), host, port + i) for i, p in enumerate(paths)
-    ]
+    cards = [open_card_file(p, latency=model) for p in paths]
+    storages = [c.storage for c in cards if isinstance(c.storage, FileStorage)]
+    for storage in storages:  # served cards are ours until we stop, power on or off
+        storage.hold()
+    bridges = [VpcdBridge(card, host, port + i) for i, card in enumerate(cards)]
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -107,6 +110,8 @@ def serve(state: CliState, paths: tuple[Path, ...], host: str, port: int, latenc
     finally:
         for bridge in bridges:
             bridge.stop()
+        for storage in storages:
+            storage.unhold()
         for s, handler in old.items():
             signal.signal(s, handler)
         click.echo("stopped; card images are consistent", err=True)
