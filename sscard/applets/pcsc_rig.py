@@ -114,15 +114,23 @@ def reader_lock(ports: tuple[int, ...] = tuple(VPCD_READERS)) -> Iterator[int]:
 
 @contextmanager
 def card_in_reader(card: CardLike, port: int, timeout: float = 10.0) -> Iterator[VpcdBridge]:
-    """Plug ``card`` into the vpcd reader on ``port``; wait until PC/SC sees it; unplug after."""
+    """Plug ``card`` into the vpcd reader on ``port``; wait until PC/SC sees it; unplug after.
+
+    "Sees it" means the reader reports this card's ATR: a state left over from
+    the previous card in that reader does not count.
+    """
     reader = VPCD_READERS[port]
     bridge = VpcdBridge(card, port=port).start()
     try:
         if not bridge.wait_connected(timeout):
             raise RuntimeError(f"the card could not connect to vpcd on port {port}")
-        pcsc.wait_for_card(reader, timeout)
+        deadline = time.monotonic() + timeout
+        while pcsc.wait_for_card(reader, timeout) != card.atr:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{reader} does not show the card's ATR")
+            time.sleep(0.05)
         yield bridge
     finally:
         bridge.stop()
-        with suppress(Exception):
+        with suppress(TransportError):
             pcsc.wait_for_card(reader, timeout, present=False)
