@@ -4,6 +4,7 @@ and a fresh installation per test for tests about operators, roles and the audit
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +75,41 @@ def installation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Installatio
     monkeypatch.setenv("SSCARD_OPERATOR_TOKEN", str(inst.token))
     monkeypatch.delenv("SSCARD_STORE", raising=False)
     return inst
+
+
+# --- subprocesses acting as an operator of a given role -----------------------------
+
+_tokens: dict[str, Path] = {}
+
+
+def token_for(role: str) -> Path:
+    """The session token file of a logged-in test operator with ``role`` (made once)."""
+    if role not in _tokens:
+        operator_id = f"test-{role}-sub"
+        add_operator(operator_id, role)
+        path = Path(tempfile.mkdtemp(prefix="sscard-token-")) / f"{role}.token"
+        store = OperatorStore.open()
+        try:
+            login(store, operator_id, PASSWORD, path=path)
+        finally:
+            store.close()
+        _tokens[role] = path
+    return _tokens[role]
+
+
+def env_for(role: str) -> dict[str, str]:
+    """The environment of a subprocess acting as the test operator with ``role``."""
+    return {**os.environ, "SSCARD_OPERATOR_TOKEN": str(token_for(role))}
+
+
+def login_in_store(store: Path, role: str = "service") -> Path:
+    """A logged-in operator in a separate installation's store ``store``; its token file."""
+    token = store.with_suffix(".token")
+    operators = OperatorStore.open(store)
+    try:
+        if operators.find("sp-operator") is None:
+            operators.add("sp-operator", "Service point operator", role, PASSWORD, cost=10)
+        login(operators, "sp-operator", PASSWORD, path=token)
+    finally:
+        operators.close()
+    return token

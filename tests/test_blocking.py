@@ -17,7 +17,7 @@ from sscard.db import transaction
 from sscard.exchange import inbox
 from sscard.issuance.service import open_store
 from tests.cardkit import SAMPLE_HOLDER, issue
-from tests.operators_kit import env_for
+from tests.operatorkit import env_for
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 

@@ -14,7 +14,7 @@ from sscard.cli.main import cli
 from sscard.exchange import outbox
 from sscard.exchange.platform import Platform
 from tests.exchange_support import Pki, blocked, issued, open_store, pki, platform
-from tests.operators_kit import login_in_store
+from tests.operatorkit import login_in_store
 
 __all__ = ["pki", "platform"]  # fixtures
 

@@ -23,7 +23,7 @@ import pytest
 from sscard.exchange import outbox
 from sscard.exchange.platform import Platform
 from tests.exchange_support import CONFIG, Pki, fill, open_store, pki, platform
-from tests.operators_kit import login_in_store
+from tests.operatorkit import login_in_store
 
 __all__ = ["pki", "platform"]  # fixtures
 

@@ -17,7 +17,7 @@ from sscard.db import transaction
 from sscard.exchange import inbox, outbox
 from sscard.issuance.service import open_store
 from tests.cardkit import SAMPLE_HOLDER, issue
-from tests.operators_kit import login_in_store, token_for
+from tests.operatorkit import login_in_store, token_for
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 

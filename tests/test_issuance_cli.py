@@ -19,7 +19,7 @@ from sscard.issuance.service import open_store
 from sscard.issuance.store import cards as store_cards
 from sscard.transport import pcsc
 from tests.cardkit import PIN, SAMPLE_HOLDER, Slot
-from tests.operators_kit import env_for
+from tests.operatorkit import env_for
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 HOLDER = Path(__file__).resolve().parent.parent / "examples" / "holder.json"

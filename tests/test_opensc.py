@@ -11,6 +11,8 @@ import subprocess
 
 import pytest
 
+from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
+from tests.cardkit import SAMPLE_HOLDER, issued_card
 from tests.conftest import PluggedCard
 
 pytestmark = pytest.mark.skipif(shutil.which("opensc-tool") is None, reason="opensc not installed")
@@ -53,9 +55,6 @@ def test_opensc_sends_apdus(scripted_card: PluggedCard) -> None:
 
 
 def test_opensc_talks_to_the_emulated_card(vpcd_port: int) -> None:
-    from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
-    from tests.cardkit import SAMPLE_HOLDER, issued_card
-
     card = issued_card("ss3-sm4")
     with card_in_reader(card, vpcd_port):
         reader = VPCD_READERS[vpcd_port]

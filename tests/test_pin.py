@@ -31,7 +31,7 @@ from sscard.pinpolicy import PinPolicyError
 from sscard.transport import InProcessTransport, pcsc
 from sscard.transport.base import Transport
 from tests.cardkit import PIN, issue, issued_card, session
-from tests.operators_kit import env_for
+from tests.operatorkit import env_for
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 NEW = "975310"
