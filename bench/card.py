@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,14 +23,14 @@ from pathlib import Path
 
 from sscard.applets.cos import EmulatedCard
 from sscard.applets.factory import new_card_file, new_memory_card
-from sscard.applets.pcsc_rig import VPCD_READERS, reader_lock, running_pcscd
+from sscard.applets.pcsc_rig import reader_lock, running_pcscd, served_card
 from sscard.card import SocialSecurityCard
 from sscard.issuance.plan import build_plan
 from sscard.keys.dev import development_module
 from sscard.keys.security_module import SecurityModule
 from sscard.layout import load_profile
 from sscard.transport import InProcessTransport
-from sscard.transport.pcsc import PcscTransport, wait_for_card
+from sscard.transport.pcsc import PcscTransport
 
 SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
 READ = bytes.fromhex("00B2072C00")
@@ -106,32 +104,14 @@ def main() -> int:
         )
         file_card.power_off()
 
-        with running_pcscd(), reader_lock() as port:
-            reader = VPCD_READERS[port]
-            wait_for_card(reader, 10, present=False)
-            server = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("sscard")),
-                    "virtual",
-                    "serve",
-                    str(path),
-                    "--port",
-                    str(port),
-                ],
-                stderr=subprocess.DEVNULL,
+        with running_pcscd(), reader_lock() as port, served_card(path, port) as reader:
+            transport = PcscTransport(reader)
+            transport.connect()
+            transport.transmit(SSSE)
+            out["read_record_per_s_pcscd"] = round(
+                rate(lambda: transport.transmit(READ), args.seconds)
             )
-            try:
-                wait_for_card(reader, 15)
-                transport = PcscTransport(reader)
-                transport.connect()
-                transport.transmit(SSSE)
-                out["read_record_per_s_pcscd"] = round(
-                    rate(lambda: transport.transmit(READ), args.seconds)
-                )
-                transport.disconnect()
-            finally:
-                server.send_signal(signal.SIGTERM)
-                server.wait(15)
+            transport.disconnect()
     if args.json:
         print(json.dumps(out, indent=2))
     else:

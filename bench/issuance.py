@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ from typing import Any
 
 from sscard.applets.cos import Latency
 from sscard.applets.factory import new_card_file, new_memory_card
-from sscard.applets.pcsc_rig import VPCD_READERS, reader_lock, running_pcscd
+from sscard.applets.pcsc_rig import reader_lock, running_pcscd, served_card
 from sscard.card import SocialSecurityCard
 from sscard.issuance.batch import BatchRun, RowResult
 from sscard.issuance.readers import VirtualSlot
@@ -35,7 +33,7 @@ from sscard.keys.dev import development_module
 from sscard.layout import load_profile
 from sscard.layout.holder_io import HolderRow
 from sscard.transport import InProcessTransport
-from sscard.transport.pcsc import PcscTransport, wait_for_card
+from sscard.transport.pcsc import PcscTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = json.loads((ROOT / "examples" / "holder.json").read_text("utf-8"))
@@ -108,24 +106,10 @@ def pcsc_rate(tmp: Path, n: int) -> float:
     """Cards per second through pcscd (issuance time only)."""
     total = 0.0
     with running_pcscd(), reader_lock() as port:
-        reader = VPCD_READERS[port]
         for i in range(n):
             path = tmp / f"pcsc-{i}.img"
             new_card_file(path)
-            wait_for_card(reader, 10, present=False)
-            server = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("sscard")),
-                    "virtual",
-                    "serve",
-                    str(path),
-                    "--port",
-                    str(port),
-                ],
-                stderr=subprocess.DEVNULL,
-            )
-            try:
-                wait_for_card(reader, 15)
+            with served_card(path, port) as reader:
                 start = time.perf_counter()
                 transport = PcscTransport(reader)
                 transport.connect()
@@ -140,9 +124,6 @@ def pcsc_rate(tmp: Path, n: int) -> float:
                 )
                 transport.disconnect()
                 total += time.perf_counter() - start
-            finally:
-                server.send_signal(signal.SIGTERM)
-                server.wait(15)
     return n / total
 
 

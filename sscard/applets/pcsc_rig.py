@@ -13,8 +13,10 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -132,5 +134,29 @@ def card_in_reader(card: CardLike, port: int, timeout: float = 10.0) -> Iterator
         yield bridge
     finally:
         bridge.stop()
+        with suppress(TransportError):
+            pcsc.wait_for_card(reader, timeout, present=False)
+
+
+@contextmanager
+def served_card(path: Path, port: int, timeout: float = 15.0) -> Iterator[str]:
+    """``sscard virtual serve PATH`` in its own process, as a real card would be.
+
+    Yields the reader name once PC/SC shows the card; SIGTERM and wait for
+    the removal afterwards.
+    """
+    reader = VPCD_READERS[port]
+    pcsc.wait_for_card(reader, timeout, present=False)  # the reader is free
+    sscard = str(Path(sys.executable).with_name("sscard"))
+    server = subprocess.Popen(
+        [sscard, "virtual", "serve", str(path), "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        pcsc.wait_for_card(reader, timeout)
+        yield reader
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout)
         with suppress(TransportError):
             pcsc.wait_for_card(reader, timeout, present=False)
