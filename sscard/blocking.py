@@ -36,43 +36,24 @@ def block(
         raise InvalidInput("unknown block level", [("level", f"one of {', '.join(LEVELS)}")])
     if reason not in REASONS:
         raise InvalidInput("unknown block reason", [("reason", f"one of {', '.join(REASONS)}")])
-    holder = card.read_holder()
-    serial, number = card.serial.hex().upper(), str(holder["card_number"])
-    cardevents.ensure_schema(conn)
-    try:
+
+    def do() -> None:
         if level == "card":
             card.block_card()
         else:
             card.block_application(permanent=level == "app-permanent")
-    except BaseException as exc:
-        cardevents.record_failure(
-            conn, "card.block", exc, operator=operator, serial=serial, number=number
-        )
-        raise
-    event = cardevents.record_success(
-        conn,
+
+    result = cardevents.recorded(
+        card,
         "card.block",
+        do,
+        conn=conn,
         operator=operator,
-        serial=serial,
-        number=number,
-        category="card.blocked",
-        payload={
-            "card_serial": serial,
-            "card_number": number,
-            "ssn": holder["ssn"],
-            "reason": reason,
-            "on_card": True,
-        },
         service_point=service_point,
+        category="card.blocked",
+        payload={"reason": reason, "on_card": True},
     )
-    return {
-        "card_serial": serial,
-        "card_number": number,
-        "level": level,
-        "reason": reason,
-        "event": event,
-        "lifecycle": card.lifecycle(),
-    }
+    return {**result, "level": level, "reason": reason, "lifecycle": card.lifecycle()}
 
 
 def unblock(
@@ -83,29 +64,13 @@ def unblock(
     service_point: str,
 ) -> dict[str, Any]:
     """Lift a temporary application block; audit and report it."""
-    holder = card.read_holder()
-    serial, number = card.serial.hex().upper(), str(holder["card_number"])
-    cardevents.ensure_schema(conn)
-    try:
-        card.unblock_application()
-    except BaseException as exc:
-        cardevents.record_failure(
-            conn, "card.unblock", exc, operator=operator, serial=serial, number=number
-        )
-        raise
-    event = cardevents.record_success(
-        conn,
+    result = cardevents.recorded(
+        card,
         "card.unblock",
+        card.unblock_application,
+        conn=conn,
         operator=operator,
-        serial=serial,
-        number=number,
-        category="card.unblocked",
-        payload={"card_serial": serial, "card_number": number, "ssn": holder["ssn"]},
         service_point=service_point,
+        category="card.unblocked",
     )
-    return {
-        "card_serial": serial,
-        "card_number": number,
-        "event": event,
-        "lifecycle": card.lifecycle(),
-    }
+    return {**result, "lifecycle": card.lifecycle()}

@@ -1,63 +1,59 @@
-"""Recording what staff did to a card: audit record and exchange event, in one transaction.
+"""Staff actions on a card, recorded: audit record and exchange event in one transaction.
 
-Used by PIN reset/unblock and card blocking (regulation art. 11, 14): after the
-card said yes, the audit record and the event for the exchange platform commit
+PIN reset/unblock and card block/unblock (regulation art. 11, 14) all go the
+same way: read who the card belongs to, do the action, then (after the card
+said yes) commit the audit record and the event for the exchange platform
 together; a failure is audited with its error class. Never a PIN or a key.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sscard import audit
 from sscard.audit.log import Actor
+from sscard.card import SocialSecurityCard
 from sscard.db import transaction
 from sscard.exchange import outbox
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    """The audit and outbox tables."""
+def recorded(
+    card: SocialSecurityCard,
+    action: str,
+    do: Callable[[], None],
+    *,
+    conn: sqlite3.Connection,
+    operator: Actor | None,
+    service_point: str,
+    category: str,
+    payload: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run ``do`` (the card commands of ``action``) and record it; serial, number, event id.
+
+    The ``category`` event carries card serial, card number, holder SSN and ``payload``.
+    """
+    holder = card.read_holder()
+    serial, number = card.serial.hex().upper(), str(holder["card_number"])
     audit.ensure_schema(conn)
     outbox.ensure_schema(conn)
-
-
-def record_failure(
-    conn: sqlite3.Connection,
-    action: str,
-    error: BaseException,
-    *,
-    operator: Actor | None,
-    serial: str,
-    number: str,
-) -> None:
-    """Audit a failed staff action (the error's class, never its text)."""
-    audit.record(
-        action,
-        operator=operator,
-        outcome="failed",
-        error=error,
-        card_serial=serial,
-        card_number=number,
-        conn=conn,
-    )
-
-
-def record_success(
-    conn: sqlite3.Connection,
-    action: str,
-    *,
-    operator: Actor | None,
-    serial: str,
-    number: str,
-    category: str,
-    payload: Mapping[str, Any],
-    service_point: str,
-) -> str:
-    """Audit record and exchange event of a successful staff action; the event id."""
+    try:
+        do()
+    except BaseException as exc:
+        audit.record(
+            action,
+            operator=operator,
+            outcome="failed",
+            error=exc,
+            card_serial=serial,
+            card_number=number,
+            conn=conn,
+        )
+        raise
+    body = {"card_serial": serial, "card_number": number, "ssn": holder["ssn"], **(payload or {})}
     with transaction(conn):
-        event = outbox.enqueue(conn, category, payload, service_point=service_point)
+        event = outbox.enqueue(conn, category, body, service_point=service_point)
         audit.record(
             action,
             operator=operator,
@@ -66,4 +62,4 @@ def record_success(
             card_number=number,
             conn=conn,
         )
-    return event
+    return {"card_serial": serial, "card_number": number, "event": event}

@@ -13,6 +13,7 @@ and never carry a PIN; neither does any log line or APDU trace.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,39 +125,27 @@ def staff_action(
     never a PIN) commit together after the card said yes; a failure is audited
     with its error class.
     """
-    holder = manager.card.read_holder()
-    serial = manager.card.serial.hex().upper()
-    number = str(holder["card_number"])
-    cardevents.ensure_schema(conn)
-    try:
-        if action == "pin.reset":
-            if new_pin is None:
-                raise errors.InvalidInput("no new PIN", [("pin", "a reset needs the new PIN")])
-            manager.reload(new_pin)
-        elif action == "pin.unblock":
-            manager.unblock()
-        else:
-            raise ValueError(f"unknown PIN staff action {action!r}")
-    except BaseException as exc:
-        cardevents.record_failure(
-            conn, action, exc, operator=operator, serial=serial, number=number
-        )
-        raise
-    event = cardevents.record_success(
-        conn,
+    do: Callable[[], None]
+    if action == "pin.reset":
+        if new_pin is None:
+            raise errors.InvalidInput("no new PIN", [("pin", "a reset needs the new PIN")])
+        pin = new_pin
+
+        def do() -> None:
+            manager.reload(pin)
+
+        category = "pin.reset"
+    elif action == "pin.unblock":
+        do, category = manager.unblock, "pin.unblocked"
+    else:
+        raise ValueError(f"unknown PIN staff action {action!r}")
+    result = cardevents.recorded(
+        manager.card,
         action,
+        do,
+        conn=conn,
         operator=operator,
-        serial=serial,
-        number=number,
-        category="pin.reset" if action == "pin.reset" else "pin.unblocked",
-        payload={"card_serial": serial, "card_number": number, "ssn": holder["ssn"]},
         service_point=service_point,
+        category=category,
     )
-    status = manager.status()
-    return {
-        "card_serial": serial,
-        "card_number": number,
-        "action": action,
-        "event": event,
-        **status.to_json(),
-    }
+    return {**result, "action": action, **manager.status().to_json()}
