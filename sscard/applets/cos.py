@@ -286,28 +286,28 @@ class EmulatedCard:
         return key
 
     def _spec_for(self, parent: CardFile, fcp: Fcp) -> FileSpec | None:
-        parent_spec = self._spec_of(parent)
-        if parent_spec is None:
-            return None
-        for spec in self.profile.children(parent_spec.id):
-            if fcp.fid is not None and spec.fid == fcp.fid:
-                return spec
-            if fcp.fid is None and fcp.df_name is not None and spec.df_name == fcp.df_name:
-                return spec
-        return None
+        """The profile's description of a file about to be created under ``parent``."""
+        return self._child_spec(parent, fcp.fid, fcp.df_name)
 
     def _spec_of(self, f: CardFile) -> FileSpec | None:
+        """The profile's description of file ``f`` (None for files the profile lacks)."""
         if f.kind == "mf":
             return self.profile.file("MF")
         if f.parent is None:
             return None
-        parent = self._spec_of(f.parent)
-        if parent is None:
+        return self._child_spec(f.parent, f.fid, f.df_name)
+
+    def _child_spec(
+        self, parent: CardFile, fid: bytes | None, df_name: bytes | None
+    ) -> FileSpec | None:
+        """The child of ``parent`` in the profile with this FID (else this DF name)."""
+        parent_spec = self._spec_of(parent)
+        if parent_spec is None:
             return None
-        for spec in self.profile.children(parent.id):
-            if (f.fid is not None and spec.fid == f.fid) or (
-                f.fid is None and spec.df_name == f.df_name
-            ):
+        for spec in self.profile.children(parent_spec.id):
+            if fid is not None and spec.fid == fid:
+                return spec
+            if fid is None and df_name is not None and spec.df_name == df_name:
                 return spec
         return None
 

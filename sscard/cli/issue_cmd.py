@@ -151,7 +151,6 @@ def issue(
     pin, generated = read_pin(pin_stdin, random_pin, holder.get("birth_date"))
     with connected_transport(state) as transport:
         card = SocialSecurityCard.open(transport)
-        validate_holder(holder, card.profile)
         card.security = security_module(keystore, passphrase_fd, card.profile)
         conn = open_store(store)
         try:
