@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from sscard.applets.factory import new_card_file, new_memory_card
+from sscard.applets.cos import Latency
+from sscard.applets.factory import new_card_file, new_memory_card, open_card_file
 from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
 from sscard.cli.exit_codes import ExitCode
 from sscard.issuance.service import open_store
@@ -356,3 +359,124 @@ def test_batch_interrupted_finishes_cards_in_flight_and_resumes(tmp_path: Path) 
     )
     final = json.loads(again.stdout.splitlines()[-1])
     assert (final["skipped"], final["issued"]) == (2, 4)
+
+
+def _open_attempts(store: Path) -> list[tuple[object, ...]]:
+    """``issuance_attempts`` rows with no outcome (read with sqlite3 directly)."""
+    with closing(sqlite3.connect(store)) as db:
+        return db.execute(
+            "SELECT id, serial FROM issuance_attempts WHERE finished_at IS NULL OR outcome IS NULL"
+        ).fetchall()
+
+
+def _wait_in_progress(store: Path, n: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        if store.exists():
+            conn = open_store(store)
+            flying = [r for r in store_cards(conn) if r.status == "in_progress"]
+            conn.close()
+            if len(flying) >= n:
+                return
+        time.sleep(0.02)
+    raise AssertionError("the issuance never got under way")
+
+
+def test_killed_virtual_batch_leaves_no_stale_rows(tmp_path: Path) -> None:
+    path = tmp_path / "holders.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in holders(5)) + "\n")
+    store = tmp_path / "s.db"
+    args = [SSCARD, "--json", "issue", "--store", str(store), "--keystore", "dev", "batch"]
+    args += [str(path), "--virtual", "2", "--latency", "realistic"]
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for("issuer")
+    )
+    try:
+        _wait_in_progress(store, 2, proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)  # as a user's kill -9: no cleanup at all
+        proc.communicate(timeout=30)
+    conn = open_store(store)
+    killed = {r.serial for r in store_cards(conn) if r.status == "in_progress"}
+    conn.close()
+    assert len(killed) == 2 and len(_open_attempts(store)) >= 2  # what the kill left behind
+    again = run(
+        "--json", "issue", "--keystore", "dev", "batch", str(path), "--virtual", "2", store=store
+    )
+    assert again.returncode == 0, again.stderr
+    final = json.loads(again.stdout.splitlines()[-1])
+    assert final["skipped"] + final["issued"] == 5 and final["left"] == 0
+    listed = run("--json", "issue", "list", "--status", "in_progress", store=store)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    assert _open_attempts(store) == []
+    abandoned = json.loads(
+        run("--json", "issue", "list", "--status", "abandoned", store=store).stdout
+    )
+    assert {r["serial"] for r in abandoned} == killed
+    assert all("in-memory" in r["closed_reason"] for r in abandoned)
+    with closing(sqlite3.connect(store)) as db:
+        outcomes = db.execute(
+            "SELECT outcome, error FROM issuance_attempts WHERE serial IN (?, ?)", tuple(killed)
+        ).fetchall()
+        audited = db.execute(
+            "SELECT card_serial, action, outcome, detail FROM audit_log "
+            "WHERE json_extract(detail, '$.status') = 'abandoned'"
+        ).fetchall()
+    assert {o for o, _ in outcomes} == {"abandoned"} and all(e for _, e in outcomes)
+    assert {s for s, *_ in audited} == killed
+    assert all(a == "card.issue" and o == "failed" for _, a, o, _ in audited)
+    text = run("issue", "list", "--status", "abandoned", store=store).stdout
+    assert "abandoned" in text and "in-memory" in text
+
+
+def test_single_card_rerun_closes_the_killed_attempt(tmp_path: Path, vpcd_port: int) -> None:
+    path = tmp_path / "card.img"
+    new_card_file(path)
+    card = open_card_file(path, latency=Latency.named("realistic"))  # about 3 s per card
+    store = tmp_path / "s.db"
+    reader = VPCD_READERS[vpcd_port]
+    args = [SSCARD, "-r", reader, "issue", "--store", str(store), "--holder", str(HOLDER)]
+    args += ["--keystore", "dev", "--random-pin"]
+    with card_in_reader(card, vpcd_port):
+        proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for("issuer")
+        )
+        try:
+            _wait_in_progress(store, 1, proc)
+            time.sleep(0.3)  # a few APDUs into the plan
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+        assert len(_open_attempts(store)) == 1  # the killed run left its attempt open
+        # The physical card may come back: a batch run meanwhile must not close its row.
+        other = tmp_path / "other.jsonl"
+        other.write_text(json.dumps(holders(1)[0], ensure_ascii=False) + "\n")
+        batch = run(
+            "issue", "--keystore", "dev", "batch", str(other), "--virtual", "1", store=store
+        )
+        assert batch.returncode == 0, batch.stderr
+        conn = open_store(store)
+        assert store_cards(conn, status="in_progress")[0].serial == card.serial.hex().upper()
+        conn.close()
+        again = run(
+            "-r",
+            reader,
+            "issue",
+            "--holder",
+            str(HOLDER),
+            "--keystore",
+            "dev",
+            "--random-pin",
+            store=store,
+        )
+    assert again.returncode == 0, again.stderr
+    assert _open_attempts(store) == []
+    with closing(sqlite3.connect(store)) as db:
+        attempts = db.execute(
+            "SELECT outcome, error FROM issuance_attempts WHERE serial = ? ORDER BY id",
+            (card.serial.hex().upper(),),
+        ).fetchall()
+    assert [o for o, _ in attempts] == ["superseded", "issued"]
+    assert "superseded" in attempts[0][1]
+    listed = run("--json", "issue", "list", "--status", "in_progress", store=store)
+    assert json.loads(listed.stdout) == []

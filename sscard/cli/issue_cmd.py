@@ -21,6 +21,7 @@ from sscard.cli.keystore import keystore_options, security_module
 from sscard.cli.pinentry import read_pins
 from sscard.issuance.plan import Step, build_plan
 from sscard.issuance.service import REPLACE_REASONS, issue_card, open_store
+from sscard.issuance.store import STATUSES
 from sscard.layout import card_profiles, load_profile, read_holders, validate_holder
 from sscard.pinpolicy import PinPolicy
 
@@ -271,7 +272,8 @@ def batch(
     Run it again to finish an interrupted batch: rows already issued are
     skipped, a card torn mid-issue is finished for its own row. Ctrl-C lets
     the cards in flight finish; a second Ctrl-C abandons them (they stay
-    in progress in the store and are finished next time).
+    in progress in the store and are finished next time; with --virtual the
+    cards are gone, and the next batch closes their rows as abandoned).
 
     The key store, local store, profile and service point are the options of
     'sscard issue' (give them before 'batch').
@@ -423,7 +425,7 @@ class _ResultsWriter:
 @issue.command("list")
 @click.option(
     "--status",
-    type=click.Choice(["in_progress", "issued", "replaced"]),
+    type=click.Choice(STATUSES),
     help="Only cards with this status.",
 )
 @pass_state
@@ -433,6 +435,8 @@ def list_cards(ctx: click.Context, state: CliState, status: str | None) -> None:
 
     'in_progress' cards are those whose issuance did not finish: put the card
     back in a reader and run the same 'sscard issue' again to finish it.
+    'abandoned' cards can never be finished (in-memory cards of a killed
+    'issue batch --virtual', closed by the next batch), with the reason.
     """
     parent = ctx.parent.params if ctx.parent is not None else {}
     from sscard.issuance import store as issuance_store
@@ -455,5 +459,5 @@ def list_cards(ctx: click.Context, state: CliState, status: str | None) -> None:
     for r in rows:
         click.echo(
             f"{r.serial:<17} {r.card_number:<10} {r.status:<12} "
-            f"{r.issued_at or '-':<26} {r.last_error or ''}"
+            f"{r.issued_at or '-':<26} {r.closed_reason or r.last_error or ''}"
         )

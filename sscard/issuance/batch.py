@@ -5,7 +5,9 @@ waits for the card to be taken out. Rows already issued (by holder SSN and card
 number, in the local store) are skipped, so running a batch again finishes it.
 A card torn mid-issue is resumed with the row it was being issued for. Stopping
 (:meth:`BatchRun.stop`) lets the cards in flight finish; anything interrupted
-harder stays ``in_progress`` in the store and is resumed next time.
+harder stays ``in_progress`` in the store and is resumed next time, except the
+in-memory cards of a ``--virtual`` reader: they died with their process, so the
+next batch closes their rows as ``abandoned`` (:func:`close_abandoned`).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sscard import errors
+from sscard import audit, errors
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard
+from sscard.db import transaction
 from sscard.issuance import store
 from sscard.issuance.service import IssueResult, issue_card
 from sscard.keys.security_module import SecurityModule
@@ -32,6 +35,7 @@ class ReaderSlot(Protocol):
     """One reader a worker owns: hands out cards and waits for their removal."""
 
     name: str
+    in_memory: bool  # its cards live only in this process (they are gone when it ends)
 
     def next_card(self, stop: threading.Event) -> AbstractContextManager[SocialSecurityCard] | None:
         """Wait for a card (None when ``stop`` is set); the context closes the link."""
@@ -40,6 +44,37 @@ class ReaderSlot(Protocol):
     def wait_removal(self, stop: threading.Event) -> None:
         """Wait until the card is taken out (or ``stop``)."""
         ...
+
+
+def close_abandoned(conn: sqlite3.Connection, operator: Actor | None) -> list[store.CardRecord]:
+    """Close as ``abandoned`` the ``in_progress`` rows of in-memory cards whose process ended.
+
+    Such a card (``issue batch --virtual``) can never come back, so its
+    issuance can never finish. Each row, its open attempts and an audit record
+    (``card.issue``, failed, detail ``status: abandoned`` and the reason) commit
+    together. Rows of cards that may still exist (a physical card, a card
+    image) are never touched: they stay resumable.
+    """
+    with transaction(conn):
+        gone = store.gone_cards(conn)
+        for rec in gone:
+            host, pid, _start = (rec.held_by or "::").split(":")
+            reason = (
+                f"in-memory card of a --virtual batch; its process (pid {pid} on {host}) "
+                "ended before the card was issued, so the card is gone"
+            )
+            store.mark_abandoned(conn, rec.serial, reason)
+            audit.record(
+                "card.issue",
+                operator=operator,
+                outcome="failed",
+                error="CardAbandoned",
+                card_serial=rec.serial,
+                card_number=rec.card_number,
+                detail={"status": "abandoned", "reason": reason},
+                conn=conn,
+            )
+    return gone
 
 
 def row_key(row: HolderRow) -> str:
@@ -106,6 +141,7 @@ class BatchRun:
             from sscard.issuance.service import ensure_schema
 
             ensure_schema(conn)
+            close_abandoned(conn, self.operator)
             for row in self.rows:
                 known = store.by_batch_key(conn, row_key(row))
                 if known is not None and known.status == "issued":
@@ -156,7 +192,7 @@ class BatchRun:
                     row = self._claim(serial, conn)
                     if row is None:
                         return
-                    self._issue(card, row, conn, slot.name)
+                    self._issue(card, row, conn, slot.name, in_memory=slot.in_memory)
                 if not self.remaining:
                     return  # the batch is done: nobody waits for this last card
                 slot.wait_removal(self.stop_event)
@@ -164,7 +200,13 @@ class BatchRun:
             conn.close()
 
     def _issue(
-        self, card: SocialSecurityCard, row: HolderRow, conn: sqlite3.Connection, reader: str
+        self,
+        card: SocialSecurityCard,
+        row: HolderRow,
+        conn: sqlite3.Connection,
+        reader: str,
+        *,
+        in_memory: bool = False,
     ) -> None:
         serial = card.serial.hex().upper()
         pin = self.policy.random(birth_date=row.data.get("birth_date"))
@@ -177,6 +219,7 @@ class BatchRun:
                 operator=self.operator,
                 service_point=self.service_point,
                 batch_key=row_key(row),
+                in_memory=in_memory,
             )
         except errors.TransportError as exc:  # card pulled: the row goes back to the queue
             self._release(row)

@@ -18,6 +18,8 @@ POLL = 0.5
 class PcscSlot:
     """A PC/SC reader: waits for a card to be inserted, then for it to be taken out."""
 
+    in_memory = False  # a physical card outlives this process: its issuance stays resumable
+
     def __init__(self, name: str) -> None:
         self.name = name
 
@@ -50,6 +52,8 @@ class PcscSlot:
 
 class VirtualSlot:
     """An in-process reader that always holds a fresh blank emulated card (``--virtual N``)."""
+
+    in_memory = True  # its cards die with this process
 
     def __init__(self, name: str, profile: str, latency: Latency | None = None) -> None:
         self.name = name

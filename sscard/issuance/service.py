@@ -97,8 +97,14 @@ def issue_card(
     replace_reason: str = "other",
     batch_key: str | None = None,
     progress: Callable[[int, Step], None] | None = None,
+    in_memory: bool = False,
 ) -> IssueResult:
-    """Issue ``card`` to ``holder`` with initial ``pin``; see the module docstring."""
+    """Issue ``card`` to ``holder`` with initial ``pin``; see the module docstring.
+
+    ``in_memory``: the card lives only in this process (``issue batch
+    --virtual``); once the process has ended, a batch closes its unfinished row
+    as ``abandoned`` (:func:`sscard.issuance.batch.close_abandoned`).
+    """
     plan = build_plan(card.profile, holder, card.serial, pin=pin)  # validates the holder
     encode_pin(pin, card.profile.pin.length)  # a bad PIN is refused before the card is touched
     if replace_reason not in REPLACE_REASONS:
@@ -109,7 +115,7 @@ def issue_card(
     serial = card.serial.hex().upper()
     ssn, number = str(holder["ssn"]), str(holder["card_number"])
     known = store.card(conn, serial)
-    if known is not None and known.status != "in_progress":
+    if known is not None and known.status not in ("in_progress", "abandoned"):
         if known.status == "issued" and (known.ssn, known.card_number) == (ssn, number):
             return IssueResult(serial, known.card_number, "already-issued")
         raise CardAlreadyIssued(
@@ -145,6 +151,7 @@ def issue_card(
             operator=operator_id,
             replaces=active.serial if active is not None and active.serial != serial else None,
             batch_key=batch_key,
+            held_by=store.process_id() if in_memory else None,
         )
         steps = list(plan.steps)
         status = "issued"

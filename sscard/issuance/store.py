@@ -5,15 +5,35 @@ beside the outbox and the audit trail, so that marking a card issued, its audit
 record and its ``card.issued`` event commit in one transaction. Never a PIN or
 a key: card serial, card number, holder SSN, profile, key versions, operator,
 times and outcome.
+
+Statuses of a card (``issuance_cards.status``):
+
+* ``in_progress``: personalization started and did not finish; the card still
+  exists (a physical card, or a card image file) and running the same issuance
+  again finishes it;
+* ``issued``: verified and recorded;
+* ``replaced``: an issued card replaced by a newer one for the same holder;
+* ``abandoned``: the card can never come back, so its issuance can never be
+  finished: an in-memory emulated card (``issue batch --virtual``) whose process
+  ended before the card was issued. ``closed_reason`` says why.
+
+Outcomes of an attempt (``issuance_attempts.outcome``): ``issued``, ``failed``
+(an error, class name in ``error``), ``superseded`` (the process ended without
+an outcome and a later attempt issued the card, or another card, to the same
+holder) and ``abandoned`` (the attempt's in-memory card is gone). ``NULL``
+only while an attempt runs.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sscard.db import transaction
 
@@ -24,14 +44,17 @@ CREATE TABLE IF NOT EXISTS issuance_cards (
     ssn          TEXT NOT NULL,
     profile      TEXT NOT NULL,
     key_versions TEXT NOT NULL,
-    status       TEXT NOT NULL CHECK (status IN ('in_progress', 'issued', 'replaced')),
+    status       TEXT NOT NULL
+                 CHECK (status IN ('in_progress', 'issued', 'replaced', 'abandoned')),
     operator     TEXT,
     started_at   TEXT NOT NULL,
     issued_at    TEXT,
     updated_at   TEXT NOT NULL,
     replaces     TEXT,
     batch_key    TEXT,
-    last_error   TEXT
+    last_error   TEXT,
+    held_by      TEXT,
+    closed_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS issuance_cards_ssn ON issuance_cards (ssn, status);
 CREATE INDEX IF NOT EXISTS issuance_cards_batch ON issuance_cards (batch_key);
@@ -46,7 +69,13 @@ CREATE TABLE IF NOT EXISTS issuance_attempts (
 );
 """
 
-STATUSES = ("in_progress", "issued", "replaced")
+STATUSES = ("in_progress", "issued", "replaced", "abandoned")
+
+# Columns of an issuance_cards table created before "abandoned" existed (issue 12).
+_OLD_COLUMNS = (
+    "serial, card_number, ssn, profile, key_versions, status, operator, started_at, "
+    "issued_at, updated_at, replaces, batch_key, last_error"
+)
 
 
 def now() -> str:
@@ -55,10 +84,41 @@ def now() -> str:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the issuance tables when missing."""
+    """Create the issuance tables when missing; upgrade a table of an older version."""
+    if _needs_upgrade(conn):
+        if conn.in_transaction:
+            _upgrade(conn)
+        else:
+            with transaction(conn):
+                _upgrade(conn)
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
+
+
+def _needs_upgrade(conn: sqlite3.Connection) -> bool:
+    row = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'issuance_cards'"
+    ).fetchone()
+    return row is not None and "'abandoned'" not in str(row[0])
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Rebuild ``issuance_cards`` with the ``abandoned`` status and its columns, rows kept.
+
+    SQLite cannot change a CHECK constraint in place; the rebuild runs in one
+    transaction, so a crash leaves the old table whole.
+    """
+    if not _needs_upgrade(conn):  # another process upgraded it while we waited for the lock
+        return
+    conn.execute("ALTER TABLE issuance_cards RENAME TO issuance_cards_v1")
+    conn.execute("DROP INDEX IF EXISTS issuance_cards_ssn")
+    conn.execute("DROP INDEX IF EXISTS issuance_cards_batch")
+    conn.execute(_SCHEMA.split(";")[0])
+    conn.execute(
+        f"INSERT INTO issuance_cards ({_OLD_COLUMNS}) SELECT {_OLD_COLUMNS} FROM issuance_cards_v1"
+    )
+    conn.execute("DROP TABLE issuance_cards_v1")
 
 
 @dataclass(frozen=True)
@@ -78,15 +138,14 @@ class CardRecord:
     replaces: str | None
     batch_key: str | None
     last_error: str | None
+    held_by: str | None = None
+    closed_reason: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return dict(self.__dict__)
 
 
-_COLUMNS = (
-    "serial, card_number, ssn, profile, key_versions, status, operator, started_at, "
-    "issued_at, updated_at, replaces, batch_key, last_error"
-)
+_COLUMNS = f"{_OLD_COLUMNS}, held_by, closed_reason"
 
 
 def _row(row: tuple[object, ...] | None) -> CardRecord | None:
@@ -138,20 +197,26 @@ def begin(
     operator: str | None,
     replaces: str | None,
     batch_key: str | None,
+    held_by: str | None = None,
 ) -> None:
-    """Record that personalization of ``serial`` starts (``in_progress``), committing at once."""
+    """Record that personalization of ``serial`` starts (``in_progress``), committing at once.
+
+    ``held_by`` is :func:`process_id` when the card lives only in this
+    process's memory (it is gone once the process ends), else ``None``.
+    """
     t = now()
     with transaction(conn):
         conn.execute(
             "INSERT INTO issuance_cards (serial, card_number, ssn, profile, key_versions, status,"
-            " operator, started_at, updated_at, replaces, batch_key)"
-            " VALUES (?, ?, ?, ?, ?, 'in_progress', ?, ?, ?, ?, ?)"
+            " operator, started_at, updated_at, replaces, batch_key, held_by)"
+            " VALUES (?, ?, ?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT(serial) DO UPDATE SET card_number = excluded.card_number,"
             " ssn = excluded.ssn, profile = excluded.profile,"
             " key_versions = excluded.key_versions, operator = excluded.operator,"
             " updated_at = excluded.updated_at, replaces = excluded.replaces,"
-            " batch_key = excluded.batch_key, last_error = NULL"
-            " WHERE issuance_cards.status = 'in_progress'",
+            " batch_key = excluded.batch_key, last_error = NULL, status = 'in_progress',"
+            " held_by = excluded.held_by, closed_reason = NULL"
+            " WHERE issuance_cards.status IN ('in_progress', 'abandoned')",
             (
                 serial,
                 card_number,
@@ -163,6 +228,7 @@ def begin(
                 t,
                 replaces,
                 batch_key,
+                held_by,
             ),
         )
         conn.execute(
@@ -188,17 +254,112 @@ def failed(conn: sqlite3.Connection, serial: str, error: str) -> None:
 
 
 def mark_issued(conn: sqlite3.Connection, serial: str) -> None:
-    """Inside the caller's transaction: the card passed verification and is issued."""
+    """Inside the caller's transaction: the card passed verification and is issued.
+
+    Its latest attempt is closed as ``issued``. Earlier attempts for this card,
+    or for another card of the same holder, that never got an outcome (their
+    process was killed) are closed as ``superseded``; the rows of those other
+    cards stay as they are (a physical card may come back and be resumed).
+    """
     t = now()
     conn.execute(
         "UPDATE issuance_cards SET status = 'issued', issued_at = ?, updated_at = ?, "
-        "last_error = NULL WHERE serial = ?",
+        "last_error = NULL, closed_reason = NULL WHERE serial = ?",
         (t, t, serial),
     )
+    (latest,) = conn.execute(
+        "SELECT MAX(id) FROM issuance_attempts WHERE serial = ?", (serial,)
+    ).fetchone()
+    if latest is None:
+        return
     conn.execute(
-        "UPDATE issuance_attempts SET finished_at = ?, outcome = 'issued' "
-        "WHERE id = (SELECT MAX(id) FROM issuance_attempts WHERE serial = ?)",
-        (t, serial),
+        "UPDATE issuance_attempts SET finished_at = ?, outcome = 'issued' WHERE id = ?",
+        (t, latest),
+    )
+    conn.execute(
+        "UPDATE issuance_attempts SET finished_at = ?, outcome = 'superseded', error = ? "
+        "WHERE finished_at IS NULL AND id < ? AND serial IN (SELECT serial FROM issuance_cards"
+        " WHERE ssn = (SELECT ssn FROM issuance_cards WHERE serial = ?))",
+        (
+            t,
+            f"superseded: ended without an outcome; attempt {latest} issued card {serial} "
+            "to this holder",
+            latest,
+            serial,
+        ),
+    )
+
+
+def process_id() -> str:
+    """This process as ``host:pid:start`` (start: the kernel's start tick, where known)."""
+    pid = os.getpid()
+    stat = _proc_stat(pid)
+    return f"{socket.gethostname()}:{pid}:{stat[1] if stat else ''}"
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """State and start time of process ``pid`` from ``/proc`` (None where there is none)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()  # after "pid (comm)": field 3 is fields[0]
+    if len(fields) < 20:
+        return None
+    return fields[0], fields[19]
+
+
+def process_gone(owner: str) -> bool:
+    """Whether the process named ``owner`` (:func:`process_id`) has certainly ended.
+
+    False whenever that cannot be told for sure: another host, a process that
+    still runs, or a malformed value. A zombie, or a pid now used by a process
+    started at another time, counts as ended.
+    """
+    parts = owner.split(":")
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # it exists, run by another user
+    except OSError:
+        return False
+    stat = _proc_stat(pid)
+    if stat is None:
+        return False
+    state, start = stat
+    return state in ("Z", "X") or (bool(parts[2]) and start != parts[2])
+
+
+def gone_cards(conn: sqlite3.Connection) -> list[CardRecord]:
+    """``in_progress`` rows of in-memory cards whose process has ended: they can never return."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM issuance_cards WHERE status = 'in_progress' "
+        "AND held_by IS NOT NULL ORDER BY started_at, serial"
+    ).fetchall()
+    found = [r for r in (_row(x) for x in rows) if r is not None]
+    return [r for r in found if r.held_by is not None and process_gone(r.held_by)]
+
+
+def mark_abandoned(conn: sqlite3.Connection, serial: str, reason: str) -> None:
+    """Inside the caller's transaction: close an ``in_progress`` card that is gone, and its
+    attempts that never got an outcome, with ``reason``."""
+    t = now()
+    conn.execute(
+        "UPDATE issuance_cards SET status = 'abandoned', closed_reason = ?, updated_at = ? "
+        "WHERE serial = ? AND status = 'in_progress'",
+        (reason, t, serial),
+    )
+    conn.execute(
+        "UPDATE issuance_attempts SET finished_at = ?, outcome = 'abandoned', error = ? "
+        "WHERE serial = ? AND finished_at IS NULL",
+        (t, reason, serial),
     )
 
 
