@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import sqlite3
+import subprocess
+import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +18,10 @@ from sscard import errors
 from sscard.applets.cos import EmulatedCard
 from sscard.applets.factory import new_memory_card
 from sscard.card import SocialSecurityCard
+from sscard.db import transaction
 from sscard.exchange import outbox
 from sscard.issuance import store
+from sscard.issuance.batch import close_abandoned
 from sscard.issuance.plan import VerificationFailed
 from sscard.issuance.service import (
     CardAlreadyIssued,
@@ -198,3 +206,108 @@ def test_tear_at_every_apdu_then_rerun_finishes(tmp_path: Path, at_end: bool) ->
         c, _ = _session(card)
         assert c.read_holder() == SAMPLE_HOLDER
         conn.close()
+
+
+def _begin(conn: sqlite3.Connection, serial: str, ssn: str, held_by: str | None) -> None:
+    """What a run does before its first APDU; a run killed then leaves just this."""
+    store.begin(
+        conn,
+        serial=serial,
+        card_number="A00000001",
+        ssn=ssn,
+        profile="ss3-sm4",
+        key_versions={},
+        operator=None,
+        replaces=None,
+        batch_key=None,
+        held_by=held_by,
+    )
+
+
+def _open_attempts(conn: sqlite3.Connection) -> set[str]:
+    rows = conn.execute("SELECT serial FROM issuance_attempts WHERE finished_at IS NULL")
+    return {serial for (serial,) in rows}
+
+
+def test_only_gone_in_memory_cards_are_abandoned(conn: sqlite3.Connection) -> None:
+    host = socket.gethostname()
+    dead = f"{host}:{_finished_pid()}:"
+    ssn = SAMPLE_HOLDER["ssn"]
+    _begin(conn, "00000000000000A1", ssn, dead)  # in memory, its process ended
+    _begin(conn, "00000000000000B2", "110105194912310029", store.process_id())  # alive: us
+    _begin(conn, "00000000000000C3", "110105194912310029", None)  # physical: may come back
+    _begin(conn, "00000000000000D4", "110105194912310029", "elsewhere:1:1")  # cannot tell
+    assert store.process_gone(dead) and store.process_gone(f"{host}:{os.getpid()}:1")  # reused
+    assert not store.process_gone(store.process_id()) and not store.process_gone("junk")
+
+    closed = close_abandoned(conn, None)
+    assert [r.serial for r in closed] == ["00000000000000A1"]
+    statuses = {r.serial: r.status for r in store.cards(conn)}
+    assert statuses == {
+        "00000000000000A1": "abandoned",
+        "00000000000000B2": "in_progress",
+        "00000000000000C3": "in_progress",
+        "00000000000000D4": "in_progress",
+    }
+    gone = store.card(conn, "00000000000000A1")
+    assert gone is not None and "in-memory" in (gone.closed_reason or "")
+    assert "00000000000000A1" not in _open_attempts(conn)
+    (detail,) = conn.execute(
+        "SELECT detail FROM audit_log WHERE card_serial = '00000000000000A1' "
+        "AND action = 'card.issue' AND outcome = 'failed' AND error = 'CardAbandoned'"
+    ).fetchone()
+    assert json.loads(detail)["status"] == "abandoned"
+    assert close_abandoned(conn, None) == []  # nothing twice
+
+    # Were the card to show up after all, it is issued like any other.
+    card = new_memory_card(serial=bytes.fromhex("00000000000000A1"))
+    assert _issue(card, conn).status == "issued"
+    assert store.card(conn, "00000000000000A1").status == "issued"  # type: ignore[union-attr]
+
+
+def _finished_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_issuing_closes_the_killed_attempts_of_the_holder(conn: sqlite3.Connection) -> None:
+    _begin(conn, "00000000000000C3", SAMPLE_HOLDER["ssn"], None)  # killed on a physical card
+    _begin(conn, "00000000000000E5", "110105194912310029", None)  # another holder's card
+    result = _issue(new_memory_card(), conn)  # the holder gets another card
+    assert result.status == "issued"
+    assert _open_attempts(conn) == {"00000000000000E5"}
+    (outcome, error) = conn.execute(
+        "SELECT outcome, error FROM issuance_attempts WHERE serial = '00000000000000C3'"
+    ).fetchone()
+    assert outcome == "superseded" and result.serial in error
+    # The physical card's row stays resumable: it may come back.
+    assert store.card(conn, "00000000000000C3").status == "in_progress"  # type: ignore[union-attr]
+
+
+def test_an_older_issuance_table_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE issuance_cards (serial TEXT PRIMARY KEY, card_number TEXT NOT NULL,"
+            " ssn TEXT NOT NULL, profile TEXT NOT NULL, key_versions TEXT NOT NULL,"
+            " status TEXT NOT NULL CHECK (status IN ('in_progress', 'issued', 'replaced')),"
+            " operator TEXT, started_at TEXT NOT NULL, issued_at TEXT, updated_at TEXT NOT NULL,"
+            " replaces TEXT, batch_key TEXT, last_error TEXT)"
+        )
+        db.execute("CREATE INDEX issuance_cards_ssn ON issuance_cards (ssn, status)")
+        db.execute(
+            "INSERT INTO issuance_cards VALUES ('00000000000000F6', 'A1', '1', 'ss3-sm4', '{}',"
+            " 'in_progress', NULL, 't', NULL, 't', NULL, 'k', 'CardRemoved')"
+        )
+        db.commit()
+    conn = open_db(path)
+    row = store.card(conn, "00000000000000F6")
+    assert row is not None and (row.last_error, row.held_by) == ("CardRemoved", None)
+    with transaction(conn):
+        store.mark_abandoned(conn, "00000000000000F6", "test")
+    assert store.cards(conn, status="abandoned")[0].closed_reason == "test"
+    indexes = {n for (n,) in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"issuance_cards_ssn", "issuance_cards_batch"} <= indexes
+    conn.close()
+    open_db(path).close()  # a second open finds nothing to upgrade
