@@ -1,8 +1,9 @@
 """`make demo`: issue a social security card on an emulated card and read it back.
 
 Everything runs in a scratch installation (``.demo/``): an operator, the local
-store, the emulated card. The development key store (published test keys) is
-used, as it must only ever be on emulated cards.
+store, a key store made by a key ceremony, the emulated card. No development key
+is used: the blank card's transport key and every card key derive from the
+demo's own roots.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def sscard(
 ENV = {
     **os.environ,
     "SSCARD_DATA_DIR": str(DEMO / "data"),
-    "SSCARD_KEYSTORE": "dev",
+    "SSCARD_KEYSTORE": str(DEMO / "centre.ks"),
+    # A demo only: a real centre types the passphrase at a hidden prompt.
+    "SSCARD_KEYSTORE_PASSPHRASE": "demo centre passphrase 2026",
     "SSCARD_SERVICE_POINT": "demo-sp",
 }
 
@@ -64,8 +67,15 @@ def main() -> int:
     )
     sscard("operator", "login", "li.na", "--password-fd", "0", stdin=password + "\n")
 
-    say("A blank card from the card vendor (emulated; ss3-sm4 profile, SM4 keys)")
-    sscard("virtual", "new", str(CARD), "--serial", "0310000000000001")
+    say("Key ceremony: a new encrypted root key store, random roots for every key slot")
+    keystore = str(DEMO / "centre.ks")
+    sscard("keys", "init", "--kdf-cost", "12", keystore)
+    sscard("keys", "generate", keystore, "--profile", "ss3-sm4")
+    sscard("audit", "init-key", keystore)  # signs the audit trail's checkpoints
+    sscard("keys", "list", keystore)
+
+    say("A blank card from the card vendor, keyed from the transport root (emulated; SM4)")
+    sscard("virtual", "new", str(CARD), "--serial", "0310000000000001", "--keystore", keystore)
     sscard("-r", f"virtual:{CARD}", "info")
 
     say("The holder's data (validated before any card is touched)")

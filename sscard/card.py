@@ -102,6 +102,8 @@ class SocialSecurityCard:
         self.serial: bytes = serial
         self.security = security
         self._current_df: str | None = None
+        self._city: str | None = self.profile.key_city
+        self._city_known = self._city is not None
 
     @classmethod
     def open(
@@ -194,9 +196,12 @@ class SocialSecurityCard:
     def reload_pin(self, pin: str) -> None:
         """PIN RELOAD: set the PIN and reset its counter, enciphered and MACed with the RPK."""
         block = encode_pin(pin, self.profile.pin.length)
+        security = self._security()
         self.select(self.profile.pin.df)
         slot = self._slot(self.profile.pin.df, "RPK", 1)
-        self.send_protected(CommandApdu(0x80, 0x5E, 0x00, 0x00, block), slot, encipher=True)
+        self.send_protected(
+            CommandApdu(0x80, 0x5E, 0x00, 0x00, block), slot, encipher=True, security=security
+        )
 
     def end_personalization(self) -> None:
         """END PERSONALIZATION: PERSONALIZATION → ISSUED."""
@@ -225,13 +230,14 @@ class SocialSecurityCard:
     def update_record(self, ef_id: str, no: int, data: bytes, *, protected: bool = False) -> None:
         """Write one record; ``protected`` adds the line-protection MAC (STK of the EF's DF)."""
         ef = self.profile.ef(ef_id)
+        security = self._security() if protected else None
         p2 = self._record_p2(ef)
-        if not protected:
+        if security is None:
             self.protocol.send(CommandApdu(0x00, 0xDC, no, p2, bytes(data)))
             return
         assert ef.parent is not None
         slot = self._slot(ef.parent, "STK", 1)
-        self.send_protected(CommandApdu(0x00, 0xDC, no, p2, bytes(data)), slot)
+        self.send_protected(CommandApdu(0x00, 0xDC, no, p2, bytes(data)), slot, security=security)
 
     def read_records(self, ef_id: str) -> dict[tuple[str, int], bytes]:
         """Every record of EF ``ef_id`` the profile declares."""
@@ -253,13 +259,57 @@ class SocialSecurityCard:
 
     # --- authentication ---------------------------------------------------------------
 
+    @property
+    def city(self) -> str | None:
+        """The city level of this card's key diversification, once known (docs/keys.md)."""
+        return self._city
+
+    @city.setter
+    def city(self, value: str | None) -> None:
+        """Set by issuance from the holder's region, before the card carries it."""
+        self._city = self.profile.key_city or value
+        self._city_known = True
+
+    def read_city(self) -> str | None:
+        """The card's city: the profile's ``key_city``, else the region of its card id.
+
+        The region is the first part of the card identification code (EF05
+        record 01, free read; docs/card.md), written at issuance from the
+        holder's ``region``. ``None`` on a card that carries none yet.
+        """
+        if self._city_known:
+            return self._city
+        self._city_known = True
+        item = next((r for r in self.profile.records() if r.encoding == "card-id"), None)
+        if item is None:
+            return None
+        ef = next(f for f in self.profile.files if item in f.records)
+        try:
+            p2 = self._record_p2(ef)
+        except errors.ApduError:  # a blank card: no application yet
+            return None
+        response = self.protocol.send(CommandApdu(0x00, 0xB2, item.no, p2, le=256), check=False)
+        if response.sw != 0x9000:
+            return None
+        try:
+            value = item.codec.decode(response.data)
+        except errors.SscardError:
+            return None
+        self._city = getattr(value, "region", None)
+        return self._city
+
     def _security(self) -> SecurityModule:
+        """The security module bound to this card's city.
+
+        Call it before selecting the DF a command works in: learning the city may
+        read EF05, which selects SSSE (and would clear another DF's security state).
+        """
         if self.security is None:
             raise KeysRequired(
                 "this operation needs the keys: give a key store with --keystore "
                 "(or SSCARD_KEYSTORE; 'dev' for the development keys)"
             )
-        return self.security
+        return self.security.for_city(self.read_city())
 
     def _slot(self, df: str, type: str, id: int) -> KeySlot:
         try:
@@ -300,10 +350,20 @@ class SocialSecurityCard:
             )
 
     def send_protected(
-        self, command: CommandApdu, slot: KeySlot, *, encipher: bool = False
+        self,
+        command: CommandApdu,
+        slot: KeySlot,
+        *,
+        encipher: bool = False,
+        security: SecurityModule | None = None,
     ) -> ResponseApdu:
-        """Send ``command`` line-protected with ``slot`` (``sscard.sm.LineProtection``)."""
-        step = LineProtection(self._security(), self.serial, slot, encipher=encipher)
+        """Send ``command`` line-protected with ``slot`` (``sscard.sm.LineProtection``).
+
+        Pass ``security`` (from :meth:`_security`, taken before selecting) when the
+        current DF is not SSSE.
+        """
+        module = security or self._security()
+        step = LineProtection(module, self.serial, slot, encipher=encipher)
         return self.protocol.with_step(step).send(command)
 
     # --- state ------------------------------------------------------------------------
@@ -346,21 +406,24 @@ class SocialSecurityCard:
 
     def block_application(self, *, permanent: bool = False) -> None:
         """APPLICATION BLOCK (MAC with the SSSE line-protection key)."""
+        security = self._security()
         self.select("SSSE")
         slot = self._slot("SSSE", "STK", 1)
-        self.send_protected(CommandApdu(0x80, 0x1E, 0x00, int(permanent)), slot)
+        self.send_protected(CommandApdu(0x80, 0x1E, 0x00, int(permanent)), slot, security=security)
 
     def unblock_application(self) -> None:
         """APPLICATION UNBLOCK (temporary blocks only)."""
+        security = self._security()
         self.select("SSSE")
         slot = self._slot("SSSE", "STK", 1)
-        self.send_protected(CommandApdu(0x80, 0x18, 0x00, 0x00), slot)
+        self.send_protected(CommandApdu(0x80, 0x18, 0x00, 0x00), slot, security=security)
 
     def block_card(self) -> None:
         """CARD BLOCK: permanent; every command then answers 6A81."""
+        security = self._security()
         self.select("SSSE")
         slot = self._slot("SSSE", "STK", 1)
-        self.send_protected(CommandApdu(0x80, 0x16, 0x00, 0x00), slot)
+        self.send_protected(CommandApdu(0x80, 0x16, 0x00, 0x00), slot, security=security)
 
 
 def encode_pin(pin: str, length: int = 6) -> bytes:

@@ -51,6 +51,20 @@ def apply_pending(
                 "update is for another holder",
                 [("ssn", f"update {update.event_id} does not match the card's holder")],
             )
+        if (
+            card.profile.key_city is None
+            and update.changes.get("region", current["region"]) != (current["region"])
+        ):
+            raise InvalidInput(
+                "the region cannot change on an issued card",
+                [
+                    (
+                        "region",
+                        f"update {update.event_id}: the card's keys are diversified for region "
+                        f"{current['region']}; a holder who moved to another city gets a new card",
+                    )
+                ],
+            )
         new = {**current, **update.changes}
         validate_holder(new, card.profile)  # e.g. a birth date that contradicts the SSN
         before = encode_holder(card.profile, current, card.serial)

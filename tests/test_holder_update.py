@@ -71,21 +71,35 @@ def pull(event_id: str, changes: dict[str, object]) -> None:
 
 
 def test_pending_update_is_written_verified_and_reported(card_file: Path) -> None:
-    pull("01a21c7d-0000-7000-8000-0000000000a1", {"name": "张三丰", "region": "310101"})
+    pull("01a21c7d-0000-7000-8000-0000000000a1", {"name": "张三丰", "birthplace": "310101"})
     note = cli(card_file, "read")
     assert "1 holder-data update(s)" in note.stderr
     applied = cli(card_file, "--json", "holder", "update", "--keystore", "dev")
     assert applied.returncode == 0, applied.stderr
     done = json.loads(applied.stdout)["applied"]
-    assert done[0]["fields"] == ["name", "region"] and done[0]["records"] == 2  # name, card id
+    assert done[0]["fields"] == ["birthplace", "name"] and done[0]["records"] == 2
     after = json.loads(cli(card_file, "--json", "read").stdout)
-    assert after == {**SAMPLE_HOLDER, "name": "张三丰", "region": "310101"}
+    assert after == {**SAMPLE_HOLDER, "name": "张三丰", "birthplace": "310101"}
     conn = open_store(None)
     assert inbox.pending_updates(conn, SAMPLE_HOLDER["card_number"]) == []
     changed = [e for e in outbox.pending(conn) if e.category == "holder.changed"]
     assert changed[-1].payload["written_to_card"] is True
     again = cli(card_file, "holder", "update", "--keystore", "dev")
     assert "No pending" in again.stdout
+
+
+def test_a_region_change_is_refused_the_region_is_the_city_of_the_card_keys(
+    card_file: Path,
+) -> None:
+    """The card identification code's region is the city level of the card's keys
+    (docs/keys.md, "Which city"): rewriting it would leave a card no key store opens."""
+    pull("01a21c7d-0000-7000-8000-0000000000a3", {"name": "张三丰", "region": "310101"})
+    refused = cli(card_file, "holder", "update", "--keystore", "dev")
+    assert refused.returncode == ExitCode.INVALID_INPUT, refused.stderr
+    assert "region" in refused.stderr and "Traceback" not in refused.stderr
+    assert json.loads(cli(card_file, "--json", "read").stdout) == SAMPLE_HOLDER
+    pin = cli(card_file, "--json", "pin", "status")
+    assert pin.returncode == 0, pin.stderr
 
 
 def test_an_update_that_contradicts_the_ssn_is_refused_and_changes_nothing(card_file: Path) -> None:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from sscard.applets.cos import EmulatedCard, Latency, blank_state
 from sscard.applets.image import CardState, FileStorage, MemoryStorage
 from sscard.errors import InvalidInput
 from sscard.keys.dev import development_card_key
+from sscard.keys.scheme import KeySlot
 from sscard.layout import load_profile
 
 DEFAULT_PROFILE = "ss3-sm4"
+
+TransportKeys = Callable[[bytes, KeySlot], bytes]
+"""``(serial, tk_slot) → the blank card's TK``: what the card vendor loads into a new card.
+``sscard virtual new --keystore`` passes ``SecurityModule.blank_card_transport_key``."""
 
 
 def parse_serial(text: str | None) -> bytes:
@@ -27,20 +33,34 @@ def parse_serial(text: str | None) -> bytes:
     return serial
 
 
-def blank_card_state(profile_name: str = DEFAULT_PROFILE, serial: bytes | None = None) -> CardState:
-    """The state of a blank card with the development transport key for its serial."""
+def blank_card_state(
+    profile_name: str = DEFAULT_PROFILE,
+    serial: bytes | None = None,
+    *,
+    transport: TransportKeys | None = None,
+) -> CardState:
+    """The state of a blank card: MF and the transport key diversified for its serial.
+
+    The transport key comes from ``transport`` (backed by the transport root the
+    vendor shares with the centre), else from the development keys.
+    """
     profile = load_profile(profile_name)
     serial = os.urandom(8) if serial is None else serial
     tk_slot = profile.key_scheme.find("MF", "TK", 0)
-    return blank_state(profile, serial, development_card_key(tk_slot, serial))
+    tk = development_card_key(tk_slot, serial) if transport is None else transport(serial, tk_slot)
+    return blank_state(profile, serial, tk)
 
 
 def new_card_file(
-    path: str | os.PathLike[str], profile_name: str = DEFAULT_PROFILE, serial: bytes | None = None
+    path: str | os.PathLike[str],
+    profile_name: str = DEFAULT_PROFILE,
+    serial: bytes | None = None,
+    *,
+    transport: TransportKeys | None = None,
 ) -> EmulatedCard:
     """Create a blank card image at ``path`` (refuses to overwrite) and open it."""
     storage = FileStorage(path)
-    storage.create(blank_card_state(profile_name, serial))
+    storage.create(blank_card_state(profile_name, serial, transport=transport))
     return EmulatedCard(storage)
 
 
@@ -49,9 +69,11 @@ def new_memory_card(
     serial: bytes | None = None,
     *,
     latency: Latency | None = None,
+    transport: TransportKeys | None = None,
 ) -> EmulatedCard:
     """A blank card whose EEPROM lives in memory (tests, benchmarks, ``--virtual N``)."""
-    return EmulatedCard(MemoryStorage(blank_card_state(profile_name, serial)), latency=latency)
+    state = blank_card_state(profile_name, serial, transport=transport)
+    return EmulatedCard(MemoryStorage(state), latency=latency)
 
 
 def open_card_file(path: str | os.PathLike[str], *, latency: Latency | None = None) -> EmulatedCard:

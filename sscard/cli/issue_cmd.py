@@ -130,6 +130,9 @@ def issue(
     lines on stdin with --pin-stdin), or generated with --random-pin and
     printed once for the PIN mailer. It never appears in a log or file.
 
+    The card's keys derive from the roots in --keystore for the card's serial
+    and the city of the holder's region (docs/keys.md, "Which city").
+
     \b
     Examples:
       sscard -r virtual:card.img issue --holder holder.json --keystore dev --random-pin
@@ -303,19 +306,22 @@ def batch(
     if bad and not skip_invalid:
         count = len(rows) - len(good)
         raise errors.InvalidInput(f"{file}: {count} invalid row(s), no card touched", bad)
+    security = security_module(parent.get("keystore"), parent.get("passphrase_fd"), profile)
     slots: list[Any]
     if virtual_n is not None:
         from sscard.applets.cos import Latency
 
         model = Latency.named(latency)
-        slots = [VirtualSlot(f"virtual-{i}", profile.name, model) for i in range(virtual_n)]
+        blank_tk = None if security.development else security.blank_card_transport_key
+        slots = [
+            VirtualSlot(f"virtual-{i}", profile.name, model, blank_tk) for i in range(virtual_n)
+        ]
     else:
         assert pattern is not None
         names = [r for r in pcsc.list_readers() if pattern.casefold() in r.casefold()]
         if not names:
             raise errors.ReaderNotFound(f"no reader matches {pattern!r}", pcsc.list_readers())
         slots = [PcscSlot(n) for n in names]
-    security = security_module(parent.get("keystore"), parent.get("passphrase_fd"), profile)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = results or file.with_name(f"{file.stem}.results-{stamp}.jsonl")
     writer = _ResultsWriter(results)

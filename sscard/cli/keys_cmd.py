@@ -20,6 +20,7 @@ from sscard.cli.auth import note, require_operator
 from sscard.cli.context import CliState, json_option, pass_state
 from sscard.errors import InvalidInput
 from sscard.keys import ceremony
+from sscard.keys.algorithms import kcv
 from sscard.keys.entry import KeyEntry
 from sscard.keys.scheme import KeyScheme, KeySlot
 from sscard.keys.software_store import ScryptParams, SoftwareKeyStore
@@ -371,6 +372,99 @@ def combine(
         },
         f"Combined {len(parts)} components into {key.ref} v{key.version}, "
         f"KCV {ceremony.kcv_hex(key)}.",
+    )
+
+
+@keys.command(name="import-transport")
+@click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--kcv",
+    "expected_kcv",
+    required=True,
+    metavar="HEX6",
+    help="The transport root's KCV as the vendor stated it (6 hex digits).",
+)
+@click.option(
+    "--profile",
+    default="ss3-sm4",
+    show_default=True,
+    metavar="NAME|FILE",
+    help="Card profile whose transport key slot (MF/TK/00) this root is for.",
+)
+@click.option("--parts", type=click.IntRange(2, 9), default=2, show_default=True)
+@click.option("--version", type=click.IntRange(1, 255), help="Default: the slot's version.")
+@click.option(
+    "--component-fd",
+    "component_fds",
+    type=int,
+    multiple=True,
+    metavar="N",
+    help="Read one component from file descriptor N (repeat once per custodian; "
+    "for scripted ceremonies). Else each custodian types theirs at a hidden prompt.",
+)
+@_fd_option
+@json_option
+@pass_state
+@require_operator("keys.import-transport")
+def import_transport(
+    state: CliState,
+    store: Path,
+    expected_kcv: str,
+    profile: str,
+    parts: int,
+    version: int | None,
+    component_fds: tuple[int, ...],
+    passphrase_fd: int | None,
+) -> None:
+    """Import the card vendor's transport root (MF/TK/00) under dual control.
+
+    The vendor keys the blank cards it delivers with transport keys derived
+    from a root it shares with the centre, sent as separate clear components
+    (one per custodian, each with its KCV) and the KCV of the whole root. Each
+    custodian types their component (32 hex digits, hidden); its KCV is shown
+    for checking against the vendor's slip. The combined root is stored only if
+    its KCV equals --kcv: a mistyped component changes nothing.
+
+    \b
+    Examples:
+      sscard keys import-transport centre.ks --kcv 3A91C2
+      sscard keys import-transport centre.ks --kcv 3A91C2 --profile ss2-3des --parts 3
+    """
+    from sscard.layout.loader import load_profile
+
+    try:
+        kcv_bytes = bytes.fromhex(expected_kcv)
+    except ValueError:
+        kcv_bytes = b""
+    if len(kcv_bytes) != 3:
+        raise InvalidInput("bad KCV", [("--kcv", "must be 6 hexadecimal digits")])
+    if component_fds and len(component_fds) != parts:
+        raise InvalidInput(
+            "one component per custodian",
+            [("--component-fd", f"give it {parts} times (--parts {parts})")],
+        )
+    slot = load_profile(profile).key_scheme.find("MF", "TK", 0)
+    ks = _open(store, passphrase_fd)
+    _require_kind(ks, "root")
+    components: list[bytes] = []
+    shown: list[dict[str, Any]] = []
+    for i in range(1, parts + 1):
+        fd = component_fds[i - 1] if component_fds else None
+        text = read_secret(fd, f"Custodian {i} of {parts}: transport key component", env=False)
+        comp = ceremony.parse_component(text, slot.algorithm)
+        comp_kcv = kcv(comp, algorithm=slot.algorithm).hex().upper()
+        shown.append({"component": i, "kcv": comp_kcv})
+        if not state.json:
+            click.echo(f"  component {i}: KCV {comp_kcv}", err=True)
+        components.append(comp)
+    entry = ceremony.transport_root(slot, components, kcv_bytes, version)
+    note(store=str(store), ref=entry.ref, version=entry.version, kcv=ceremony.kcv_hex(entry))
+    ks.add(entry)
+    ks.save()
+    state.emit(
+        {**entry.info(), "components": shown},
+        f"Imported the vendor's transport root {entry.ref} v{entry.version} "
+        f"({entry.algorithm}), KCV {ceremony.kcv_hex(entry)}, from {parts} components.",
     )
 
 

@@ -14,7 +14,8 @@ from sscard.applets.factory import DEFAULT_PROFILE, new_card_file, open_card_fil
 from sscard.applets.image import FileStorage
 from sscard.applets.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdBridge
 from sscard.cli.context import CliState, pass_state
-from sscard.layout import card_profiles
+from sscard.cli.keystore import keystore_options, security_module
+from sscard.layout import card_profiles, load_profile
 
 
 @click.group()
@@ -39,25 +40,49 @@ def virtual() -> None:
     help="Card profile: ss3-sm4 (SM4) or ss2-3des (two-key 3DES).",
 )
 @click.option("--serial", metavar="HEX16", help="Card serial, 16 hex digits (default: random).")
+@keystore_options
 @pass_state
-def new(state: CliState, path: Path, profile: str, serial: str | None) -> None:
+def new(
+    state: CliState,
+    path: Path,
+    profile: str,
+    serial: str | None,
+    keystore: str | None,
+    passphrase_fd: int | None,
+) -> None:
     """Create a blank card at PATH: MF and the transport key, ready for issuance.
 
-    The transport key comes from the development key store (published test
-    keys): an emulated card is for development, tests and demos. PATH is
-    encrypted with this installation's emulator key and is never overwritten.
+    The transport key (MF/TK/00) is diversified for the card's serial from the
+    transport root in --keystore, as a card vendor keys the blank cards it
+    delivers from the transport root it exchanged with the centre ('sscard keys
+    import-transport'). Without --keystore (and $SSCARD_KEYSTORE) it comes from
+    the published development keys. PATH is encrypted with this installation's
+    emulator key and is never overwritten.
+
+    \b
+    Examples:
+      sscard virtual new card.img --keystore centre.ks
+      sscard virtual new card.img --profile ss2-3des --keystore pkcs11:issuing-hsm
+      sscard virtual new dev.img                     development transport key
     """
-    card = new_card_file(path, profile, parse_serial(serial))
+    card_serial = parse_serial(serial)
+    transport = None
+    if keystore is not None and keystore != "dev":
+        module = security_module(keystore, passphrase_fd, load_profile(profile))
+        transport = module.blank_card_transport_key
+    card = new_card_file(path, profile, card_serial, transport=transport)
     data = {
         "path": str(path),
         "profile": profile,
         "serial": card.serial.hex().upper(),
         "atr": card.atr.hex().upper(),
         "lifecycle": card.state.lifecycle,
+        "transport_keys": "development" if transport is None else "key store",
     }
     state.emit(
         data,
-        f"Blank card created: {path}\n  profile {profile}, serial {data['serial']}\n"
+        f"Blank card created: {path}\n  profile {profile}, serial {data['serial']}, "
+        f"transport key from the {data['transport_keys']} keys\n"
         f"  use it with: sscard -r virtual:{path} info",
     )
 

@@ -52,6 +52,7 @@ class PersonalizationPlan:
     serial: bytes
     steps: tuple[Step, ...]
     records: Mapping[tuple[str, int], bytes]
+    city: str | None = None  # the holder's region: the city level of the card's keys
 
     def describe(self) -> list[dict[str, str]]:
         """Each step as ``{"phase", "description", "command"}`` (no secrets)."""
@@ -79,6 +80,7 @@ class PersonalizationPlan:
                     )
                 ],
             )
+        card.city = self.city
         for i, step in enumerate(self.steps[start:], start):
             if progress is not None:
                 progress(i, step)
@@ -175,7 +177,8 @@ def build_plan(
             lambda c: c.end_personalization(),
         )
     )
-    return PersonalizationPlan(profile, bytes(serial), tuple(steps), records)
+    city = str(holder["region"]) if holder.get("region") else None
+    return PersonalizationPlan(profile, bytes(serial), tuple(steps), records, city)
 
 
 def _create(spec: FileSpec) -> Callable[[SocialSecurityCard], None]:

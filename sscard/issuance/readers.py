@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager, contextmanager
 
 from sscard import errors
 from sscard.applets.cos import Latency
-from sscard.applets.factory import new_memory_card
+from sscard.applets.factory import TransportKeys, new_memory_card
 from sscard.card import SocialSecurityCard
 from sscard.transport import InProcessTransport, pcsc
 
@@ -55,10 +55,17 @@ class VirtualSlot:
 
     in_memory = True  # its cards die with this process
 
-    def __init__(self, name: str, profile: str, latency: Latency | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        profile: str,
+        latency: Latency | None = None,
+        transport: TransportKeys | None = None,
+    ) -> None:
         self.name = name
         self.profile = profile
         self.latency = latency
+        self.transport = transport  # the vendor's transport keys (default: development)
 
     def next_card(self, stop: threading.Event) -> AbstractContextManager[SocialSecurityCard] | None:
         if stop.is_set():
@@ -68,7 +75,8 @@ class VirtualSlot:
     @contextmanager
     def _open(self) -> Iterator[SocialSecurityCard]:
         transport = InProcessTransport(
-            new_memory_card(self.profile, latency=self.latency), self.name
+            new_memory_card(self.profile, latency=self.latency, transport=self.transport),
+            self.name,
         )
         transport.connect()
         try:

@@ -188,6 +188,7 @@ def _run(
     progress: Callable[[int, Step], None] | None,
 ) -> None:
     card.forget_selection()
+    card.city = plan.city  # the city level of its keys (docs/keys.md, "Which city")
     for i, step in enumerate(steps):
         if progress is not None:
             progress(i, step)

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 
 from sscard.errors import InvalidInput
-from sscard.keys.algorithms import card_factors, diversify_path, kcv, xor
+from sscard.keys.algorithms import card_factors, constant_time_equal, diversify_path, kcv, xor
 from sscard.keys.entry import KeyEntry
 from sscard.keys.scheme import KeySlot
 
@@ -76,6 +76,59 @@ def combine(components: Sequence[KeyEntry]) -> KeyEntry:
     return KeyEntry(
         first.ref, first.version, first.algorithm, first.levels, first.depth, value, first.city
     )
+
+
+def parse_component(text: str, algorithm: str) -> bytes:
+    """One clear key component as a custodian types it: 32 hex digits, spaces allowed.
+
+    The error never repeats what was typed.
+    """
+    cleaned = "".join(text.split())
+    try:
+        value = bytes.fromhex(cleaned)
+    except ValueError:
+        value = b""
+    if len(value) != 16:
+        raise InvalidInput(
+            "not a key component", [("component", "must be 32 hexadecimal digits (16 bytes)")]
+        )
+    if algorithm not in ("3des", "sm4"):
+        raise InvalidInput("unknown algorithm", [("algorithm", "3des or sm4")])
+    return value
+
+
+def transport_root(
+    slot: KeySlot, components: Sequence[bytes], expected_kcv: bytes, version: int | None = None
+) -> KeyEntry:
+    """The vendor's transport root for ``slot`` from ≥ 2 clear components (dual control).
+
+    The components are XORed; the result must have the KCV the vendor stated
+    (``expected_kcv``, 3 bytes), so a mistyped component is caught before
+    anything is stored. Equal or all-zero components defeat dual control and
+    are refused.
+    """
+    if slot.type != "TK":
+        raise InvalidInput("not a transport key", [("ref", f"{slot.ref} is not a TK slot")])
+    if len(components) < 2:
+        raise InvalidInput(
+            "dual control needs at least 2 components", [("components", "at least 2")]
+        )
+    if any(c == bytes(len(c)) for c in components) or len(set(components)) != len(components):
+        raise InvalidInput(
+            "components must be distinct and non-zero",
+            [("components", "each custodian holds a different, random component")],
+        )
+    value = bytes(16)
+    for c in components:
+        value = xor(value, c)
+    version = slot.version if version is None else version
+    entry = KeyEntry(slot.ref, version, slot.algorithm, slot.levels, 0, value)
+    if not constant_time_equal(kcv(value, algorithm=slot.algorithm), bytes(expected_kcv)):
+        raise InvalidInput(
+            "the combined key does not have the vendor's KCV",
+            [("kcv", "a component was mistyped, or the components are not of this key")],
+        )
+    return entry
 
 
 def zone_key(root: KeyEntry, city: str) -> KeyEntry:

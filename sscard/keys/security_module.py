@@ -11,6 +11,7 @@ key already enciphered under the card's MK, with its MAC.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -69,6 +70,20 @@ class SecurityModule(ABC):
     def __init__(self, *, city: str | None) -> None:
         self.city = city
 
+    def for_city(self, city: str | None) -> SecurityModule:
+        """This module bound to the city of one card (the city level of diversification).
+
+        The city comes from the card's own data (docs/keys.md, "Which city"): a root
+        store then derives that city's keys; a zone store refuses a card of
+        another city. ``None`` keeps the module as it is. The copy shares the
+        store or token.
+        """
+        if city is None or city == self.city:
+            return self
+        bound = copy.copy(self)
+        bound.city = city
+        return bound
+
     # --- what subclasses provide ----------------------------------------------
 
     @abstractmethod
@@ -100,9 +115,16 @@ class SecurityModule(ABC):
             meta = self._lookup(key, None)
         city = meta.city if meta.depth > 0 else self.city
         if meta.depth > 0 and self.city is not None and self.city != meta.city:
-            raise InvalidInput("zone key is for another city", [("city", f"key is for {city}")])
-        if meta.levels > 0 and city is None:
-            raise InvalidInput("no city", [("city", "a city code is needed to derive card keys")])
+            raise InvalidInput(
+                f"the key store holds the keys of city {meta.city}, "
+                f"the card is of city {self.city}",
+                [("city", f"use a key store of city {self.city} or the centre's root store")],
+            )
+        if meta.levels > 1 and city is None:
+            raise InvalidInput(
+                "the card's city is unknown, so its keys cannot be derived",
+                [("city", "the card carries no region yet and the profile sets no city")],
+            )
         factors = card_factors(city or "000000", bytes(serial), meta.levels)
         return meta, factors[meta.depth :]
 
@@ -178,6 +200,21 @@ class SecurityModule(ABC):
         del value
         data = self.protect(serial, under, header, record, challenge=challenge, encipher=True)
         return WriteKeyData(data, new_kcv)
+
+    def blank_card_transport_key(self, serial: bytes, slot: KeySlot) -> bytes:
+        """The transport key a card vendor loads into the blank card ``serial``.
+
+        The one method that returns a card key, and only a transport key (TK):
+        it is what the vendor's pre-personalization does with the transport root
+        it shares with the centre, and what ``sscard virtual new --keystore``
+        needs to make an emulated blank card. Every other key stays inside.
+        """
+        if slot.type != "TK":
+            raise InvalidInput(
+                "only a transport key can be given out", [("key", f"{slot.ref} is not a TK")]
+            )
+        meta, factors = self._resolve(serial, slot)
+        return self._card_key(meta, factors)
 
     def card_kcv(self, serial: bytes, key: KeyRef) -> bytes:
         """KCV of one card's key (safe to show: it identifies the key, it does not reveal it)."""

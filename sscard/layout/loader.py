@@ -288,6 +288,7 @@ def build_profile(data: Mapping[str, Any]) -> Profile:
         name=data["name"],
         description=data.get("description", ""),
         production=data["production"],
+        key_city=data.get("key_city"),
         algorithm=algorithm,
         command_set=CommandSet(cmd["variant"], cmd["mac"], cmd["mac_length"], cmd["block_size"]),
         atr_template=AtrTemplate(

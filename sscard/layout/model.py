@@ -187,6 +187,7 @@ class Profile:
     files: tuple[FileSpec, ...]
     key_scheme: KeyScheme
     extends: tuple[str, ...] = ()
+    key_city: str | None = None
 
     def file(self, id: str) -> FileSpec:
         """The file with this id; :class:`KeyError` naming it if absent."""
@@ -234,6 +235,7 @@ class Profile:
             "name": self.name,
             "description": self.description,
             "production": self.production,
+            **({"key_city": self.key_city} if self.key_city else {}),
             "algorithm": self.algorithm,
             "command_set": {
                 "variant": self.command_set.variant,
