@@ -70,11 +70,42 @@ class AuditRecord:
         del data["prev_hash"], data["hash"]
         return data
 
+    def unreadable(self) -> str | None:
+        """Why this row cannot be shown as written (a tampered row), or None when it can."""
+        texts = (self.time, self.action, self.outcome, self.prev_hash, self.hash)
+        optional = (self.operator, self.role, self.card_serial, self.card_number, self.error)
+        if not isinstance(self.seq, int) or not all(isinstance(t, str) for t in texts):
+            return "a field has the wrong type"
+        if not all(t is None or isinstance(t, str) for t in (*optional, self.detail)):
+            return "a field has the wrong type"
+        if self.detail:
+            try:
+                json.loads(self.detail)
+            except (ValueError, RecursionError):
+                return "its detail is not valid JSON"
+        return None
+
     def info(self) -> dict[str, object]:
-        """For JSON output: the fields, ``detail`` decoded."""
+        """For JSON output: the fields, ``detail`` decoded; an unreadable row says so."""
         data: dict[str, object] = asdict(self)
-        data["detail"] = json.loads(self.detail) if self.detail else None
+        why = self.unreadable()
+        if why is None:
+            data["detail"] = json.loads(self.detail) if self.detail else None
+        else:
+            data = {k: _plain(v) for k, v in data.items()}
+            data["detail"] = None
+            data["raw_detail"] = _plain(self.detail)
+            data["unreadable"] = f"{why} (tampered?): run 'sscard audit verify'"
         return data
+
+
+def _plain(value: object) -> object:
+    """A stored value as JSON can carry it (a tampered column may hold a BLOB or a float)."""
+    if value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
 
 
 _COLUMNS = (

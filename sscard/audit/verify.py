@@ -66,6 +66,9 @@ def _chain(rows: list[AuditRecord]) -> tuple[dict[int, str], AuditLogBroken | No
                 rec.seq,
                 f"does not follow record {rec.seq - 1} (a record was deleted, inserted or moved)",
             )
+        why = rec.unreadable()
+        if why is not None:
+            return heads, AuditLogBroken(rec.seq, f"unreadable: {why} (edited)")
         if record_hash(rec.prev_hash, rec.content()) != rec.hash:
             return heads, AuditLogBroken(rec.seq, "content does not match its hash (edited)")
         heads[rec.seq] = rec.hash

@@ -60,6 +60,9 @@ def audit_group() -> None:
 
 
 def _row(r: audit.AuditRecord) -> str:
+    why = r.unreadable()
+    if why is not None:
+        return f"{r.seq!s:>6}  UNREADABLE: {why} (tampered?)"
     card = r.card_number or r.card_serial or "-"
     who = f"{r.operator or '-'}/{r.role or '-'}"
     tail = f"  {r.error}" if r.error else ""
@@ -99,7 +102,10 @@ def show(
     header = (
         f"{'SEQ':>6}  {'TIME (UTC)':<20} {'OPERATOR/ROLE':<24} {'ACTION':<20} {'CARD':<20} OUTCOME"
     )
-    state.emit([r.info() for r in rows], "\n".join([header, *map(_row, rows)]))
+    lines = [header, *map(_row, rows)]
+    if any(r.unreadable() for r in rows):
+        lines.append("Some rows are unreadable: run 'sscard audit verify' to check the trail.")
+    state.emit([r.info() for r in rows], "\n".join(lines))
 
 
 @audit_group.command()
