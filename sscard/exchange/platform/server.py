@@ -34,6 +34,7 @@ from sscard.exchange.tls import common_name
 log = logging.getLogger("sscard.exchange.platform")
 
 MAX_BODY = 16 * 1024 * 1024
+MAX_PROBLEMS = 100  # problems listed in an error answer; the rest are counted
 MAX_PULL = 1000
 HANDSHAKE_TIMEOUT = 10.0
 
@@ -159,11 +160,14 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Refusal(405, "method_not_allowed", f"{method} is not allowed here")
             else:
                 raise _Refusal(404, "not_found", f"no endpoint {url.path}")
-        except _Refusal as r:
+        except Exception as exc:
+            r = _as_refusal(exc)
             status, detail = r.status, {"error": r.error, "problems": r.problems[:20]}
             body = {"error": r.error, "message": r.message}
             if r.problems:
-                body["errors"] = r.problems
+                body["errors"] = r.problems[:MAX_PROBLEMS]
+            if len(r.problems) > MAX_PROBLEMS:
+                body["errors_omitted"] = len(r.problems) - MAX_PROBLEMS
             if method == "POST":
                 self.close_connection = self.close_connection or r.status == 413
         platform.store.audit(dept.id if dept else None, client, action, status, detail)
@@ -193,11 +197,20 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refusal(413, "too_large", f"the body exceeds {MAX_BODY} bytes")
         raw = self.rfile.read(length)
         try:
-            return json.loads(raw)
+            data = json.loads(raw)
+            # Lone surrogates ("\\ud800") parse but are no text: refuse them here.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except RecursionError:
+            raise _Refusal(400, "invalid_json", "the body is nested too deeply") from None
+        except UnicodeEncodeError:
+            raise _Refusal(
+                400, "invalid_json", "the body holds a string that is not Unicode text"
+            ) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise _Refusal(
                 400, "invalid_json", "the body is not JSON", [{"path": "", "message": str(exc)}]
             ) from None
+        return data
 
     def _push(self, client: str, dept: Department) -> tuple[int, dict[str, Any], dict[str, Any]]:
         data = self._body()
@@ -269,6 +282,16 @@ class _Handler(BaseHTTPRequestHandler):
         )
         detail = {"after": values["after"], "items": len(items), "cursor": cursor}
         return 200, {"items": items, "cursor": cursor, "more": more}, detail
+
+
+def _as_refusal(exc: Exception) -> _Refusal:
+    """The answer for any error of a request: a bad request never closes the connection."""
+    if isinstance(exc, _Refusal):
+        return exc
+    if isinstance(exc, RecursionError):
+        return _Refusal(400, "invalid_request", "the body is nested too deeply")
+    log.error("request failed", exc_info=exc)
+    return _Refusal(500, "internal_error", "the platform failed on this request; retry later")
 
 
 def _with_ids(problems: list[tuple[str, str]], events: list[Any]) -> list[dict[str, str]]:
