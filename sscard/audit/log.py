@@ -8,7 +8,8 @@ One row per operator action in ``audit_log`` of the local store::
 ``hash = SHA-256(prev_hash ‖ canonical JSON of the other fields, seq included)``
 and ``prev_hash`` of record 1 is 64 zeros: a hash chain, so an edited, deleted
 or reordered record breaks it (:mod:`sscard.audit.verify`). Signed checkpoints
-(:mod:`sscard.audit.checkpoint`) stop an attacker from re-computing the chain.
+(:mod:`sscard.audit.checkpoint`) stop an attacker from re-computing the chain;
+with a checkpoint signer armed, :func:`record` writes them automatically.
 
 No record holds a PIN, key, passphrase or password: the fields are ids, names
 of actions and error classes; ``detail`` keys that look like secrets are
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from sscard.audit.checkpoint import auto_checkpoint, auto_signer
 from sscard.audit.schema import ensure_schema
 from sscard.auth import localdb
 from sscard.auth.store import iso, now_utc
@@ -160,6 +162,7 @@ def record(
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}")
     error_name = type(error).__name__ if isinstance(error, BaseException) else error
+    signer = auto_signer()
     own = conn is None
     db = localdb.connect() if conn is None else conn
     try:
@@ -188,6 +191,8 @@ def record(
                 f"INSERT INTO audit_log ({_COLUMNS}) VALUES ({', '.join('?' * 12)})",
                 tuple(asdict(rec).values()),
             )
+            if signer is not None:
+                auto_checkpoint(db, signer, rec.seq, rec.hash, action, outcome)
     finally:
         if own:
             db.close()

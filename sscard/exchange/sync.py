@@ -5,7 +5,9 @@ event delivered in one local transaction per batch. If the process dies between
 the platform's ack and that commit, the next push sends those events again and
 the platform acknowledges them as duplicates: every event is stored exactly
 once. Events the platform refuses (400 schema, 403 scope) are set aside as
-``rejected`` with the reason, the rest of the batch goes on.
+``rejected`` with the reason, the rest of the batch goes on. Then
+:func:`witness_audit` has the platform witness the newest audit checkpoint, so
+that a trail cut on this machine is caught against the platform's copy.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sscard import db
+from sscard import audit, db
 from sscard.errors import (
+    AuditLogBroken,
+    AuditTrailTruncated,
+    AuditWitnessRefused,
     EventsRejected,
     PlatformProtocolError,
     PlatformUnavailable,
@@ -43,6 +48,7 @@ class PushReport:
     duplicate: int = 0
     rejected: list[dict[str, str]] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
+    audit_witnessed: int | None = None
 
     @property
     def delivered(self) -> int:
@@ -57,6 +63,7 @@ class PushReport:
             "stored": self.stored,
             "duplicate": self.duplicate,
             "rejected": self.rejected,
+            "audit_witnessed": self.audit_witnessed,
         }
         if details:
             data["results"] = self.results
@@ -87,10 +94,56 @@ def push_pending(
         if not batch:
             break
         _push_batch(conn, client, batch, report, keep_results)
+    report.audit_witnessed = witness_audit(conn, client)
     with db.transaction(conn):
         outbox.set_state(conn, "last_push_at", utc_text())
         conn.execute("DELETE FROM outbox_state WHERE key = 'last_error'")
     return report
+
+
+def witness_audit(
+    conn: sqlite3.Connection,
+    client: PlatformClient,
+    signer: audit.CheckpointSigner | None = None,
+) -> int | None:
+    """Send the newest audit checkpoint to the platform; the record it now witnesses.
+
+    With a signer (``signer``, else the automatic one) the current head is
+    signed first. Nothing is sent without any checkpoint (returns None). Raises
+    :class:`AuditTrailTruncated` when this trail no longer reaches the record
+    the platform witnessed, :class:`AuditLogBroken` when that record differs,
+    :class:`AuditWitnessRefused` when the platform refuses the checkpoint.
+    """
+    signer = signer or audit.auto_signer()
+    newest = audit.latest(conn)
+    if signer is not None:
+        head = conn.execute("SELECT max(seq) FROM audit_log").fetchone()[0] or 0
+        if newest is None or newest.seq < head:
+            newest = audit.checkpoint(conn, signer)
+    if newest is None:
+        return None
+    witnessed = client.audit_head()
+    extends: dict[str, Any] | None = None
+    if witnessed is not None:
+        seq = int(witnessed["seq"])
+        row = conn.execute("SELECT hash FROM audit_log WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            last = conn.execute("SELECT max(seq) FROM audit_log").fetchone()[0] or 0
+            raise AuditTrailTruncated(seq, int(last))
+        if row[0] != witnessed["hash"]:
+            raise AuditLogBroken(
+                seq,
+                "differs from the record the platform witnessed: the trail was cut or rewritten",
+            )
+        if newest.seq <= seq:
+            return seq  # nothing newer to witness
+        extends = {"seq": seq, "hash": str(row[0])}
+    try:
+        answer = client.witness(newest.wire(), extends)
+    except AuditWitnessRefused:
+        log.error("the platform refused audit checkpoint of record %d", newest.seq)
+        raise
+    return int(answer["checkpoint"]["seq"])
 
 
 def _push_batch(

@@ -7,7 +7,10 @@ Endpoints (JSON, HTTP/1.1 keep-alive):
   failing JSON paths, 403 when an event is outside the agreement (or claims
   another service point); nothing is stored unless the whole batch is valid;
 - ``GET /v1/events?after=CURSOR&limit=N``: pull the events of the categories the
-  agreement lets it pull, from other service points, after the cursor.
+  agreement lets it pull, from other service points, after the cursor;
+- ``GET /v1/audit/checkpoint``: the caller's witnessed audit checkpoint;
+  ``POST`` one: kept when it moves forward along the same chain, 409 when it
+  goes backwards or forks.
 
 The TLS handshake runs in the connection's own thread; a client without a
 certificate from the platform CA is refused there and the refusal is audited.
@@ -27,7 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sscard.exchange.platform.config import Department, PlatformConfig
-from sscard.exchange.platform.store import PlatformStore
+from sscard.exchange.platform.store import PlatformStore, WitnessConflict
 from sscard.exchange.schema import CATEGORIES, message_problems, payload_problems
 from sscard.exchange.tls import common_name
 
@@ -37,6 +40,7 @@ MAX_BODY = 16 * 1024 * 1024
 MAX_PROBLEMS = 100  # problems listed in an error answer; the rest are counted
 MAX_PULL = 1000
 HANDSHAKE_TIMEOUT = 10.0
+WITNESS_PATH = "/v1/audit/checkpoint"
 
 
 class _Refusal(Exception):
@@ -156,7 +160,13 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "GET" and url.path == "/v1/events":
                 action = "pull"
                 status, body, detail = self._pull(client, dept, url.query)
-            elif url.path in ("/v1/agreement", "/v1/events"):
+            elif method == "GET" and url.path == WITNESS_PATH:
+                action = "audit_head"
+                status, body, detail = self._audit_head(client)
+            elif method == "POST" and url.path == WITNESS_PATH:
+                action = "audit_witness"
+                status, body, detail = self._witness(client, dept)
+            elif url.path in ("/v1/agreement", "/v1/events", WITNESS_PATH):
                 raise _Refusal(405, "method_not_allowed", f"{method} is not allowed here")
             else:
                 raise _Refusal(404, "not_found", f"no endpoint {url.path}")
@@ -282,6 +292,34 @@ class _Handler(BaseHTTPRequestHandler):
         )
         detail = {"after": values["after"], "items": len(items), "cursor": cursor}
         return 200, {"items": items, "cursor": cursor, "more": more}, detail
+
+    def _audit_head(self, client: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
+        found = self.server.platform.store.audit_head(client)
+        if found is None:
+            return 200, {"service_point": client, "status": "none", "checkpoint": None}, {}
+        cp, received = found
+        body = {"service_point": client, "status": "current", "checkpoint": cp}
+        return 200, body | {"received_at": received}, {"seq": cp["seq"]}
+
+    def _witness(self, client: str, dept: Department) -> tuple[int, dict[str, Any], dict[str, Any]]:
+        data = self._body()
+        problems = message_problems("audit-witness-request", data)
+        if problems:
+            raise _Refusal(
+                400,
+                "invalid_request",
+                f"{len(problems)} problem(s) in the request",
+                [{"path": p, "message": m} for p, m in problems],
+            )
+        cp = data["checkpoint"]
+        try:
+            status = self.server.platform.store.witness(dept.id, client, cp, data["extends"])
+        except WitnessConflict as exc:
+            raise _Refusal(409, "audit_conflict", str(exc)) from None
+        found = self.server.platform.store.audit_head(client)
+        assert found is not None
+        body = {"service_point": client, "status": status, "checkpoint": found[0]}
+        return 200, body | {"received_at": found[1]}, {"seq": cp["seq"], "status": status}
 
 
 def _as_refusal(exc: Exception) -> _Refusal:
