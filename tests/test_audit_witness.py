@@ -128,6 +128,9 @@ def test_a_cut_tail_fails_verify_against_the_platform(
     pushed = run(env, "--json", "sync", "push")
     assert pushed.exit_code == 0, pushed.output
     witnessed = json.loads(pushed.stdout)["audit_witnessed"]
+    human = run(env, "sync", "push")
+    witnessed += 1  # the first push's own audit record
+    assert f"witnessed by the platform to record {witnessed}" in human.output
     assert witnessed == _head(store) - 1  # the head at push time; then the push's own record
     head = platform.store.audit_head("sp-labour")
     assert head is not None and head[0]["seq"] == witnessed

@@ -163,5 +163,8 @@ def verify(
     if signer is not None and signer.development:
         report.notes.append("checked with the DEVELOPMENT checkpoint key (published)")
     if not cps:
-        report.notes.append("no signed checkpoint yet: 'sscard audit checkpoint' makes one")
+        report.notes.append(
+            "no signed checkpoint yet: 'sscard audit checkpoint' makes one "
+            "($SSCARD_AUDIT_KEYSTORE makes them automatic)"
+        )
     return report

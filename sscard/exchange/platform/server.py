@@ -208,7 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         try:
             data = json.loads(raw)
-            # Lone surrogates ("\\ud800") parse but are no text: refuse them here.
+            # A lone surrogate escape parses but is no text: refuse it here.
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except RecursionError:
             raise _Refusal(400, "invalid_json", "the body is nested too deeply") from None
