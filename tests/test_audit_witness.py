@@ -22,8 +22,9 @@ from click.testing import CliRunner, Result
 from sscard import audit
 from sscard.auth.localdb import connect
 from sscard.cli.main import cli
+from sscard.exchange import sync
 from sscard.exchange.platform import Platform
-from tests.exchange_support import Pki, pki, platform
+from tests.exchange_support import Pki, client_for, pki, platform
 from tests.operatorkit import Installation, login_in_store
 
 __all__ = ["pki", "platform"]  # fixtures
@@ -248,3 +249,18 @@ def test_the_platform_refuses_a_checkpoint_that_goes_backwards_or_forks(
         assert status == 400, answer
     audited = [e for e in platform.store.audit_log() if e["action"] == "audit_witness"]
     assert [e["status"] for e in audited].count(409) == 5
+
+
+def test_witness_from_an_empty_trail_onwards(
+    installation: Installation, platform: Platform, pki: Pki
+) -> None:
+    conn = connect()
+    try:
+        assert audit.checkpoint(conn, DEV).seq == 0
+        with client_for(platform, pki, "sp-labour") as client:
+            assert sync.witness_audit(conn, client) == 0
+            _records(2)
+            assert sync.witness_audit(conn, client) == 0  # no signer: nothing newer to send
+            assert sync.witness_audit(conn, client, DEV) == 2
+    finally:
+        conn.close()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sscard import audit, db
+from sscard.audit.log import GENESIS
 from sscard.errors import (
     AuditLogBroken,
     AuditTrailTruncated,
@@ -109,35 +110,34 @@ def witness_audit(
     """Send the newest audit checkpoint to the platform; the record it now witnesses.
 
     With a signer (``signer``, else the automatic one) the current head is
-    signed first. Nothing is sent without any checkpoint (returns None). Raises
+    signed first. Without any checkpoint nothing is sent (None: nothing witnessed). Raises
     :class:`AuditTrailTruncated` when this trail no longer reaches the record
     the platform witnessed, :class:`AuditLogBroken` when that record differs,
     :class:`AuditWitnessRefused` when the platform refuses the checkpoint.
     """
     signer = signer or audit.auto_signer()
     newest = audit.latest(conn)
-    if signer is not None:
-        head = conn.execute("SELECT max(seq) FROM audit_log").fetchone()[0] or 0
-        if newest is None or newest.seq < head:
-            newest = audit.checkpoint(conn, signer)
+    last = int(conn.execute("SELECT max(seq) FROM audit_log").fetchone()[0] or 0)
+    if signer is not None and (newest is None or newest.seq < last):
+        newest = audit.checkpoint(conn, signer)
     if newest is None:
-        return None
+        return None  # never checkpointed: nothing to witness ('audit verify' checks the rest)
     witnessed = client.audit_head()
     extends: dict[str, Any] | None = None
     if witnessed is not None:
         seq = int(witnessed["seq"])
         row = conn.execute("SELECT hash FROM audit_log WHERE seq = ?", (seq,)).fetchone()
-        if row is None:
-            last = conn.execute("SELECT max(seq) FROM audit_log").fetchone()[0] or 0
-            raise AuditTrailTruncated(seq, int(last))
-        if row[0] != witnessed["hash"]:
+        mine = GENESIS if seq == 0 else (None if row is None else str(row[0]))
+        if mine is None:
+            raise AuditTrailTruncated(seq, last)
+        if mine != witnessed["hash"]:
             raise AuditLogBroken(
                 seq,
                 "differs from the record the platform witnessed: the trail was cut or rewritten",
             )
         if newest.seq <= seq:
             return seq  # nothing newer to witness
-        extends = {"seq": seq, "hash": str(row[0])}
+        extends = {"seq": seq, "hash": mine}
     try:
         answer = client.witness(newest.wire(), extends)
     except AuditWitnessRefused:
