@@ -170,6 +170,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Refusal(405, "method_not_allowed", f"{method} is not allowed here")
             else:
                 raise _Refusal(404, "not_found", f"no endpoint {url.path}")
+        except OSError:
+            raise  # the connection itself failed: nothing to answer on (handle_error logs it)
         except Exception as exc:
             r = _as_refusal(exc)
             status, detail = r.status, {"error": r.error, "problems": r.problems[:20]}
