@@ -24,7 +24,7 @@ from sscard.auth.localdb import connect
 from sscard.cli.main import cli
 from sscard.exchange import sync
 from sscard.exchange.platform import Platform
-from tests.exchange_support import Pki, client_for, pki, platform
+from tests.exchange_support import Pki, blocked, client_for, pki, platform
 from tests.operatorkit import Installation, login_in_store
 
 __all__ = ["pki", "platform"]  # fixtures
@@ -260,7 +260,121 @@ def test_witness_from_an_empty_trail_onwards(
         with client_for(platform, pki, "sp-labour") as client:
             assert sync.witness_audit(conn, client) == 0
             _records(2)
-            assert sync.witness_audit(conn, client) == 0  # no signer: nothing newer to send
-            assert sync.witness_audit(conn, client, DEV) == 2
+            assert sync.witness_audit(conn, client) == 2  # no signer: the bare head
+            head = platform.store.audit_head("sp-labour")
+            assert head is not None and head[0]["mac"] is None
+            assert sync.witness_audit(conn, client, DEV) == 2  # nothing newer
+            _records(1)
+            assert sync.witness_audit(conn, client, DEV) == 3  # signed now
+            head = platform.store.audit_head("sp-labour")
+            assert head is not None and head[0]["mac"] == audit.latest(conn).mac  # type: ignore[union-attr]
     finally:
         conn.close()
+
+
+# --- a default installation: no checkpoint key anywhere ----------------------------
+
+
+def _keyless_env(platform: Platform, pki: Pki, store: Path) -> dict[str, str]:
+    """A service point as installed: no audit key store, no key store at all."""
+    return _env(platform, pki, store) | {"SSCARD_AUDIT_KEYSTORE": "", "SSCARD_KEYSTORE": ""}
+
+
+def _enqueue(env: dict[str, str], card_number: str) -> None:
+    r = CliRunner().invoke(
+        cli,
+        ["sync", "enqueue", "card.blocked", "-", "--service-point", "sp-labour"],
+        env=env,
+        input=json.dumps(blocked(card_number)),
+        catch_exceptions=False,
+    )
+    assert r.exit_code == 0, r.output
+
+
+def test_a_default_installation_catches_a_cut_tail_without_any_key(
+    platform: Platform, pki: Pki, tmp_path: Path
+) -> None:
+    store = tmp_path / "sp.db"
+    env = _keyless_env(platform, pki, store)
+    for n in range(3):  # state-changing, audited commands
+        _enqueue(env, f"C{n:08d}")
+    pushed = run(env, "--json", "sync", "push")
+    assert pushed.exit_code == 0, pushed.output
+    witnessed = json.loads(pushed.stdout)["audit_witnessed"]
+    assert witnessed == _head(store) - 1  # the live head at push time; then push's own record
+    head = platform.store.audit_head("sp-labour")
+    assert head is not None and head[0]["seq"] == witnessed
+    assert (head[0]["key_id"], head[0]["mac"]) == (None, None)  # witnessed unsigned
+    assert _checkpoint_rows(store) == 0  # no key: nothing signed locally
+
+    ok = run(env, "audit", "verify")
+    assert ok.exit_code == 0, ok.output
+    assert f"platform witnessed up to record {witnessed}" in ok.output
+
+    _cut_after(store, witnessed - 2)
+    cut = run(env, "audit", "verify")
+    assert cut.exit_code == 1, cut.output
+    assert (
+        f"audit trail truncated: the platform witnessed record {witnessed} "
+        f"but the local trail ends at {witnessed - 2}"
+    ) in cut.output
+    assert run(env, "audit", "verify", "--no-platform").exit_code == 0  # invisible locally
+
+    _cut_after(store, witnessed - 2)  # the verify's own record too: the trail ends before it
+    again = run(env, "sync", "push")  # the next push notices before sending anything
+    assert again.exit_code == 1, again.output
+    assert (
+        f"audit trail truncated: the platform witnessed record {witnessed} "
+        f"but the local trail ends at {witnessed - 2}"
+    ) in again.output
+    head = platform.store.audit_head("sp-labour")
+    assert head is not None and head[0]["seq"] == witnessed
+
+
+def test_push_notices_a_cut_tail_when_every_checkpoint_went_with_it(
+    platform: Platform, pki: Pki, tmp_path: Path
+) -> None:
+    store = tmp_path / "sp.db"
+    env = _keyless_env(platform, pki, store)  # checkpoints by hand only
+    _enqueue(env, "C00000001")
+    assert run(env, "audit", "checkpoint", "--keystore", "dev").exit_code == 0
+    assert run(env, "sync", "push").exit_code == 0
+    witnessed = platform.store.audit_head("sp-labour")[0]["seq"]  # type: ignore[index]
+    _cut_after(store, 0)  # every record, every checkpoint
+    assert _checkpoint_rows(store) == 0
+    r = run(env, "sync", "push")
+    assert r.exit_code == 1, r.output
+    assert f"the platform witnessed record {witnessed} but the local trail ends at 0" in r.output
+
+
+def _checkpoint_rows(store: Path) -> int:
+    conn = sqlite3.connect(store)
+    try:
+        return int(conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_the_platform_witnesses_unsigned_heads_by_the_same_rules(
+    platform: Platform, pki: Pki
+) -> None:
+    def bare(seq: int, head: str) -> dict[str, Any]:
+        return audit.Checkpoint.unsigned(seq, head, "2025-01-01T00:00:00.000000Z").wire()
+
+    h4, h6 = "44" * 32, "66" * 32
+    status, answer = _post(platform, pki, {"checkpoint": bare(4, h4), "extends": None})
+    assert (status, answer["status"], answer["checkpoint"]["mac"]) == (200, "witnessed", None)
+    for body, words in (
+        ({"checkpoint": bare(3, "33" * 32), "extends": None}, "goes backwards"),
+        ({"checkpoint": bare(4, h6), "extends": None}, "forks"),
+        ({"checkpoint": bare(6, h6), "extends": {"seq": 4, "hash": h6}}, "does not extend"),
+    ):
+        status, answer = _post(platform, pki, body)
+        assert (status, answer["error"]) == (409, "audit_conflict"), answer
+        assert words in answer["message"]
+    half = bare(6, h6) | {"key_id": "ab" * 8}  # a key id without a signature
+    assert _post(platform, pki, {"checkpoint": half, "extends": None})[0] == 400
+    signed = {"checkpoint": _cp(6, h6), "extends": {"seq": 4, "hash": h4}}
+    assert _post(platform, pki, signed)[1]["status"] == "witnessed"
+    status, answer = _post(platform, pki, {"checkpoint": bare(6, h6), "extends": None})
+    assert (status, answer["status"]) == (200, "unchanged")

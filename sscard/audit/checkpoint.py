@@ -23,8 +23,10 @@ checkpoint key**, which lives in an encrypted key store, not in the database:
 :func:`sscard.audit.record` signs the new head in the same transaction after
 every state-changing action that succeeded (anything but
 :data:`READ_ONLY_ACTIONS`) and after every :data:`AUTO_EVERY` records
-otherwise. ``sscard sync push`` sends the latest checkpoint to the exchange
-platform, which witnesses it (docs/operators.md, "Audit trail").
+otherwise. Without a signer nothing is signed, yet the trail is still
+witnessed: ``sscard sync push`` sends the live head of the chain to the
+exchange platform, signed when a checkpoint of it exists or can be made,
+else bare (:meth:`Checkpoint.unsigned`); docs/operators.md, "Audit trail".
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sscard.audit.schema import ensure_schema
 from sscard.auth import localdb
@@ -63,7 +66,12 @@ log = logging.getLogger("sscard.audit")
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """One signed checkpoint: the chain head ``(seq, hash)`` at ``time``."""
+    """One checkpoint: the chain head ``(seq, hash)`` at ``time``.
+
+    Stored ones are signed; the head the exchange platform witnesses may be
+    unsigned (``key_id`` and ``mac`` empty, null on the wire) when the service
+    point has no checkpoint key.
+    """
 
     id: int
     seq: int
@@ -72,14 +80,36 @@ class Checkpoint:
     key_id: str
     mac: str
 
+    @classmethod
+    def unsigned(cls, seq: int, head: str, time: str) -> Checkpoint:
+        """A bare head ``(seq, head)``: no signature, for the platform's witness only."""
+        return cls(0, seq, head, time, "", "")
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Checkpoint:
+        """A checkpoint as the exchange platform sends it (signed or not)."""
+        return cls(
+            0,
+            int(data["seq"]),
+            str(data["hash"]),
+            str(data["time"]),
+            str(data.get("key_id") or ""),
+            str(data.get("mac") or ""),
+        )
+
+    @property
+    def signed(self) -> bool:
+        """Whether it carries a signature (an unsigned head does not)."""
+        return bool(self.key_id and self.mac)
+
     def wire(self) -> dict[str, object]:
-        """The checkpoint as the exchange platform receives it (no local id)."""
+        """The checkpoint as the exchange platform receives it (no local id; unsigned: nulls)."""
         return {
             "seq": self.seq,
             "hash": self.hash,
             "time": self.time,
-            "key_id": self.key_id,
-            "mac": self.mac,
+            "key_id": self.key_id if self.signed else None,
+            "mac": self.mac if self.signed else None,
         }
 
     def message(self) -> bytes:
@@ -198,9 +228,8 @@ def checkpoint(conn: sqlite3.Connection, signer: CheckpointSigner) -> Checkpoint
     """Sign the current head of the audit trail and store the checkpoint."""
     ensure_schema(conn)
     with localdb.write_transaction(conn):
-        last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, head = (0, "0" * 64) if last is None else (int(last[0]), str(last[1]))
-        return _store(conn, signer.sign(seq, head, iso(now_utc())))
+        seq, top = head(conn)
+        return _store(conn, signer.sign(seq, top, iso(now_utc())))
 
 
 def _store(conn: sqlite3.Connection, cp: Checkpoint) -> Checkpoint:
@@ -209,6 +238,13 @@ def _store(conn: sqlite3.Connection, cp: Checkpoint) -> Checkpoint:
         (cp.seq, cp.hash, cp.time, cp.key_id, cp.mac),
     )
     return Checkpoint(int(cur.lastrowid or 0), cp.seq, cp.hash, cp.time, cp.key_id, cp.mac)
+
+
+def head(conn: sqlite3.Connection) -> tuple[int, str]:
+    """The current head of the chain: the last record's ``(seq, hash)``; ``(0, zeros)`` if none."""
+    ensure_schema(conn)
+    last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    return (0, "0" * 64) if last is None else (int(last[0]), str(last[1]))
 
 
 def latest(conn: sqlite3.Connection) -> Checkpoint | None:

@@ -6,7 +6,7 @@ and that its content matches its hash; then that every checkpoint names a
 record whose hash is the one signed and, given a signer, that its MAC is good.
 The report names the first broken record; records after the last verified
 checkpoint are protected by the chain only (``unsigned_tail``). Given the
-checkpoint the exchange platform witnessed, the trail must still reach its
+head the exchange platform witnessed (signed or not), the trail must still reach its
 record with the same hash: a cut tail fails (:class:`AuditTrailTruncated`).
 """
 
@@ -119,7 +119,7 @@ def _check_witnessed(
             "differs from the record the platform witnessed: records up to "
             f"{cp.seq} were rewritten",
         )
-    if signer is not None and not signer.valid(cp):
+    if signer is not None and cp.signed and not signer.valid(cp):
         return AuditLogBroken(cp.seq, "the checkpoint the platform witnessed has a bad signature")
     return None
 
@@ -131,8 +131,9 @@ def verify(
 ) -> VerifyReport:
     """Verify the audit trail in ``conn``; never raises for a broken trail (see the report).
 
-    ``witnessed``: the checkpoint the exchange platform holds for this service
-    point (:meth:`sscard.exchange.client.PlatformClient.audit_head`).
+    ``witnessed``: the head the exchange platform holds for this service
+    point (:meth:`sscard.exchange.client.PlatformClient.audit_head`), signed
+    or not; its signature is checked when it has one and a signer is given.
     """
     rows = all_records(conn)
     cps = checkpoints(conn)

@@ -137,7 +137,7 @@ def _platform_options(f: F) -> F:
 def _witnessed(
     platform: str | None, cert: str | None, key: str | None, ca: str | None
 ) -> audit.Checkpoint | None:
-    """The checkpoint the platform witnessed for this service point (None: none yet)."""
+    """The head the platform witnessed for this service point, signed or not (None: none yet)."""
     missing = [name for name, v in (("--cert", cert), ("--key", key), ("--ca", ca)) if not v]
     if missing:
         raise InvalidInput(
@@ -150,11 +150,7 @@ def _witnessed(
             head = c.audit_head()
     except PlatformUnavailable as exc:
         raise PlatformUnavailable(f"{exc} ('--no-platform' checks the local trail only)") from None
-    if head is None:
-        return None
-    return audit.Checkpoint(
-        0, int(head["seq"]), head["hash"], head["time"], head["key_id"], head["mac"]
-    )
+    return None if head is None else audit.Checkpoint.from_wire(head)
 
 
 @audit_group.command()

@@ -6,8 +6,8 @@ the platform's ack and that commit, the next push sends those events again and
 the platform acknowledges them as duplicates: every event is stored exactly
 once. Events the platform refuses (400 schema, 403 scope) are set aside as
 ``rejected`` with the reason, the rest of the batch goes on. Then
-:func:`witness_audit` has the platform witness the newest audit checkpoint, so
-that a trail cut on this machine is caught against the platform's copy.
+:func:`witness_audit` has the platform witness the live head of the audit trail
+(signed or not), so that a trail cut on this machine is caught against it.
 """
 
 from __future__ import annotations
@@ -106,44 +106,53 @@ def witness_audit(
     conn: sqlite3.Connection,
     client: PlatformClient,
     signer: audit.CheckpointSigner | None = None,
-) -> int | None:
-    """Send the newest audit checkpoint to the platform; the record it now witnesses.
+) -> int:
+    """Have the platform witness the live head of the audit trail; the record it now witnesses.
 
-    With a signer (``signer``, else the automatic one) the current head is
-    signed first. Without any checkpoint nothing is sent (None: nothing witnessed). Raises
-    :class:`AuditTrailTruncated` when this trail no longer reaches the record
-    the platform witnessed, :class:`AuditLogBroken` when that record differs,
-    :class:`AuditWitnessRefused` when the platform refuses the checkpoint.
+    First the head the platform witnessed is fetched and checked against this
+    trail: :class:`AuditTrailTruncated` when the trail no longer reaches that
+    record, :class:`AuditLogBroken` when that record differs. Then the live
+    head is sent when it is newer: the stored checkpoint of it, else one signed
+    now (``signer``, else the automatic one), else the bare unsigned head (a
+    default installation has no checkpoint key; truncation is caught all the
+    same). :class:`AuditWitnessRefused` when the platform refuses it.
     """
-    signer = signer or audit.auto_signer()
-    newest = audit.latest(conn)
-    last = int(conn.execute("SELECT max(seq) FROM audit_log").fetchone()[0] or 0)
-    if signer is not None and (newest is None or newest.seq < last):
-        newest = audit.checkpoint(conn, signer)
-    if newest is None:
-        return None  # never checkpointed: nothing to witness ('audit verify' checks the rest)
+    seq, top = audit.head(conn)
     witnessed = client.audit_head()
     extends: dict[str, Any] | None = None
     if witnessed is not None:
-        seq = int(witnessed["seq"])
-        row = conn.execute("SELECT hash FROM audit_log WHERE seq = ?", (seq,)).fetchone()
-        mine = GENESIS if seq == 0 else (None if row is None else str(row[0]))
+        known = int(witnessed["seq"])
+        row = conn.execute("SELECT hash FROM audit_log WHERE seq = ?", (known,)).fetchone()
+        mine = GENESIS if known == 0 else (None if row is None else str(row[0]))
         if mine is None:
-            raise AuditTrailTruncated(seq, last)
+            raise AuditTrailTruncated(known, seq)
         if mine != witnessed["hash"]:
             raise AuditLogBroken(
-                seq,
+                known,
                 "differs from the record the platform witnessed: the trail was cut or rewritten",
             )
-        if newest.seq <= seq:
-            return seq  # nothing newer to witness
-        extends = {"seq": seq, "hash": mine}
+        if seq <= known:
+            return known  # nothing newer to witness
+        extends = {"seq": known, "hash": mine}
+    send = _head_checkpoint(conn, seq, top, signer or audit.auto_signer())
     try:
-        answer = client.witness(newest.wire(), extends)
+        answer = client.witness(send.wire(), extends)
     except AuditWitnessRefused:
-        log.error("the platform refused audit checkpoint of record %d", newest.seq)
+        log.error("the platform refused the audit head at record %d", send.seq)
         raise
     return int(answer["checkpoint"]["seq"])
+
+
+def _head_checkpoint(
+    conn: sqlite3.Connection, seq: int, top: str, signer: audit.CheckpointSigner | None
+) -> audit.Checkpoint:
+    """The head ``(seq, top)`` as signed as it can be: stored, newly signed, or bare."""
+    newest = audit.latest(conn)
+    if newest is not None and (newest.seq, newest.hash) == (seq, top):
+        return newest
+    if signer is not None:
+        return audit.checkpoint(conn, signer)
+    return audit.Checkpoint.unsigned(seq, top, utc_text())
 
 
 def _push_batch(

@@ -5,9 +5,10 @@ transaction, so a crash stores all of it or none, and an acknowledged event is
 on disk. Event ids are unique: a repeated id is acknowledged as ``duplicate``
 and not stored again. ``seq`` orders events for the pull cursor.
 
-``platform_audit_heads`` keeps, per service point, the newest audit checkpoint
-it sent (:meth:`PlatformStore.witness`): it only ever moves forward along the
-same chain, so a service point whose trail was cut is caught against it.
+``platform_audit_heads`` keeps, per service point, the newest head of its audit
+trail it sent (:meth:`PlatformStore.witness`), signed or not (``key_id`` and
+``mac`` null): it only ever moves forward along the same chain, so a service
+point whose trail was cut is caught against it.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ CREATE TABLE IF NOT EXISTS platform_audit_heads (
     seq           INTEGER NOT NULL,
     hash          TEXT NOT NULL,
     time          TEXT NOT NULL,
-    key_id        TEXT NOT NULL,
-    mac           TEXT NOT NULL,
+    key_id        TEXT,
+    mac           TEXT,
     received_at   TEXT NOT NULL
 );
 """
