@@ -394,6 +394,23 @@ class AuditLogBroken(AuditError):
         super().__init__(f"{where}: {problem}")
 
 
+class AuditTrailTruncated(AuditLogBroken):
+    """The local trail ends before the record the exchange platform witnessed (exit 1)."""
+
+    def __init__(self, witnessed: int, ends_at: int) -> None:
+        self.witnessed, self.ends_at = witnessed, ends_at
+        self.seq = ends_at + 1
+        self.problem = (
+            f"truncated: the platform witnessed record {witnessed} but the local trail ends "
+            f"at {ends_at}"
+        )
+        AuditError.__init__(self, f"audit trail {self.problem}")
+
+
+class AuditWitnessRefused(ExchangeError, AuditError):
+    """The exchange platform refused an audit checkpoint: it goes backwards or forks (409)."""
+
+
 class CheckpointKeyMissing(AuditError, InvalidInput):
     """The key store holds no audit checkpoint key ('sscard audit init-key' adds one)."""
 

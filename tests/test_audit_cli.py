@@ -103,3 +103,47 @@ def test_help_has_examples() -> None:
     for cmd in ("show", "verify", "checkpoint", "init-key"):
         r = run("audit", cmd, "--help")
         assert r.exit_code == 0 and "Examples:" in r.output
+
+
+def _tamper(inst: Installation, statement: str) -> None:
+    raw = sqlite3.connect(inst.store)
+    raw.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
+    raw.execute(statement)
+    raw.commit()
+    raw.close()
+
+
+def test_show_marks_a_tampered_row_unreadable_and_points_to_verify(
+    installation: Installation,
+) -> None:
+    _some_history(installation)
+    audit.record("keys.generate", operator=installation.add("admin", "issuer"), outcome="ok",
+                 detail={"ref": "K/01"})  # fmt: skip
+    installation.login("audit-1", "auditor")
+    _tamper(installation, 'UPDATE audit_log SET detail = \'{"ref": "K/0\' WHERE seq = 4')
+    human = run("audit", "show")
+    assert human.exit_code == 0, human.output
+    line = next(x for x in human.output.splitlines() if x.split()[0] == "4")
+    assert "UNREADABLE" in line and "sscard audit verify" in human.output
+    r = run("--json", "audit", "show")
+    assert r.exit_code == 0, r.output
+    row = next(x for x in json.loads(r.stdout) if x["seq"] == 4)
+    assert row["detail"] is None and "audit verify" in row["unreadable"]
+    assert all("unreadable" not in x for x in json.loads(r.stdout) if x["seq"] != 4)
+    _tamper(installation, "UPDATE audit_log SET time = x'ff00' WHERE seq = 2")
+    human = run("audit", "show")
+    assert human.exit_code == 0, human.output
+    assert "UNREADABLE" in next(x for x in human.output.splitlines() if x.split()[0] == "2")
+    assert run("--json", "audit", "show").exit_code == 0
+    r = run("audit", "verify")
+    assert r.exit_code == 1 and "audit record 2" in r.output
+
+
+def test_verify_names_a_row_with_a_garbled_hash_instead_of_crashing(
+    installation: Installation,
+) -> None:
+    _some_history(installation)
+    installation.login("audit-1", "auditor")
+    _tamper(installation, "UPDATE audit_log SET prev_hash = 'not hex' WHERE seq = 2")
+    r = run("audit", "verify")
+    assert r.exit_code == 1 and "audit record 2" in r.output, r.output

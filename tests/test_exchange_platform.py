@@ -22,6 +22,7 @@ from sscard.exchange import inbox, outbox, sync
 from sscard.exchange.client import PlatformClient
 from sscard.exchange.events import Event, new_event_id, utc_text
 from sscard.exchange.platform import Platform, PlatformConfig, load_config
+from sscard.exchange.schema import message_problems
 from tests.exchange_support import (
     CONFIG,
     SSN,
@@ -323,3 +324,51 @@ def _wait_for(condition: Any, timeout: float = 5) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_malformed_bodies_are_400_never_a_closed_connection(platform: Platform, pki: Pki) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    status, answer = _raw(platform, pki, "POST", "/v1/events", deep)
+    assert (status, answer["error"]) == (400, "invalid_json")
+    assert "nested too deeply" in answer["message"]
+    nested: Any = "x"
+    for _ in range(900):
+        nested = [nested]
+    event = _event("card.issued", issued(1)).to_wire()
+    for body in (
+        {"events": [event | {"payload": nested}]},
+        {"events": nested},
+        {"events": [event | {"id": "\ud800"}]},
+        {"events": [event | {"payload": issued(1) | {"card_number": "\udcff"}}]},
+    ):
+        raw = json.dumps(body).encode()
+        status, answer = _raw(platform, pki, "POST", "/v1/events", raw)
+        assert status == 400, (status, answer)
+        assert message_problems("error", answer) == []
+    for raw in (b"\xff\xfe", b'{"events": [1e999999]}', b'{"events": NaN}', b"1" * 5000):
+        status, answer = _raw(platform, pki, "POST", "/v1/events", raw)
+        assert status == 400, (raw[:20], status, answer)
+    # the connection stays usable after each refusal
+    conn = http.client.HTTPSConnection("127.0.0.1", platform.port, context=pki.client("sp-labour"))
+    for _ in range(2):
+        conn.request("POST", "/v1/events", body=deep)
+        response = conn.getresponse()
+        assert response.status == 400
+        response.read()
+    conn.request("GET", "/v1/agreement")
+    assert conn.getresponse().status == 200
+    conn.close()
+    assert platform.store.count() == 0
+
+
+def test_a_refusal_lists_at_most_100_problems_and_counts_the_rest(
+    platform: Platform, pki: Pki
+) -> None:
+    bad = [_event("card.issued", issued(i) | {"card_serial": "xyz"}).to_wire() for i in range(1001)]
+    status, answer = _raw(platform, pki, "POST", "/v1/events", {"events": bad})
+    assert (status, answer["error"]) == (400, "invalid_request")
+    assert len(answer["errors"]) == 100
+    assert answer["errors_omitted"] == 1002 - 100  # 1001 bad serials + the batch size
+    assert message_problems("error", answer) == []
+    assert "1002 problem(s)" in answer["message"]
+    assert platform.store.count() == 0

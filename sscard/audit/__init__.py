@@ -10,19 +10,25 @@ transaction so the action and its audit record commit together::
 """
 
 from sscard.audit.checkpoint import (
+    AUTO_EVERY,
     KEY_REF,
     Checkpoint,
     CheckpointSigner,
+    auto_signer,
     checkpoint,
     checkpoints,
+    head,
     init_key,
+    latest,
     open_signer,
+    use_signer,
 )
 from sscard.audit.log import OUTCOMES, Actor, AuditRecord, all_records, record, records
 from sscard.audit.schema import ensure_schema
 from sscard.audit.verify import VerifyReport, verify
 
 __all__ = [
+    "AUTO_EVERY",
     "KEY_REF",
     "OUTCOMES",
     "Actor",
@@ -31,12 +37,16 @@ __all__ = [
     "CheckpointSigner",
     "VerifyReport",
     "all_records",
+    "auto_signer",
     "checkpoint",
     "checkpoints",
     "ensure_schema",
+    "head",
     "init_key",
+    "latest",
     "open_signer",
     "record",
     "records",
+    "use_signer",
     "verify",
 ]

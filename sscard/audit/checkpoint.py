@@ -16,15 +16,30 @@ checkpoint key**, which lives in an encrypted key store, not in the database:
 ``hk = HMAC-SHA256(key, "sscard audit checkpoint key")``,
 ``key_id = HMAC-SHA256(key, "sscard audit key id")[:8]`` (hex),
 ``mac = HMAC-SHA256(hk, "sscard-audit-checkpoint-v1|seq|hash|time|key_id")``.
+
+**Automatic checkpoints**: once a process has a signer (:func:`use_signer`, or
+``$SSCARD_AUDIT_KEYSTORE`` = ``dev`` or a key store file whose passphrase is in
+``$SSCARD_AUDIT_KEYSTORE_PASSPHRASE`` / ``$SSCARD_KEYSTORE_PASSPHRASE``),
+:func:`sscard.audit.record` signs the new head in the same transaction after
+every state-changing action that succeeded (anything but
+:data:`READ_ONLY_ACTIONS`) and after every :data:`AUTO_EVERY` records
+otherwise. Without a signer nothing is signed, yet the trail is still
+witnessed: ``sscard sync push`` sends the live head of the chain to the
+exchange platform, signed when a checkpoint of it exists or can be made,
+else bare (:meth:`Checkpoint.unsigned`); docs/operators.md, "Audit trail".
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import logging
+import os
 import secrets
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sscard.audit.schema import ensure_schema
 from sscard.auth import localdb
@@ -36,10 +51,27 @@ from sscard.keys.software_store import SoftwareKeyStore
 KEY_REF = "AUDIT/CPK/01"
 KEY_ALGORITHM = "3des"
 
+ENV_AUDIT_KEYSTORE = "SSCARD_AUDIT_KEYSTORE"
+ENV_AUDIT_PASSPHRASE = "SSCARD_AUDIT_KEYSTORE_PASSPHRASE"
+ENV_KEYSTORE_PASSPHRASE = "SSCARD_KEYSTORE_PASSPHRASE"
+AUTO_EVERY = 20
+"""With a signer, a checkpoint at least every this many records."""
+READ_ONLY_ACTIONS = frozenset(
+    {"card.read", "audit.read", "audit.verify", "operator.list", "operator.login"}
+)
+"""Actions that change nothing: they get no checkpoint of their own."""
+
+log = logging.getLogger("sscard.audit")
+
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """One signed checkpoint: the chain head ``(seq, hash)`` at ``time``."""
+    """One checkpoint: the chain head ``(seq, hash)`` at ``time``.
+
+    Stored ones are signed; the head the exchange platform witnesses may be
+    unsigned (``key_id`` and ``mac`` empty, null on the wire) when the service
+    point has no checkpoint key.
+    """
 
     id: int
     seq: int
@@ -47,6 +79,38 @@ class Checkpoint:
     time: str
     key_id: str
     mac: str
+
+    @classmethod
+    def unsigned(cls, seq: int, head: str, time: str) -> Checkpoint:
+        """A bare head ``(seq, head)``: no signature, for the platform's witness only."""
+        return cls(0, seq, head, time, "", "")
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Checkpoint:
+        """A checkpoint as the exchange platform sends it (signed or not)."""
+        return cls(
+            0,
+            int(data["seq"]),
+            str(data["hash"]),
+            str(data["time"]),
+            str(data.get("key_id") or ""),
+            str(data.get("mac") or ""),
+        )
+
+    @property
+    def signed(self) -> bool:
+        """Whether it carries a signature (an unsigned head does not)."""
+        return bool(self.key_id and self.mac)
+
+    def wire(self) -> dict[str, object]:
+        """The checkpoint as the exchange platform receives it (no local id; unsigned: nulls)."""
+        return {
+            "seq": self.seq,
+            "hash": self.hash,
+            "time": self.time,
+            "key_id": self.key_id if self.signed else None,
+            "mac": self.mac if self.signed else None,
+        }
 
     def message(self) -> bytes:
         """The signed bytes."""
@@ -164,14 +228,103 @@ def checkpoint(conn: sqlite3.Connection, signer: CheckpointSigner) -> Checkpoint
     """Sign the current head of the audit trail and store the checkpoint."""
     ensure_schema(conn)
     with localdb.write_transaction(conn):
-        last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, head = (0, "0" * 64) if last is None else (int(last[0]), str(last[1]))
-        cp = signer.sign(seq, head, iso(now_utc()))
-        cur = conn.execute(
-            "INSERT INTO audit_checkpoints (seq, hash, time, key_id, mac) VALUES (?, ?, ?, ?, ?)",
-            (cp.seq, cp.hash, cp.time, cp.key_id, cp.mac),
-        )
+        seq, top = head(conn)
+        return _store(conn, signer.sign(seq, top, iso(now_utc())))
+
+
+def _store(conn: sqlite3.Connection, cp: Checkpoint) -> Checkpoint:
+    cur = conn.execute(
+        "INSERT INTO audit_checkpoints (seq, hash, time, key_id, mac) VALUES (?, ?, ?, ?, ?)",
+        (cp.seq, cp.hash, cp.time, cp.key_id, cp.mac),
+    )
     return Checkpoint(int(cur.lastrowid or 0), cp.seq, cp.hash, cp.time, cp.key_id, cp.mac)
+
+
+def head(conn: sqlite3.Connection) -> tuple[int, str]:
+    """The current head of the chain: the last record's ``(seq, hash)``; ``(0, zeros)`` if none."""
+    ensure_schema(conn)
+    last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    return (0, "0" * 64) if last is None else (int(last[0]), str(last[1]))
+
+
+def latest(conn: sqlite3.Connection) -> Checkpoint | None:
+    """The checkpoint of the highest record (the newest of those), or None."""
+    ensure_schema(conn)
+    row = conn.execute(
+        "SELECT id, seq, hash, time, key_id, mac FROM audit_checkpoints"
+        " ORDER BY seq DESC, id DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else Checkpoint(*row)
+
+
+def auto_checkpoint(
+    conn: sqlite3.Connection,
+    signer: CheckpointSigner,
+    seq: int,
+    head: str,
+    action: str,
+    outcome: str,
+) -> Checkpoint | None:
+    """Sign record ``seq`` if it is due (inside the caller's transaction); else None.
+
+    Due: a successful state-changing action, or :data:`AUTO_EVERY` records since
+    the last checkpoint.
+    """
+    row = conn.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()
+    last = int(row[0]) if row and row[0] is not None else 0
+    changed = outcome == "ok" and action not in READ_ONLY_ACTIONS
+    if not changed and seq - last < AUTO_EVERY:
+        return None
+    return _store(conn, signer.sign(seq, head, iso(now_utc())))
+
+
+_explicit: list[CheckpointSigner | None] = []
+_from_env: dict[tuple[object, ...], CheckpointSigner | None] = {}
+
+
+def use_signer(signer: CheckpointSigner | None) -> None:
+    """Arm automatic checkpoints in this process with ``signer`` (None: back to the environment).
+
+    Overrides ``$SSCARD_AUDIT_KEYSTORE``; a long-running service calls it once
+    after opening its key store.
+    """
+    _explicit[:] = [] if signer is None else [signer]
+
+
+def auto_signer() -> CheckpointSigner | None:
+    """The signer of automatic checkpoints: :func:`use_signer`'s, else the environment's.
+
+    ``$SSCARD_AUDIT_KEYSTORE`` = ``dev`` (development key, tests and demos) or
+    a key store file opened with ``$SSCARD_AUDIT_KEYSTORE_PASSPHRASE`` (else
+    ``$SSCARD_KEYSTORE_PASSPHRASE``); opened once per process. A store that
+    cannot be opened, or holds no checkpoint key, arms nothing (logged).
+    """
+    if _explicit:
+        return _explicit[0]
+    spec = os.environ.get(ENV_AUDIT_KEYSTORE)
+    if not spec:
+        return None
+    if spec == "dev":
+        return CheckpointSigner.development_signer()
+    passphrase = os.environ.get(ENV_AUDIT_PASSPHRASE) or os.environ.get(ENV_KEYSTORE_PASSPHRASE)
+    try:
+        st = os.stat(spec)
+    except OSError:
+        log.warning("%s=%s: no such key store; no automatic checkpoints", ENV_AUDIT_KEYSTORE, spec)
+        return None
+    digest = hashlib.sha256((passphrase or "").encode()).hexdigest()
+    cache_key = (spec, st.st_mtime_ns, st.st_size, digest)
+    if cache_key not in _from_env:
+        signer: CheckpointSigner | None = None
+        if passphrase is None:
+            log.warning("%s is set but no passphrase: no automatic checkpoints", ENV_AUDIT_KEYSTORE)
+        else:
+            try:
+                signer = CheckpointSigner.from_store(SoftwareKeyStore.open(spec, passphrase))
+            except Exception as exc:  # never let the audit trail stop an action
+                log.warning("no automatic checkpoints: %s", type(exc).__name__)
+        _from_env[cache_key] = signer
+    return _from_env[cache_key]
 
 
 def checkpoints(conn: sqlite3.Connection) -> list[Checkpoint]:

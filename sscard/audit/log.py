@@ -8,7 +8,8 @@ One row per operator action in ``audit_log`` of the local store::
 ``hash = SHA-256(prev_hash ‖ canonical JSON of the other fields, seq included)``
 and ``prev_hash`` of record 1 is 64 zeros: a hash chain, so an edited, deleted
 or reordered record breaks it (:mod:`sscard.audit.verify`). Signed checkpoints
-(:mod:`sscard.audit.checkpoint`) stop an attacker from re-computing the chain.
+(:mod:`sscard.audit.checkpoint`) stop an attacker from re-computing the chain;
+with a checkpoint signer armed, :func:`record` writes them automatically.
 
 No record holds a PIN, key, passphrase or password: the fields are ids, names
 of actions and error classes; ``detail`` keys that look like secrets are
@@ -26,6 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from sscard.audit.checkpoint import auto_checkpoint, auto_signer
 from sscard.audit.schema import ensure_schema
 from sscard.auth import localdb
 from sscard.auth.store import iso, now_utc
@@ -70,11 +72,42 @@ class AuditRecord:
         del data["prev_hash"], data["hash"]
         return data
 
+    def unreadable(self) -> str | None:
+        """Why this row cannot be shown as written (a tampered row), or None when it can."""
+        texts = (self.time, self.action, self.outcome, self.prev_hash, self.hash)
+        optional = (self.operator, self.role, self.card_serial, self.card_number, self.error)
+        if not isinstance(self.seq, int) or not all(isinstance(t, str) for t in texts):
+            return "a field has the wrong type"
+        if not all(t is None or isinstance(t, str) for t in (*optional, self.detail)):
+            return "a field has the wrong type"
+        if self.detail:
+            try:
+                json.loads(self.detail)
+            except (ValueError, RecursionError):
+                return "its detail is not valid JSON"
+        return None
+
     def info(self) -> dict[str, object]:
-        """For JSON output: the fields, ``detail`` decoded."""
+        """For JSON output: the fields, ``detail`` decoded; an unreadable row says so."""
         data: dict[str, object] = asdict(self)
-        data["detail"] = json.loads(self.detail) if self.detail else None
+        why = self.unreadable()
+        if why is None:
+            data["detail"] = json.loads(self.detail) if self.detail else None
+        else:
+            data = {k: _plain(v) for k, v in data.items()}
+            data["detail"] = None
+            data["raw_detail"] = _plain(self.detail)
+            data["unreadable"] = f"{why} (tampered?): run 'sscard audit verify'"
         return data
+
+
+def _plain(value: object) -> object:
+    """A stored value as JSON can carry it (a tampered column may hold a BLOB or a float)."""
+    if value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
 
 
 _COLUMNS = (
@@ -129,6 +162,7 @@ def record(
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}")
     error_name = type(error).__name__ if isinstance(error, BaseException) else error
+    signer = auto_signer()
     own = conn is None
     db = localdb.connect() if conn is None else conn
     try:
@@ -157,6 +191,8 @@ def record(
                 f"INSERT INTO audit_log ({_COLUMNS}) VALUES ({', '.join('?' * 12)})",
                 tuple(asdict(rec).values()),
             )
+            if signer is not None:
+                auto_checkpoint(db, signer, rec.seq, rec.hash, action, outcome)
     finally:
         if own:
             db.close()

@@ -5,7 +5,9 @@ sequence has no gap, that each record follows the one before (``prev_hash``)
 and that its content matches its hash; then that every checkpoint names a
 record whose hash is the one signed and, given a signer, that its MAC is good.
 The report names the first broken record; records after the last verified
-checkpoint are protected by the chain only (``unsigned_tail``).
+checkpoint are protected by the chain only (``unsigned_tail``). Given the
+head the exchange platform witnessed (signed or not), the trail must still reach its
+record with the same hash: a cut tail fails (:class:`AuditTrailTruncated`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 
 from sscard.audit.checkpoint import Checkpoint, CheckpointSigner, checkpoints
 from sscard.audit.log import GENESIS, AuditRecord, all_records, record_hash
-from sscard.errors import AuditLogBroken
+from sscard.errors import AuditLogBroken, AuditTrailTruncated
 
 
 @dataclass
@@ -26,6 +28,7 @@ class VerifyReport:
     checkpoints: int = 0
     checkpoints_verified: int = 0
     last_verified_seq: int = 0
+    witnessed_seq: int | None = None
     problem: AuditLogBroken | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -33,6 +36,13 @@ class VerifyReport:
     def ok(self) -> bool:
         """Whether the trail is intact (as far as the key given can tell)."""
         return self.problem is None
+
+    @property
+    def verified_to(self) -> int:
+        """The last record of the intact part of the trail."""
+        if self.problem is None:
+            return self.records
+        return max(0, min(self.records, (self.problem.seq or 1) - 1))
 
     @property
     def unsigned_tail(self) -> int:
@@ -48,6 +58,8 @@ class VerifyReport:
             "checkpoints_verified": self.checkpoints_verified,
             "last_verified_seq": self.last_verified_seq,
             "unsigned_tail": self.unsigned_tail,
+            "verified_to": self.verified_to,
+            "witnessed_seq": self.witnessed_seq,
             "first_broken_record": None if self.problem is None else self.problem.seq,
             "problem": None if self.problem is None else self.problem.problem,
             "notes": self.notes,
@@ -66,6 +78,9 @@ def _chain(rows: list[AuditRecord]) -> tuple[dict[int, str], AuditLogBroken | No
                 rec.seq,
                 f"does not follow record {rec.seq - 1} (a record was deleted, inserted or moved)",
             )
+        why = rec.unreadable()
+        if why is not None:
+            return heads, AuditLogBroken(rec.seq, f"unreadable: {why} (edited)")
         if record_hash(rec.prev_hash, rec.content()) != rec.hash:
             return heads, AuditLogBroken(rec.seq, "content does not match its hash (edited)")
         heads[rec.seq] = rec.hash
@@ -93,13 +108,43 @@ def _check_point(
     return None
 
 
-def verify(conn: sqlite3.Connection, signer: CheckpointSigner | None = None) -> VerifyReport:
-    """Verify the audit trail in ``conn``; never raises for a broken trail (see the report)."""
+def _check_witnessed(
+    cp: Checkpoint, heads: dict[int, str], signer: CheckpointSigner | None, count: int
+) -> AuditLogBroken | None:
+    if cp.seq > count:
+        return AuditTrailTruncated(cp.seq, count)
+    if heads.get(cp.seq) != cp.hash:
+        return AuditLogBroken(
+            cp.seq,
+            "differs from the record the platform witnessed: records up to "
+            f"{cp.seq} were rewritten",
+        )
+    if signer is not None and cp.signed and not signer.valid(cp):
+        return AuditLogBroken(cp.seq, "the checkpoint the platform witnessed has a bad signature")
+    return None
+
+
+def verify(
+    conn: sqlite3.Connection,
+    signer: CheckpointSigner | None = None,
+    witnessed: Checkpoint | None = None,
+) -> VerifyReport:
+    """Verify the audit trail in ``conn``; never raises for a broken trail (see the report).
+
+    ``witnessed``: the head the exchange platform holds for this service
+    point (:meth:`sscard.exchange.client.PlatformClient.audit_head`), signed
+    or not; its signature is checked when it has one and a signer is given.
+    """
     rows = all_records(conn)
     cps = checkpoints(conn)
     report = VerifyReport(records=len(rows), checkpoints=len(cps))
     heads, chain_problem = _chain(rows)
     problems: list[AuditLogBroken] = [chain_problem] if chain_problem else []
+    if witnessed is not None:
+        report.witnessed_seq = witnessed.seq
+        broken = _check_witnessed(witnessed, heads, signer, len(rows))
+        if broken is not None:
+            problems.append(broken)
     for cp in cps:
         broken = _check_point(cp, heads, signer, len(rows))
         if broken is not None:
@@ -109,6 +154,9 @@ def verify(conn: sqlite3.Connection, signer: CheckpointSigner | None = None) -> 
             report.last_verified_seq = max(report.last_verified_seq, cp.seq)
     if problems:
         report.problem = min(problems, key=lambda p: p.seq or 0)
+        truncated = [p for p in problems if isinstance(p, AuditTrailTruncated)]
+        if truncated and (chain_problem is None or chain_problem.seq == truncated[0].seq):
+            report.problem = truncated[0]  # the clearer name for a cut tail
     if signer is None and cps:
         report.notes.append(
             f"{len(cps)} checkpoint signature(s) not checked: give --keystore to check them"
@@ -116,5 +164,8 @@ def verify(conn: sqlite3.Connection, signer: CheckpointSigner | None = None) -> 
     if signer is not None and signer.development:
         report.notes.append("checked with the DEVELOPMENT checkpoint key (published)")
     if not cps:
-        report.notes.append("no signed checkpoint yet: 'sscard audit checkpoint' makes one")
+        report.notes.append(
+            "no signed checkpoint yet: 'sscard audit checkpoint' makes one "
+            "($SSCARD_AUDIT_KEYSTORE makes them automatic)"
+        )
     return report

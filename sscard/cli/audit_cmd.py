@@ -18,6 +18,9 @@ from sscard.auth import localdb
 from sscard.cli.auth import note, require_operator
 from sscard.cli.context import CliState, json_option, pass_state
 from sscard.cli.keys_cmd import read_secret
+from sscard.errors import InvalidInput, PlatformUnavailable
+from sscard.exchange.client import PlatformClient
+from sscard.exchange.tls import client_context
 from sscard.keys.provider import ENV_KEYSTORE
 from sscard.keys.software_store import SoftwareKeyStore
 
@@ -60,6 +63,9 @@ def audit_group() -> None:
 
 
 def _row(r: audit.AuditRecord) -> str:
+    why = r.unreadable()
+    if why is not None:
+        return f"{r.seq!s:>6}  UNREADABLE: {why} (tampered?)"
     card = r.card_number or r.card_serial or "-"
     who = f"{r.operator or '-'}/{r.role or '-'}"
     tail = f"  {r.error}" if r.error else ""
@@ -99,43 +105,111 @@ def show(
     header = (
         f"{'SEQ':>6}  {'TIME (UTC)':<20} {'OPERATOR/ROLE':<24} {'ACTION':<20} {'CARD':<20} OUTCOME"
     )
-    state.emit([r.info() for r in rows], "\n".join([header, *map(_row, rows)]))
+    lines = [header, *map(_row, rows)]
+    if any(r.unreadable() for r in rows):
+        lines.append("Some rows are unreadable: run 'sscard audit verify' to check the trail.")
+    state.emit([r.info() for r in rows], "\n".join(lines))
+
+
+def _platform_options(f: F) -> F:
+    options = [
+        click.option(
+            "--platform",
+            envvar="SSCARD_PLATFORM_URL",
+            metavar="URL",
+            help="The exchange platform whose witnessed checkpoint to check against "
+            "($SSCARD_PLATFORM_URL); with --cert, --key, --ca as for 'sscard sync'.",
+        ),
+        click.option("--cert", envvar="SSCARD_EXCHANGE_CERT", type=click.Path(dir_okay=False),
+                     help="This service point's client certificate ($SSCARD_EXCHANGE_CERT)."),
+        click.option("--key", envvar="SSCARD_EXCHANGE_KEY", type=click.Path(dir_okay=False),
+                     help="Its private key ($SSCARD_EXCHANGE_KEY)."),
+        click.option("--ca", envvar="SSCARD_EXCHANGE_CA", type=click.Path(dir_okay=False),
+                     help="The platform CA certificate ($SSCARD_EXCHANGE_CA)."),
+        click.option("--no-platform", is_flag=True,
+                     help="Check the local trail only, even with a platform configured."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _witnessed(
+    platform: str | None, cert: str | None, key: str | None, ca: str | None
+) -> audit.Checkpoint | None:
+    """The head the platform witnessed for this service point, signed or not (None: none yet)."""
+    missing = [name for name, v in (("--cert", cert), ("--key", key), ("--ca", ca)) if not v]
+    if missing:
+        raise InvalidInput(
+            "incomplete platform settings",
+            [(m, "needed with --platform ($SSCARD_PLATFORM_URL)") for m in missing],
+        )
+    assert cert and key and ca
+    try:
+        with PlatformClient(platform or "", client_context(Path(cert), Path(key), Path(ca))) as c:
+            head = c.audit_head()
+    except PlatformUnavailable as exc:
+        raise PlatformUnavailable(f"{exc} ('--no-platform' checks the local trail only)") from None
+    return None if head is None else audit.Checkpoint.from_wire(head)
 
 
 @audit_group.command()
 @_keystore_option(required=False)
 @_fd_option
+@_platform_options
 @json_option
 @pass_state
 @require_operator("audit.verify")
-def verify(state: CliState, keystore: str | None, passphrase_fd: int | None) -> None:
-    """Verify the hash chain and the checkpoint signatures; exit 0 only when intact.
+def verify(
+    state: CliState,
+    keystore: str | None,
+    passphrase_fd: int | None,
+    platform: str | None,
+    cert: str | None,
+    key: str | None,
+    ca: str | None,
+    no_platform: bool,
+) -> None:
+    """Verify the hash chain, the checkpoint signatures and the platform's witness.
 
     Without --keystore (or $SSCARD_KEYSTORE) the chain is checked but not the
     checkpoint signatures, which is weaker: someone able to write the database
-    could have re-computed the chain. A broken trail exits 1 and names the
-    first broken record.
+    could have re-computed the chain. With an exchange platform configured
+    (as for 'sscard sync') the trail must still reach the record the platform
+    witnessed, with the same hash: a cut tail fails. A broken trail exits 1
+    and names the first broken record; an unreachable platform exits 5.
 
     \b
     Examples:
       sscard audit verify --keystore centre.ks
       sscard --json audit verify --keystore dev
+      sscard audit verify --keystore pudong.ks --no-platform
     """
     signer = (
         audit.open_signer(keystore, lambda label: read_secret(passphrase_fd, label))
         if keystore
         else None
     )
+    use_platform = bool(platform) and not no_platform
+    witnessed = _witnessed(platform, cert, key, ca) if use_platform else None
     conn = localdb.connect()
     try:
-        report = audit.verify(conn, signer)
+        report = audit.verify(conn, signer, witnessed)
     finally:
         conn.close()
-    note(records=report.records, checkpoints=report.checkpoints)
+    note(records=report.records, checkpoints=report.checkpoints, witnessed=report.witnessed_seq)
     lines = [
         f"{report.records} record(s), {report.checkpoints} checkpoint(s), "
         f"{report.checkpoints_verified} signature(s) verified."
     ]
+    reach = f"Trail verified to record {report.verified_to}; "
+    if not use_platform:
+        reach += "no exchange platform checked (its witness catches a cut tail)."
+    elif report.witnessed_seq is None:
+        reach += "the platform has witnessed no checkpoint yet."
+    else:
+        reach += f"platform witnessed up to record {report.witnessed_seq}."
+    lines.append(reach)
     if report.ok:
         lines.insert(0, "Audit trail intact.")
         if report.unsigned_tail:

@@ -160,6 +160,8 @@ def push(
         f"{len(report.rejected)} rejected."
     ]
     lines += [f"  rejected {r['id']}: {r['reason']}" for r in report.rejected]
+    if report.audit_witnessed is not None:
+        lines.append(f"Audit trail witnessed by the platform to record {report.audit_witnessed}.")
     state.emit(report.to_json(details), "\n".join(lines))
     if report.rejected:
         ctx.exit(1)

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sscard.errors import (
+    AuditWitnessRefused,
     EventsRejected,
     InvalidInput,
     PlatformAuthRefused,
@@ -27,6 +28,7 @@ from sscard.exchange.events import Event
 from sscard.exchange.schema import message_problems
 
 DEFAULT_TIMEOUT = 30.0
+WITNESS_PATH = "/v1/audit/checkpoint"
 
 
 class PlatformClient:
@@ -87,6 +89,21 @@ class PlatformClient:
         return self._checked(
             "pull-response", self._request("GET", f"/v1/events?after={after}&limit={limit}")
         )
+
+    def audit_head(self) -> dict[str, Any] | None:
+        """The audit checkpoint the platform witnessed for this service point, or None."""
+        answer = self._checked("audit-witness", self._request("GET", WITNESS_PATH))
+        head: dict[str, Any] | None = answer["checkpoint"]
+        return head
+
+    def witness(self, checkpoint: dict[str, Any], extends: dict[str, Any] | None) -> dict[str, Any]:
+        """Have the platform witness ``checkpoint``; ``extends`` is our record at its last head.
+
+        Returns ``{"service_point", "status": witnessed|unchanged, "checkpoint"}``;
+        :class:`AuditWitnessRefused` when it goes backwards or forks.
+        """
+        body = json.dumps({"checkpoint": checkpoint, "extends": extends}).encode("utf-8")
+        return self._checked("audit-witness", self._request("POST", WITNESS_PATH, body))
 
     # --- plumbing ------------------------------------------------------------
 
@@ -159,6 +176,8 @@ class PlatformClient:
             raise PlatformAuthRefused(
                 f"the platform knows no department for this certificate: {message}"
             )
+        if status == 409 and data.get("error") == "audit_conflict":
+            raise AuditWitnessRefused(f"the platform refused the audit checkpoint: {message}")
         if status == 403:
             raise ScopeRefused(f"refused by the platform: {message}", problems, ids)
         raise EventsRejected(f"rejected by the platform (HTTP {status}): {message}", problems, ids)

@@ -37,6 +37,9 @@ MESSAGES: tuple[str, ...] = (
     "agreement",
     "error",
     "platform-config",
+    "audit-checkpoint",
+    "audit-witness-request",
+    "audit-witness",
 )
 
 Problem = tuple[str, str]
@@ -79,7 +82,7 @@ def _problems(validator: Draft202012Validator, data: Any, prefix: str) -> list[P
     found: list[Problem] = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
         found.extend(_describe(error, prefix))
-    return found
+    return list(dict.fromkeys(found))  # one "required" error per missing key names them all
 
 
 def _describe(error: ValidationError, prefix: str) -> list[Problem]:

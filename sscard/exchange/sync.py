@@ -5,7 +5,9 @@ event delivered in one local transaction per batch. If the process dies between
 the platform's ack and that commit, the next push sends those events again and
 the platform acknowledges them as duplicates: every event is stored exactly
 once. Events the platform refuses (400 schema, 403 scope) are set aside as
-``rejected`` with the reason, the rest of the batch goes on.
+``rejected`` with the reason, the rest of the batch goes on. Then
+:func:`witness_audit` has the platform witness the live head of the audit trail
+(signed or not), so that a trail cut on this machine is caught against it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sscard import db
+from sscard import audit, db
+from sscard.audit.log import GENESIS
 from sscard.errors import (
+    AuditLogBroken,
+    AuditTrailTruncated,
+    AuditWitnessRefused,
     EventsRejected,
     PlatformProtocolError,
     PlatformUnavailable,
@@ -43,6 +49,7 @@ class PushReport:
     duplicate: int = 0
     rejected: list[dict[str, str]] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
+    audit_witnessed: int | None = None
 
     @property
     def delivered(self) -> int:
@@ -57,6 +64,7 @@ class PushReport:
             "stored": self.stored,
             "duplicate": self.duplicate,
             "rejected": self.rejected,
+            "audit_witnessed": self.audit_witnessed,
         }
         if details:
             data["results"] = self.results
@@ -87,10 +95,64 @@ def push_pending(
         if not batch:
             break
         _push_batch(conn, client, batch, report, keep_results)
+    report.audit_witnessed = witness_audit(conn, client)
     with db.transaction(conn):
         outbox.set_state(conn, "last_push_at", utc_text())
         conn.execute("DELETE FROM outbox_state WHERE key = 'last_error'")
     return report
+
+
+def witness_audit(
+    conn: sqlite3.Connection,
+    client: PlatformClient,
+    signer: audit.CheckpointSigner | None = None,
+) -> int:
+    """Have the platform witness the live head of the audit trail; the record it now witnesses.
+
+    First the head the platform witnessed is fetched and checked against this
+    trail: :class:`AuditTrailTruncated` when the trail no longer reaches that
+    record, :class:`AuditLogBroken` when that record differs. Then the live
+    head is sent when it is newer: the stored checkpoint of it, else one signed
+    now (``signer``, else the automatic one), else the bare unsigned head (a
+    default installation has no checkpoint key; truncation is caught all the
+    same). :class:`AuditWitnessRefused` when the platform refuses it.
+    """
+    seq, top = audit.head(conn)
+    witnessed = client.audit_head()
+    extends: dict[str, Any] | None = None
+    if witnessed is not None:
+        known = int(witnessed["seq"])
+        row = conn.execute("SELECT hash FROM audit_log WHERE seq = ?", (known,)).fetchone()
+        mine = GENESIS if known == 0 else (None if row is None else str(row[0]))
+        if mine is None:
+            raise AuditTrailTruncated(known, seq)
+        if mine != witnessed["hash"]:
+            raise AuditLogBroken(
+                known,
+                "differs from the record the platform witnessed: the trail was cut or rewritten",
+            )
+        if seq <= known:
+            return known  # nothing newer to witness
+        extends = {"seq": known, "hash": mine}
+    send = _head_checkpoint(conn, seq, top, signer or audit.auto_signer())
+    try:
+        answer = client.witness(send.wire(), extends)
+    except AuditWitnessRefused:
+        log.error("the platform refused the audit head at record %d", send.seq)
+        raise
+    return int(answer["checkpoint"]["seq"])
+
+
+def _head_checkpoint(
+    conn: sqlite3.Connection, seq: int, top: str, signer: audit.CheckpointSigner | None
+) -> audit.Checkpoint:
+    """The head ``(seq, top)`` as signed as it can be: stored, newly signed, or bare."""
+    newest = audit.latest(conn)
+    if newest is not None and (newest.seq, newest.hash) == (seq, top):
+        return newest
+    if signer is not None:
+        return audit.checkpoint(conn, signer)
+    return audit.Checkpoint.unsigned(seq, top, utc_text())
 
 
 def _push_batch(

@@ -7,7 +7,10 @@ Endpoints (JSON, HTTP/1.1 keep-alive):
   failing JSON paths, 403 when an event is outside the agreement (or claims
   another service point); nothing is stored unless the whole batch is valid;
 - ``GET /v1/events?after=CURSOR&limit=N``: pull the events of the categories the
-  agreement lets it pull, from other service points, after the cursor.
+  agreement lets it pull, from other service points, after the cursor;
+- ``GET /v1/audit/checkpoint``: the caller's witnessed audit checkpoint;
+  ``POST`` one: kept when it moves forward along the same chain, 409 when it
+  goes backwards or forks.
 
 The TLS handshake runs in the connection's own thread; a client without a
 certificate from the platform CA is refused there and the refusal is audited.
@@ -27,15 +30,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from sscard.exchange.platform.config import Department, PlatformConfig
-from sscard.exchange.platform.store import PlatformStore
+from sscard.exchange.platform.store import PlatformStore, WitnessConflict
 from sscard.exchange.schema import CATEGORIES, message_problems, payload_problems
 from sscard.exchange.tls import common_name
 
 log = logging.getLogger("sscard.exchange.platform")
 
 MAX_BODY = 16 * 1024 * 1024
+MAX_PROBLEMS = 100  # problems listed in an error answer; the rest are counted
 MAX_PULL = 1000
 HANDSHAKE_TIMEOUT = 10.0
+WITNESS_PATH = "/v1/audit/checkpoint"
 
 
 class _Refusal(Exception):
@@ -155,15 +160,26 @@ class _Handler(BaseHTTPRequestHandler):
             elif method == "GET" and url.path == "/v1/events":
                 action = "pull"
                 status, body, detail = self._pull(client, dept, url.query)
-            elif url.path in ("/v1/agreement", "/v1/events"):
+            elif method == "GET" and url.path == WITNESS_PATH:
+                action = "audit_head"
+                status, body, detail = self._audit_head(client)
+            elif method == "POST" and url.path == WITNESS_PATH:
+                action = "audit_witness"
+                status, body, detail = self._witness(client, dept)
+            elif url.path in ("/v1/agreement", "/v1/events", WITNESS_PATH):
                 raise _Refusal(405, "method_not_allowed", f"{method} is not allowed here")
             else:
                 raise _Refusal(404, "not_found", f"no endpoint {url.path}")
-        except _Refusal as r:
+        except OSError:
+            raise  # the connection itself failed: nothing to answer on (handle_error logs it)
+        except Exception as exc:
+            r = _as_refusal(exc)
             status, detail = r.status, {"error": r.error, "problems": r.problems[:20]}
             body = {"error": r.error, "message": r.message}
             if r.problems:
-                body["errors"] = r.problems
+                body["errors"] = r.problems[:MAX_PROBLEMS]
+            if len(r.problems) > MAX_PROBLEMS:
+                body["errors_omitted"] = len(r.problems) - MAX_PROBLEMS
             if method == "POST":
                 self.close_connection = self.close_connection or r.status == 413
         platform.store.audit(dept.id if dept else None, client, action, status, detail)
@@ -193,11 +209,20 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Refusal(413, "too_large", f"the body exceeds {MAX_BODY} bytes")
         raw = self.rfile.read(length)
         try:
-            return json.loads(raw)
+            data = json.loads(raw)
+            # A lone surrogate escape parses but is no text: refuse it here.
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except RecursionError:
+            raise _Refusal(400, "invalid_json", "the body is nested too deeply") from None
+        except UnicodeEncodeError:
+            raise _Refusal(
+                400, "invalid_json", "the body holds a string that is not Unicode text"
+            ) from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise _Refusal(
                 400, "invalid_json", "the body is not JSON", [{"path": "", "message": str(exc)}]
             ) from None
+        return data
 
     def _push(self, client: str, dept: Department) -> tuple[int, dict[str, Any], dict[str, Any]]:
         data = self._body()
@@ -269,6 +294,44 @@ class _Handler(BaseHTTPRequestHandler):
         )
         detail = {"after": values["after"], "items": len(items), "cursor": cursor}
         return 200, {"items": items, "cursor": cursor, "more": more}, detail
+
+    def _audit_head(self, client: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
+        found = self.server.platform.store.audit_head(client)
+        if found is None:
+            return 200, {"service_point": client, "status": "none", "checkpoint": None}, {}
+        cp, received = found
+        body = {"service_point": client, "status": "current", "checkpoint": cp}
+        return 200, body | {"received_at": received}, {"seq": cp["seq"]}
+
+    def _witness(self, client: str, dept: Department) -> tuple[int, dict[str, Any], dict[str, Any]]:
+        data = self._body()
+        problems = message_problems("audit-witness-request", data)
+        if problems:
+            raise _Refusal(
+                400,
+                "invalid_request",
+                f"{len(problems)} problem(s) in the request",
+                [{"path": p, "message": m} for p, m in problems],
+            )
+        cp = data["checkpoint"]
+        try:
+            status = self.server.platform.store.witness(dept.id, client, cp, data["extends"])
+        except WitnessConflict as exc:
+            raise _Refusal(409, "audit_conflict", str(exc)) from None
+        found = self.server.platform.store.audit_head(client)
+        assert found is not None
+        body = {"service_point": client, "status": status, "checkpoint": found[0]}
+        return 200, body | {"received_at": found[1]}, {"seq": cp["seq"], "status": status}
+
+
+def _as_refusal(exc: Exception) -> _Refusal:
+    """The answer for any error of a request: a bad request never closes the connection."""
+    if isinstance(exc, _Refusal):
+        return exc
+    if isinstance(exc, RecursionError):
+        return _Refusal(400, "invalid_request", "the body is nested too deeply")
+    log.error("request failed", exc_info=exc)
+    return _Refusal(500, "internal_error", "the platform failed on this request; retry later")
 
 
 def _with_ids(problems: list[tuple[str, str]], events: list[Any]) -> list[dict[str, str]]:

@@ -4,6 +4,11 @@ One SQLite file (WAL, ``synchronous=FULL``): a batch is stored in one
 transaction, so a crash stores all of it or none, and an acknowledged event is
 on disk. Event ids are unique: a repeated id is acknowledged as ``duplicate``
 and not stored again. ``seq`` orders events for the pull cursor.
+
+``platform_audit_heads`` keeps, per service point, the newest head of its audit
+trail it sent (:meth:`PlatformStore.witness`), signed or not (``key_id`` and
+``mac`` null): it only ever moves forward along the same chain, so a service
+point whose trail was cut is caught against it.
 """
 
 from __future__ import annotations
@@ -40,7 +45,21 @@ CREATE TABLE IF NOT EXISTS platform_audit (
     detail     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS platform_audit_department ON platform_audit (department, seq);
+CREATE TABLE IF NOT EXISTS platform_audit_heads (
+    service_point TEXT PRIMARY KEY,
+    department    TEXT NOT NULL,
+    seq           INTEGER NOT NULL,
+    hash          TEXT NOT NULL,
+    time          TEXT NOT NULL,
+    key_id        TEXT,
+    mac           TEXT,
+    received_at   TEXT NOT NULL
+);
 """
+
+
+class WitnessConflict(Exception):
+    """A checkpoint that goes backwards or forks from the witnessed head (HTTP 409)."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +182,82 @@ class PlatformStore:
         return [dict(zip(keys, r[:6], strict=True)) | {"detail": json.loads(r[6])} for r in rows][
             ::-1
         ]
+
+    def audit_head(self, service_point: str) -> tuple[dict[str, Any], str] | None:
+        """The witnessed checkpoint of ``service_point`` and when it came, or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT seq, hash, time, key_id, mac, received_at FROM platform_audit_heads"
+                " WHERE service_point = ?",
+                (service_point,),
+            ).fetchone()
+        if row is None:
+            return None
+        keys = ("seq", "hash", "time", "key_id", "mac")
+        return dict(zip(keys, row[:5], strict=True)), str(row[5])
+
+    def witness(
+        self,
+        department: str,
+        service_point: str,
+        checkpoint: dict[str, Any],
+        extends: dict[str, Any] | None,
+    ) -> str:
+        """Keep ``checkpoint`` as the witnessed head of ``service_point``.
+
+        Returns ``witnessed`` (a newer head) or ``unchanged`` (the same head
+        again). Raises :class:`WitnessConflict` for a checkpoint before the
+        witnessed record, one with another hash at the same record (a fork), or
+        a newer one whose sender's record at the witnessed seq (``extends``)
+        is not the witnessed one (its trail was rewritten or cut).
+        """
+        seq, head = int(checkpoint["seq"]), str(checkpoint["hash"])
+        with self._lock, db.transaction(self._conn):
+            row = self._conn.execute(
+                "SELECT seq, hash FROM platform_audit_heads WHERE service_point = ?",
+                (service_point,),
+            ).fetchone()
+            if row is not None:
+                known_seq, known_hash = int(row[0]), str(row[1])
+                if seq < known_seq:
+                    raise WitnessConflict(
+                        f"the checkpoint goes backwards: the platform witnessed record "
+                        f"{known_seq}, this checkpoint covers record {seq} only"
+                    )
+                if seq == known_seq:
+                    if head != known_hash:
+                        raise WitnessConflict(
+                            f"the checkpoint forks: record {seq} has another hash than the "
+                            "one the platform witnessed"
+                        )
+                    return "unchanged"
+                if extends is None or (int(extends["seq"]), str(extends["hash"])) != (
+                    known_seq,
+                    known_hash,
+                ):
+                    raise WitnessConflict(
+                        f"the checkpoint forks: it does not extend record {known_seq} as the "
+                        "platform witnessed it"
+                    )
+            self._conn.execute(
+                "INSERT INTO platform_audit_heads (service_point, department, seq, hash, time,"
+                " key_id, mac, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (service_point) DO UPDATE SET department = excluded.department,"
+                " seq = excluded.seq, hash = excluded.hash, time = excluded.time,"
+                " key_id = excluded.key_id, mac = excluded.mac,"
+                " received_at = excluded.received_at",
+                (
+                    service_point,
+                    department,
+                    seq,
+                    head,
+                    checkpoint["time"],
+                    checkpoint["key_id"],
+                    checkpoint["mac"],
+                    utc_text(),
+                ),
+            )
+        return "witnessed"
 
     def count(self) -> int:
         """Number of stored events."""
