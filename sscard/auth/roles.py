@@ -28,6 +28,7 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     # cards (art. 16)
     "card.issue": frozenset({_I}),
     "card.read": frozenset({_I, _S}),
+    "card.apdu": frozenset({_I}),  # raw APDUs (sscard apdu): bypasses every policy, issuer only
     "card.block": frozenset({_S}),
     "card.unblock": frozenset({_S}),
     "holder.update": frozenset({_S}),

@@ -1,4 +1,10 @@
-"""``sscard apdu``: send raw APDUs and show the responses with status-word meanings."""
+"""``sscard apdu``: send raw APDUs and show the responses with status-word meanings.
+
+Raw APDUs bypass every check the other commands make (PIN policy, staff
+records), so the command needs the ``card.apdu`` permission (issuers only) and
+each session is audited: the record lists every command's header, its Lc/Le
+lengths and the status word answered, never command or response data.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import sys
 import click
 
 from sscard.apdu import REDACTED, CommandApdu, ResponseApdu
+from sscard.cli.auth import note, require_operator
 from sscard.cli.connect import connected_protocol
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.exit_codes import ExitCode
@@ -51,6 +58,7 @@ def _sw_matches(sw: int, pattern: str) -> bool:
 )
 @click.option("--raw", is_flag=True, help="Send exactly what is given: no 61xx/6Cxx handling.")
 @pass_state
+@require_operator("card.apdu")
 def apdu(
     state: CliState, apdus: tuple[str, ...], from_stdin: bool, expect_sw: str | None, raw: bool
 ) -> None:
@@ -62,6 +70,9 @@ def apdu(
     PIN RELOAD/UNBLOCK, WRITE KEY, EXTERNAL/INTERNAL AUTHENTICATE) are refused
     on the command line, where other users can see them: pass them with --stdin.
     Their data is redacted in the output.
+
+    Needs a logged-in issuer (permission card.apdu). The session is audited:
+    each command's header (CLA INS P1 P2), Lc/Le and status word, never data.
 
     \b
     Examples:
@@ -97,28 +108,22 @@ def apdu(
         raise click.UsageError("give at least one APDU (as HEX arguments or with --stdin)")
 
     results: list[dict[str, str]] = []
+    sent: list[str] = []  # audit: headers, lengths, status words; never data
     failed = False
-    with connected_protocol(state) as protocol:
-        for cmd in commands:
-            if raw:
-                response = ResponseApdu.parse(protocol.transport.transmit(cmd.encode()))
-            else:
-                response = protocol.send(cmd, check=False)
-            shown = _shown(cmd)
-            data = REDACTED if cmd.ins == 0x88 and response.data else response.data.hex().upper()
-            row = {
-                "command": shown,
-                "data": data,
-                "sw": f"{response.sw:04X}",
-                "meaning": response.meaning,
-            }
-            results.append(row)
-            if not state.json:
-                click.echo(f"> {shown}")
-                click.echo(f"< {data + ' ' if data else ''}{response.sw:04X}  ({response.meaning})")
-            if expect_sw is not None and not _sw_matches(response.sw, expect_sw):
-                failed = True
-                break
+    try:
+        with connected_protocol(state) as protocol:
+            for cmd in commands:
+                sent.append(audit_header(cmd))
+                if raw:
+                    response = ResponseApdu.parse(protocol.transport.transmit(cmd.encode()))
+                else:
+                    response = protocol.send(cmd, check=False)
+                sent[-1] += f" SW={response.sw:04X}"
+                if not _show(state, cmd, response, results, expect_sw):
+                    failed = True
+                    break
+    finally:
+        note(apdus="; ".join(sent), count=len(sent))
     if state.json:
         state.emit(results)
     if failed:
@@ -128,7 +133,36 @@ def apdu(
             f"{last['command']}: expected SW {expect_sw}, got {last['sw']} ({last['meaning']})",
             int(ExitCode.FAILED),
         )
-        raise SystemExit(int(ExitCode.FAILED))
+        click.get_current_context().exit(int(ExitCode.FAILED))
+
+
+def audit_header(cmd: CommandApdu) -> str:
+    """What the audit trail keeps of a command: header and lengths, e.g. ``00A40400 Lc=7``."""
+    text = cmd.header().hex().upper()
+    if cmd.data:
+        text += f" Lc={len(cmd.data)}"
+    if cmd.le is not None:
+        text += f" Le={cmd.le}"
+    return text
+
+
+def _show(
+    state: CliState,
+    cmd: CommandApdu,
+    response: ResponseApdu,
+    results: list[dict[str, str]],
+    expect_sw: str | None,
+) -> bool:
+    """Print (or collect for --json) one exchange; whether its SW is the expected one."""
+    shown = _shown(cmd)
+    data = REDACTED if cmd.ins == 0x88 and response.data else response.data.hex().upper()
+    results.append(
+        {"command": shown, "data": data, "sw": f"{response.sw:04X}", "meaning": response.meaning}
+    )
+    if not state.json:
+        click.echo(f"> {shown}")
+        click.echo(f"< {data + ' ' if data else ''}{response.sw:04X}  ({response.meaning})")
+    return expect_sw is None or _sw_matches(response.sw, expect_sw)
 
 
 def _shown(cmd: CommandApdu) -> str:

@@ -30,6 +30,7 @@ import click
 from sscard import audit
 from sscard.auth import OperatorStore, require
 from sscard.auth.store import Operator
+from sscard.cli.pinentry import hidden_prompt
 from sscard.errors import LoginFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,8 +50,11 @@ def authorize(
         if operator_id is None:
             return require(action, store=store)
         if password is None:
-            password = click.prompt(
-                f"Password for operator {operator_id}", hide_input=True, err=True
+            password = hidden_prompt(
+                f"Password for operator {operator_id}",
+                what="password",
+                instead="log in first ('sscard operator login ID --password-fd N'), "
+                "then leave out --operator",
             )
         try:
             op = store.authenticate(operator_id, password)

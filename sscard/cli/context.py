@@ -50,18 +50,37 @@ pass_state = click.make_pass_decorator(CliState, ensure=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(CliState).json = True
+
+
+_JSON_OPTION: dict[str, Any] = {
+    "is_flag": True,
+    "expose_value": False,
+    "callback": _set_json,
+    "help": "Machine-readable JSON on stdout (same as 'sscard --json').",
+}
+
+
+def _json_param() -> click.Option:
+    return click.Option(["--json", "json_output"], **_JSON_OPTION)
+
+
 def json_option(f: F) -> F:
     """A per-command ``--json`` flag, the same as the global ``sscard --json``."""
+    return click.option("--json", "json_output", **_JSON_OPTION)(f)
 
-    def set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-        if value:
-            ctx.ensure_object(CliState).json = True
 
-    return click.option(
-        "--json",
-        "json_output",
-        is_flag=True,
-        expose_value=False,
-        callback=set_json,
-        help="Machine-readable JSON on stdout (same as 'sscard --json').",
-    )(f)
+def add_json_options(group: click.Group) -> None:
+    """Give every command below ``group`` (sub-groups too) a ``--json`` flag if it has none.
+
+    So ``sscard read --json`` works as well as ``sscard --json read``: both set
+    :attr:`CliState.json`. Called once on the assembled tree (sscard.cli.main),
+    which covers every command, present and future, without touching its module.
+    """
+    for cmd in group.commands.values():
+        if not any("--json" in p.opts for p in cmd.params):
+            cmd.params.append(_json_param())
+        if isinstance(cmd, click.Group):
+            add_json_options(cmd)

@@ -19,6 +19,7 @@ from sscard.cli.connect import connected_transport, default_service_point, servi
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options, security_module
 from sscard.cli.pinentry import read_pins
+from sscard.csvsafe import safe_row
 from sscard.issuance.plan import Step, build_plan
 from sscard.issuance.service import REPLACE_REASONS, issue_card, open_store
 from sscard.issuance.store import STATUSES
@@ -419,7 +420,7 @@ class _ResultsWriter:
         data = result.to_json()
         with self._lock:
             if self.csv:
-                self._writer.writerow(data)
+                self._writer.writerow(safe_row(data))  # no cell a spreadsheet runs as a formula
             else:
                 self._file.write(json.dumps(data, ensure_ascii=False) + "\n")
             self._file.flush()

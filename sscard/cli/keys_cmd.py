@@ -18,6 +18,7 @@ import click
 
 from sscard.cli.auth import note, require_operator
 from sscard.cli.context import CliState, json_option, pass_state
+from sscard.cli.pinentry import hidden_prompt
 from sscard.errors import InvalidInput
 from sscard.keys import ceremony
 from sscard.keys.algorithms import kcv
@@ -74,8 +75,13 @@ def read_secret(
         return _read_fd(fd)
     if env and os.environ.get(env_name):
         return os.environ[env_name]
-    value: str = click.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True)
-    return value
+    instead = (
+        f"use --passphrase-fd N or ${env_name}"
+        if env
+        else "type it at a terminal (custodian and transport passphrases are typed, never read "
+        "from a file or the environment)"
+    )
+    return hidden_prompt(label, confirm=confirm, what="passphrase", instead=instead)
 
 
 def _open(store: Path, fd: int | None) -> SoftwareKeyStore:
@@ -590,7 +596,8 @@ def _open_token(label: str, module_path: str | None, pin_fd: int | None) -> Any:
     elif os.environ.get(ENV_TOKEN_PIN):
         pin = os.environ[ENV_TOKEN_PIN]
     else:
-        pin = click.prompt(f"User PIN for token {label}", hide_input=True, err=True)
+        pin = hidden_prompt(f"User PIN for token {label}", what="PIN",
+                            instead=f"use --pin-fd N or ${ENV_TOKEN_PIN}")  # fmt: skip
     return Pkcs11Token(label, pin, module=module_path or SOFTHSM2)
 
 

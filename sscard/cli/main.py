@@ -9,7 +9,7 @@ import click
 
 from sscard import __version__, errors
 from sscard import log as sslog
-from sscard.cli.context import CliState
+from sscard.cli.context import CliState, add_json_options
 from sscard.cli.exit_codes import ExitCode, error_kind, exit_code_for
 
 
@@ -101,6 +101,7 @@ def _register() -> None:
         ("virtual_cmd", "virtual"),
     ):
         cli.add_command(getattr(importlib.import_module(f"sscard.cli.{module}"), attribute))
+    add_json_options(cli)  # `sscard read --json` as well as `sscard --json read`
 
 
 _register()

@@ -21,16 +21,23 @@ from sscard.auth.session import current_operator
 from sscard.cli.auth import audited, authorize, note, operator_option, require_operator
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keys_cmd import _read_fd
-from sscard.errors import BootstrapRefused, InvalidInput, NotLoggedIn
+from sscard.cli.pinentry import hidden_prompt
+from sscard.errors import BootstrapRefused, InvalidInput, LoginFailed, NotLoggedIn
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_OWN_PASSWORD_NEEDS_A_TERMINAL = (
+    "type your current password at a terminal, or have an issuer set a new one "
+    "('sscard operator passwd ID --password-fd N')"
+)
 
-def _password(fd: int | None, label: str, *, confirm: bool = False) -> str:
+
+def _password(
+    fd: int | None, label: str, *, confirm: bool = False, instead: str = "use --password-fd N"
+) -> str:
     if fd is not None:
         return _read_fd(fd)
-    value: str = click.prompt(label, hide_input=True, confirmation_prompt=confirm, err=True)
-    return value
+    return hidden_prompt(label, confirm=confirm, what="password", instead=instead)
 
 
 def _password_fd(f: F) -> F:
@@ -212,8 +219,18 @@ def passwd(
         own = target is None or (operator_id is None and (me is None or me.id == target))
         if own:
             who = target or (me.id if me else None) or click.prompt("Operator id", err=True)
-            current = _password(None, f"Current password for {who}")
-            op = store.authenticate(who, current)  # LoginFailed: exit 6
+            current = _password(
+                None, f"Current password for {who}", instead=_OWN_PASSWORD_NEEDS_A_TERMINAL
+            )
+            try:
+                op = store.authenticate(who, current)
+            except LoginFailed as exc:  # audited like a failed login; exit 6
+                known = store.find(who)  # never record a mistyped id: it may be a password
+                audit.record(
+                    "operator.passwd.own", operator=known, outcome="refused", error=exc,
+                    conn=store.conn,
+                )  # fmt: skip
+                raise
             with audited("operator.passwd.own", op):
                 store.set_password(op.id, _password(password_fd, "New password", confirm=True),
                                    cost=kdf_cost)  # fmt: skip
