@@ -13,8 +13,8 @@ import pytest
 from sscard.applets.factory import new_card_file, open_card_file
 from sscard.applets.pcsc_rig import VPCD_READERS
 from sscard.cli.exit_codes import ExitCode
-from sscard.transport import pcsc
-from tests.cardkit import SAMPLE_HOLDER, SERIALS, issue
+from sscard.transport import InProcessTransport, pcsc
+from tests.cardkit import SAMPLE_HOLDER, SERIALS, issue, session
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 
@@ -120,3 +120,40 @@ def test_serve_puts_the_card_in_a_pcsc_reader(issued_file: Path, vpcd_port: int)
     card = open_card_file(issued_file)  # the image is intact after SIGTERM
     card.power_on()
     assert card.state.lifecycle == "ISSUED"
+
+
+def test_read_prints_control_characters_from_a_card_escaped(issued_file: Path) -> None:
+    """A card from elsewhere can hold anything: hostile bytes written past validation."""
+    name = "张\x1b[2J\r\x7f\x00三"  # ESC clear-screen, CR, DEL, NUL: all GBK single bytes
+    name_ext = "\u202e\u2028\x85\x9b\u2066"  # RLO, LINE SEPARATOR, NEL, CSI, LRI
+    card = open_card_file(issued_file)
+    transport = InProcessTransport(card)
+    transport.connect()
+    try:
+        c = session(transport, "ss2-3des")
+        c.external_authenticate("SSSE")
+        c.update_record("EF06", 2, b"\x09\x1e" + name.encode("gbk").ljust(30, b"\x00"))
+        c.update_record("EF06", 3, b"\x4e\x14" + name_ext.encode("gb18030").ljust(20, b"\x00"))
+    finally:
+        transport.disconnect()
+    hostile = set(name + name_ext) - set("张[2J三")
+
+    def read(*options: str) -> str:
+        done = subprocess.run(
+            [SSCARD, *options, "-r", f"virtual:{issued_file}", "read"],
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.decode("utf-8")
+
+    human = read()
+    assert not hostile & set(human.replace("\n", "")), repr(human)
+    assert len(human.splitlines()) == 2 + len(SAMPLE_HOLDER)  # title, fields, name_ext
+    assert "张\\x1b[2J\\x0d\\x7f\\x00三" in human
+    assert "\\u202e\\u2028\\x85\\x9b\\u2066" in human
+
+    as_json = read("--json")
+    assert not hostile & set(as_json.replace("\n", "")), repr(as_json)
+    data = json.loads(as_json)
+    assert (data["name"], data["name_ext"]) == (name, name_ext)

@@ -311,3 +311,13 @@ def test_an_older_issuance_table_is_upgraded(tmp_path: Path) -> None:
     assert {"issuance_cards_ssn", "issuance_cards_batch"} <= indexes
     conn.close()
     open_db(path).close()  # a second open finds nothing to upgrade
+
+
+def test_the_stored_forms_of_holder_data_are_recorded(conn: sqlite3.Connection) -> None:
+    """Ethnicity "01" and a lower-case x are normalized for the store and the event too."""
+    holder = {**SAMPLE_HOLDER, "ssn": SAMPLE_HOLDER["ssn"].lower(), "ethnicity": "01"}
+    assert holder["ssn"] != SAMPLE_HOLDER["ssn"]
+    result = _issue(new_memory_card(), conn, holder=holder)
+    row = store.card(conn, result.serial)
+    assert row is not None and row.ssn == SAMPLE_HOLDER["ssn"]
+    assert outbox.pending(conn)[0].payload["ssn"] == SAMPLE_HOLDER["ssn"]

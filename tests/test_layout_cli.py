@@ -122,3 +122,68 @@ def test_help_has_examples() -> None:
     ):
         result = run(*args)
         assert result.exit_code == 0 and "Example" in result.output
+
+
+# --- issue 12: hostile holder files through 'sscard issue --dry-run' ---------
+
+
+def _issue_dry_run(path: Path) -> Result:
+    return CliRunner().invoke(cli, ["issue", "--holder", str(path), "--dry-run"])
+
+
+def _refused(result: Result, *words: str) -> None:
+    assert result.exit_code == 7, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)
+
+
+def test_issue_dry_run_accepts_the_forms_real_data_uses(tmp_path: Path) -> None:
+    body = "83000019800101003"
+    from sscard.layout.gb11643 import check_digit
+
+    ssn = (body + check_digit(body)).lower()
+    path = tmp_path / "h.json"
+    holder = good_holder(ssn=ssn, ethnicity="98", birth_date="1980-01-01", gender="1")
+    path.write_text(json.dumps(holder), encoding="utf-8")
+    result = _issue_dry_run(path)
+    assert result.exit_code == 0, result.output
+
+
+def test_issue_dry_run_refuses_a_control_character_naming_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps(good_holder(name="张\x1b[2J三")), encoding="utf-8")
+    result = _issue_dry_run(path)
+    _refused(result, "name", "U+001B", "control character")
+    assert "\x1b" not in result.stderr
+
+
+def test_issue_dry_run_refuses_a_trailing_newline_and_a_duplicate_key(tmp_path: Path) -> None:
+    path = tmp_path / "h.json"
+    path.write_text(json.dumps(good_holder(ssn="11010519491231002X\n")), encoding="utf-8")
+    _refused(_issue_dry_run(path), "ssn")
+    text = json.dumps(good_holder())
+    path.write_text(text[:-1] + ', "ssn": "11010519491231002X"}', encoding="utf-8")
+    _refused(_issue_dry_run(path), "ssn", "more than once")
+
+
+def test_issue_dry_run_refuses_a_birth_date_in_year_60(tmp_path: Path) -> None:
+    from sscard.layout.gb11643 import check_digit
+
+    body = "11010500600101002"
+    path = tmp_path / "h.json"
+    holder = good_holder(ssn=body + check_digit(body), birth_date="0060-01-01")
+    path.write_text(json.dumps(holder), encoding="utf-8")
+    _refused(_issue_dry_run(path), "birth_date", "1900-01-01")
+
+
+def test_issue_dry_run_deep_json_and_huge_numbers_are_exit_7(tmp_path: Path) -> None:
+    path = tmp_path / "h.json"
+    path.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    _refused(_issue_dry_run(path), "nested too deeply")
+    path.write_text('{"ethnicity": ' + "7" * 5000 + "}", encoding="utf-8")
+    _refused(_issue_dry_run(path), "too many digits")
+    csv_path = tmp_path / "h.csv"
+    csv_path.write_text(",".join(HOLDER_FIELDS) + "\n" + "x" * 200_000 + "\n", encoding="utf-8")
+    _refused(_issue_dry_run(csv_path), "line 2")

@@ -138,3 +138,12 @@ def test_every_profile_record_round_trips_blank_and_constant(name: str) -> None:
         assert codec.decode(blank) is None
         if item.constant is not None:
             assert codec.decode(codec.encode(item.constant)) == item.constant
+
+
+@pytest.mark.parametrize("byte", [0x00, 0x0A, 0x1B, 0x7F])
+def test_ascii_records_with_control_bytes_do_not_decode(byte: int) -> None:
+    """ssn and card number are ASCII records: a control byte inside is a decode error, so
+    only the GBK/GB 18030 text records can bring control characters from a card."""
+    codec = codec_for("ascii", 0x07, 9, "EF05 record 7 (card_number)")
+    with pytest.raises(RecordDecodeError, match="printable"):
+        codec.decode(b"\x07\x09A1234" + bytes([byte]) + b"678")

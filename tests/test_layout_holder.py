@@ -132,7 +132,7 @@ def test_rare_character_in_name_points_to_name_ext() -> None:
 
 
 def test_types_are_checked() -> None:
-    found = problems(good_holder(ethnicity="01", gender=1, name=""))
+    found = problems(good_holder(ethnicity="Han", gender=1, name=""))
     assert set(found) == {"ethnicity", "gender", "name"}
     assert problems({"ssn": PUBLISHED_ID}).keys() == set(HOLDER_FIELDS) - {"ssn", "name_ext"}
 
@@ -318,3 +318,208 @@ def test_unknown_csv_column_is_an_error(tmp_path: Path) -> None:
     path.write_text(CSV_HEADER + ",colour\n", encoding="utf-8")
     with pytest.raises(InvalidInput, match="colour"):
         read_holders(path)
+
+
+# --- control characters (issue 12, item 3) ----------------------------------
+
+HOSTILE = [
+    "\x00",
+    "\x1b",  # ESC: starts terminal escape sequences
+    "\t",
+    "\n",
+    "\r",
+    "\x7f",
+    "\x85",  # NEL
+    "\x9b",  # CSI
+    "\u2028",
+    "\u2029",
+    "\u202a",
+    "\u202e",  # right-to-left override
+    "\u2066",
+    "\u2069",
+    "\u200e",
+    "\u200f",
+    "\u061c",
+]
+
+
+@pytest.mark.parametrize("char", HOSTILE, ids=lambda c: f"U+{ord(c):04X}")
+def test_control_characters_are_refused_in_every_text_field(char: str) -> None:
+    found = problems(good_holder(name="张" + char + "三", name_ext="\U00020000" + char))
+    assert set(found) == {"name", "name_ext"}
+    assert f"U+{ord(char):04X}" in found["name"] and "control character" in found["name"]
+    for field, value in (
+        ("ssn", PUBLISHED_ID[:17] + char),
+        ("card_number", "A1234567" + char),
+        ("gender", char),
+        ("issuer_org", char + "31000000000000000000001"),
+    ):
+        assert "control character" in problems(good_holder(**{field: value}))[field], field
+
+
+def test_a_control_character_in_an_unknown_field_name_is_printed_escaped() -> None:
+    found = problems(good_holder(**{"col\u202eour": "x"}))
+    assert found == {"col\\u202eour": "unknown field"}
+
+
+def test_escape_controls_makes_every_control_character_visible() -> None:
+    from sscard.layout import escape_controls, escape_json_controls
+
+    for char in HOSTILE:
+        escaped = escape_controls(f"a{char}b")
+        assert escaped.isprintable() and char not in escaped
+        assert escaped == f"a\\u{ord(char):04x}b" or escaped == f"a\\x{ord(char):02x}b"
+    assert escape_controls("张三 \U00020000·") == "张三 \U00020000·"
+    assert escape_controls("a\\u202eb") == "a\\\\u202eb"  # a literal backslash stays unambiguous
+    text = json.dumps({"n": "".join(HOSTILE) + "张"}, ensure_ascii=False)
+    safe = escape_json_controls(text)
+    assert not any(c in safe for c in HOSTILE)
+    assert json.loads(safe) == json.loads(text)
+
+
+# --- exact rules (issue 12, item 4) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field", ["ssn", "birthplace", "birth_date", "card_number", "issue_date", "region"]
+)
+def test_a_trailing_newline_does_not_pass_the_pattern(field: str) -> None:
+    assert field in problems(good_holder(**{field: good_holder()[field] + "\n"}))
+
+
+def test_fields_have_their_exact_lengths() -> None:
+    from sscard.layout import holder_schema
+
+    schema = holder_schema()
+    for field in ("ssn", "birthplace", "birth_date", "card_number", "region", "issuer_org"):
+        spec = schema["properties"][field]
+        assert spec["minLength"] == spec["maxLength"], field
+
+
+def _born(day: str) -> dict[str, Any]:
+    body = "110105" + day.replace("-", "") + "002"
+    return good_holder(ssn=body + check_digit(body), birth_date=day)
+
+
+@pytest.mark.parametrize("day", ["0060-01-01", "1899-12-31", "2268-01-01"])
+def test_birth_dates_outside_1900_to_issue_date_are_refused(day: str) -> None:
+    found = problems(_born(day))
+    assert "birth_date" in found or "issue_date" in found
+    assert validate_holder(_born("1900-01-01")) is None
+
+
+def test_a_birth_date_after_today_is_refused_without_an_issue_date() -> None:
+    later = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    holder = _born(later)
+    holder["issue_date"] = (dt.date.today() + dt.timedelta(days=2)).isoformat()
+    holder["expiry_date"] = "2299-01-01"
+    assert "today" in problems(holder)["birth_date"]
+
+
+def test_birth_date_just_after_the_issue_date_names_the_dates() -> None:
+    found = problems(_born("2024-02-01"))  # issue_date is 2024-01-31
+    assert "birth date" in found["issue_date"]
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [("01", 1), ("09", 9), ("56", 56), ("97", 97), ("98", 98), (98, 98), (1, 1), (97.0, 97)],
+)
+def test_gb3304_codes_are_accepted_as_strings_and_numbers(written: Any, stored: int) -> None:
+    from sscard.layout import normalize_holder
+
+    holder = good_holder(ethnicity=written)
+    assert validate_holder(holder) is None
+    assert normalize_holder(holder)["ethnicity"] == stored
+    p = PROFILES["ss3-sm4"]
+    records = encode_holder(p, holder, SERIAL)
+    assert records[("EF06", 5)] == bytes([0x0B, 0x01, stored])
+    assert decode_records(p, records)["ethnicity"] == stored
+
+
+@pytest.mark.parametrize("bad", ["1", "00", "57", "96", "99", "001", " 01", 0, 57, 99, 1.5, True])
+def test_other_ethnicity_codes_are_refused(bad: Any) -> None:
+    assert "ethnicity" in problems(good_holder(ethnicity=bad))
+
+
+@pytest.mark.parametrize("prefix", ["81", "82", "83"])
+def test_residence_permit_numbers_of_hk_macao_and_taiwan_residents_pass(prefix: str) -> None:
+    body = prefix + "000019800101003"
+    holder = good_holder(ssn=body + check_digit(body), birth_date="1980-01-01", gender="1")
+    assert validate_holder(holder) is None
+
+
+def test_a_lower_case_check_digit_is_accepted_and_stored_upper_case() -> None:
+    from sscard.layout import normalize_holder
+
+    holder = good_holder(ssn=PUBLISHED_ID.lower())
+    assert validate_holder(holder) is None
+    assert normalize_holder(holder)["ssn"] == PUBLISHED_ID
+    p = PROFILES["ss3-sm4"]
+    records = encode_holder(p, holder, SERIAL)
+    assert records[("EF06", 1)] == b"\x08\x12" + PUBLISHED_ID.encode()
+
+
+def test_holder_files_store_the_normalized_values(tmp_path: Path) -> None:
+    path = tmp_path / "h.json"
+    path.write_text(
+        json.dumps(good_holder(ssn=PUBLISHED_ID.lower(), ethnicity="98")), encoding="utf-8"
+    )
+    assert read_holders(path)[0].data == good_holder(ethnicity=98)
+    path = tmp_path / "h.csv"
+    path.write_text(CSV_HEADER + "\n" + _csv_line(good_holder(ethnicity="01")) + "\n", "utf-8")
+    assert read_holders(path)[0].data == good_holder()
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_duplicate_keys_are_refused_naming_the_field(tmp_path: Path, suffix: str) -> None:
+    text = json.dumps(good_holder(), ensure_ascii=False)
+    path = tmp_path / f"h{suffix}"
+    path.write_text(text[:-1] + ', "name": "李四"}\n', encoding="utf-8")
+    with pytest.raises(InvalidInput) as info:
+        read_holders(path)
+    assert info.value.problems == [("line 1: name", "given more than once")]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"ethnicity": ' + "9" * 5000 + "}", "too many digits"),
+        ('{"ethnicity": NaN}', "NaN"),
+    ],
+)
+def test_hostile_json_is_invalid_input(tmp_path: Path, suffix: str, body: str, words: str) -> None:
+    path = tmp_path / f"h{suffix}"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(InvalidInput, match=words):
+        read_holders(path)
+
+
+@pytest.mark.parametrize(
+    ("cell", "words"),
+    [
+        ("x" * 200_000, "larger than"),
+        ("9" * 5000, "ethnicity"),
+        ("²", "ethnicity"),
+        ("١", "ethnicity"),
+    ],
+)
+def test_hostile_csv_is_invalid_input(tmp_path: Path, cell: str, words: str) -> None:
+    path = tmp_path / "h.csv"
+    row = _csv_line(good_holder()).replace(",1,", f",{cell},")
+    path.write_text(CSV_HEADER + "\n" + row + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match=words):
+        validate_rows(read_holders(path))
+
+
+def test_csv_with_nul_or_a_quoted_line_break_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    row = _csv_line(good_holder()).replace("张三", '"张\n三"')
+    path.write_text(CSV_HEADER + "\n" + row + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match="line 2: name"):
+        validate_rows(read_holders(path))
+    path.write_text(CSV_HEADER + "\n" + _csv_line(good_holder(name="张\x00三")) + "\n", "utf-8")
+    with pytest.raises(InvalidInput, match="line 2: name"):
+        validate_rows(read_holders(path))

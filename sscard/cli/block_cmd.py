@@ -9,6 +9,7 @@ from sscard.cli.auth import operator, require_operator
 from sscard.cli.connect import service_point_option, staff_card
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options
+from sscard.layout import escape_controls
 
 
 @click.command()
@@ -60,7 +61,7 @@ def block(
         )
     state.emit(
         result,
-        f"Card {result['card_number']} blocked ({level}, {reason}); "
+        f"Card {escape_controls(result['card_number'])} blocked ({level}, {reason}); "
         f"lifecycle now {result['lifecycle']}.",
     )
 
@@ -82,5 +83,7 @@ def unblock(
     with staff_card(state, keystore, passphrase_fd) as (card, conn):
         result = blocking.unblock(card, conn=conn, operator=operator(), service_point=service_point)
     state.emit(
-        result, f"Card {result['card_number']} unblocked; lifecycle now {result['lifecycle']}."
+        result,
+        f"Card {escape_controls(result['card_number'])} unblocked; "
+        f"lifecycle now {result['lifecycle']}.",
     )

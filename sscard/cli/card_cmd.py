@@ -12,7 +12,7 @@ from sscard.cli.auth import note, require_operator
 from sscard.cli.connect import connected_transport
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options, security_module
-from sscard.layout import decode_records
+from sscard.layout import decode_records, escape_controls
 
 _LABELS = {
     "card_number": "card number",
@@ -49,7 +49,7 @@ def _block_list_warning(card_number: str) -> str | None:
                 "for this card: sscard holder update --keystore STORE"
             )
         return None
-    return (
+    return escape_controls(
         f"Warning: card {card_number} is on the exchange platform's block list "
         f"(reason: {entry.reason or 'not given'}, since {entry.occurred_at}); keep it and "
         "block it: sscard block --reason lost --keystore STORE"
@@ -69,7 +69,9 @@ def read(state: CliState, keystore: str | None, passphrase_fd: int | None) -> No
     identification and cardholder data). With a key store, sscard
     authenticates to each department DF whose key it holds and reads it too.
     `--json` output uses the issuance field names, so it can be fed back as
-    holder input.
+    holder input. Control characters read from the card (line breaks, C0/C1,
+    bidi controls) are printed escaped (\\x1b, \\u202e), in JSON as \\u
+    escapes.
 
     \b
     Examples:
@@ -107,15 +109,20 @@ def read(state: CliState, keystore: str | None, passphrase_fd: int | None) -> No
     click.echo(f"Card {card.serial.hex().upper()} ({card.profile.name})")
     for field, label in _LABELS.items():
         if field in holder:
-            click.echo(f"  {label:<{width}}  {holder[field]}")
+            click.echo(f"  {label:<{width}}  {_shown(holder[field])}")
     for df, values in departments.items():
         click.echo(f"{df}:" if values else f"{df}: (no data written)")
         for key, value in values.items():
-            click.echo(f"  {key:<{width}}  {value}")
+            click.echo(f"  {_shown(key):<{width}}  {_shown(value)}")
     if skipped:
         click.echo(
             f"Not read (needs the department's key): {', '.join(sorted(set(skipped)))}", err=True
         )
+
+
+def _shown(value: Any) -> str:
+    """A value read from the card, as a terminal may show it (control characters escaped)."""
+    return escape_controls(str(value))
 
 
 @click.command()

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
+from sscard.layout.controls import escape_json_controls
+
 
 @dataclass
 class CliState:
@@ -22,7 +24,9 @@ class CliState:
     def emit(self, data: Any, human: str | None = None) -> None:
         """Print ``data`` as JSON with ``--json``, else the human text (default: ``str(data)``)."""
         if self.json:
-            click.echo(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False))
+            # escape_json_controls: bidi controls, C1 and line separators as \u escapes
+            text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False)
+            click.echo(escape_json_controls(text))
         else:
             click.echo(human if human is not None else str(data))
 
@@ -30,7 +34,7 @@ class CliState:
         """Report an error on stderr (JSON with ``--json``)."""
         if self.json:
             payload = {"error": kind, "message": message, "exit_code": code, **extra}
-            sys.stderr.write(json.dumps(payload, ensure_ascii=False) + "\n")
+            sys.stderr.write(escape_json_controls(json.dumps(payload, ensure_ascii=False)) + "\n")
         else:
             click.echo(f"Error: {message}", err=True)
 

@@ -29,6 +29,7 @@ from sscard.db import open_db, transaction
 from sscard.exchange import outbox
 from sscard.issuance import store
 from sscard.issuance.plan import PersonalizationPlan, Step, build_plan
+from sscard.layout.holder import normalize_holder
 from sscard.layout.model import Profile
 
 REPLACE_REASONS = ("lost", "stolen", "damaged", "expired", "holder_changed", "other")
@@ -106,6 +107,7 @@ def issue_card(
     as ``abandoned`` (:func:`sscard.issuance.batch.close_abandoned`).
     """
     plan = build_plan(card.profile, holder, card.serial, pin=pin)  # validates the holder
+    holder = normalize_holder(holder)  # the stored forms (ssn "…X", ethnicity 1) everywhere
     encode_pin(pin, card.profile.pin.length)  # a bad PIN is refused before the card is touched
     if replace_reason not in REPLACE_REASONS:
         raise errors.InvalidInput(

@@ -310,10 +310,15 @@ class BcdInstitutionRecord(RecordCodec):
 
 
 class CodeRecord(RecordCodec):
-    """A one-byte binary code (e.g. ethnicity 1..56, 0x61 = 97 other)."""
+    """A one-byte binary code (e.g. ethnicity 1..56, 0x61 = 97 other, 0x62 = 98 foreign origin)."""
 
     encoding = "code"
-    vectors = ((0x0B, 1, "0B0101", 1), (0x0B, 1, "0B0138", 56), (0x0B, 1, "0B0161", 97))
+    vectors = (
+        (0x0B, 1, "0B0101", 1),
+        (0x0B, 1, "0B0138", 56),
+        (0x0B, 1, "0B0161", 97),
+        (0x0B, 1, "0B0162", 98),
+    )
 
     def value_layout(self, length: int) -> cs.Construct:
         return cs.Int8ub

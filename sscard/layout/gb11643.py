@@ -22,6 +22,12 @@ PROVINCES = frozenset((
 ))
 # fmt: on
 
+# First two digits a citizen ID number (or a residence permit number in the same
+# format) may start with: the provinces, and 83 for the residence permits of
+# Taiwan residents (2018: address codes 810000 Hong Kong, 820000 Macao, 830000
+# Taiwan; 83 is not a GB/T 2260 code, Taiwan's own division code is 71).
+ID_PREFIXES = PROVINCES | {"83"}
+
 
 def check_digit(body: str) -> str:
     """The check character for the first 17 digits of a citizen ID number."""

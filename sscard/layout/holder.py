@@ -1,10 +1,12 @@
 """Cardholder and card data for issuance: schema and checks (spec/card.md, EF05/EF06).
 
 :func:`validate_holder` checks one card's data against ``holder.schema.json``
-and then the rules a schema cannot say (GB 11643 check digit, birth date and
-gender in the ID, real dates, GBK names that fit the record). Every problem is
-reported at once as ``(field, message)`` pairs in
-:class:`~sscard.errors.InvalidInput`.
+and then the rules a schema cannot say (no control characters, GB 11643 check
+digit, birth date and gender in the ID, real dates in range, GBK names that fit
+the record). Every problem is reported at once as ``(field, message)`` pairs in
+:class:`~sscard.errors.InvalidInput`. :func:`normalize_holder` turns the forms
+real data also uses (ethnicity ``"01"``, check digit ``x``) into the stored ones;
+validation and encoding apply it first.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import jsonschema
 
 from sscard.errors import InvalidInput
 from sscard.layout import gb11643
+from sscard.layout.controls import control_problem, escape_controls
 from sscard.layout.model import Profile
 
 HOLDER_FIELDS = (
@@ -44,7 +47,10 @@ _HINTS = {
     "name": "must be non-empty text",
     "name_ext": "must be non-empty text when given",
     "gender": "must be '1' (male), '2' (female) or '9' (unspecified), GB/T 2261.1",
-    "ethnicity": "must be an integer code 1..56 or 97 (other), GB 3304",
+    "ethnicity": (
+        "must be a GB 3304 code: 1..56, 97 (other) or 98 (foreign origin), "
+        "as a number or a two-digit string such as '01'"
+    ),
     "birthplace": "must be 6 digits (GB/T 2260 division code)",
     "birth_date": "must be a date YYYY-MM-DD",
     "card_number": "must be 9 characters: digits and capital letters",
@@ -54,6 +60,8 @@ _HINTS = {
     "issuer_org": "must be 24 digits (issuing institution code)",
 }
 _DEFAULT_LENGTHS = {"name": 30, "name_ext": 20}
+EARLIEST_BIRTH = dt.date(1900, 1, 1)
+_ETHNICITY_CODES = frozenset([f"{n:02d}" for n in range(1, 57)] + ["97", "98"])
 
 
 @cache
@@ -62,6 +70,25 @@ def holder_schema() -> dict[str, Any]:
     text = resources.files("sscard.layout").joinpath("holder.schema.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
+
+
+def normalize_holder(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with the written forms real data uses turned into the stored ones.
+
+    Ethnicity ``"01"``..``"56"``, ``"97"``, ``"98"`` (GB 3304 as written) and
+    integral numbers such as ``1.0`` become integers; an ID number ending in a
+    lower-case ``x`` gets ``X``. Anything else is left for validation to judge.
+    """
+    out = dict(data)
+    code = out.get("ethnicity")
+    if (isinstance(code, str) and code in _ETHNICITY_CODES) or (
+        isinstance(code, float) and code.is_integer()
+    ):
+        out["ethnicity"] = int(code)
+    ssn = out.get("ssn")
+    if isinstance(ssn, str) and len(ssn) == 18 and ssn.endswith("x"):
+        out["ssn"] = ssn[:17] + "X"
+    return out
 
 
 def validate_holder(data: Mapping[str, Any], profile: Profile | None = None) -> None:
@@ -76,12 +103,19 @@ def holder_problems(data: Any, profile: Profile | None = None) -> list[tuple[str
     """Every problem of one holder record as ``(field, message)``, in field order."""
     if not isinstance(data, Mapping):
         return [("$", "must be an object with the fields " + ", ".join(HOLDER_FIELDS))]
+    data = normalize_holder(data)
     problems: dict[str, str] = {}
+    for key in sorted(set(data) - set(HOLDER_FIELDS), key=str):
+        problems[escape_controls(str(key))] = "unknown field"
+    for key in HOLDER_FIELDS:
+        value = data.get(key)
+        problem = control_problem(value) if isinstance(value, str) else None
+        if problem:
+            problems[key] = problem
     validator = jsonschema.Draft202012Validator(holder_schema())
-    for error in validator.iter_errors(dict(data)):
+    for error in validator.iter_errors(data):
         if error.validator == "additionalProperties":
-            for key in sorted(set(data) - set(HOLDER_FIELDS)):
-                problems.setdefault(str(key), "unknown field")
+            continue  # listed above, names escaped
         elif error.validator == "required":
             for key in HOLDER_FIELDS:
                 if f"'{key}'" in error.message and key not in data:
@@ -119,6 +153,16 @@ def _semantic_problems(
                 dates[field] = dt.date.fromisoformat(data[field])
             except ValueError:
                 out[field] = f"{data[field]!r} is not a real date"
+    if "birth_date" in dates:
+        born = dates["birth_date"]
+        today = dt.date.today()
+        if born < EARLIEST_BIRTH:
+            out["birth_date"] = (
+                f"must be between {EARLIEST_BIRTH.isoformat()} and the issue date, "
+                f"not {born.isoformat()}"
+            )
+        elif born > today:
+            out["birth_date"] = f"must not be after today ({today.isoformat()})"
     if ok("ssn"):
         _ssn_problems(data, out, dates)
     for field in ("birthplace", "region"):
@@ -137,7 +181,7 @@ def _semantic_problems(
         and "issue_date" in dates
         and dates["issue_date"] < dates["birth_date"]
     ):
-        out["issue_date"] = "must not be before the birth date"
+        out["issue_date"] = f"must not be before the birth date {dates['birth_date'].isoformat()}"
     if ok("name"):
         _name_problem(data["name"], "name", "gbk", lengths["name"], out)
     if ok("name_ext"):
@@ -150,8 +194,11 @@ def _ssn_problems(data: Mapping[str, Any], out: dict[str, str], dates: dict[str,
     if ssn[17] != expected:
         out["ssn"] = f"wrong check digit {ssn[17]}, GB 11643 gives {expected}"
         return
-    if ssn[:2] not in gb11643.PROVINCES:
-        out["ssn"] = f"address code starts with {ssn[:2]}, not a GB/T 2260 province code"
+    if ssn[:2] not in gb11643.ID_PREFIXES:
+        out["ssn"] = (
+            f"address code starts with {ssn[:2]}, not a GB/T 2260 province code "
+            "(nor 83, Taiwan residents' residence permits)"
+        )
         return
     born = gb11643.birth_date(ssn)
     if born is None:
@@ -176,9 +223,7 @@ def _name_problem(text: str, field: str, encoding: str, length: int, out: dict[s
             "in name and the rare characters in name_ext"
         )
         return
-    if "\x00" in text:
-        out[field] = "must not contain NUL characters"
-    elif len(raw) > length:
+    if len(raw) > length:
         out[field] = (
             f"too long: {len(raw)} bytes in {encoding.upper()}, the card record holds {length}"
         )

@@ -14,7 +14,7 @@ from typing import Any
 
 from sscard.errors import InvalidInput
 from sscard.layout.codecs import CardId
-from sscard.layout.holder import HOLDER_FIELDS, validate_holder
+from sscard.layout.holder import HOLDER_FIELDS, normalize_holder, validate_holder
 from sscard.layout.model import Profile, RecordItem
 
 RecordKey = tuple[str, int]
@@ -35,10 +35,12 @@ def encode_holder(
     """Record bytes for one card: ``{(file id, record no): tag ‖ len ‖ value}``.
 
     Validates ``holder`` first (:class:`~sscard.errors.InvalidInput` listing every
-    problem). Optional fields that are absent (``name_ext``) are left out, so the
-    record stays never-written.
+    problem) and stores its normalized form (:func:`normalize_holder`). Optional
+    fields that are absent (``name_ext``) are left out, so the record stays
+    never-written.
     """
     validate_holder(holder, profile)
+    holder = normalize_holder(holder)
     if len(serial) != profile.atr_template.serial_length:
         length = profile.atr_template.serial_length
         raise InvalidInput("invalid card serial", [("serial", f"must be {length} bytes")])

@@ -2,7 +2,13 @@
 
 CSV columns carry the holder field names (``ssn``, ``name``, …); an empty cell
 means the field is absent; ``ethnicity`` is read as an integer. Every row keeps
-its line number so problems can say where they are.
+its line number so problems can say where they are, and its data normalized
+(:func:`~sscard.layout.holder.normalize_holder`).
+
+Hostile files are :class:`~sscard.errors.InvalidInput`, never a traceback: a
+key given twice in a JSON object, JSON nested too deeply, numbers of more
+digits than any field has, ``NaN``/``Infinity``, CSV cells over the csv
+module's size limit.
 """
 
 from __future__ import annotations
@@ -15,10 +21,83 @@ from pathlib import Path
 from typing import Any
 
 from sscard.errors import InvalidInput
-from sscard.layout.holder import HOLDER_FIELDS, holder_problems
+from sscard.layout.controls import escape_controls, is_control
+from sscard.layout.holder import HOLDER_FIELDS, holder_problems, normalize_holder
 from sscard.layout.model import Profile
 
 INTEGER_COLUMNS = ("ethnicity",)
+MAX_NUMBER_DIGITS = 24  # the longest digit field (issuer_org); far below int()'s limit
+MAX_DEPTH = 8  # a list of flat objects needs 2; the rest of the stack must never recurse far
+
+
+class _BadJson(ValueError):
+    """Something json.loads accepts but a holder file must not have."""
+
+
+class _Duplicates(dict[str, Any]):
+    """A JSON object that had a key more than once (the keys in ``duplicates``)."""
+
+    duplicates: list[str]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    seen: list[str] = []
+    for key, value in pairs:
+        if key in out and key not in seen:
+            seen.append(key)
+        out[key] = value
+    if not seen:
+        return out
+    marked = _Duplicates(out)
+    marked.duplicates = seen
+    return marked
+
+
+def _number(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _BadJson(f"a number of {len(text)} digits: too many digits for any field")
+    return int(text)
+
+
+def _constant(name: str) -> Any:
+    raise _BadJson(f"{name} is not a JSON value")
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` that marks duplicate keys; ``ValueError`` on hostile input."""
+    try:
+        data = json.loads(
+            text, object_pairs_hook=_object, parse_int=_number, parse_constant=_constant
+        )
+    except RecursionError:
+        data = None
+        deep = True
+    else:
+        deep = _deeper_than(data, MAX_DEPTH)
+    if deep:
+        raise _BadJson("nested too deeply (holder data is one flat object)")
+    return data
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists/objects in ``value`` nest more than ``limit`` levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend(
+                (v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)
+            )
+    return False
+
+
+def _duplicate_problems(where: str, item: Any) -> list[tuple[str, str]]:
+    if not isinstance(item, _Duplicates):
+        return []
+    return [(f"{where}: {escape_controls(k)}", "given more than once") for k in item.duplicates]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +118,16 @@ def read_holders(path: str | Path) -> list[HolderRow]:
     text = _decode(raw, path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return parse_csv(text)
-    if suffix == ".jsonl":
-        return parse_jsonl(text)
-    if suffix == ".json":
-        return _parse_json(text)
-    raise InvalidInput(f"cannot read {path}", [("file", "use a .csv, .jsonl or .json file")])
+        rows = parse_csv(text)
+    elif suffix == ".jsonl":
+        rows = parse_jsonl(text)
+    elif suffix == ".json":
+        rows = _parse_json(text)
+    else:
+        raise InvalidInput(f"cannot read {path}", [("file", "use a .csv, .jsonl or .json file")])
+    return [
+        HolderRow(r.line, normalize_holder(r.data)) if isinstance(r.data, dict) else r for r in rows
+    ]
 
 
 def _decode(raw: bytes, path: Path) -> str:
@@ -60,25 +143,66 @@ def _decode(raw: bytes, path: Path) -> str:
 def parse_csv(text: str) -> list[HolderRow]:
     """Rows of CSV text whose header names holder fields."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        raise InvalidInput("invalid holder file", [("line 1", f"not valid CSV: {exc}")]) from None
     unknown = [c for c in header if c not in HOLDER_FIELDS]
     if unknown or not header:
-        problems = [(f"line 1: column {c!r}", "unknown column") for c in unknown]
+        problems = [(f"line 1: column {_shown(c)}", "unknown column") for c in unknown]
         problems = problems or [("line 1", "no header row")]
         raise InvalidInput("invalid holder file header", problems)
     rows: list[HolderRow] = []
-    for record in reader:
-        data: dict[str, Any] = {}
-        for key, value in record.items():
-            if key is None:
-                data["(extra cells)"] = value
-                continue
-            if value is None or value.strip() == "":
-                continue
-            value = value.strip()
-            data[key] = int(value) if key in INTEGER_COLUMNS and value.isdigit() else value
-        rows.append(HolderRow(reader.line_num, data))
+    line = 2
+    try:
+        while True:
+            line = reader.line_num + 1  # where the record starts (a quoted cell can span lines)
+            record = next(reader, None)
+            if record is None:
+                break
+            data: dict[str, Any] = {}
+            for key, value in record.items():
+                if key is None:
+                    data["(extra cells)"] = value
+                    continue
+                value = _trim(value or "")
+                if value == "":
+                    continue
+                data[key] = _integer(value) if key in INTEGER_COLUMNS else value
+            rows.append(HolderRow(line, data))
+    except csv.Error as exc:
+        raise InvalidInput(
+            "invalid holder file", [(f"line {line}", f"not valid CSV: {exc}")]
+        ) from None
     return rows
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """``text`` quoted for an error message: control characters escaped, cut at ``limit``."""
+    cut = text if len(text) <= limit else text[:limit] + "…"
+    return "'" + escape_controls(cut) + "'"
+
+
+def _trim(cell: str) -> str:
+    """The cell without surrounding blanks; line breaks and other control characters
+    (but tabs) stay, for validation to refuse."""
+    start, end = 0, len(cell)
+    while start < end and _blank(cell[start]):
+        start += 1
+    while end > start and _blank(cell[end - 1]):
+        end -= 1
+    return cell[start:end]
+
+
+def _blank(char: str) -> bool:
+    return char.isspace() and (char == "\t" or not is_control(char))
+
+
+def _integer(cell: str) -> int | str:
+    """An ASCII digit cell of a sensible length as an integer, else the text as it is."""
+    if cell.isascii() and cell.isdigit() and len(cell) <= MAX_NUMBER_DIGITS:
+        return int(cell)
+    return cell
 
 
 def parse_jsonl(text: str) -> list[HolderRow]:
@@ -89,9 +213,15 @@ def parse_jsonl(text: str) -> list[HolderRow]:
         if not line.strip():
             continue
         try:
-            rows.append(HolderRow(number, json.loads(line)))
+            item = _loads(line)
         except json.JSONDecodeError as exc:
             problems.append((f"line {number}", f"not valid JSON: {exc.msg}"))
+            continue
+        except ValueError as exc:
+            problems.append((f"line {number}", f"not valid holder data: {exc}"))
+            continue
+        problems += _duplicate_problems(f"line {number}", item)
+        rows.append(HolderRow(number, item))
     if problems:
         raise InvalidInput("invalid holder file", problems)
     return rows
@@ -99,10 +229,18 @@ def parse_jsonl(text: str) -> list[HolderRow]:
 
 def _parse_json(text: str) -> list[HolderRow]:
     try:
-        data = json.loads(text)
+        data = _loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput("invalid holder file", [(f"line {exc.lineno}", exc.msg)]) from None
+    except ValueError as exc:
+        problem = f"not valid holder data: {exc}"
+        raise InvalidInput("invalid holder file", [("file", problem)]) from None
     items = data if isinstance(data, list) else [data]
+    problems = [
+        p for i, item in enumerate(items, start=1) for p in _duplicate_problems(f"line {i}", item)
+    ]
+    if problems:
+        raise InvalidInput("invalid holder file", problems)
     return [HolderRow(i, item) for i, item in enumerate(items, start=1)]
 
 
