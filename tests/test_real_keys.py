@@ -237,10 +237,14 @@ def test_the_whole_chain_with_a_fresh_root_store_and_a_zone_store(
             os.close(r)
     assert imported["ref"] == "MF/TK/00" and imported["kcv"] == vendor_kcv
     # The service point gets city-level keys only.
-    chain.ok(
-        "keys", "export-zone", "--kdf-cost", "10", centre, zone, "--city", CITY,
-        input=f"{ZONE_PASSPHRASE}\n{ZONE_PASSPHRASE}\n",
-    )  # fmt: skip
+    fds, reads = _fds(ZONE_PASSPHRASE)
+    try:
+        chain.ok(
+            "keys", "export-zone", "--kdf-cost", "10", centre, zone, "--city", CITY,
+            "--transport-passphrase-fd", str(fds[0]), pass_fds=fds,
+        )  # fmt: skip
+    finally:
+        os.close(reads[0])
 
     # The vendor delivers a blank card keyed from the transport root.
     blank = chain.ok("virtual", "new", str(card), "--keystore", centre)

@@ -481,6 +481,14 @@ def import_transport(
     "--city", required=True, metavar="CODE", help="6-digit city code of the service point."
 )
 @click.option("--ref", "refs", multiple=True, metavar="REF", help="Only these keys (repeatable).")
+@click.option(
+    "--transport-passphrase-fd",
+    "transport_fd",
+    type=int,
+    metavar="N",
+    help="Read OUT's transport passphrase from file descriptor N (scripted ceremonies). "
+    "Else it is typed at a hidden prompt, twice.",
+)
 @_fd_option
 @_cost_option
 @json_option
@@ -492,6 +500,7 @@ def export_zone(
     out: Path,
     city: str,
     refs: tuple[str, ...],
+    transport_fd: int | None,
     passphrase_fd: int | None,
     kdf_cost: int,
 ) -> None:
@@ -506,6 +515,7 @@ def export_zone(
     Examples:
       sscard keys export-zone centre.ks pudong.ks --city 310115
       sscard keys export-zone centre.ks pudong.ks --city 310115 --ref DF04/EAK/01
+      sscard keys export-zone centre.ks pudong.ks --city 310115 --transport-passphrase-fd 3 3<tp
     """
     note(store=str(store), out=str(out), city=city)
     ks = _open(store, passphrase_fd)
@@ -517,7 +527,7 @@ def export_zone(
     zone = ceremony.export_zone(roots, city)
     if not zone:
         raise InvalidInput("nothing to export", [("--ref", "no root with 2 or more levels")])
-    pw = read_secret(None, f"New transport passphrase for {out}", confirm=True, env=False)
+    pw = read_secret(transport_fd, f"New transport passphrase for {out}", confirm=True, env=False)
     SoftwareKeyStore.create(
         out, pw, kind="zone", city=city, entries=zone, scrypt=ScryptParams(n=2**kdf_cost)
     )
