@@ -82,7 +82,7 @@ def new(
     state.emit(
         data,
         f"Blank card created: {path}\n  profile {profile}, serial {data['serial']}, "
-        f"transport key from the {data['transport_keys']} keys\n"
+        f"transport key from {'the development keys' if transport is None else keystore}\n"
         f"  use it with: sscard -r virtual:{path} info",
     )
 
