@@ -39,14 +39,12 @@ def require(
     Call it before opening your own transaction: the refusal is committed on
     the store's connection at once, so a rollback of yours cannot erase it.
     """
-    st = store
-    db = st.conn
     Operator("x", "x", "issuer").can(role_or_action)  # ValueError for an unknown action
     try:
         if operator is None:
-            op = current_operator(st)
+            op = current_operator(store)
         else:
-            found = st.find(operator.id)
+            found = store.find(operator.id)
             if found is None or found.disabled:
                 raise NotLoggedIn(f"operator {operator.id!r} is unknown or disabled")
             op = found
@@ -58,7 +56,7 @@ def require(
             error=exc,
             card_serial=card_serial,
             card_number=card_number,
-            conn=db,
+            conn=store.conn,
         )
         raise
     if not op.can(role_or_action):
@@ -70,7 +68,7 @@ def require(
             error=exc2,
             card_serial=card_serial,
             card_number=card_number,
-            conn=db,
+            conn=store.conn,
         )
         raise exc2
     return op
