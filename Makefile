@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 lint: $(STAMP)
 	$(BIN)/ruff check sscard tests bench scripts
 	$(BIN)/ruff format --check sscard tests bench scripts
+	$(BIN)/lint-imports --no-cache   # the layers of docs/architecture.md ([tool.importlinter])
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -26,9 +26,10 @@ from sscard.applets.cos import Latency
 from sscard.applets.factory import new_card_file, new_memory_card
 from sscard.applets.pcsc_rig import reader_lock, running_pcscd, served_card
 from sscard.card import SocialSecurityCard
+from sscard.db import open_store
 from sscard.issuance.batch import BatchRun, RowResult
 from sscard.issuance.readers import VirtualSlot
-from sscard.issuance.service import issue_card, open_store
+from sscard.issuance.service import issue_card
 from sscard.keys.dev import development_module
 from sscard.layout import load_profile
 from sscard.layout.holder_io import HolderRow

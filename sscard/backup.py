@@ -42,7 +42,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sscard import __version__
-from sscard.auth.store import iso, now_utc
+from sscard.clock import iso, now_utc
 from sscard.errors import CorruptBackup, InvalidInput, WrongBackupPassphrase
 from sscard.fileio import atomic_write, fsync_dir
 from sscard.keys.software_store import ScryptParams

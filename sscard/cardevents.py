@@ -1,15 +1,18 @@
-"""Staff actions on a card, recorded: audit record and exchange event in one transaction.
+"""Card actions, recorded: audit record and exchange events in one transaction.
 
-PIN reset/unblock and card block/unblock (regulation art. 11, 14) all go the
-same way: read who the card belongs to, do the action, then (after the card
-said yes) commit the audit record and the event for the exchange platform
-together; a failure is audited with its error class. Never a PIN or a key.
+Every action that changes a card goes the same way (regulation art. 11, 14):
+do the card commands; if they fail, audit the failure (its error class);
+once the card said yes, commit the action's own writes (issuance rows, an
+inbox entry marked applied), its events for the exchange platform and its
+audit record together. :func:`recorded_action` is that one way; issuance,
+holder updates and the staff actions (PIN reset/unblock, block/unblock, via
+:func:`recorded`) all use it. Never a PIN or a key.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sscard import audit
@@ -17,6 +20,66 @@ from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard
 from sscard.db import transaction
 from sscard.exchange import outbox
+
+Event = tuple[str, Mapping[str, Any]]
+"""An exchange event to enqueue: ``(category, payload)``."""
+
+
+def recorded_action(
+    action: str,
+    do: Callable[[], None],
+    *,
+    conn: sqlite3.Connection,
+    operator: Actor | None,
+    service_point: str,
+    card_serial: str,
+    card_number: str,
+    events: Iterable[Event] = (),
+    writes: Callable[[sqlite3.Connection], object] | None = None,
+    on_failure: Callable[[BaseException], object] | None = None,
+    detail: Mapping[str, object] | None = None,
+) -> list[str]:
+    """Run ``do`` (the card commands of ``action``) and record it; the ids of the events.
+
+    On failure: ``on_failure(exc)`` (extra writes, e.g. the issuance attempt)
+    and a ``failed`` audit record, then the error goes on. On success, in one
+    transaction: ``writes(conn)``, every event of ``events`` and the ``ok``
+    audit record (with ``detail``).
+    """
+    audit.ensure_schema(conn)
+    outbox.ensure_schema(conn)
+    try:
+        do()
+    except BaseException as exc:
+        if on_failure is not None:
+            on_failure(exc)
+        audit.record(
+            action,
+            operator=operator,
+            outcome="failed",
+            error=exc,
+            card_serial=card_serial,
+            card_number=card_number,
+            conn=conn,
+        )
+        raise
+    with transaction(conn):
+        if writes is not None:
+            writes(conn)
+        ids = [
+            outbox.enqueue(conn, category, payload, service_point=service_point)
+            for category, payload in events
+        ]
+        audit.record(
+            action,
+            operator=operator,
+            outcome="ok",
+            card_serial=card_serial,
+            card_number=card_number,
+            conn=conn,
+            detail=detail,
+        )
+    return ids
 
 
 def recorded(
@@ -30,36 +93,22 @@ def recorded(
     category: str,
     payload: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``do`` (the card commands of ``action``) and record it; serial, number, event id.
+    """A staff action on an issued card (:func:`recorded_action`); serial, number, event id.
 
-    The ``category`` event carries card serial, card number, holder SSN and ``payload``.
+    The holder is read from the card first; the one ``category`` event carries
+    card serial, card number, holder SSN and ``payload``.
     """
     holder = card.read_holder()
     serial, number = card.serial.hex().upper(), str(holder["card_number"])
-    audit.ensure_schema(conn)
-    outbox.ensure_schema(conn)
-    try:
-        do()
-    except BaseException as exc:
-        audit.record(
-            action,
-            operator=operator,
-            outcome="failed",
-            error=exc,
-            card_serial=serial,
-            card_number=number,
-            conn=conn,
-        )
-        raise
     body = {"card_serial": serial, "card_number": number, "ssn": holder["ssn"], **(payload or {})}
-    with transaction(conn):
-        event = outbox.enqueue(conn, category, body, service_point=service_point)
-        audit.record(
-            action,
-            operator=operator,
-            outcome="ok",
-            card_serial=serial,
-            card_number=number,
-            conn=conn,
-        )
+    (event,) = recorded_action(
+        action,
+        do,
+        conn=conn,
+        operator=operator,
+        service_point=service_point,
+        card_serial=serial,
+        card_number=number,
+        events=[(category, body)],
+    )
     return {"card_serial": serial, "card_number": number, "event": event}

@@ -5,20 +5,21 @@ local inbox (``sscard.exchange.inbox``). When the card next appears at a
 service point, :func:`apply_pending` writes them: it authenticates to SSSE with
 the card's external-authentication key, rewrites only the records that
 change, reads them back, and then, in one transaction, marks the update
-applied, audits it and reports ``holder.changed`` (``written_to_card``).
+applied, audits it and reports ``holder.changed`` (``written_to_card``):
+:func:`sscard.cardevents.recorded_action`.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from functools import partial
 from typing import Any
 
-from sscard import audit
+from sscard import cardevents
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard
-from sscard.db import transaction
 from sscard.errors import InvalidInput
-from sscard.exchange import inbox, outbox
+from sscard.exchange import inbox
 from sscard.issuance.plan import VerificationFailed
 from sscard.layout import encode_holder, validate_holder
 
@@ -30,6 +31,16 @@ def pending(card: SocialSecurityCard, conn: sqlite3.Connection) -> list[inbox.Ho
     return inbox.pending_updates(conn, number)
 
 
+def _write_records(card: SocialSecurityCard, records: dict[tuple[str, int], bytes]) -> None:
+    """Rewrite ``records`` with SSSE's external authentication, then read them back."""
+    card.external_authenticate("SSSE")
+    for (ef, no), data in sorted(records.items()):
+        card.update_record(ef, no, data)
+    for (ef, no), data in sorted(records.items()):
+        if card.read_record(ef, no) != data:
+            raise VerificationFailed(f"{ef} record {no} reads back different")
+
+
 def apply_pending(
     card: SocialSecurityCard,
     *,
@@ -39,8 +50,6 @@ def apply_pending(
 ) -> list[dict[str, Any]]:
     """Write every pending update onto ``card``, oldest first; what was done, per update."""
     inbox.ensure_schema(conn)
-    outbox.ensure_schema(conn)
-    audit.ensure_schema(conn)
     current = card.read_holder()
     serial = card.serial.hex().upper()
     number = str(current["card_number"])
@@ -70,46 +79,29 @@ def apply_pending(
         before = encode_holder(card.profile, current, card.serial)
         after = encode_holder(card.profile, new, card.serial)
         changed = {k: v for k, v in after.items() if before.get(k) != v}
-        try:
-            card.external_authenticate("SSSE")
-            for (ef, no), data in sorted(changed.items()):
-                card.update_record(ef, no, data)
-            for (ef, no), data in sorted(changed.items()):
-                if card.read_record(ef, no) != data:
-                    raise VerificationFailed(f"{ef} record {no} reads back different")
-        except BaseException as exc:
-            audit.record(
-                "holder.update",
-                operator=operator,
-                outcome="failed",
-                error=exc,
-                card_serial=serial,
-                card_number=number,
-                conn=conn,
-            )
-            raise
-        with transaction(conn):
-            inbox.mark_applied(conn, update.event_id)
-            event = outbox.enqueue(
-                conn,
-                "holder.changed",
-                {
-                    "ssn": current["ssn"],
-                    "card_number": number,
-                    "changes": update.changes,
-                    "written_to_card": True,
-                },
-                service_point=service_point,
-            )
-            audit.record(
-                "holder.update",
-                operator=operator,
-                outcome="ok",
-                card_serial=serial,
-                card_number=number,
-                conn=conn,
-                detail={"fields": ",".join(sorted(update.changes))},
-            )
+
+        (event,) = cardevents.recorded_action(
+            "holder.update",
+            partial(_write_records, card, changed),
+            conn=conn,
+            operator=operator,
+            service_point=service_point,
+            card_serial=serial,
+            card_number=number,
+            writes=partial(inbox.mark_applied, event_id=update.event_id),
+            events=[
+                (
+                    "holder.changed",
+                    {
+                        "ssn": current["ssn"],
+                        "card_number": number,
+                        "changes": update.changes,
+                        "written_to_card": True,
+                    },
+                )
+            ],
+            detail={"fields": ",".join(sorted(update.changes))},
+        )
         current = new
         done.append(
             {

@@ -7,10 +7,13 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sscard import audit
 from sscard.auth import Operator, OperatorStore, login
+from sscard.db import open_store
 
 PASSWORD = "operator password 1"
 SESSION_ISSUER = "test-issuer"
@@ -27,6 +30,15 @@ def add_operator(operator_id: str, role: str, *, password: str = PASSWORD) -> Op
         return store.add(operator_id, operator_id, role, password, bootstrap=first, cost=10)
     finally:
         store.close()
+
+
+def record(action: str, **fields: Any) -> audit.AuditRecord:
+    """One audit record in the current installation's local store."""
+    conn = open_store()
+    try:
+        return audit.record(action, conn=conn, **fields)
+    finally:
+        conn.close()
 
 
 def login_as(operator_id: str, role: str) -> Operator:
@@ -113,3 +125,19 @@ def login_in_store(store: Path, role: str = "service") -> Path:
     finally:
         operators.close()
     return token
+
+
+def env_in_store(store: Path, role: str = "issuer") -> dict[str, str]:
+    """The environment of a subprocess acting, with ``--store store``, as an operator with
+    ``role`` of that store (operators, checks and audit records all live in the store)."""
+    operator_id = f"test-{role}-store"
+    token = store.with_name(f"{store.name}.{role}.token")
+    operators = OperatorStore.open(store)
+    try:
+        if operators.find(operator_id) is None:
+            first = operators.is_empty() and role == "issuer"
+            operators.add(operator_id, operator_id, role, PASSWORD, bootstrap=first, cost=10)
+        login(operators, operator_id, PASSWORD, path=token)
+    finally:
+        operators.close()
+    return {**os.environ, "SSCARD_OPERATOR_TOKEN": str(token)}

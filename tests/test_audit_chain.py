@@ -16,9 +16,9 @@ import pytest
 from sscard import audit
 from sscard.audit.log import record_hash
 from sscard.auth import OperatorStore
-from sscard.auth.localdb import connect
+from sscard.db import open_store as connect
 from sscard.keys.software_store import ScryptParams, SoftwareKeyStore
-from tests.operatorkit import Installation
+from tests.operatorkit import Installation, record
 
 DEV = audit.CheckpointSigner.development_signer()
 
@@ -28,7 +28,7 @@ def trail(installation: Installation) -> Path:
     """8 records; a signed checkpoint after record 6."""
     op = installation.add("admin", "issuer")
     for i in range(1, 9):
-        audit.record(
+        record(
             "card.issue", operator=op, outcome="ok", card_number=f"31011519900101{i:04d}",
             card_serial=bytes([0x31, 0, 0, 0, 0, 0, 0, i]),
         )  # fmt: skip
@@ -203,13 +203,13 @@ def test_checkpoint_key_in_a_key_store_file_and_its_rotation(
     ks = SoftwareKeyStore.create(ks_path, "centre passphrase", scrypt=ScryptParams(n=2**10))
     first = audit.init_key(ks)
     op = installation.add("admin", "issuer")
-    audit.record("keys.init", operator=op, outcome="ok")
+    record("keys.init", operator=op, outcome="ok")
     conn = connect()
     audit.checkpoint(conn, audit.CheckpointSigner.from_store(ks))
     reopened = SoftwareKeyStore.open(ks_path, "centre passphrase")
     second = audit.init_key(reopened)
     assert (first.version, second.version) == (1, 2)
-    audit.record("keys.rotate", operator=op, outcome="ok")
+    record("keys.rotate", operator=op, outcome="ok")
     signer = audit.CheckpointSigner.from_store(SoftwareKeyStore.open(ks_path, "centre passphrase"))
     audit.checkpoint(conn, signer)
     report = audit.verify(conn, signer)
@@ -223,9 +223,11 @@ WRITER = """
 import sys
 from sscard import audit
 from sscard.auth import OperatorStore
-op = OperatorStore.open().get("admin")
+operators = OperatorStore.open()
+op = operators.get("admin")
 for i in range(int(sys.argv[2])):
-    audit.record("card.read", operator=op, outcome="ok", card_number=sys.argv[1] + str(i))
+    audit.record("card.read", operator=op, outcome="ok", card_number=sys.argv[1] + str(i),
+                 conn=operators.conn)
 """
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner, Result
 from sscard import audit
 from sscard.cli.main import cli
 from sscard.keys.software_store import SoftwareKeyStore
-from tests.operatorkit import Installation
+from tests.operatorkit import Installation, record
 
 KS_PW = "centre passphrase 1"
 
@@ -24,10 +24,10 @@ def run(*args: str, input: str | None = None) -> Result:
 def _some_history(inst: Installation) -> None:
     admin = inst.add("admin", "issuer")
     svc = inst.add("zhang", "service")
-    audit.record("card.issue", operator=admin, outcome="ok", card_number="310115199001011234",
+    record("card.issue", operator=admin, outcome="ok", card_number="310115199001011234",
                  card_serial=bytes.fromhex("3100000000000042"))  # fmt: skip
-    audit.record("pin.reset", operator=svc, outcome="ok", card_number="310115199001011234")
-    audit.record("card.block", operator=svc, outcome="failed", error="CardRemoved",
+    record("pin.reset", operator=svc, outcome="ok", card_number="310115199001011234")
+    record("card.block", operator=svc, outcome="failed", error="CardRemoved",
                  card_number="310115199202022345")  # fmt: skip
 
 
@@ -117,7 +117,7 @@ def test_show_marks_a_tampered_row_unreadable_and_points_to_verify(
     installation: Installation,
 ) -> None:
     _some_history(installation)
-    audit.record("keys.generate", operator=installation.add("admin", "issuer"), outcome="ok",
+    record("keys.generate", operator=installation.add("admin", "issuer"), outcome="ok",
                  detail={"ref": "K/01"})  # fmt: skip
     installation.login("audit-1", "auditor")
     _tamper(installation, 'UPDATE audit_log SET detail = \'{"ref": "K/0\' WHERE seq = 4')

@@ -20,12 +20,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from sscard import audit
-from sscard.auth.localdb import connect
 from sscard.cli.main import cli
+from sscard.db import open_store as connect
 from sscard.exchange import sync
 from sscard.exchange.platform import Platform
 from tests.exchange_support import Pki, blocked, client_for, pki, platform
-from tests.operatorkit import Installation, login_in_store
+from tests.operatorkit import Installation, login_in_store, record
 
 __all__ = ["pki", "platform"]  # fixtures
 
@@ -42,7 +42,7 @@ def armed() -> Iterator[None]:
 
 def _records(n: int, action: str = "card.issue", outcome: str = "ok") -> None:
     for i in range(n):
-        audit.record(action, operator=None, outcome=outcome, card_number=f"A{i:08d}")
+        record(action, operator=None, outcome=outcome, card_number=f"A{i:08d}")
 
 
 def _checkpoint_seqs() -> list[int]:

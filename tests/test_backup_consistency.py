@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from sscard import audit, backup
-from sscard.auth.localdb import connect
+from sscard.db import open_store as connect
 from sscard.keys.software_store import ScryptParams
 from tests.operatorkit import Installation
 
@@ -23,12 +23,12 @@ BATCH = """
 import sys
 from sscard import audit
 from sscard.auth import OperatorStore
-from sscard.db import open_db
+from sscard.db import open_store
 from sscard.exchange import outbox
 from sscard.issuance import store
 from tests.exchange_support import SSN
 
-conn = open_db()
+conn = open_store()
 store.ensure_schema(conn); outbox.ensure_schema(conn); audit.ensure_schema(conn)
 op = OperatorStore(conn).get("admin")
 for i in range(int(sys.argv[1])):

@@ -15,7 +15,7 @@ from sscard import audit, backup
 from sscard.cli.main import cli
 from sscard.errors import CorruptBackup, WrongBackupPassphrase
 from sscard.keys.software_store import ScryptParams, SoftwareKeyStore
-from tests.operatorkit import Installation
+from tests.operatorkit import Installation, record
 
 PW = "backup passphrase 1"
 KS_PW = "centre passphrase 1"
@@ -34,7 +34,7 @@ def backed_up(installation: Installation, tmp_path: Path) -> tuple[Path, Path]:
     ks = tmp_path / "keys" / "centre.ks"
     ks.parent.mkdir()
     SoftwareKeyStore.create(ks, KS_PW, scrypt=ScryptParams(n=2**10))
-    audit.record("card.issue", operator=op, outcome="ok", card_number=CARD)
+    record("card.issue", operator=op, outcome="ok", card_number=CARD)
     r = run("--json", "backup", "create", str(tmp_path / "bk"), "--keystore", str(ks),
             "--kdf-cost", "10")  # fmt: skip
     assert r.exit_code == 0, r.output

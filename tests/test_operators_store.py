@@ -20,7 +20,7 @@ from sscard.errors import (
     NotAuthorized,
     NotLoggedIn,
 )
-from tests.operatorkit import PASSWORD, Installation
+from tests.operatorkit import PASSWORD, Installation, record
 
 
 def _store() -> OperatorStore:
@@ -189,7 +189,7 @@ def test_every_action_belongs_to_a_known_role() -> None:
 
 def test_audit_record_refuses_secret_looking_details(installation: Installation) -> None:
     with pytest.raises(ValueError):
-        audit.record("pin.reset", operator=None, outcome="ok", detail={"new_pin": "123456"})
+        record("pin.reset", operator=None, outcome="ok", detail={"new_pin": "123456"})
 
 
 def test_store_file_is_shared_with_the_caller_transaction(installation: Installation) -> None:

@@ -2,6 +2,8 @@
 
 ``load_card(path)`` opens a card stored in a file: an emulated social security
 card image (``cos.py``, ``image.py``) or a scripted test card (``scripted.py``).
+Importing this package registers it as the ``virtual:PATH`` reader form
+(:func:`sscard.transport.base.register_card_files`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 from sscard.applets.image import is_card_image
 from sscard.applets.scripted import ScriptedCard
 from sscard.errors import InvalidInput, NoCard
-from sscard.transport.base import CardLike
+from sscard.transport.base import VIRTUAL_PREFIX, CardLike, register_card_files
 
 __all__ = ["ScriptedCard", "load_card"]
 
@@ -39,3 +41,6 @@ def load_card(path: str | Path) -> CardLike:
         except ValueError as exc:
             raise InvalidInput(f"{p}: {exc}") from None
     raise InvalidInput(f"{p} is not a card file this version of sscard can open (kind {kind!r})")
+
+
+register_card_files(VIRTUAL_PREFIX, load_card)

@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sscard.audit.schema import ensure_schema
-from sscard.auth import localdb
-from sscard.auth.store import iso, now_utc
+from sscard.clock import iso, now_utc
+from sscard.db import transaction
 from sscard.errors import CheckpointKeyMissing, InvalidInput
 from sscard.keys.entry import KeyEntry
 from sscard.keys.software_store import SoftwareKeyStore
@@ -227,7 +227,7 @@ def init_key(store: SoftwareKeyStore) -> KeyEntry:
 def checkpoint(conn: sqlite3.Connection, signer: CheckpointSigner) -> Checkpoint:
     """Sign the current head of the audit trail and store the checkpoint."""
     ensure_schema(conn)
-    with localdb.write_transaction(conn):
+    with transaction(conn):
         seq, top = head(conn)
         return _store(conn, signer.sign(seq, top, iso(now_utc())))
 

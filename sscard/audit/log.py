@@ -29,8 +29,8 @@ from typing import Protocol
 
 from sscard.audit.checkpoint import auto_checkpoint, auto_signer
 from sscard.audit.schema import ensure_schema
-from sscard.auth import localdb
-from sscard.auth.store import iso, now_utc
+from sscard.clock import iso, now_utc
+from sscard.db import transaction
 from sscard.errors import InvalidInput
 
 GENESIS = "0" * 64
@@ -148,54 +148,46 @@ def record(
     card_number: str | None = None,
     error: BaseException | str | None = None,
     detail: Mapping[str, object] | None = None,
-    conn: sqlite3.Connection | None = None,
+    conn: sqlite3.Connection,
 ) -> AuditRecord:
-    """Append one record to the audit trail and return it.
+    """Append one record to the audit trail in the store of ``conn`` and return it.
 
-    With ``conn`` in an open transaction (``BEGIN IMMEDIATE``), the record is
-    written inside it and commits or rolls back with the caller's other writes
-    (issuance: card + audit record + outbox event, atomically). With ``conn``
-    outside a transaction, or without ``conn`` (the default store is opened),
-    the record commits on its own. ``error`` is an exception (its class name is
-    stored, never its message) or a class name.
+    With ``conn`` in an open transaction (:func:`sscard.db.transaction`), the
+    record is written inside it and commits or rolls back with the caller's
+    other writes (issuance: card + audit record + outbox event, atomically);
+    outside a transaction it commits on its own. There is no default store:
+    the caller says which trail the record belongs to. ``error`` is an
+    exception (its class name is stored, never its message) or a class name.
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}")
     error_name = type(error).__name__ if isinstance(error, BaseException) else error
     signer = auto_signer()
-    own = conn is None
-    db = localdb.connect() if conn is None else conn
-    try:
-        ensure_schema(db)
-        with localdb.write_transaction(db):
-            last = db.execute(
-                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-            seq, prev = (1, GENESIS) if last is None else (last[0] + 1, last[1])
-            partial = AuditRecord(
-                seq=seq,
-                time=iso(now_utc()),
-                operator=operator.id if operator is not None else None,
-                role=operator.role if operator is not None else None,
-                action=action,
-                card_serial=_serial(card_serial),
-                card_number=card_number,
-                outcome=outcome,
-                error=error_name,
-                detail=_detail(detail),
-                prev_hash=prev,
-                hash="",
-            )
-            rec = AuditRecord(**{**asdict(partial), "hash": record_hash(prev, partial.content())})
-            db.execute(
-                f"INSERT INTO audit_log ({_COLUMNS}) VALUES ({', '.join('?' * 12)})",
-                tuple(asdict(rec).values()),
-            )
-            if signer is not None:
-                auto_checkpoint(db, signer, rec.seq, rec.hash, action, outcome)
-    finally:
-        if own:
-            db.close()
+    ensure_schema(conn)
+    with transaction(conn):
+        last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (1, GENESIS) if last is None else (last[0] + 1, last[1])
+        partial = AuditRecord(
+            seq=seq,
+            time=iso(now_utc()),
+            operator=operator.id if operator is not None else None,
+            role=operator.role if operator is not None else None,
+            action=action,
+            card_serial=_serial(card_serial),
+            card_number=card_number,
+            outcome=outcome,
+            error=error_name,
+            detail=_detail(detail),
+            prev_hash=prev,
+            hash="",
+        )
+        rec = AuditRecord(**{**asdict(partial), "hash": record_hash(prev, partial.content())})
+        conn.execute(
+            f"INSERT INTO audit_log ({_COLUMNS}) VALUES ({', '.join('?' * 12)})",
+            tuple(asdict(rec).values()),
+        )
+        if signer is not None:
+            auto_checkpoint(conn, signer, rec.seq, rec.hash, action, outcome)
     return rec
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from sscard.auth import localdb
+from sscard import db
 
 LOG_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS audit_log (
@@ -48,6 +48,9 @@ CHECKPOINT_SCHEMA = (
 )
 
 
+SCHEMA = db.register_schema("audit", LOG_SCHEMA + CHECKPOINT_SCHEMA)
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create the audit tables if missing (safe inside a caller's transaction)."""
-    localdb.ensure_schema(conn, LOG_SCHEMA + CHECKPOINT_SCHEMA)
+    db.ensure_schema(conn, SCHEMA.name)

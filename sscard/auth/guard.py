@@ -2,9 +2,10 @@
 
 Service-point software calls :func:`require` before an action::
 
-    from sscard.auth import require
-    op = require("pin.reset")            # the logged-in operator, or raises
-    op = require("pin.reset", operator)  # an operator the caller authenticated
+    from sscard.auth import OperatorStore, require
+    store = OperatorStore.open(path)                  # the local store the action is audited in
+    op = require("pin.reset", store=store)            # the logged-in operator, or raises
+    op = require("pin.reset", operator, store=store)  # an operator the caller authenticated
 
 A refusal raises :class:`~sscard.errors.NotAuthorized` (or
 :class:`~sscard.errors.NotLoggedIn`), both exit code 6 in the CLI, and is
@@ -23,12 +24,13 @@ def require(
     role_or_action: str,
     operator: Operator | None = None,
     *,
-    store: OperatorStore | None = None,
+    store: OperatorStore,
     card_serial: bytes | str | None = None,
     card_number: str | None = None,
 ) -> Operator:
     """The operator, if their role allows ``role_or_action``; else audit the refusal and raise.
 
+    ``store`` holds the operators and the audit trail the refusal goes to.
     ``operator`` defaults to the logged-in operator (session token). Given an
     ``operator``, its current state (role, disabled) is re-read from the
     store, so a stale object cannot outlive a role change or a disable. An
@@ -37,43 +39,36 @@ def require(
     Call it before opening your own transaction: the refusal is committed on
     the store's connection at once, so a rollback of yours cannot erase it.
     """
-    own = store is None
-    st = store or OperatorStore.open()
-    db = st.conn
+    Operator("x", "x", "issuer").can(role_or_action)  # ValueError for an unknown action
     try:
-        Operator("x", "x", "issuer").can(role_or_action)  # ValueError for an unknown action
-        try:
-            if operator is None:
-                op = current_operator(st)
-            else:
-                found = st.find(operator.id)
-                if found is None or found.disabled:
-                    raise NotLoggedIn(f"operator {operator.id!r} is unknown or disabled")
-                op = found
-        except NotLoggedIn as exc:
-            audit.record(
-                role_or_action,
-                operator=None,
-                outcome="refused",
-                error=exc,
-                card_serial=card_serial,
-                card_number=card_number,
-                conn=db,
-            )
-            raise
-        if not op.can(role_or_action):
-            exc2 = NotAuthorized(op.id, op.role, role_or_action)
-            audit.record(
-                role_or_action,
-                operator=op,
-                outcome="refused",
-                error=exc2,
-                card_serial=card_serial,
-                card_number=card_number,
-                conn=db,
-            )
-            raise exc2
-        return op
-    finally:
-        if own:
-            st.close()
+        if operator is None:
+            op = current_operator(store)
+        else:
+            found = store.find(operator.id)
+            if found is None or found.disabled:
+                raise NotLoggedIn(f"operator {operator.id!r} is unknown or disabled")
+            op = found
+    except NotLoggedIn as exc:
+        audit.record(
+            role_or_action,
+            operator=None,
+            outcome="refused",
+            error=exc,
+            card_serial=card_serial,
+            card_number=card_number,
+            conn=store.conn,
+        )
+        raise
+    if not op.can(role_or_action):
+        exc2 = NotAuthorized(op.id, op.role, role_or_action)
+        audit.record(
+            role_or_action,
+            operator=op,
+            outcome="refused",
+            error=exc2,
+            card_serial=card_serial,
+            card_number=card_number,
+            conn=store.conn,
+        )
+        raise exc2
+    return op

@@ -1,6 +1,6 @@
 """The operator store: operators, roles, credentials, sessions (regulation art. 15).
 
-Tables in the local store (:mod:`sscard.auth.localdb`)::
+Tables in the local store (:mod:`sscard.db`)::
 
     operators(id, name, role, credential, disabled, created, changed)
     operator_sessions(token_hash, operator_id, created, expires)
@@ -17,15 +17,16 @@ import re
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from sscard.auth import localdb
+from sscard import db
 from sscard.auth.passwords import DEFAULT_COST, dummy_verify, hash_password, verify_password
 from sscard.auth.roles import ISSUER, ROLES, allowed
+from sscard.clock import iso, now_utc
 from sscard.errors import BootstrapRefused, InvalidInput, LoginFailed, NotLoggedIn
 
-SCHEMA = (
+_TABLES = (
     """CREATE TABLE IF NOT EXISTS operators (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -42,20 +43,11 @@ SCHEMA = (
     expires     TEXT NOT NULL
 )""",
 )
+SCHEMA = db.register_schema("operators", _TABLES)
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 MAX_TTL = timedelta(hours=12)
 DEFAULT_TTL = timedelta(hours=8)
-
-
-def now_utc() -> datetime:
-    """The current time (UTC); one function so tests and records agree."""
-    return datetime.now(UTC)
-
-
-def iso(t: datetime) -> str:
-    """``2025-01-31T08:15:00.123456Z``: sortable as text."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,12 +87,12 @@ class OperatorStore:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        localdb.ensure_schema(conn, SCHEMA)
+        db.ensure_schema(conn, SCHEMA.name)
 
     @classmethod
     def open(cls, path: Path | str | None = None) -> OperatorStore:
-        """The operator store in the local store file (default: ``sscard.db``)."""
-        return cls(localdb.connect(path))
+        """The operator store in the local store at ``path`` (:func:`sscard.db.open_store`)."""
+        return cls(db.open_store(path))
 
     def close(self) -> None:
         """Close the connection."""
@@ -137,7 +129,7 @@ class OperatorStore:
             )
         credential = hash_password(password, cost=cost)
         stamp = iso(now_utc())
-        with localdb.write_transaction(self.conn):
+        with db.transaction(self.conn):
             if bootstrap and not self.is_empty():
                 raise BootstrapRefused(
                     "this installation already has operators; --bootstrap only creates the "
@@ -180,7 +172,7 @@ class OperatorStore:
     def disable(self, operator_id: str) -> Operator:
         """Disable an operator and end their sessions (the record stays for the audit trail)."""
         self.get(operator_id)
-        with localdb.write_transaction(self.conn):
+        with db.transaction(self.conn):
             self.conn.execute(
                 "UPDATE operators SET disabled = 1, changed = ? WHERE id = ?",
                 (iso(now_utc()), operator_id),
@@ -192,7 +184,7 @@ class OperatorStore:
         """Set a new password and end the operator's sessions."""
         self.get(operator_id)
         credential = hash_password(password, cost=cost)
-        with localdb.write_transaction(self.conn):
+        with db.transaction(self.conn):
             self.conn.execute(
                 "UPDATE operators SET credential = ?, changed = ? WHERE id = ?",
                 (credential, iso(now_utc()), operator_id),
@@ -225,7 +217,7 @@ class OperatorStore:
         token = secrets.token_hex(32)
         start = now_utc()
         expires = start + ttl
-        with localdb.write_transaction(self.conn):
+        with db.transaction(self.conn):
             self.conn.execute("DELETE FROM operator_sessions WHERE expires < ?", (iso(start),))
             self.conn.execute(
                 "INSERT INTO operator_sessions (token_hash, operator_id, created, expires)"
@@ -254,7 +246,7 @@ class OperatorStore:
 
     def end_session(self, token: str) -> None:
         """End a session (logout); nothing happens for an unknown token."""
-        with localdb.write_transaction(self.conn):
+        with db.transaction(self.conn):
             self.conn.execute(
                 "DELETE FROM operator_sessions WHERE token_hash = ?", (_token_hash(token),)
             )

@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 import click
 
 from sscard import audit
-from sscard.auth import localdb
 from sscard.cli.auth import note, require_operator
 from sscard.cli.context import CliState, json_option, pass_state
 from sscard.cli.keys_cmd import read_secret
@@ -97,7 +96,7 @@ def show(
       sscard audit show --operator zhang.wei --action pin
       sscard audit show --card 310115199001011234 --json
     """
-    conn = localdb.connect()
+    conn = state.open_store()
     try:
         rows = audit.records(conn, since=since, operator=who, card=card, action=action, limit=limit)
     finally:
@@ -192,7 +191,7 @@ def verify(
     )
     use_platform = bool(platform) and not no_platform
     witnessed = _witnessed(platform, cert, key, ca) if use_platform else None
-    conn = localdb.connect()
+    conn = state.open_store()
     try:
         report = audit.verify(conn, signer, witnessed)
     finally:
@@ -241,7 +240,7 @@ def checkpoint(state: CliState, keystore: str, passphrase_fd: int | None) -> Non
       sscard audit checkpoint --keystore pudong.ks --passphrase-fd 3 3<pw
     """
     signer = audit.open_signer(keystore, lambda label: read_secret(passphrase_fd, label))
-    conn = localdb.connect()
+    conn = state.open_store()
     try:
         report = audit.verify(conn, None)
         if report.problem is not None:

@@ -13,8 +13,10 @@ the operator (``--operator`` with a password prompt, else the session token
 from ``sscard operator login``) and checks the role; a refusal is audited and
 raises :class:`~sscard.errors.NotAuthorized` / ``NotLoggedIn`` / ``LoginFailed``
 (exit code 6). After the body it writes one audit record, ``ok`` or ``failed``
-with the error class. A command that writes its own audit record (e.g. inside
-its issuance transaction) passes ``record=False`` and gets the operator from
+with the error class. Checks and records go to the local store of the
+invocation (``sscard --store``, :attr:`~sscard.cli.context.CliState.store`).
+A command that writes its own audit record (e.g. inside its issuance
+transaction) passes ``record=False`` and gets the operator from
 :func:`operator`; a command adds card details to its record with :func:`note`.
 """
 
@@ -30,6 +32,7 @@ import click
 from sscard import audit
 from sscard.auth import OperatorStore, require
 from sscard.auth.store import Operator
+from sscard.cli.context import CliState, state
 from sscard.cli.pinentry import hidden_prompt
 from sscard.errors import LoginFailed
 
@@ -43,9 +46,10 @@ def authorize(
 ) -> Operator:
     """The operator allowed to do ``action``: ``operator_id`` (password prompted) or the session.
 
-    Refusals are audited and raise (exit code 6).
+    The operators and the audit trail are those of the local store of this
+    invocation (``sscard --store``). Refusals are audited and raise (exit code 6).
     """
-    store = OperatorStore.open()
+    store = OperatorStore(state().open_store())
     try:
         if operator_id is None:
             return require(action, store=store)
@@ -108,15 +112,20 @@ def _record(
     ctx: click.Context, action: str, op: Operator, outcome: str, error: BaseException | None
 ) -> None:
     notes = ctx.meta.get(_META_NOTES, {})
-    audit.record(
-        action,
-        operator=op,
-        outcome=outcome,
-        error=error,
-        card_serial=notes.get("card_serial"),
-        card_number=notes.get("card_number"),
-        detail=notes.get("detail") or None,
-    )
+    conn = (ctx.find_object(CliState) or CliState()).open_store()
+    try:
+        audit.record(
+            action,
+            operator=op,
+            outcome=outcome,
+            error=error,
+            card_serial=notes.get("card_serial"),
+            card_number=notes.get("card_number"),
+            detail=notes.get("detail") or None,
+            conn=conn,
+        )
+    finally:
+        conn.close()
 
 
 def operator_option(f: F, name: str = "--operator") -> F:

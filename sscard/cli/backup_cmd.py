@@ -71,8 +71,8 @@ def create(
     kdf_cost: int,
 ) -> None:
     """Write one encrypted, integrity-protected archive of every sscard database in the
-    data directory (consistent snapshots, taken while others keep working) and the key
-    store files given.
+    data directory, the directory of the local store (consistent snapshots, taken while
+    others keep working) and the key store files given.
 
     \b
     Examples:
@@ -80,7 +80,13 @@ def create(
       sscard backup create /srv/backup --passphrase-fd 3 3<backup.pw
     """
     pw = _secret(passphrase_fd, "Backup passphrase", confirm=True)
-    info = backup.create(out_dir, pw, keystores=keystores, scrypt=ScryptParams(n=2**kdf_cost))
+    info = backup.create(
+        out_dir,
+        pw,
+        keystores=keystores,
+        directory=state.store_path().parent,
+        scrypt=ScryptParams(n=2**kdf_cost),
+    )
     note(archive=info.path.name, databases=len(info.databases), keystores=len(info.keystores))
     state.emit(
         info.info(),
@@ -120,23 +126,28 @@ def restore(
       sscard backup restore /media/backup/sscard-backup-20250131T180000Z-1a2b.ssbk
       sscard backup restore FILE --keystore-dir /etc/sscard/keys
     """
-    store = OperatorStore.open()
+    store = OperatorStore(state.open_store())
     try:
         fresh = store.is_empty()
     finally:
         store.close()
     op = None if fresh else authorize("backup.restore", operator_id)
     pw = _secret(passphrase_fd, "Backup passphrase")
+    directory = state.store_path().parent
     if op is None:
-        info = backup.restore(archive, pw, keystore_dir=keystore_dir)
-        audit.record(
-            "backup.restore", operator=None, outcome="ok",
-            detail={"archive": archive.name, "new_installation": True},
-        )  # fmt: skip
+        info = backup.restore(archive, pw, directory=directory, keystore_dir=keystore_dir)
+        conn = state.open_store()
+        try:
+            audit.record(
+                "backup.restore", operator=None, outcome="ok",
+                detail={"archive": archive.name, "new_installation": True}, conn=conn,
+            )  # fmt: skip
+        finally:
+            conn.close()
     else:
         with audited("backup.restore", op):
             note(archive=archive.name)
-            info = backup.restore(archive, pw, keystore_dir=keystore_dir)
+            info = backup.restore(archive, pw, directory=directory, keystore_dir=keystore_dir)
     state.emit(
         info.info(),
         f"Restored {len(info.databases)} database(s) and {len(info.keystores)} key store "

@@ -30,12 +30,11 @@ _LABELS = {
 }
 
 
-def _block_list_warning(card_number: str) -> str | None:
+def _block_list_warning(state: CliState, card_number: str) -> str | None:
     """A warning when the exchange platform put this card on the block list."""
     from sscard.exchange import inbox
-    from sscard.issuance.service import open_store
 
-    conn = open_store(None)
+    conn = state.open_store()
     try:
         inbox.ensure_schema(conn)
         entry = inbox.blocked(conn, card_number)
@@ -99,7 +98,7 @@ def read(state: CliState, keystore: str | None, passphrase_fd: int | None) -> No
                 card.forget_selection()
                 continue
             departments[spec.parent] = decode_records(card.profile, records, holder_only=False)
-    warning = _block_list_warning(str(holder["card_number"]))
+    warning = _block_list_warning(state, str(holder["card_number"]))
     if warning:
         click.echo(warning, err=True)
     if state.json:

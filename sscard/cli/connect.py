@@ -39,18 +39,17 @@ def connected_protocol(state: CliState, *, shared: bool = False) -> Iterator[Apd
 def staff_card(
     state: CliState, keystore: str | None, passphrase_fd: int | None
 ) -> Iterator[tuple[SocialSecurityCard, sqlite3.Connection]]:
-    """The card in the reader with the keys of ``keystore``, and the local store.
+    """The card in the reader with the keys of ``keystore``, and the local store (``--store``).
 
     For staff actions that change a card and record it (PIN reset, blocking,
     holder updates); the link and the store are closed afterwards.
     """
     from sscard.cli.keystore import security_module
-    from sscard.issuance.service import open_store
 
     with connected_transport(state) as transport:
         card = SocialSecurityCard.open(transport)
         card.security = security_module(keystore, passphrase_fd, card.profile)
-        conn = open_store(None)
+        conn = state.open_store()
         try:
             yield card, conn
         finally:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from sscard import db
 from sscard.layout.controls import escape_json_controls
+from sscard.paths import default_store
 
 
 @dataclass
@@ -20,6 +24,16 @@ class CliState:
     reader: str | None = None
     json: bool = False
     log_level: str = "warning"
+    store: Path | None = None
+    """The local store every command of this invocation reads and writes (``--store``)."""
+
+    def store_path(self) -> Path:
+        """The local store: ``--store`` / ``$SSCARD_STORE``, else ``sscard.db`` in the data dir."""
+        return self.store if self.store is not None else default_store()
+
+    def open_store(self) -> sqlite3.Connection:
+        """Open the local store of this invocation (:func:`sscard.db.open_store`)."""
+        return db.open_store(self.store_path())
 
     def emit(self, data: Any, human: str | None = None) -> None:
         """Print ``data`` as JSON with ``--json``, else the human text (default: ``str(data)``)."""
@@ -50,8 +64,36 @@ def state() -> CliState:
 
 pass_state = click.make_pass_decorator(CliState, ensure=True)
 
-
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _set_store(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.ensure_object(CliState).store = value
+
+
+STORE_HELP = (
+    "The local store (operators, audit trail, issuance, outbox): $SSCARD_STORE, else "
+    "sscard.db in the data directory ($SSCARD_DATA_DIR, else ~/.local/share/sscard)."
+)
+
+
+def store_option(f: F) -> F:
+    """``--store PATH`` on a command: the same as the global ``sscard --store PATH``.
+
+    Kept where the command line documented it (``sscard issue --store``, ``sscard
+    sync … --store``); it sets :attr:`CliState.store` before the operator check,
+    so the check, its audit record and the command all use that store.
+    """
+    return click.option(
+        "--store",
+        type=click.Path(dir_okay=False, path_type=Path),
+        metavar="PATH",
+        expose_value=False,
+        is_eager=True,
+        callback=_set_store,
+        help="Same as the global 'sscard --store PATH'.",
+    )(f)
 
 
 def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

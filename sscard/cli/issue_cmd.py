@@ -16,12 +16,12 @@ from sscard import errors
 from sscard.card import SocialSecurityCard
 from sscard.cli.auth import operator, require_operator
 from sscard.cli.connect import connected_transport, default_service_point, service_point_option
-from sscard.cli.context import CliState, pass_state
+from sscard.cli.context import CliState, pass_state, store_option
 from sscard.cli.keystore import keystore_options, security_module
 from sscard.cli.pinentry import read_pins
 from sscard.csvsafe import safe_row
 from sscard.issuance.plan import Step, build_plan
-from sscard.issuance.service import REPLACE_REASONS, issue_card, open_store
+from sscard.issuance.service import REPLACE_REASONS, issue_card
 from sscard.issuance.store import STATUSES
 from sscard.layout import card_profiles, load_profile, read_holders, validate_holder
 from sscard.pinpolicy import PinPolicy
@@ -75,12 +75,7 @@ def read_pin(pin_stdin: bool, random_pin: bool, birth_date: str | None) -> tuple
     "--random-pin", is_flag=True, help="Generate the PIN; it is printed once (PIN mailer)."
 )
 @keystore_options
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    metavar="PATH",
-    help="Local store (default: sscard.db in the data directory, or $SSCARD_STORE).",
-)
+@store_option
 @click.option("--replace", is_flag=True, help="The holder has an active card: replace it.")
 @click.option(
     "--reason",
@@ -108,7 +103,6 @@ def issue(
     random_pin: bool,
     keystore: str | None,
     passphrase_fd: int | None,
-    store: Path | None,
     replace: bool,
     reason: str,
     service_point: str,
@@ -157,7 +151,7 @@ def issue(
     with connected_transport(state) as transport:
         card = SocialSecurityCard.open(transport)
         card.security = security_module(keystore, passphrase_fd, card.profile)
-        conn = open_store(store)
+        conn = state.open_store()
         try:
             last_phase: list[str] = []
 
@@ -329,7 +323,6 @@ def batch(
     for line_field, problem in bad:
         line = int(line_field.split(":")[0].split()[1])
         writer.write(RowResult(line, None, "invalid", f"{line_field}: {problem}"))
-    store_path = parent.get("store")
 
     def mailer(row: Any, number: str, pin: str) -> None:
         if state.json:  # JSON Lines: one object per mailer, the summary last
@@ -340,7 +333,7 @@ def batch(
     run = BatchRun(
         rows=good,
         readers=slots,
-        open_conn=lambda: open_store(store_path),
+        open_conn=state.open_store,
         security=security,
         operator=operator(),
         service_point=parent.get("service_point") or default_service_point(),
@@ -445,10 +438,9 @@ def list_cards(ctx: click.Context, state: CliState, status: str | None) -> None:
     'abandoned' cards can never be finished (in-memory cards of a killed
     'issue batch --virtual', closed by the next batch), with the reason.
     """
-    parent = ctx.parent.params if ctx.parent is not None else {}
     from sscard.issuance import store as issuance_store
 
-    conn = open_store(parent.get("store"))
+    conn = state.open_store()
     try:
         rows = issuance_store.cards(conn, status=status)
     finally:

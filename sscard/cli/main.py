@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
+import sscard.applets  # noqa: F401  (registers the 'virtual:PATH' reader form)
 from sscard import __version__, errors
 from sscard import log as sslog
-from sscard.cli.context import CliState, add_json_options
+from sscard.cli.context import STORE_HELP, CliState, add_json_options
 from sscard.cli.exit_codes import ExitCode, error_kind, exit_code_for
+from sscard.paths import ENV_STORE, default_store
 
 
 class SscardGroup(click.Group):
@@ -51,6 +54,13 @@ class SscardGroup(click.Group):
     help="Machine-readable JSON on stdout; errors as JSON on stderr.",
 )
 @click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=ENV_STORE,
+    metavar="PATH",
+    help=STORE_HELP,
+)
+@click.option(
     "--log-level",
     type=click.Choice(list(sslog.LEVELS)),
     default="warning",
@@ -60,7 +70,9 @@ class SscardGroup(click.Group):
 )
 @click.version_option(__version__, "--version", prog_name="sscard")
 @click.pass_context
-def cli(ctx: click.Context, reader: str | None, as_json: bool, log_level: str) -> None:
+def cli(
+    ctx: click.Context, reader: str | None, as_json: bool, store: Path | None, log_level: str
+) -> None:
     """sscard: social security card middleware for issuance staff and service points.
 
     \b
@@ -68,8 +80,12 @@ def cli(ctx: click.Context, reader: str | None, as_json: bool, log_level: str) -
       sscard readers                      list readers and cards
       sscard -r "Virtual PCD 00 00" apdu 00A4040007A0000000031010
       sscard --json readers               the same as JSON
+      sscard --store /srv/sp/sscard.db audit verify   another local store
     """
-    ctx.obj = CliState(reader=reader, json=as_json, log_level=log_level)
+    # The one place the local store is resolved: every command of this run uses it.
+    ctx.obj = CliState(
+        reader=reader, json=as_json, log_level=log_level, store=store or default_store()
+    )
     sslog.configure(log_level)
 
 

@@ -117,7 +117,7 @@ def add(
       sscard operator add zhang.wei --name "Zhang Wei" --role service
       sscard operator add kiosk-07 --name "Kiosk 7, Xujiahui" --role kiosk --password-fd 3
     """
-    store = OperatorStore.open()
+    store = OperatorStore(state.open_store())
     try:
         if bootstrap:
             if not store.is_empty():
@@ -125,11 +125,17 @@ def add(
                     "this installation already has operators; --bootstrap only creates the "
                     "first one. Log in as an issuer and run 'sscard operator add' without it"
                 )
-                audit.record("operator.bootstrap", operator=None, outcome="refused", error=exc)
+                audit.record(
+                    "operator.bootstrap", operator=None, outcome="refused", error=exc,
+                    conn=store.conn,
+                )  # fmt: skip
                 raise exc
             pw = _password(password_fd, f"New password for {new_id}", confirm=True)
             op = store.add(new_id, name, role, pw, bootstrap=True, cost=kdf_cost)
-            audit.record("operator.bootstrap", operator=op, outcome="ok", detail={"added": op.id})
+            audit.record(
+                "operator.bootstrap", operator=op, outcome="ok", detail={"added": op.id},
+                conn=store.conn,
+            )  # fmt: skip
         else:
             actor = authorize("operator.add", operator_id)
             with audited("operator.add", actor):
@@ -152,7 +158,7 @@ def list_(state: CliState) -> None:
       sscard operator list
       sscard --json operator list
     """
-    store = OperatorStore.open()
+    store = OperatorStore(state.open_store())
     try:
         ops = store.list()
     finally:
@@ -176,7 +182,7 @@ def disable(state: CliState, target: str) -> None:
       sscard operator disable zhang.wei
     """
     note(disabled=target)
-    store = OperatorStore.open()
+    store = OperatorStore(state.open_store())
     try:
         op = store.disable(target)
     finally:
@@ -208,7 +214,7 @@ def passwd(
       sscard operator passwd                  your own (the logged-in operator)
       sscard operator passwd zhang.wei        an issuer resets someone's password
     """
-    store = OperatorStore.open()
+    store = OperatorStore(state.open_store())
     try:
         me = None
         if operator_id is None:
@@ -270,7 +276,7 @@ def login_(state: CliState, operator_id: str, ttl: str, password_fd: int | None)
       sscard operator login batch-01 --ttl 2h --password-fd 3 3<secret
     """
     lifetime = _ttl(ttl)
-    store = OperatorStore.open()
+    store = OperatorStore(state.open_store())
     try:
         pw = _password(password_fd, f"Password for operator {operator_id}")
         session = login(store, operator_id, pw, ttl=lifetime)
@@ -293,7 +299,7 @@ def logout_(state: CliState) -> None:
     Examples:
       sscard operator logout
     """
-    store = OperatorStore.open()
+    store = OperatorStore(state.open_store())
     try:
         op = logout(store)
     finally:
@@ -315,7 +321,7 @@ def whoami(state: CliState) -> None:
     """
     from sscard.auth.roles import actions_for
 
-    store = OperatorStore.open()
+    store = OperatorStore(state.open_store())
     try:
         op = current_operator(store)
     finally:

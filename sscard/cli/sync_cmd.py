@@ -18,25 +18,14 @@ import click
 
 from sscard import db
 from sscard.cli.auth import require_operator
-from sscard.cli.context import CliState, json_option, pass_state
+from sscard.cli.context import CliState, json_option, pass_state, store_option
 from sscard.errors import InvalidInput
 from sscard.exchange import inbox, outbox, sync
 from sscard.exchange.client import PlatformClient
 from sscard.exchange.schema import CATEGORIES
 from sscard.exchange.tls import client_context
-from sscard.paths import ENV_STORE, default_store
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _store_option(f: F) -> F:
-    return click.option(
-        "--store",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar=ENV_STORE,
-        help="The local store (SQLite). Default: $SSCARD_STORE, else "
-        "$SSCARD_DATA_DIR/sscard.db, else ~/.local/share/sscard/sscard.db.",
-    )(f)
 
 
 def _platform_options(f: F) -> F:
@@ -75,8 +64,8 @@ def _platform_options(f: F) -> F:
     return f
 
 
-def _open(store: Path | None) -> Any:
-    conn = db.open_db(store or default_store())
+def _open(st: CliState) -> Any:
+    conn = st.open_store()
     sync.ensure_schema(conn)
     return conn
 
@@ -109,7 +98,7 @@ def sync_group() -> None:
 
 
 @sync_group.command()
-@_store_option
+@store_option
 @_platform_options
 @click.option(
     "--batch-size",
@@ -127,7 +116,6 @@ def sync_group() -> None:
 def push(
     ctx: click.Context,
     state: CliState,
-    store: Path | None,
     platform: str,
     cert: Path,
     key: Path,
@@ -148,7 +136,7 @@ def push(
       sscard --json sync push --details
       sscard sync push --retry-rejected     after the agreement was extended
     """
-    conn = _open(store)
+    conn = _open(state)
     if retry_rejected:
         with db.transaction(conn):
             outbox.retry_rejected(conn)
@@ -168,7 +156,7 @@ def push(
 
 
 @sync_group.command()
-@_store_option
+@store_option
 @_platform_options
 @click.option(
     "--limit",
@@ -180,9 +168,7 @@ def push(
 @json_option
 @require_operator("sync.run")
 @pass_state
-def pull(
-    state: CliState, store: Path | None, platform: str, cert: Path, key: Path, ca: Path, limit: int
-) -> None:
+def pull(state: CliState, platform: str, cert: Path, key: Path, ca: Path, limit: int) -> None:
     """Pull the block list and holder-data updates this service point is entitled to.
 
     They are stored locally and applied when the card next appears; the cursor
@@ -193,7 +179,7 @@ def pull(
       sscard sync pull
       sscard sync inbox                 what was pulled and not yet applied
     """
-    conn = _open(store)
+    conn = _open(state)
     with _client(platform, cert, key, ca) as client:
         report = sync.pull_updates(conn, client, limit=limit)
     state.emit(
@@ -204,11 +190,11 @@ def pull(
 
 
 @sync_group.command()
-@_store_option
+@store_option
 @json_option
 @pass_state
 @click.pass_context
-def status(ctx: click.Context, state: CliState, store: Path | None) -> None:
+def status(ctx: click.Context, state: CliState) -> None:
     """Pending events, age of the oldest, and every event older than 24 hours.
 
     Exit code 1 when any undelivered event is older than 24 hours: a violation
@@ -219,7 +205,7 @@ def status(ctx: click.Context, state: CliState, store: Path | None) -> None:
       sscard sync status
       sscard --json sync status | jq .violation_count
     """
-    conn = _open(store)
+    conn = _open(state)
     s = outbox.stats(conn)
     lines = [
         f"Outbox      {s.pending} pending, {s.rejected} rejected, {s.delivered} delivered",
@@ -257,7 +243,7 @@ def _age(seconds: float | None) -> str:
 
 
 @sync_group.command()
-@_store_option
+@store_option
 @_platform_options
 @click.option(
     "--period",
@@ -286,7 +272,6 @@ def _age(seconds: float | None) -> str:
 @pass_state
 def run(
     state: CliState,
-    store: Path | None,
     platform: str,
     cert: Path,
     key: Path,
@@ -307,7 +292,7 @@ def run(
       sscard sync run --period 60
       sscard --json sync run --period 5 --cycles 3
     """
-    conn = _open(store)
+    conn = _open(state)
 
     def report(cycle: sync.Cycle) -> None:
         if state.json:
@@ -356,7 +341,7 @@ def run(
     metavar="TIME",
     help="When the change happened, ISO 8601 with time zone (default: now).",
 )
-@_store_option
+@store_option
 @json_option
 @require_operator("sync.run")
 @pass_state
@@ -366,7 +351,6 @@ def enqueue(
     payload: Any,
     service_point: str,
     occurred_at: str | None,
-    store: Path | None,
 ) -> None:
     """Put one event in the outbox by hand, e.g. a card reported lost by phone.
 
@@ -393,7 +377,7 @@ def enqueue(
             raise InvalidInput(
                 "invalid time", [("--occurred-at", "ISO 8601, e.g. 2024-05-01T09:30:00+08:00")]
             ) from None
-    conn = _open(store)
+    conn = _open(state)
     with db.transaction(conn):
         event_id = outbox.enqueue(
             conn, category, data, service_point=service_point, occurred_at=when
@@ -402,17 +386,17 @@ def enqueue(
 
 
 @sync_group.command("inbox")
-@_store_option
+@store_option
 @json_option
 @pass_state
-def inbox_cmd(state: CliState, store: Path | None) -> None:
+def inbox_cmd(state: CliState) -> None:
     """Show the pulled block list and the holder updates not yet written to a card.
 
     \b
     Example:
       sscard sync inbox
     """
-    conn = _open(store)
+    conn = _open(state)
     blocks = inbox.block_list(conn)
     updates = inbox.pending_updates(conn)
     data = {

@@ -15,6 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from sscard import db
 from sscard.exchange.events import utc_text
 
 _SCHEMA = """
@@ -46,11 +47,12 @@ CREATE TABLE IF NOT EXISTS inbox_state (
 """
 
 
+SCHEMA = db.register_schema("inbox", _SCHEMA.split(";"))
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create the inbox tables when missing (idempotent)."""
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    db.ensure_schema(conn, SCHEMA.name)
 
 
 def cursor(conn: sqlite3.Connection) -> int:

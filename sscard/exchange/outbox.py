@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sscard import db
 from sscard.errors import InvalidInput
 from sscard.exchange.events import Event, new_event_id, parse_utc, utc_text
 from sscard.exchange.schema import CATEGORIES, payload_problems
@@ -57,11 +58,12 @@ CREATE TABLE IF NOT EXISTS outbox_state (
 """
 
 
+SCHEMA = db.register_schema("outbox", _SCHEMA.split(";"))
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create the outbox tables when missing (idempotent; commits nothing else)."""
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    db.ensure_schema(conn, SCHEMA.name)
 
 
 def enqueue(

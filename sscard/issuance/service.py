@@ -19,13 +19,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 from typing import Any
 
-from sscard import audit, errors
+from sscard import audit, cardevents, errors
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, encode_pin
-from sscard.db import open_db, transaction
 from sscard.exchange import outbox
 from sscard.issuance import store
 from sscard.issuance.plan import PersonalizationPlan, Step, build_plan
@@ -77,13 +76,6 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     store.ensure_schema(conn)
     outbox.ensure_schema(conn)
     audit.ensure_schema(conn)
-
-
-def open_store(path: str | Path | None = None) -> sqlite3.Connection:
-    """The local store (``sscard.db``) with the issuance, outbox and audit tables ready."""
-    conn = open_db(path)
-    ensure_schema(conn)
-    return conn
 
 
 def issue_card(
@@ -157,20 +149,6 @@ def issue_card(
         )
         steps = list(plan.steps)
         status = "issued"
-    try:
-        _run(plan, steps, card, progress)
-    except BaseException as exc:
-        store.failed(conn, serial, type(exc).__name__)
-        audit.record(
-            "card.issue",
-            operator=operator,
-            outcome="failed",
-            error=exc,
-            card_serial=serial,
-            card_number=number,
-            conn=conn,
-        )
-        raise
     return _record_issued(
         conn,
         card,
@@ -180,6 +158,7 @@ def issue_card(
         active if replace else None,
         replace_reason,
         status,
+        partial(_run, plan, steps, card, progress),
     )
 
 
@@ -206,7 +185,13 @@ def _record_issued(
     old: store.CardRecord | None,
     reason: str,
     status: str,
+    personalize: Callable[[], None],
 ) -> IssueResult:
+    """Run ``personalize`` and record it (:func:`sscard.cardevents.recorded_action`).
+
+    A failure marks the attempt failed and is audited; success commits the
+    issuance rows, the events and the audit record in one transaction.
+    """
     serial = card.serial.hex().upper()
     number = str(holder["card_number"])
     payload: dict[str, Any] = {
@@ -218,40 +203,39 @@ def _record_issued(
         "issue_date": holder["issue_date"],
         "expiry_date": holder["expiry_date"],
     }
-    events: list[str] = []
-    with transaction(conn):
-        store.mark_issued(conn, serial)
-        if old is not None and old.serial != serial:
-            store.mark_replaced(conn, old.serial)
-            payload["replaces"] = {"card_serial": old.serial, "card_number": old.card_number}
-            payload["reason"] = reason
-            events.append(
-                outbox.enqueue(conn, "card.replaced", payload, service_point=service_point)
-            )
-            events.append(
-                outbox.enqueue(
-                    conn,
-                    "card.blocked",
-                    {
-                        "card_serial": old.serial,
-                        "card_number": old.card_number,
-                        "ssn": old.ssn,
-                        "reason": "replaced",
-                        "on_card": False,
-                    },
-                    service_point=service_point,
-                )
-            )
-        else:
-            payload["region"] = holder["region"]
-            events.append(outbox.enqueue(conn, "card.issued", payload, service_point=service_point))
-        audit.record(
-            "card.issue",
-            operator=operator,
-            outcome="ok",
-            card_serial=serial,
-            card_number=number,
-            conn=conn,
-            detail={"replaces": old.serial} if old is not None else None,
-        )
-    return IssueResult(serial, number, status, old.serial if old else None, tuple(events))
+    replaced = old is not None and old.serial != serial
+    events: list[cardevents.Event]
+    if old is not None and replaced:
+        payload["replaces"] = {"card_serial": old.serial, "card_number": old.card_number}
+        payload["reason"] = reason
+        blocked = {
+            "card_serial": old.serial,
+            "card_number": old.card_number,
+            "ssn": old.ssn,
+            "reason": "replaced",
+            "on_card": False,
+        }
+        events = [("card.replaced", payload), ("card.blocked", blocked)]
+    else:
+        payload["region"] = holder["region"]
+        events = [("card.issued", payload)]
+
+    def writes(c: sqlite3.Connection) -> None:
+        store.mark_issued(c, serial)
+        if old is not None and replaced:
+            store.mark_replaced(c, old.serial)
+
+    ids = cardevents.recorded_action(
+        "card.issue",
+        personalize,
+        conn=conn,
+        operator=operator,
+        service_point=service_point,
+        card_serial=serial,
+        card_number=number,
+        events=events,
+        writes=writes,
+        on_failure=lambda exc: store.failed(conn, serial, type(exc).__name__),
+        detail={"replaces": old.serial} if old is not None else None,
+    )
+    return IssueResult(serial, number, status, old.serial if old else None, tuple(ids))

@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sscard.db import transaction
+from sscard.db import ensure_schema as db_ensure_schema
+from sscard.db import register_schema, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS issuance_cards (
@@ -83,17 +84,19 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Upgrade an ``issuance_cards`` table of an older version, in one transaction."""
+    if _needs_upgrade(conn):
+        with transaction(conn):
+            _upgrade(conn)
+
+
+SCHEMA = register_schema("issuance", _SCHEMA.split(";"), upgrade=_migrate)
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create the issuance tables when missing; upgrade a table of an older version."""
-    if _needs_upgrade(conn):
-        if conn.in_transaction:
-            _upgrade(conn)
-        else:
-            with transaction(conn):
-                _upgrade(conn)
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    db_ensure_schema(conn, SCHEMA.name)
 
 
 def _needs_upgrade(conn: sqlite3.Connection) -> bool:

@@ -1,7 +1,15 @@
-"""The :class:`Transport` protocol every link to a card implements."""
+"""The :class:`Transport` protocol every link to a card implements, and card-file forms.
+
+A card implemented in Python (:class:`CardLike`) can be named as a reader:
+``--reader virtual:PATH`` opens the card stored at PATH. The transport layer
+knows no card; the card side registers the forms it can open
+(:func:`register_card_files`; ``sscard.applets`` registers ``virtual:`` when it
+is imported, as the CLI does).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 
@@ -63,3 +71,22 @@ class CardLike(Protocol):
     def process(self, apdu: bytes) -> bytes:
         """Handle one command APDU; return response data ‖ SW1 SW2."""
         ...
+
+
+VIRTUAL_PREFIX = "virtual:"
+"""The reader form of an emulated card stored in a file: ``virtual:PATH``."""
+
+CardLoader = Callable[[str], CardLike]
+"""Opens the card stored at a path."""
+
+_CARD_FILES: dict[str, CardLoader] = {}
+
+
+def register_card_files(prefix: str, loader: CardLoader) -> None:
+    """Let the reader name ``PREFIX + PATH`` open the card that ``loader(PATH)`` returns."""
+    _CARD_FILES[prefix] = loader
+
+
+def card_files(prefix: str) -> CardLoader | None:
+    """The loader registered for ``prefix``, or None."""
+    return _CARD_FILES.get(prefix)

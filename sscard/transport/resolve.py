@@ -1,6 +1,8 @@
 """The one reader resolver: ``--reader NAME`` / ``SSCARD_READER`` → a :class:`Transport`.
 
-* ``virtual:PATH`` — the in-process card stored at PATH (``sscard.applets``);
+* ``virtual:PATH`` — the in-process card stored at PATH, opened by the loader
+  the card side registered (:func:`sscard.transport.base.register_card_files`;
+  ``import sscard.applets`` registers the emulator's, as the CLI does);
 * anything else — a PC/SC reader, by exact name or a unique case-insensitive
   part of it; nothing at all picks the only reader present, or among several
   the only one holding a card.
@@ -10,12 +12,13 @@ from __future__ import annotations
 
 import os
 
-from sscard.errors import NoCard
-from sscard.transport.base import Transport
+from sscard.errors import NoCard, ReaderNotFound
+from sscard.transport.base import VIRTUAL_PREFIX, Transport, card_files
 from sscard.transport.inprocess import InProcessTransport
 
-VIRTUAL_PREFIX = "virtual:"
 ENV_READER = "SSCARD_READER"
+
+__all__ = ["ENV_READER", "VIRTUAL_PREFIX", "open_transport", "reader_spec"]
 
 
 def reader_spec(explicit: str | None = None) -> str | None:
@@ -27,8 +30,12 @@ def open_transport(spec: str | None = None, *, shared: bool = False) -> Transpor
     """A transport for ``spec`` (not yet connected)."""
     spec = reader_spec(spec)
     if spec is not None and spec.startswith(VIRTUAL_PREFIX):
-        from sscard.applets import load_card  # card side, loaded only when asked for
-
+        load_card = card_files(VIRTUAL_PREFIX)
+        if load_card is None:
+            raise ReaderNotFound(
+                f"{spec!r} names an emulated card, and no emulator is loaded "
+                "(import sscard.applets first)"
+            )
         path = spec[len(VIRTUAL_PREFIX) :]
         return InProcessTransport(load_card(path), name=spec)
     from sscard.transport import pcsc
