@@ -288,7 +288,7 @@ def batch(
       sscard issue --keystore dev batch holders.jsonl --virtual 4 --latency realistic
     """
     from sscard.issuance.batch import BatchRun, RowResult, rate_and_eta
-    from sscard.issuance.readers import PcscSlot, VirtualSlot
+    from sscard.issuance.readers import ReaderSlot, VirtualSlot
     from sscard.transport import pcsc
 
     parent = ctx.parent.params if ctx.parent is not None else {}
@@ -322,7 +322,7 @@ def batch(
         names = [r for r in pcsc.list_readers() if pattern.casefold() in r.casefold()]
         if not names:
             raise errors.ReaderNotFound(f"no reader matches {pattern!r}", pcsc.list_readers())
-        slots = [PcscSlot(n) for n in names]
+        slots = [ReaderSlot(n) for n in names]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = results or file.with_name(f"{file.stem}.results-{stamp}.jsonl")
     writer = _ResultsWriter(results)
