@@ -18,7 +18,7 @@ from sscard.cli.auth import operator, require_operator
 from sscard.cli.connect import connected_transport, service_point_option, staff_card
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options
-from sscard.cli.pinentry import read_pins
+from sscard.cli.secrets import read_pins
 from sscard.kiosk import KioskSession
 from sscard.pin import PinManager, staff_action
 from sscard.transport.slot import ReaderSlot, open_slot
