@@ -202,7 +202,7 @@ def create(
     dbs = databases(src_dir)
     if not dbs and not keystores:
         raise InvalidInput(
-            "nothing to back up", [("data", f"no sscard database in {src_dir} and no --keystore")]
+            "nothing to back up", [("data", f"no sscard database in {src_dir} and no key store")]
         )
     created = iso(now_utc())
     info = BackupInfo(path=Path(), created=created)

@@ -43,7 +43,7 @@ class KeysRequired(errors.InvalidInput):
     """The operation needs a key store (security module) and none was given."""
 
 
-class CardNotIssued(errors.SscardError):
+class CardNotIssued(errors.OperationFailed):
     """The card has not been personalized yet (BLANK or PERSONALIZATION)."""
 
 
@@ -249,9 +249,8 @@ class SocialSecurityCard:
         life = self.lifecycle()
         if life in ("BLANK", "PERSONALIZATION"):
             raise CardNotIssued(
-                f"the card {self.serial.hex().upper()} is not issued yet (lifecycle {life}); "
-                "issue it first with 'sscard issue'"
-            )
+                f"the card {self.serial.hex().upper()} is not issued yet (lifecycle {life})"
+            ).with_hint("issue it first")
         records: dict[tuple[str, int], bytes] = {}
         for ef_id in ("EF05", "EF06"):
             records.update(self.read_records(ef_id))
@@ -305,10 +304,7 @@ class SocialSecurityCard:
         read EF05, which selects SSSE (and would clear another DF's security state).
         """
         if self.security is None:
-            raise KeysRequired(
-                "this operation needs the keys: give a key store with --keystore "
-                "(or SSCARD_KEYSTORE; 'dev' for the development keys)"
-            )
+            raise KeysRequired("this operation needs the card's keys: a key store is needed")
         return self.security.for_city(self.read_city())
 
     def _slot(self, df: str, type: str, id: int) -> KeySlot:

@@ -4,18 +4,34 @@ Messages say what went wrong and what to do; they never contain command data,
 PINs, keys or cryptograms. Status-word errors carry the status word and, where
 the card reported one, the number of tries left (ISO 7816-4 ``63Cx``).
 
-The categories below (``TransportError``, ``AuthenticationError``,
-``BlockedError``, ``InvalidInput``) are what the CLI maps to stable exit codes
-(docs/cli.md); new errors subclass the category they belong to.
+Every error class lives under one of the categories below (``TransportError``,
+``AuthenticationError``, ``BlockedError``, ``InvalidInput``, ``OperationFailed``),
+which the CLI maps to stable exit codes (docs/cli.md); new errors subclass the
+category they belong to.
+
+Messages speak in library terms ("a key store is needed"), never of command-line
+options; an error may carry a ``hint``, a plain-language suggestion of what to
+do next, which a front end can replace with its own (the CLI names its options).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Self
 
 
 class SscardError(Exception):
-    """Root of every error sscard raises on purpose."""
+    """Root of every error sscard raises on purpose.
+
+    ``hint``: what to do about it, in plain words (None when the message says it all).
+    """
+
+    hint: str | None = None
+
+    def with_hint(self, hint: str | None) -> Self:
+        """This error with ``hint`` set (for ``raise Error(...).with_hint(...)``)."""
+        self.hint = hint
+        return self
 
 
 # --- categories --------------------------------------------------------------
@@ -44,7 +60,15 @@ class InvalidInput(SscardError):
         super().__init__(message)
 
 
-class ProtocolError(SscardError):
+class OperationFailed(SscardError):
+    """The operation was refused or failed for a reason none of the other categories names.
+
+    An unexpected status word, an answer that is not valid, a card that does not
+    verify, a broken audit trail, an issuance the local store refuses. Exit code 1.
+    """
+
+
+class ProtocolError(OperationFailed):
     """The card or reader answered something that is not a valid response."""
 
 
@@ -101,7 +125,7 @@ class CommunicationError(TransportError):
 # --- status words ------------------------------------------------------------
 
 
-class ApduError(SscardError):
+class ApduError(OperationFailed):
     """The card answered with a status word other than 9000."""
 
     def __init__(self, sw: int, message: str | None = None, *, command: str | None = None) -> None:
@@ -219,8 +243,8 @@ class WrongKeyLength(InvalidInput):
         )
 
 
-class KeyStoreError(SscardError):
-    """Root of key store and security module errors."""
+class KeyStoreError(OperationFailed):
+    """Root of key store and security module errors (failed, unless a subclass says more)."""
 
 
 class WrongPassphrase(KeyStoreError, AuthenticationError):
@@ -238,9 +262,12 @@ class UnknownKeyReference(KeyStoreError, InvalidInput):
         self.ref = ref
         self.version = version
         which = ref if version is None else f"{ref} version {version}"
-        super().__init__(
-            f"no key {which} in the key store; 'sscard keys list' shows the keys it holds"
-        )
+        super().__init__(f"no key {which} in the key store")
+        self.hint = "list the keys the store holds"
+
+
+class KeyStoreMissing(KeyStoreError, InvalidInput):
+    """No key store was named where one is needed."""
 
 
 class KeyExists(KeyStoreError, InvalidInput):
@@ -302,7 +329,7 @@ class RecordDecodeError(ProtocolError):
 # --- exchange platform (docs/exchange.md) --------------------------------------
 
 
-class ExchangeError(SscardError):
+class ExchangeError(OperationFailed):
     """Root of errors talking to (or running) the exchange platform."""
 
 
@@ -370,17 +397,15 @@ class NotAuthorized(OperatorError):
         self.role = role
         self.action = action
         who = f"operator {operator!r} (role {role})" if operator else "nobody"
-        super().__init__(
-            f"{who} may not do {action!r}; log in as an operator whose role allows it "
-            "('sscard operator login'), see docs/operators.md for the roles"
-        )
+        super().__init__(f"{who} may not do {action!r}")
+        self.hint = "log in as an operator whose role allows it (docs/operators.md lists the roles)"
 
 
 class BootstrapRefused(OperatorError):
     """``operator add --bootstrap`` on a store that already has operators."""
 
 
-class AuditError(SscardError):
+class AuditError(OperationFailed):
     """Root of audit trail errors."""
 
 
@@ -412,10 +437,10 @@ class AuditWitnessRefused(ExchangeError, AuditError):
 
 
 class CheckpointKeyMissing(AuditError, InvalidInput):
-    """The key store holds no audit checkpoint key ('sscard audit init-key' adds one)."""
+    """The key store holds no audit checkpoint key (the CLI's ``audit init-key`` adds one)."""
 
 
-class BackupError(SscardError):
+class BackupError(OperationFailed):
     """Root of backup and restore errors."""
 
 

@@ -8,7 +8,8 @@ command is on its way, only the card knows; the session asks for the card
 again and finds out (VERIFY with the new PIN, and with the old one if that
 fails, so no try is lost).
 
-The screen and keypad are a :class:`KioskUI`; the reader is a :class:`CardSource`.
+The screen and keypad are a :class:`KioskUI`; the reader is a
+:class:`~sscard.transport.slot.CardSlot`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sscard.card import SocialSecurityCard
 from sscard.pin import PinManager
 from sscard.pinpolicy import PinPolicyError
 from sscard.transport.base import Transport
+from sscard.transport.slot import CardSlot
 
 
 class KioskUI(Protocol):
@@ -36,16 +38,7 @@ class KioskUI(Protocol):
         ...
 
 
-class CardSource(Protocol):
-    """The kiosk's reader."""
-
-    def wait_card(self, stop: threading.Event, timeout: float | None = None) -> Transport | None:
-        """A connected transport once a card is in (None on stop or timeout)."""
-        ...
-
-    def wait_removal(self, stop: threading.Event) -> None:
-        """Return once the card is out (or on stop)."""
-        ...
+CardSource = CardSlot  # the kiosk's reader (a ReaderSlot, or a StandingSlot for an emulated card)
 
 
 @dataclass(frozen=True)

@@ -142,3 +142,59 @@ def test_batch_results_csv_with_a_hostile_holder_name(tmp_path: Path) -> None:
         cells = [cell for row in csv.reader(f) for cell in row]
     assert len(cells) >= 10
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+
+
+def _param(path: tuple[str, ...], name: str) -> click.Parameter | None:
+    ctx = click.Context(cli)
+    cmd: click.Command = cli
+    for part in path:
+        assert isinstance(cmd, click.Group)
+        found = cmd.get_command(ctx, part)
+        assert found is not None
+        cmd = found
+    return next((p for p in cmd.params if name in p.opts), None)
+
+
+def test_profile_means_one_thing_everywhere() -> None:
+    with_profile = {path: p for path in ALL if (p := _param(path, "--profile")) is not None}
+    assert {("issue",), ("virtual", "new"), ("keys", "generate"), ("holder", "validate")} <= set(
+        with_profile
+    )
+    for path, param in with_profile.items():
+        assert isinstance(param, click.Option), path
+        assert param.metavar == "NAME|FILE", path
+        assert param.help is not None and param.help.startswith("Card profile "), path
+        assert param.help.endswith("or a profile file."), path
+        assert "ss3-sm4" in param.help and "ss2-3des" in param.help, path
+
+
+def test_profile_accepts_a_profile_file_and_refuses_an_unknown_name(tmp_path: Path) -> None:
+    from sscard.layout import load_profile
+
+    profile = tmp_path / "my-city.json"
+    profile.write_text(json.dumps({**load_profile("ss2-3des").to_data(), "name": "my-city"}))
+    card = tmp_path / "card.img"
+    made = run("--json", "virtual", "new", str(card), "--profile", str(profile))
+    assert made.returncode == 0, made.stderr
+    info = run("--json", "-r", f"virtual:{card}", "info")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["atr"] == json.loads(made.stdout)["atr"]
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps(SAMPLE_HOLDER))
+    plan = run("--json", "issue", "--dry-run", "--holder", str(holder), "--profile", str(profile))
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["profile"] == "my-city"
+    for args in (("issue", "--dry-run"), ("virtual", "new", str(tmp_path / "x.img"))):
+        bad = run(*args, "--profile", "no-such-profile")
+        assert bad.returncode == ExitCode.USAGE, bad.stderr
+        assert "neither a shipped card profile" in bad.stderr
+
+
+def test_every_passphrase_fd_reads_the_same_way() -> None:
+    helps = {path: p for path in ALL if (p := _param(path, "--passphrase-fd")) is not None}
+    assert len(helps) > 10
+    for path, param in helps.items():
+        assert isinstance(param, click.Option) and param.metavar == "N", path
+        assert param.help is not None and param.help.startswith("Read the "), path
+        assert param.help.endswith("Else $" + param.help.split("$")[1].split(",")[0]
+                                   + ", else a hidden prompt."), path  # fmt: skip

@@ -135,8 +135,9 @@ def test_pin_policy_names_the_rule() -> None:
 def test_second_card_for_a_holder_needs_replace(conn: sqlite3.Connection) -> None:
     first = _issue(new_memory_card(), conn)
     second_card = new_memory_card()
-    with pytest.raises(HolderHasActiveCard, match="--replace"):
+    with pytest.raises(HolderHasActiveCard, match="already has an active card") as refused:
         _issue(second_card, conn)
+    assert "replace" in str(refused.value.hint)  # the CLI's hint names --replace
     assert second_card.state.lifecycle == "BLANK"
     result = _issue(second_card, conn, replace=True, replace_reason="lost")
     assert result.replaced == first.serial

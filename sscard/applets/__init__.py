@@ -23,7 +23,7 @@ def load_card(path: str | Path) -> CardLike:
     """Open the card stored at ``path``; clear errors for a missing or foreign file."""
     p = Path(path)
     if not p.exists():
-        raise NoCard(f"no card file at {p}; create one with 'sscard virtual new {p}'")
+        raise NoCard(f"no card file at {p}").with_hint("create a new card at that path")
     if is_card_image(p):
         from sscard.applets.factory import open_card_file
 

@@ -11,7 +11,7 @@ from sscard.applets.image import CardState, FileStorage, MemoryStorage
 from sscard.errors import InvalidInput
 from sscard.keys.dev import development_card_key
 from sscard.keys.scheme import KeySlot
-from sscard.layout import load_profile
+from sscard.layout import load_profile, shipped_profiles
 
 DEFAULT_PROFILE = "ss3-sm4"
 
@@ -41,14 +41,19 @@ def blank_card_state(
 ) -> CardState:
     """The state of a blank card: MF and the transport key diversified for its serial.
 
-    The transport key comes from ``transport`` (backed by the transport root the
-    vendor shares with the centre), else from the development keys.
+    ``profile_name`` is a shipped profile or a profile file (the card keeps its
+    absolute path, to reopen it). The transport key comes from ``transport``
+    (backed by the transport root the vendor shares with the centre), else from
+    the development keys.
     """
     profile = load_profile(profile_name)
     serial = os.urandom(8) if serial is None else serial
     tk_slot = profile.key_scheme.find("MF", "TK", 0)
     tk = development_card_key(tk_slot, serial) if transport is None else transport(serial, tk_slot)
-    return blank_state(profile, serial, tk)
+    state = blank_state(profile, serial, tk)
+    if profile_name not in shipped_profiles():  # a profile file: the card reopens it by path
+        state.profile = str(Path(profile_name).resolve())
+    return state
 
 
 def new_card_file(

@@ -332,8 +332,8 @@ class FileStorage:
         except BlockingIOError:
             os.close(fd)
             raise ReaderBusy(
-                f"the card {self.path} is in use by another process (is 'sscard virtual serve' "
-                "running with it?); stop that process or use its PC/SC reader"
+                f"the card {self.path} is in use by another process (is it served into a PC/SC "
+                "reader?); stop that process or use its PC/SC reader"
             ) from None
         self._lock = fd
 
@@ -376,7 +376,7 @@ class FileStorage:
         except (InvalidTag, ValueError, KeyError, TypeError):
             raise CorruptCardImage(
                 f"{self.path} is corrupt or belongs to another installation (its emulator key "
-                "does not open it); create a new card with 'sscard virtual new'"
+                "does not open it); create a new card"
             ) from None
 
     def commit(self, state: CardState) -> None:

@@ -138,9 +138,8 @@ class CheckpointSigner:
                 best, self._current = entry.version, kid
         if self._current is None:
             raise CheckpointKeyMissing(
-                f"the key store holds no audit checkpoint key {KEY_REF}; "
-                "add one with 'sscard audit init-key STORE'"
-            )
+                f"the key store holds no audit checkpoint key {KEY_REF}"
+            ).with_hint("add a checkpoint key to the store first")
 
     def __repr__(self) -> str:
         return f"CheckpointSigner(key_id={self._current}, versions={len(self._keys)})"
@@ -200,7 +199,7 @@ def open_signer(spec: str, secret: Callable[[str], str]) -> CheckpointSigner:
     if spec.startswith("pkcs11:"):
         raise InvalidInput(
             "no checkpoint key in a token",
-            [("--keystore", "the audit checkpoint key lives in a software key store file")],
+            [("keystore", "the audit checkpoint key lives in a software key store file")],
         )
     return CheckpointSigner.from_store(
         SoftwareKeyStore.open(spec, secret(f"Passphrase for {spec}"))

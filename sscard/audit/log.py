@@ -200,7 +200,7 @@ def _since(value: str) -> str:
         t = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidInput(
-            "bad --since",
+            "bad time",
             [("since", "a date/time like 2025-01-31 or 2025-01-31T08:00, or 24h, 7d")],
         ) from None
     if t.tzinfo is None:

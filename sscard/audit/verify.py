@@ -159,7 +159,7 @@ def verify(
             report.problem = truncated[0]  # the clearer name for a cut tail
     if signer is None and cps:
         report.notes.append(
-            f"{len(cps)} checkpoint signature(s) not checked: give --keystore to check them"
+            f"{len(cps)} checkpoint signature(s) not checked: give the key store to check them"
         )
     if signer is not None and signer.development:
         report.notes.append("checked with the DEVELOPMENT checkpoint key (published)")

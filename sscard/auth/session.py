@@ -68,9 +68,7 @@ def read_token(path: Path | None = None) -> str:
         st = path.stat()
         text = path.read_text(encoding="ascii").strip()
     except (FileNotFoundError, NotADirectoryError):
-        raise NotLoggedIn(
-            "no operator is logged in; run 'sscard operator login ID' or give --operator ID"
-        ) from None
+        raise NotLoggedIn("no operator is logged in") from None
     except (OSError, UnicodeDecodeError):
         raise NotLoggedIn(f"cannot read the operator token {path}; log in again") from None
     if stat.S_IMODE(st.st_mode) & 0o077 or st.st_uid != os.geteuid():

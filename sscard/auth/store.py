@@ -125,16 +125,17 @@ class OperatorStore:
             raise InvalidInput("operator needs a name", [("name", "the person's name")])
         if bootstrap and role != ISSUER:
             raise InvalidInput(
-                "bootstrap operator must be an issuer", [("role", "use --role issuer")]
+                "bootstrap operator must be an issuer",
+                [("role", "the first operator is an issuer")],
             )
         credential = hash_password(password, cost=cost)
         stamp = iso(now_utc())
         with db.transaction(self.conn):
             if bootstrap and not self.is_empty():
                 raise BootstrapRefused(
-                    "this installation already has operators; --bootstrap only creates the "
-                    "first one. Log in as an issuer and use 'sscard operator add'"
-                )
+                    "this installation already has operators; bootstrapping only creates the "
+                    "first one"
+                ).with_hint("log in as an issuer and add the operator")
             try:
                 self.conn.execute(
                     "INSERT INTO operators (id, name, role, credential, disabled, created, changed)"
@@ -160,8 +161,8 @@ class OperatorStore:
         if op is None:
             raise InvalidInput(
                 "unknown operator",
-                [("id", f"no operator {operator_id!r}; 'sscard operator list' shows them")],
-            )
+                [("id", f"no operator {operator_id!r}")],
+            ).with_hint("list the operators to see who exists")
         return op
 
     def list(self) -> list[Operator]:
@@ -234,9 +235,8 @@ class OperatorStore:
         ).fetchone()
         if row is None:
             raise NotLoggedIn(
-                "the operator session is not valid (logged out, or another installation's); "
-                "log in with 'sscard operator login'"
-            )
+                "the operator session is not valid (logged out, or another installation's)"
+            ).with_hint("log in again")
         if row[1] < iso(now_utc()):
             raise NotLoggedIn("the operator session has expired; log in again")
         op = self.find(row[0])

@@ -16,7 +16,8 @@ import click
 from sscard import audit
 from sscard.cli.auth import note, require_operator
 from sscard.cli.context import CliState, json_option, pass_state
-from sscard.cli.keys_cmd import read_secret
+from sscard.cli.options import passphrase_fd_option
+from sscard.cli.secrets import read_secret
 from sscard.errors import InvalidInput, PlatformUnavailable
 from sscard.exchange.client import PlatformClient
 from sscard.exchange.tls import client_context
@@ -37,14 +38,7 @@ def _keystore_option(required: bool) -> Callable[[F], F]:
     )
 
 
-def _fd_option(f: F) -> F:
-    return click.option(
-        "--passphrase-fd",
-        type=int,
-        metavar="N",
-        help="Read the key store passphrase from file descriptor N. "
-        "Else $SSCARD_KEYSTORE_PASSPHRASE, else a hidden prompt.",
-    )(f)
+_fd_option = passphrase_fd_option()
 
 
 @click.group(name="audit")

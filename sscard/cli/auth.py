@@ -33,7 +33,7 @@ from sscard import audit
 from sscard.auth import OperatorStore, require
 from sscard.auth.store import Operator
 from sscard.cli.context import CliState, state
-from sscard.cli.pinentry import hidden_prompt
+from sscard.cli.secrets import hidden_prompt
 from sscard.errors import LoginFailed
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -15,7 +15,8 @@ from sscard import audit, backup
 from sscard.auth import OperatorStore
 from sscard.cli.auth import audited, authorize, note, operator_option, require_operator
 from sscard.cli.context import CliState, json_option, pass_state
-from sscard.cli.keys_cmd import read_secret
+from sscard.cli.options import kdf_cost_option, passphrase_fd_option
+from sscard.cli.secrets import read_secret
 from sscard.keys.software_store import ScryptParams
 
 ENV_BACKUP_PASSPHRASE = "SSCARD_BACKUP_PASSPHRASE"
@@ -25,10 +26,7 @@ def _secret(fd: int | None, label: str, *, confirm: bool = False) -> str:
     return read_secret(fd, label, confirm=confirm, env_name=ENV_BACKUP_PASSPHRASE)
 
 
-_FD_HELP = (
-    "Read the backup passphrase from file descriptor N. "
-    f"Else ${ENV_BACKUP_PASSPHRASE}, else a hidden prompt."
-)
+_fd_option = passphrase_fd_option("backup passphrase", ENV_BACKUP_PASSPHRASE)
 
 
 @click.group(name="backup")
@@ -51,15 +49,8 @@ def backup_group() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="An encrypted key store file to include (repeatable).",
 )
-@click.option("--passphrase-fd", type=int, metavar="N", help=_FD_HELP)
-@click.option(
-    "--kdf-cost",
-    type=click.IntRange(10, 20),
-    default=17,
-    show_default=True,
-    metavar="LOG2N",
-    help="scrypt cost of the archive key as log2(N); lower it only for tests.",
-)
+@_fd_option
+@kdf_cost_option("the archive key")
 @json_option
 @pass_state
 @require_operator("backup.create")
@@ -104,7 +95,7 @@ def create(
     type=click.Path(file_okay=False, path_type=Path),
     help="Put the key store files here instead of their original paths.",
 )
-@click.option("--passphrase-fd", type=int, metavar="N", help=_FD_HELP)
+@_fd_option
 @operator_option
 @json_option
 @pass_state

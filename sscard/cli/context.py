@@ -45,12 +45,14 @@ class CliState:
             click.echo(human if human is not None else str(data))
 
     def error(self, kind: str, message: str, code: int, **extra: Any) -> None:
-        """Report an error on stderr (JSON with ``--json``)."""
+        """Report an error on stderr (JSON with ``--json``); a ``hint`` gets its own line."""
         if self.json:
             payload = {"error": kind, "message": message, "exit_code": code, **extra}
             sys.stderr.write(escape_json_controls(json.dumps(payload, ensure_ascii=False)) + "\n")
         else:
             click.echo(f"Error: {message}", err=True)
+            if extra.get("hint"):
+                click.echo(f"hint: {extra['hint']}", err=True)
 
 
 def state() -> CliState:

@@ -28,11 +28,14 @@ _TABLE: tuple[tuple[type[BaseException], ExitCode], ...] = (
     (errors.TransportError, ExitCode.NO_CARD),
     (errors.AuthenticationError, ExitCode.AUTH),
     (errors.InvalidInput, ExitCode.INVALID_INPUT),
+    (errors.OperationFailed, ExitCode.FAILED),
 )
+"""Every :class:`~sscard.errors.SscardError` is under one of these categories, so the
+table is total for library errors (tests/test_errors.py checks it against docs/cli.md)."""
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
-    """The exit code for ``error``; anything not in the table is a plain failure (1)."""
+    """The exit code for ``error``; an error of no category (not sscard's) is a failure (1)."""
     for cls, code in _TABLE:
         if isinstance(error, cls):
             return code

@@ -10,6 +10,7 @@ from sscard.cli.auth import require_operator
 from sscard.cli.connect import service_point_option, staff_card
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options
+from sscard.cli.options import profile_option
 from sscard.layout import load_profile, read_holders, validate_rows
 
 
@@ -20,13 +21,7 @@ def holder() -> None:
 
 @holder.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--profile",
-    "profile_name",
-    default=None,
-    metavar="NAME|FILE",
-    help="Card profile whose record sizes apply (default: ss3-sm4).",
-)
+@profile_option("whose record sizes apply", dest="profile_name")
 @pass_state
 def validate(state: CliState, file: Path, profile_name: str | None) -> None:
     """Check every row of a holder FILE without touching a card.

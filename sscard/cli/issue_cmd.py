@@ -18,12 +18,13 @@ from sscard.cli.auth import operator, require_operator
 from sscard.cli.connect import connected_transport, default_service_point, service_point_option
 from sscard.cli.context import CliState, pass_state, store_option
 from sscard.cli.keystore import keystore_options, security_module
-from sscard.cli.pinentry import read_pins
+from sscard.cli.options import profile_option
+from sscard.cli.secrets import read_pins
 from sscard.csvsafe import safe_row
 from sscard.issuance.plan import Step, build_plan
 from sscard.issuance.service import REPLACE_REASONS, issue_card
 from sscard.issuance.store import STATUSES
-from sscard.layout import card_profiles, load_profile, read_holders, validate_holder
+from sscard.layout import load_profile, read_holders, validate_holder
 from sscard.pinpolicy import PinPolicy
 
 PHASES = {
@@ -85,12 +86,7 @@ def read_pin(pin_stdin: bool, random_pin: bool, birth_date: str | None) -> tuple
     help="Why the old card is replaced (with --replace).",
 )
 @service_point_option
-@click.option(
-    "--profile",
-    type=click.Choice(card_profiles()),
-    default=None,
-    help="With --dry-run: the profile to plan for (default: ss3-sm4).",
-)
+@profile_option("to plan for with --dry-run, and to check 'issue batch' rows against")
 @click.option("--dry-run", is_flag=True, help="Print the plan (secrets redacted); touch no card.")
 @require_operator("card.issue", record=False)
 @pass_state
@@ -282,7 +278,7 @@ def batch(
       sscard issue --keystore dev batch holders.jsonl --virtual 4 --latency realistic
     """
     from sscard.issuance.batch import BatchRun, RowResult, rate_and_eta
-    from sscard.issuance.readers import PcscSlot, VirtualSlot
+    from sscard.issuance.readers import ReaderSlot, VirtualSlot
     from sscard.transport import pcsc
 
     parent = ctx.parent.params if ctx.parent is not None else {}
@@ -316,7 +312,7 @@ def batch(
         names = [r for r in pcsc.list_readers() if pattern.casefold() in r.casefold()]
         if not names:
             raise errors.ReaderNotFound(f"no reader matches {pattern!r}", pcsc.list_readers())
-        slots = [PcscSlot(n) for n in names]
+        slots = [ReaderSlot(n) for n in names]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     results = results or file.with_name(f"{file.stem}.results-{stamp}.jsonl")
     writer = _ResultsWriter(results)

@@ -9,16 +9,15 @@ command writes or prints a key value, only KCVs.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from sscard.cli.auth import note, require_operator
 from sscard.cli.context import CliState, json_option, pass_state
-from sscard.cli.pinentry import hidden_prompt
+from sscard.cli.options import kdf_cost_option, passphrase_fd_option, profile_option, token_options
+from sscard.cli.secrets import read_secret, read_token_pin
 from sscard.errors import InvalidInput
 from sscard.keys import ceremony
 from sscard.keys.algorithms import kcv
@@ -26,62 +25,8 @@ from sscard.keys.entry import KeyEntry
 from sscard.keys.scheme import KeyScheme, KeySlot
 from sscard.keys.software_store import ScryptParams, SoftwareKeyStore
 
-ENV_PASSPHRASE = "SSCARD_KEYSTORE_PASSPHRASE"
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fd_option(f: F) -> F:
-    return click.option(
-        "--passphrase-fd",
-        type=int,
-        metavar="N",
-        help=f"Read the store passphrase from file descriptor N (one line). "
-        f"Else ${ENV_PASSPHRASE}, else a hidden prompt.",
-    )(f)
-
-
-def _cost_option(f: F) -> F:
-    return click.option(
-        "--kdf-cost",
-        type=click.IntRange(10, 20),
-        default=17,
-        show_default=True,
-        metavar="LOG2N",
-        help="scrypt cost of a new store file as log2(N); lower it only for tests.",
-    )(f)
-
-
-def _read_fd(fd: int) -> str:
-    try:
-        with os.fdopen(fd, "r", encoding="utf-8", closefd=False) as f:
-            line = f.readline()
-    except OSError:
-        raise InvalidInput(
-            "cannot read passphrase", [("--passphrase-fd", f"{fd} is not readable")]
-        ) from None
-    return line.rstrip("\r\n")
-
-
-def read_secret(
-    fd: int | None,
-    label: str,
-    *,
-    confirm: bool = False,
-    env: bool = True,
-    env_name: str = ENV_PASSPHRASE,
-) -> str:
-    """A passphrase or PIN: from file descriptor ``fd``, else ``$env_name``, else a prompt."""
-    if fd is not None:
-        return _read_fd(fd)
-    if env and os.environ.get(env_name):
-        return os.environ[env_name]
-    instead = (
-        f"use --passphrase-fd N or ${env_name}"
-        if env
-        else "type it at a terminal (custodian and transport passphrases are typed, never read "
-        "from a file or the environment)"
-    )
-    return hidden_prompt(label, confirm=confirm, what="passphrase", instead=instead)
+_fd_option = passphrase_fd_option("store passphrase")
+_cost_option = kdf_cost_option("a new store file")
 
 
 def _open(store: Path, fd: int | None) -> SoftwareKeyStore:
@@ -176,11 +121,7 @@ def init(
 
 @keys.command()
 @click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--profile",
-    metavar="NAME|FILE",
-    help="Card profile (shipped name such as ss3-sm4, or a profile file) whose key slots to use.",
-)
+@profile_option("whose key slots to use", default=None)
 @click.option(
     "--scheme",
     "scheme_file",
@@ -390,13 +331,7 @@ def combine(
     metavar="HEX6",
     help="The transport root's KCV as the vendor stated it (6 hex digits).",
 )
-@click.option(
-    "--profile",
-    default="ss3-sm4",
-    show_default=True,
-    metavar="NAME|FILE",
-    help="Card profile whose transport key slot (MF/TK/00) this root is for.",
-)
+@profile_option("whose transport key slot (MF/TK/00) this root is for")
 @click.option("--parts", type=click.IntRange(2, 9), default=2, show_default=True)
 @click.option("--version", type=click.IntRange(1, 255), help="Default: the slot's version.")
 @click.option(
@@ -577,43 +512,15 @@ def _require_kind(ks: SoftwareKeyStore, kind: str) -> None:
         )
 
 
-ENV_TOKEN_PIN = "SSCARD_TOKEN_PIN"
-
-
-def _token_options(f: F) -> F:
-    f = click.option(
-        "--pin-fd",
-        type=int,
-        metavar="N",
-        help=f"Read the token user PIN from file descriptor N. Else ${ENV_TOKEN_PIN}, "
-        "else a hidden prompt.",
-    )(f)
-    f = click.option(
-        "--module",
-        "module_path",
-        metavar="PATH",
-        default=None,
-        help="PKCS#11 module (default: SoftHSM2's libsofthsm2.so).",
-    )(f)
-    return click.option("--token", "token_label", required=True, metavar="LABEL")(f)
-
-
 def _open_token(label: str, module_path: str | None, pin_fd: int | None) -> Any:
     from sscard.keys.pkcs11_module import SOFTHSM2, Pkcs11Token
 
-    if pin_fd is not None:
-        pin = _read_fd(pin_fd)
-    elif os.environ.get(ENV_TOKEN_PIN):
-        pin = os.environ[ENV_TOKEN_PIN]
-    else:
-        pin = hidden_prompt(f"User PIN for token {label}", what="PIN",
-                            instead=f"use --pin-fd N or ${ENV_TOKEN_PIN}")  # fmt: skip
-    return Pkcs11Token(label, pin, module=module_path or SOFTHSM2)
+    return Pkcs11Token(label, read_token_pin(pin_fd, label), module=module_path or SOFTHSM2)
 
 
 @keys.command(name="token-import")
 @click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@_token_options
+@token_options
 @click.option("--ref", "refs", multiple=True, metavar="REF", help="Only these keys (repeatable).")
 @_fd_option
 @json_option
@@ -663,7 +570,7 @@ def token_import(
 
 
 @keys.command(name="token-list")
-@_token_options
+@token_options
 @json_option
 @pass_state
 def token_list(

@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 
 import click
 
-from sscard.cli.keys_cmd import ENV_PASSPHRASE, read_secret
+from sscard.cli.options import passphrase_fd_option
+from sscard.cli.secrets import read_secret
 from sscard.keys.provider import ENV_KEYSTORE, open_security_module
 from sscard.keys.security_module import SecurityModule
 from sscard.layout.model import Profile
@@ -17,13 +18,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def keystore_options(f: F) -> F:
     """Add ``--keystore`` and ``--passphrase-fd`` to a command."""
-    f = click.option(
-        "--passphrase-fd",
-        type=int,
-        metavar="N",
-        help=f"Read the key store passphrase (or token PIN) from file descriptor N. "
-        f"Else ${ENV_PASSPHRASE}, else a hidden prompt.",
-    )(f)
+    f = passphrase_fd_option("key store passphrase (or token PIN)")(f)
     f = click.option(
         "--keystore",
         envvar=ENV_KEYSTORE,

@@ -33,6 +33,11 @@ class SscardGroup(click.Group):
             problems = getattr(exc, "problems", None)
             if problems:
                 extra["problems"] = [{"field": f, "problem": p} for f, p in problems]
+            from sscard.cli.hints import hint_for  # loaded only when an error is shown
+
+            hint = hint_for(exc)
+            if hint:
+                extra["hint"] = hint
             st.error(error_kind(exc), str(exc), int(code), **extra)
             ctx.exit(int(code))
 

@@ -20,8 +20,8 @@ from sscard.auth.roles import ROLE_DESCRIPTIONS, ROLES
 from sscard.auth.session import current_operator
 from sscard.cli.auth import audited, authorize, note, operator_option, require_operator
 from sscard.cli.context import CliState, pass_state
-from sscard.cli.keys_cmd import _read_fd
-from sscard.cli.pinentry import hidden_prompt
+from sscard.cli.options import kdf_cost_option, password_fd_option
+from sscard.cli.secrets import read_password
 from sscard.errors import BootstrapRefused, InvalidInput, LoginFailed, NotLoggedIn
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,23 +30,6 @@ _OWN_PASSWORD_NEEDS_A_TERMINAL = (
     "type your current password at a terminal, or have an issuer set a new one "
     "('sscard operator passwd ID --password-fd N')"
 )
-
-
-def _password(
-    fd: int | None, label: str, *, confirm: bool = False, instead: str = "use --password-fd N"
-) -> str:
-    if fd is not None:
-        return _read_fd(fd)
-    return hidden_prompt(label, confirm=confirm, what="password", instead=instead)
-
-
-def _password_fd(f: F) -> F:
-    return click.option(
-        "--password-fd",
-        type=int,
-        metavar="N",
-        help="Read the password from file descriptor N (one line); else a hidden prompt.",
-    )(f)
 
 
 def _ttl(value: str) -> timedelta:
@@ -88,15 +71,8 @@ def operator() -> None:
     help="Create the first operator of a new installation (an issuer) without logging in; "
     "refused once any operator exists.",
 )
-@click.option(
-    "--kdf-cost",
-    type=click.IntRange(10, 20),
-    default=DEFAULT_COST,
-    show_default=True,
-    metavar="LOG2N",
-    help="scrypt cost of the password hash as log2(N); lower it only for tests.",
-)
-@_password_fd
+@kdf_cost_option("the password hash", DEFAULT_COST)
+@password_fd_option
 @operator_option
 @pass_state
 def add(
@@ -130,7 +106,7 @@ def add(
                     conn=store.conn,
                 )  # fmt: skip
                 raise exc
-            pw = _password(password_fd, f"New password for {new_id}", confirm=True)
+            pw = read_password(password_fd, f"New password for {new_id}", confirm=True)
             op = store.add(new_id, name, role, pw, bootstrap=True, cost=kdf_cost)
             audit.record(
                 "operator.bootstrap", operator=op, outcome="ok", detail={"added": op.id},
@@ -140,7 +116,7 @@ def add(
             actor = authorize("operator.add", operator_id)
             with audited("operator.add", actor):
                 note(added=new_id, added_role=role)
-                pw = _password(password_fd, f"New password for {new_id}", confirm=True)
+                pw = read_password(password_fd, f"New password for {new_id}", confirm=True)
                 op = store.add(new_id, name, role, pw, cost=kdf_cost)
     finally:
         store.close()
@@ -192,8 +168,8 @@ def disable(state: CliState, target: str) -> None:
 
 @operator.command()
 @click.argument("target", metavar="ID", required=False)
-@click.option("--kdf-cost", type=click.IntRange(10, 20), default=DEFAULT_COST, metavar="LOG2N")
-@_password_fd
+@kdf_cost_option("the new password hash", DEFAULT_COST)
+@password_fd_option
 @operator_option
 @pass_state
 def passwd(
@@ -225,7 +201,7 @@ def passwd(
         own = target is None or (operator_id is None and (me is None or me.id == target))
         if own:
             who = target or (me.id if me else None) or click.prompt("Operator id", err=True)
-            current = _password(
+            current = read_password(
                 None, f"Current password for {who}", instead=_OWN_PASSWORD_NEEDS_A_TERMINAL
             )
             try:
@@ -238,14 +214,14 @@ def passwd(
                 )  # fmt: skip
                 raise
             with audited("operator.passwd.own", op):
-                store.set_password(op.id, _password(password_fd, "New password", confirm=True),
+                store.set_password(op.id, read_password(password_fd, "New password", confirm=True),
                                    cost=kdf_cost)  # fmt: skip
         else:
             assert target is not None
             actor = authorize("operator.passwd", operator_id)
             with audited("operator.passwd", actor):
                 note(target=target)
-                pw = _password(password_fd, f"New password for {target}", confirm=True)
+                pw = read_password(password_fd, f"New password for {target}", confirm=True)
                 store.set_password(target, pw, cost=kdf_cost)
             op = store.get(target)
     finally:
@@ -261,7 +237,7 @@ def passwd(
     show_default=True,
     help="Session lifetime, e.g. 30m or 8h (at most 12h).",
 )
-@_password_fd
+@password_fd_option
 @pass_state
 def login_(state: CliState, operator_id: str, ttl: str, password_fd: int | None) -> None:
     """Log in: write a short-lived session token (mode 0600) for later commands.
@@ -278,7 +254,7 @@ def login_(state: CliState, operator_id: str, ttl: str, password_fd: int | None)
     lifetime = _ttl(ttl)
     store = OperatorStore(state.open_store())
     try:
-        pw = _password(password_fd, f"Password for operator {operator_id}")
+        pw = read_password(password_fd, f"Password for operator {operator_id}")
         session = login(store, operator_id, pw, ttl=lifetime)
     finally:
         store.close()

@@ -13,17 +13,15 @@ from typing import Any
 
 import click
 
-from sscard import errors
 from sscard.card import SocialSecurityCard
 from sscard.cli.auth import operator, require_operator
 from sscard.cli.connect import connected_transport, service_point_option, staff_card
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options
-from sscard.cli.pinentry import read_pins
+from sscard.cli.secrets import read_pins
 from sscard.kiosk import KioskSession
 from sscard.pin import PinManager, staff_action
-from sscard.transport.base import Transport
-from sscard.transport.resolve import VIRTUAL_PREFIX, open_transport, reader_spec
+from sscard.transport.slot import ReaderSlot, open_slot
 
 _pin_stdin = click.option(
     "--pin-stdin",
@@ -193,46 +191,6 @@ def _read_hidden_line(timeout: float) -> str | None:
             termios.tcsetattr(fd, termios.TCSADRAIN, old)
 
 
-class ReaderSource:
-    """The kiosk reader named by --reader (PC/SC; an emulated card is always 'in')."""
-
-    def __init__(self, spec: str | None) -> None:
-        self.spec = reader_spec(spec)
-        self.virtual = self.spec is not None and self.spec.startswith(VIRTUAL_PREFIX)
-
-    def wait_card(self, stop: threading.Event, timeout: float | None = None) -> Transport | None:
-        from sscard.transport import pcsc
-
-        waited = 0.0
-        while not stop.is_set():
-            transport = open_transport(self.spec)
-            if self.virtual:
-                transport.connect()
-                return transport
-            try:
-                pcsc.wait_for_card(transport.name, 0.5)
-                transport.connect()
-                return transport
-            except errors.NoCard:
-                waited += 0.5
-                if timeout is not None and waited >= timeout:
-                    return None
-        return None
-
-    def wait_removal(self, stop: threading.Event) -> None:
-        if self.virtual:
-            return
-        from sscard.transport import pcsc
-
-        transport = open_transport(self.spec)
-        while not stop.is_set():
-            try:
-                pcsc.wait_for_card(transport.name, 0.5, present=False)
-                return
-            except errors.CardNotRemoved:
-                continue
-
-
 @click.command()
 @click.option(
     "--timeout",
@@ -254,13 +212,13 @@ def kiosk(state: CliState, timeout: float, once: bool) -> None:
     Example:
       sscard operator login kiosk-07 && sscard -r "ACS ACR39U" kiosk
     """
-    source = ReaderSource(state.reader)
+    source = open_slot(state.reader)
     session = KioskSession(source, TerminalUI(timeout), reinsert_timeout=timeout)
     stop = threading.Event()
     try:
         while not stop.is_set():
             outcome = session.run_once(stop)
-            if once or source.virtual or outcome is None:
+            if once or not isinstance(source, ReaderSlot) or outcome is None:
                 break
     except KeyboardInterrupt:
         click.echo("\nKiosk stopped.")

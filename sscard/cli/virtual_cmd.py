@@ -10,12 +10,13 @@ from types import FrameType
 import click
 
 from sscard.applets.cos import Latency
-from sscard.applets.factory import DEFAULT_PROFILE, new_card_file, open_card_file, parse_serial
+from sscard.applets.factory import new_card_file, open_card_file, parse_serial
 from sscard.applets.image import FileStorage
 from sscard.applets.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdBridge
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options, security_module
-from sscard.layout import card_profiles, load_profile
+from sscard.cli.options import profile_option
+from sscard.layout import load_profile
 
 
 @click.group()
@@ -32,13 +33,7 @@ def virtual() -> None:
 
 @virtual.command("new")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--profile",
-    type=click.Choice(card_profiles()),
-    default=DEFAULT_PROFILE,
-    show_default=True,
-    help="Card profile: ss3-sm4 (SM4) or ss2-3des (two-key 3DES).",
-)
+@profile_option("of the new card (ss3-sm4: SM4, ss2-3des: two-key 3DES)")
 @click.option("--serial", metavar="HEX16", help="Card serial, 16 hex digits (default: random).")
 @keystore_options
 @pass_state

@@ -132,7 +132,7 @@ class PlatformClient:
                 self.close()
                 raise PlatformAuthRefused(
                     f"the platform's certificate is not trusted ({exc.verify_message}); "
-                    "check --ca and the platform address"
+                    "check the trusted CA certificate and the platform address"
                 ) from None
             except (
                 ssl.SSLEOFError,
@@ -152,7 +152,7 @@ class PlatformClient:
                 self.close()
                 raise PlatformAuthRefused(
                     f"the platform refused the TLS handshake ({exc.reason or 'TLS error'}); "
-                    "check this service point's certificate (--cert, --key)"
+                    "check this service point's certificate and key"
                 ) from None
             except (OSError, http.client.HTTPException) as exc:
                 self.close()

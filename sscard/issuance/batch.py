@@ -15,10 +15,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from sscard import audit, errors
 from sscard.audit.log import Actor
@@ -29,21 +27,7 @@ from sscard.issuance.service import IssueResult, issue_card
 from sscard.keys.security_module import SecurityModule
 from sscard.layout.holder_io import HolderRow
 from sscard.pinpolicy import PinPolicy
-
-
-class ReaderSlot(Protocol):
-    """One reader a worker owns: hands out cards and waits for their removal."""
-
-    name: str
-    in_memory: bool  # its cards live only in this process (they are gone when it ends)
-
-    def next_card(self, stop: threading.Event) -> AbstractContextManager[SocialSecurityCard] | None:
-        """Wait for a card (None when ``stop`` is set); the context closes the link."""
-        ...
-
-    def wait_removal(self, stop: threading.Event) -> None:
-        """Wait until the card is taken out (or ``stop``)."""
-        ...
+from sscard.transport.slot import CardSlot
 
 
 def close_abandoned(conn: sqlite3.Connection, operator: Actor | None) -> list[store.CardRecord]:
@@ -107,7 +91,7 @@ class BatchRun:
     """A running batch; :meth:`run` blocks until done or stopped."""
 
     rows: list[HolderRow]
-    readers: list[ReaderSlot]
+    readers: Sequence[CardSlot]
     open_conn: Callable[[], sqlite3.Connection]
     security: SecurityModule
     operator: Actor | None
@@ -178,21 +162,23 @@ class BatchRun:
         with self._lock:
             self._pending[row_key(row)] = row
 
-    def _worker(self, slot: ReaderSlot) -> None:
+    def _worker(self, slot: CardSlot) -> None:
         conn = self.open_conn()
         try:
             while not self.stop_event.is_set() and self.remaining:
-                link = slot.next_card(self.stop_event)
-                if link is None:
+                transport = slot.wait_card(self.stop_event)
+                if transport is None:
                     return
-                row: HolderRow | None = None
-                with link as card:
+                try:
+                    card = SocialSecurityCard.open(transport)
                     card.security = self.security
                     serial = card.serial.hex().upper()
                     row = self._claim(serial, conn)
                     if row is None:
                         return
                     self._issue(card, row, conn, slot.name, in_memory=slot.in_memory)
+                finally:
+                    transport.disconnect()
                 if not self.remaining:
                     return  # the batch is done: nobody waits for this last card
                 slot.wait_removal(self.stop_event)

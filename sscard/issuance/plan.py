@@ -30,7 +30,7 @@ from sscard.layout import encode_holder
 from sscard.layout.model import FileSpec, Profile
 
 
-class VerificationFailed(errors.SscardError):
+class VerificationFailed(errors.OperationFailed):
     """Read-back or authentication after personalization did not match what was written."""
 
 

@@ -34,11 +34,11 @@ from sscard.layout.model import Profile
 REPLACE_REASONS = ("lost", "stolen", "damaged", "expired", "holder_changed", "other")
 
 
-class HolderHasActiveCard(errors.SscardError):
+class HolderHasActiveCard(errors.OperationFailed):
     """The holder already has an issued card; a second one needs ``--replace``."""
 
 
-class CardAlreadyIssued(errors.SscardError):
+class CardAlreadyIssued(errors.OperationFailed):
     """The card in the reader is already issued (to someone else, or outside this store)."""
 
 
@@ -120,8 +120,8 @@ def issue_card(
     if active is not None and active.serial != serial and not replace:
         raise HolderHasActiveCard(
             f"this holder already has an active card ({active.card_number}, serial "
-            f"{active.serial}); to issue a new one, give --replace with a --reason"
-        )
+            f"{active.serial}); a new one replaces it, with a reason"
+        ).with_hint("replace the active card (the old one is then revoked), giving a reason")
 
     life = card.lifecycle()
     if life in ("CARD_BLOCKED", "APP_BLOCKED_TEMPORARY", "APP_BLOCKED_PERMANENT"):

@@ -81,6 +81,5 @@ def check_production(module: SecurityModule | SoftwareKeyStore, *, production: b
     """Hook for the profile layer: a production profile refuses development keys."""
     if production and getattr(module, "development", False):
         raise DevelopmentKeysRefused(
-            "this profile is a production profile and refuses the development key store; "
-            "use a key store created with 'sscard keys init'"
-        )
+            "this profile is a production profile and refuses the development key store"
+        ).with_hint("use a key store of your own (created by the key ceremony)")

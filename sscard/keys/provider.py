@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 
-from sscard.errors import InvalidInput
+from sscard.errors import KeyStoreMissing
 from sscard.keys.dev import check_production, development_module
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule, SoftwareSecurityModule
@@ -48,9 +48,9 @@ def open_security_module(
     """
     spec = keystore_spec(spec)
     if spec is None:
-        raise InvalidInput(
+        raise KeyStoreMissing(
             "no key store",
-            [("--keystore", "give a key store file, pkcs11:TOKEN, or 'dev' (development keys)")],
+            [("keystore", "a key store file, pkcs11:TOKEN, or 'dev' (development keys)")],
         )
     module: SecurityModule
     if spec == DEV:

@@ -141,9 +141,7 @@ def pick_reader(pattern: str | None, available: list[str]) -> str:
             return available[0]
         if not available:
             raise errors.ReaderNotFound("no reader found")
-        raise errors.ReaderNotFound(
-            "several readers present; choose one with --reader NAME or SSCARD_READER", available
-        )
+        raise errors.ReaderNotFound("several readers present; choose one", available)
     if pattern in available:
         return pattern
     matches = [r for r in available if pattern.casefold() in r.casefold()]

@@ -48,7 +48,8 @@ def open_transport(spec: str | None = None, *, shared: bool = False) -> Transpor
             return pcsc.PcscTransport(with_card[0], shared=shared)
         if not with_card:
             raise NoCard(
-                "no card in any reader; insert a card, or choose a reader with --reader NAME "
-                "or SSCARD_READER (readers present: " + ", ".join(repr(r) for r in available) + ")"
+                "no card in any reader; insert a card, or choose a reader (readers present: "
+                + ", ".join(repr(r) for r in available)
+                + ")"
             )
     return pcsc.PcscTransport(pcsc.pick_reader(spec, available), shared=shared)

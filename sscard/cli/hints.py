@@ -1,0 +1,47 @@
+"""What the command line suggests for a library error: its options and commands.
+
+Library errors speak in library terms and may carry a plain-language ``hint``;
+here the CLI puts its own words in place of that, keyed by error class (the
+most specific class with an entry wins). The error renderer in
+:mod:`sscard.cli.main` prints the result on its own line ("hint: ...") and puts
+it in the ``--json`` error object.
+"""
+
+from __future__ import annotations
+
+from sscard import errors
+from sscard.applets.image import CorruptCardImage
+from sscard.card import CardNotIssued, KeysRequired
+from sscard.issuance.service import HolderHasActiveCard
+
+_KEYSTORE = (
+    "give a key store with --keystore STORE (or $SSCARD_KEYSTORE): a key store file, "
+    "pkcs11:TOKEN, or 'dev' for the development keys (emulated cards only)"
+)
+_READER = "choose a reader with --reader NAME (or $SSCARD_READER); 'sscard readers' lists them"
+
+HINTS: dict[type[errors.SscardError], str] = {
+    KeysRequired: _KEYSTORE,
+    errors.KeyStoreMissing: _KEYSTORE,
+    HolderHasActiveCard: "to issue a new card, give --replace with a --reason",
+    CardNotIssued: "issue it first with 'sscard issue'",
+    errors.ReaderNotFound: _READER,
+    errors.NotLoggedIn: "log in with 'sscard operator login ID', or give --operator ID",
+    errors.NotAuthorized: "log in as an operator whose role allows it ('sscard operator "
+    "login ID'); docs/operators.md lists the roles",
+    errors.BootstrapRefused: "log in as an issuer and use 'sscard operator add' "
+    "(without --bootstrap)",
+    errors.UnknownKeyReference: "'sscard keys list STORE' shows the keys it holds",
+    errors.DevelopmentKeysRefused: "use a key store created with 'sscard keys init'",
+    errors.CheckpointKeyMissing: "add one with 'sscard audit init-key STORE'",
+    errors.PlatformAuthRefused: "check --ca, --cert and --key, and the platform address",
+    CorruptCardImage: "create a new card with 'sscard virtual new PATH'",
+}
+
+
+def hint_for(error: errors.SscardError) -> str | None:
+    """The CLI's hint for ``error``, else the error's own plain-language hint, else None."""
+    for cls in type(error).__mro__:
+        if cls in HINTS:
+            return HINTS[cls]
+    return error.hint
