@@ -108,10 +108,10 @@ def test_safe_row() -> None:
 
 
 def test_results_writer_escapes_hostile_cells(tmp_path: Path) -> None:
-    from sscard.cli.issue_cmd import _ResultsWriter
+    from sscard.issuance.batch import ResultsWriter
 
     path = tmp_path / "results.csv"
-    writer = _ResultsWriter(path)
+    writer = ResultsWriter(path)
     writer.write(RowResult(2, None, "failed", HOSTILE, "+reader"))
     writer.write(RowResult(3, "0102030405060708", "issued", None, "virtual-0"))
     writer.close()

@@ -481,3 +481,21 @@ def test_single_card_rerun_closes_the_killed_attempt(tmp_path: Path, vpcd_port: 
     assert "superseded" in attempts[0][1]
     listed = run("--json", "issue", "list", "--status", "in_progress", store=store)
     assert json.loads(listed.stdout) == []
+
+
+def test_batch_virtual_with_a_profile_file(tmp_path: Path) -> None:
+    """The group's --profile reaches 'issue batch' (no parent-params lookup): a profile file
+    works for the virtual readers' blank cards too."""
+    from sscard.layout import load_profile
+
+    profile = tmp_path / "my-city.json"
+    profile.write_text(json.dumps({**load_profile("ss2-3des").to_data(), "name": "my-city"}))
+    path = tmp_path / "holders.jsonl"
+    path.write_text(json.dumps(holders(1)[0], ensure_ascii=False) + "\n", "utf-8")
+    results = tmp_path / "r.jsonl"
+    done = run(
+        "issue", "--keystore", "dev", "--profile", str(profile), "batch", str(path),
+        "--virtual", "1", "--results", str(results), store=tmp_path / "s.db",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(results.read_text().splitlines()[0])["status"] == "issued"

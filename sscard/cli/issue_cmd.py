@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import signal
-import threading
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,6 @@ from sscard.cli.context import CliState, pass_state, store_option
 from sscard.cli.keystore import keystore_options, security_module
 from sscard.cli.options import profile_option
 from sscard.cli.secrets import read_pins
-from sscard.csvsafe import safe_row
 from sscard.issuance.plan import Step, build_plan
 from sscard.issuance.service import REPLACE_REASONS, issue_card
 from sscard.issuance.store import STATUSES
@@ -36,6 +32,25 @@ PHASES = {
     "verify": "Verifying: reading back every record, internal and external authentication",
     "close": "Ending personalization",
 }
+
+
+_OPTIONS = "sscard.issue.options"
+
+
+@dataclass(frozen=True)
+class IssueOptions:
+    """The options of the ``issue`` group that its subcommands use too."""
+
+    keystore: str | None
+    passphrase_fd: int | None
+    profile: str | None
+    service_point: str
+
+
+def issue_options() -> IssueOptions:
+    """The ``issue`` group's options, for a subcommand (set by the group callback)."""
+    options: IssueOptions = click.get_current_context().meta[_OPTIONS]
+    return options
 
 
 def read_one_holder(path: str) -> dict[str, Any]:
@@ -132,6 +147,7 @@ def issue(
       sscard issue --keystore centre.ks batch holders.csv --readers "ACS"   (issue batch --help)
       sscard issue list --status in_progress      cards whose issuance did not finish
     """
+    ctx.meta[_OPTIONS] = IssueOptions(keystore, passphrase_fd, profile, service_point)
     if ctx.invoked_subcommand is not None:
         return
     if holder_path is None:
@@ -277,12 +293,19 @@ def batch(
       sscard issue --keystore centre.ks batch holders.csv --readers "ACS ACR39U"
       sscard issue --keystore dev batch holders.jsonl --virtual 4 --latency realistic
     """
-    from sscard.issuance.batch import BatchRun, RowResult, rate_and_eta
+    from sscard.issuance.batch import (
+        BatchRun,
+        ResultsWriter,
+        RowResult,
+        default_results_path,
+        rate_and_eta,
+        run_until_done,
+    )
     from sscard.issuance.readers import ReaderSlot, VirtualSlot
     from sscard.transport import pcsc
 
-    parent = ctx.parent.params if ctx.parent is not None else {}
-    profile = load_profile(parent.get("profile"))
+    opts = issue_options()
+    profile = load_profile(opts.profile)
     if (pattern is None) == (virtual_n is None):
         raise click.UsageError("give either --readers PATTERN or --virtual N")
     rows = read_holders(file)
@@ -297,25 +320,23 @@ def batch(
     if bad and not skip_invalid:
         count = len(rows) - len(good)
         raise errors.InvalidInput(f"{file}: {count} invalid row(s), no card touched", bad)
-    security = security_module(parent.get("keystore"), parent.get("passphrase_fd"), profile)
+    security = security_module(opts.keystore, opts.passphrase_fd, profile)
     slots: list[Any]
     if virtual_n is not None:
         from sscard.applets.cos import Latency
 
         model = Latency.named(latency)
         blank_tk = None if security.development else security.blank_card_transport_key
-        slots = [
-            VirtualSlot(f"virtual-{i}", profile.name, model, blank_tk) for i in range(virtual_n)
-        ]
+        spec = opts.profile or profile.name  # a shipped name or a profile file
+        slots = [VirtualSlot(f"virtual-{i}", spec, model, blank_tk) for i in range(virtual_n)]
     else:
         assert pattern is not None
         names = [r for r in pcsc.list_readers() if pattern.casefold() in r.casefold()]
         if not names:
             raise errors.ReaderNotFound(f"no reader matches {pattern!r}", pcsc.list_readers())
         slots = [ReaderSlot(n) for n in names]
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    results = results or file.with_name(f"{file.stem}.results-{stamp}.jsonl")
-    writer = _ResultsWriter(results)
+    results = results or default_results_path(file)
+    writer = ResultsWriter(results)
     for line_field, problem in bad:
         line = int(line_field.split(":")[0].split()[1])
         writer.write(RowResult(line, None, "invalid", f"{line_field}: {problem}"))
@@ -326,49 +347,40 @@ def batch(
         else:
             click.echo(f"PIN mailer — row {row.line}, card {number}: initial PIN {pin}")
 
+    def tick(run: BatchRun) -> None:
+        if state.json:
+            return
+        rate, eta = rate_and_eta(run)
+        left = f"ETA {int(eta)} s" if eta is not None else "ETA —"
+        status = (
+            f"\r{run.done} issued, {run.failed} failed, {run.skipped} skipped, "
+            f"{run.remaining} to go, {rate:.2f} cards/s, {left}   "
+        )
+        click.echo(status, err=True, nl=False)
+
     run = BatchRun(
         rows=good,
         readers=slots,
         open_conn=state.open_store,
         security=security,
         operator=operator(),
-        service_point=parent.get("service_point") or default_service_point(),
+        service_point=opts.service_point or default_service_point(),
         on_result=writer.write,
         on_pin=mailer,
     )
-    worker = threading.Thread(target=run.run, name="batch", daemon=True)
-    interrupted = 0
-
-    def on_sigint(_signum: int, _frame: Any) -> None:
-        nonlocal interrupted
-        interrupted += 1
-        run.stop()
-        if interrupted == 1:
-            click.echo(
-                "\nStopping: finishing the cards in flight (Ctrl-C again to abandon them)", err=True
-            )
-        else:
-            raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGINT, on_sigint)
     try:
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.5)
-            if not state.json:
-                rate, eta = rate_and_eta(run)
-                left = f"ETA {int(eta)} s" if eta is not None else "ETA —"
-                status = (
-                    f"\r{run.done} issued, {run.failed} failed, {run.skipped} skipped, "
-                    f"{run.remaining} to go, {rate:.2f} cards/s, {left}   "
-                )
-                click.echo(status, err=True, nl=False)
-    except KeyboardInterrupt:
-        click.echo(
-            "\nAbandoned: cards in flight stay in progress and are finished next run.", err=True
+        interrupted = run_until_done(
+            run,
+            tick=tick,
+            on_stopping=lambda: click.echo(
+                "\nStopping: finishing the cards in flight (Ctrl-C again to abandon them)", err=True
+            ),
+            on_abandoned=lambda: click.echo(
+                "\nAbandoned: cards in flight stay in progress and are finished next run.",
+                err=True,
+            ),
         )
     finally:
-        signal.signal(signal.SIGINT, old)
         writer.close()
     summary = {
         "issued": run.done,
@@ -391,33 +403,6 @@ def batch(
         ctx.exit(1)
 
 
-class _ResultsWriter:
-    """Results file written line by line (CSV or JSON Lines), flushed, thread-safe."""
-
-    COLUMNS = ("row", "card_serial", "status", "error", "reader")
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.csv = path.suffix.lower() == ".csv"
-        self._file = path.open("w", encoding="utf-8", newline="")
-        self._lock = threading.Lock()
-        if self.csv:
-            self._writer = csv.DictWriter(self._file, fieldnames=self.COLUMNS)
-            self._writer.writeheader()
-
-    def write(self, result: Any) -> None:
-        data = result.to_json()
-        with self._lock:
-            if self.csv:
-                self._writer.writerow(safe_row(data))  # no cell a spreadsheet runs as a formula
-            else:
-                self._file.write(json.dumps(data, ensure_ascii=False) + "\n")
-            self._file.flush()
-
-    def close(self) -> None:
-        self._file.close()
-
-
 @issue.command("list")
 @click.option(
     "--status",
@@ -425,8 +410,7 @@ class _ResultsWriter:
     help="Only cards with this status.",
 )
 @pass_state
-@click.pass_context
-def list_cards(ctx: click.Context, state: CliState, status: str | None) -> None:
+def list_cards(state: CliState, status: str | None) -> None:
     """List the cards in the local issuance store (no PIN or key is ever stored).
 
     'in_progress' cards are those whose issuance did not finish: put the card

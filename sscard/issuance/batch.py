@@ -12,15 +12,22 @@ next batch closes their rows as ``abandoned`` (:func:`close_abandoned`).
 
 from __future__ import annotations
 
+import csv
+import json
+import signal
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from sscard import audit, errors
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard
+from sscard.csvsafe import safe_row
 from sscard.db import transaction
 from sscard.issuance import store
 from sscard.issuance.service import IssueResult, issue_card
@@ -235,3 +242,83 @@ def rate_and_eta(run: BatchRun) -> tuple[float, float | None]:
     rate = run.done / elapsed
     left = run.remaining
     return rate, (left / rate if rate > 0 else None)
+
+
+def default_results_path(holders: Path) -> Path:
+    """``FILE.results-TIME.jsonl`` beside the holder file."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return holders.with_name(f"{holders.stem}.results-{stamp}.jsonl")
+
+
+class ResultsWriter:
+    """The results file, one line per row (CSV or JSON Lines), flushed, thread-safe.
+
+    CSV cells go through :func:`sscard.csvsafe.safe_row`: no cell a spreadsheet
+    would run as a formula.
+    """
+
+    COLUMNS = ("row", "card_serial", "status", "error", "reader")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.csv = path.suffix.lower() == ".csv"
+        self._file = path.open("w", encoding="utf-8", newline="")
+        self._lock = threading.Lock()
+        if self.csv:
+            self._writer = csv.DictWriter(self._file, fieldnames=self.COLUMNS)
+            self._writer.writeheader()
+
+    def write(self, result: Any) -> None:
+        data = result.to_json()
+        with self._lock:
+            if self.csv:
+                self._writer.writerow(safe_row(data))
+            else:
+                self._file.write(json.dumps(data, ensure_ascii=False) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def run_until_done(
+    run: BatchRun,
+    *,
+    tick: Callable[[BatchRun], None] | None = None,
+    on_stopping: Callable[[], None] | None = None,
+    on_abandoned: Callable[[], None] | None = None,
+) -> int:
+    """Run ``run`` in a worker thread until it ends; Ctrl-C stops it gracefully.
+
+    The first SIGINT lets the cards in flight finish (``on_stopping``); a second
+    one abandons them (``on_abandoned``): they stay ``in_progress`` and are
+    finished next run. ``tick`` is called about twice a second (progress). Call
+    it from the main thread (signal handlers live there). Returns how many times
+    the run was interrupted.
+    """
+    worker = threading.Thread(target=run.run, name="batch", daemon=True)
+    interrupted = 0
+
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal interrupted
+        interrupted += 1
+        run.stop()
+        if interrupted == 1:
+            if on_stopping is not None:
+                on_stopping()
+        else:
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.5)
+            if tick is not None:
+                tick(run)
+    except KeyboardInterrupt:
+        if on_abandoned is not None:
+            on_abandoned()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    return interrupted
