@@ -1,4 +1,4 @@
-"""The card's vocabulary, shared by the card side and the host side (docs/card.md).
+"""The card's vocabulary, shared by the card side and the host side (docs/card.md, "Vocabulary").
 
 Status words, instruction bytes, lifecycle states, file types, key types and
 algorithms as enums, in the manner of yubikit's ``SW`` and ``INS``. ``SW`` and
@@ -15,7 +15,7 @@ from enum import IntEnum, StrEnum
 
 
 class SW(IntEnum):
-    """Status words the card answers (ISO 7816-4 and docs/card.md)."""
+    """Status words the card answers (ISO 7816-4 and the card's own, docs/card.md)."""
 
     OK = 0x9000
     END_OF_FILE = 0x6282  # fewer than Le bytes before the end of the EF
@@ -65,7 +65,7 @@ def tries_left(sw: int) -> int | None:
 
 
 class INS(IntEnum):
-    """Instruction bytes of the card's commands (docs/card.md, "Commands")."""
+    """Instruction bytes of the card's commands."""
 
     CARD_BLOCK = 0x16
     APPLICATION_UNBLOCK = 0x18

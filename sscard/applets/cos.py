@@ -124,8 +124,8 @@ class _Sw(Exception):
         self.sw = sw
 
 
-# Commands a card in a given state still accepts (docs/card.md, "Lifecycle" and
-# "Choices marked [ours]").
+# Commands a card in a given state still accepts (docs/card.md, "Choices marked [ours]":
+# application block).
 _BLANK_ALLOWS = frozenset(
     (
         INS.SELECT,
@@ -843,7 +843,7 @@ class EmulatedCard:
 
 Handler = Callable[[EmulatedCard, CommandApdu, "bytes | None"], bytes]
 
-# The command table of docs/card.md, by (CLA, INS).
+# The command table (docs/card.md, "Vocabulary"), by (CLA, INS).
 _COMMANDS: dict[tuple[int, int], Handler] = {
     (CLA.ISO, INS.SELECT): EmulatedCard._select,
     (CLA.ISO, INS.READ_RECORD): EmulatedCard._read_record,
