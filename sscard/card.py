@@ -24,7 +24,7 @@ from sscard.layout.model import FileSpec, Profile
 from sscard.protocol import ApduProtocol
 from sscard.sm import LineProtection
 from sscard.transport.base import Transport
-from sscard.vocab import INS, SW, FileType, KeyType, Lifecycle
+from sscard.vocab import CLA, INS, SW, FileType, KeyType, Lifecycle
 
 
 class CardNotGenuine(errors.AuthenticationError):
@@ -386,7 +386,7 @@ class SocialSecurityCard:
     def _error(self, sw: int, ins: int) -> errors.ApduError:
         from sscard.protocol import error_for
 
-        return error_for(CommandApdu(0x00, ins), sw)
+        return error_for(CommandApdu(CLA.ISO, ins), sw)
 
     def info(self) -> CardInfo:
         """ATR, serial, profile, lifecycle and PIN tries left."""
