@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sscard.errors import MalformedResponse
-from sscard.status import SW_OK, describe, tries_left
+from sscard.status import describe
+from sscard.vocab import INS, SW, tries_left
 
 SHORT_MAX_LC = 255
 SHORT_MAX_LE = 256
@@ -19,32 +20,21 @@ EXTENDED_MAX_LC = 65535
 EXTENDED_MAX_LE = 65536
 
 # Commands whose data field (and response, for INTERNAL AUTHENTICATE) carries a
-# PIN, a key or a cryptogram: shared/spec/card.md, "Commands". Keyed by INS.
+# PIN, a key or a cryptogram. Keyed by INS.
 SENSITIVE_INS: dict[int, str] = {
-    0x20: "VERIFY",
-    0x24: "PIN UNBLOCK",
-    0x2C: "RESET RETRY COUNTER",
-    0x5E: "CHANGE PIN / PIN RELOAD",
-    0x82: "EXTERNAL AUTHENTICATE",
-    0x88: "INTERNAL AUTHENTICATE",
-    0xD4: "WRITE KEY",
+    INS.VERIFY: "VERIFY",
+    INS.PIN_UNBLOCK: "PIN UNBLOCK",
+    INS.RESET_RETRY_COUNTER: "RESET RETRY COUNTER",
+    INS.CHANGE_PIN: "CHANGE PIN / PIN RELOAD",
+    INS.EXTERNAL_AUTHENTICATE: "EXTERNAL AUTHENTICATE",
+    INS.INTERNAL_AUTHENTICATE: "INTERNAL AUTHENTICATE",
+    INS.WRITE_KEY: "WRITE KEY",
 }
 REDACTED = "<redacted>"
 
+# Every other INS reads as its enum name: READ_RECORD → "READ RECORD".
 _INS_NAMES: dict[int, str] = {
-    0xA4: "SELECT",
-    0xB0: "READ BINARY",
-    0xB2: "READ RECORD",
-    0xC0: "GET RESPONSE",
-    0xCA: "GET DATA",
-    0xD6: "UPDATE BINARY",
-    0xDC: "UPDATE RECORD",
-    0x84: "GET CHALLENGE",
-    0x1E: "APPLICATION BLOCK",
-    0x18: "APPLICATION UNBLOCK",
-    0x16: "CARD BLOCK",
-    0xE0: "CREATE FILE",
-    0xEA: "END PERSONALIZATION",
+    **{ins: ins.name.replace("_", " ") for ins in INS},
     **SENSITIVE_INS,
 }
 
@@ -157,6 +147,10 @@ class CommandApdu:
     def __bytes__(self) -> bytes:
         return self.encode()
 
+    def with_data(self, data: bytes) -> CommandApdu:
+        """This command with ``data`` as its data field (fills a template)."""
+        return CommandApdu(self.cla, self.ins, self.p1, self.p2, data, self.le, self.extended)
+
     @classmethod
     def parse(cls, raw: bytes) -> CommandApdu:
         """Read an encoded APDU back; ``ValueError`` saying why when it is not one."""
@@ -238,7 +232,7 @@ class ResponseApdu:
     @property
     def ok(self) -> bool:
         """True for 9000."""
-        return self.sw == SW_OK
+        return self.sw == SW.OK
 
     @property
     def meaning(self) -> str:

@@ -1,10 +1,11 @@
 """The card session: the social security card as service-point software sees it.
 
-``SocialSecurityCard`` speaks the commands of shared/spec/card.md over any
-transport: it selects files by their profile ids, reads and decodes records,
-writes them (plain after external authentication, or line-protected), runs
-external and internal authentication through a
-:class:`~sscard.keys.security_module.SecurityModule`, and blocks or unblocks.
+``SocialSecurityCard`` speaks the commands of the card (built by
+:mod:`sscard.commands`; docs/card.md) over any transport: it selects files by
+their profile ids, reads and decodes records, writes them (plain after
+external authentication, or line-protected), runs external and internal
+authentication through a :class:`~sscard.keys.security_module.SecurityModule`,
+and blocks or unblocks.
 It never holds a key: cryptograms and MACs come from the security module.
 """
 
@@ -14,25 +15,16 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from sscard import errors
+from sscard import commands, errors
 from sscard.apdu import CommandApdu, ResponseApdu
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule
 from sscard.layout import card_profiles, decode_records, load_profile
-from sscard.layout.fcp import build_fcp
 from sscard.layout.model import FileSpec, Profile
 from sscard.protocol import ApduProtocol
 from sscard.sm import LineProtection
 from sscard.transport.base import Transport
-
-# GET DATA 80 CA 00 01 → lifecycle byte [ours] (docs/card.md).
-LIFECYCLES = {
-    0x01: "BLANK",
-    0x02: "PERSONALIZATION",
-    0x03: "ISSUED",
-    0x04: "APP_BLOCKED_TEMPORARY",
-    0x05: "APP_BLOCKED_PERMANENT",
-}
+from sscard.vocab import CLA, INS, SW, FileType, KeyType, Lifecycle
 
 
 class CardNotGenuine(errors.AuthenticationError):
@@ -138,27 +130,25 @@ class SocialSecurityCard:
         assert spec.parent is not None
         self._select_df(self.profile.file(spec.parent), force=False)
         assert spec.fid is not None
-        self.protocol.send(CommandApdu(0x00, 0xA4, 0x02, 0x0C, spec.fid))  # EF under current DF
+        self.protocol.send(commands.select_ef(spec.fid))
 
     def _select_df(self, spec: FileSpec, *, force: bool) -> None:
         if self._current_df == spec.id and not force:
             return
         self._current_df = None
-        if spec.type == "mf":
-            self.protocol.send(CommandApdu(0x00, 0xA4, 0x00, 0x0C, b"\x3f\x00"))
+        if spec.type == FileType.MF:
+            self.protocol.send(commands.select_mf())
         elif spec.df_name is not None:
             # 6283 / 9303: the application is blocked (temporarily / for good), but selected;
             # what may still be done there, the card says command by command.
-            response = self.protocol.send(
-                CommandApdu(0x00, 0xA4, 0x04, 0x0C, spec.df_name), check=False
-            )
-            if response.sw not in (0x9000, 0x6283, 0x9303):
-                raise self._error(response.sw, 0xA4)
+            response = self.protocol.send(commands.select_by_name(spec.df_name), check=False)
+            if response.sw not in (SW.OK, SW.FILE_DEACTIVATED, SW.APPLICATION_BLOCKED):
+                raise self._error(response.sw, INS.SELECT)
         else:
             assert spec.parent is not None and spec.fid is not None
             self._select_df(self.profile.file(spec.parent), force=False)
             self._current_df = None
-            self.protocol.send(CommandApdu(0x00, 0xA4, 0x01, 0x0C, spec.fid))  # child DF
+            self.protocol.send(commands.select_child_df(spec.fid))
         self._current_df = spec.id
 
     def create_file(self, spec: FileSpec) -> bool:
@@ -169,15 +159,16 @@ class SocialSecurityCard:
         assert spec.parent is not None
         self.select(spec.parent)
         if spec.df_name is not None and spec.fid is None:
-            probe = CommandApdu(0x00, 0xA4, 0x04, 0x0C, spec.df_name)
+            probe = commands.select_by_name(spec.df_name)
         else:
             assert spec.fid is not None
-            p1 = 0x01 if spec.is_df else 0x02  # child DF / EF under the current DF
-            probe = CommandApdu(0x00, 0xA4, p1, 0x0C, spec.fid)
-        if self.protocol.send(probe, check=False).sw in (0x9000, 0x6283):
+            probe = (
+                commands.select_child_df(spec.fid) if spec.is_df else commands.select_ef(spec.fid)
+            )
+        if self.protocol.send(probe, check=False).sw in (SW.OK, SW.FILE_DEACTIVATED):
             self._current_df = spec.id if spec.is_df else spec.parent
             return False
-        self.protocol.send(CommandApdu(0x80, 0xE0, 0x00, 0x00, build_fcp(spec)))
+        self.protocol.send(commands.create_file(spec))
         self._current_df = spec.id if spec.is_df else spec.parent
         return True
 
@@ -185,12 +176,12 @@ class SocialSecurityCard:
         """WRITE KEY ``slot`` into its DF, enciphered and MACed under ``under``; its KCV."""
         security = self._security()
         self.select(slot.df)
-        header = bytes((0x84, 0xD4, 0x01, slot.id))
+        template = commands.write_key(slot)
         challenge = self.get_challenge()
         data = security.write_key(
-            self.serial, slot, under=under, header=header, challenge=challenge
+            self.serial, slot, under=under, header=template.header(), challenge=challenge
         )
-        self.protocol.send(CommandApdu(0x84, 0xD4, 0x01, slot.id, data.data))
+        self.protocol.send(template.with_data(data.data))
         return data.kcv
 
     def reload_pin(self, pin: str) -> None:
@@ -198,14 +189,12 @@ class SocialSecurityCard:
         block = encode_pin(pin, self.profile.pin.length)
         security = self._security()
         self.select(self.profile.pin.df)
-        slot = self._slot(self.profile.pin.df, "RPK", 1)
-        self.send_protected(
-            CommandApdu(0x80, 0x5E, 0x00, 0x00, block), slot, encipher=True, security=security
-        )
+        slot = self._slot(self.profile.pin.df, KeyType.RPK, 1)
+        self.send_protected(commands.pin_reload(block), slot, encipher=True, security=security)
 
     def end_personalization(self) -> None:
         """END PERSONALIZATION: PERSONALIZATION → ISSUED."""
-        self.protocol.send(CommandApdu(0x80, 0xEA, 0x00, 0x00))
+        self.protocol.send(commands.end_personalization())
 
     def forget_selection(self) -> None:
         """Call after commands that change the current DF behind the session's back."""
@@ -213,31 +202,31 @@ class SocialSecurityCard:
 
     # --- records ----------------------------------------------------------------------
 
-    def _record_p2(self, ef: FileSpec) -> int:
+    def _select_for_records(self, ef: FileSpec) -> None:
+        """Select what record commands on ``ef`` need: its DF, and the EF unless it has an SFI."""
         assert ef.parent is not None
         self.select(ef.parent)
-        if ef.sfi is not None:
-            return (ef.sfi << 3) | 0x04
-        self.select(ef.id)
-        return 0x04
+        if ef.sfi is None:
+            self.select(ef.id)
 
     def read_record(self, ef_id: str, no: int) -> bytes:
         """One record of EF ``ef_id`` (raw bytes: tag ‖ len ‖ value)."""
         ef = self.profile.ef(ef_id)
-        p2 = self._record_p2(ef)
-        return self.protocol.send(CommandApdu(0x00, 0xB2, no, p2, le=256)).data
+        self._select_for_records(ef)
+        return self.protocol.send(commands.read_record(ef, no)).data
 
     def update_record(self, ef_id: str, no: int, data: bytes, *, protected: bool = False) -> None:
         """Write one record; ``protected`` adds the line-protection MAC (STK of the EF's DF)."""
         ef = self.profile.ef(ef_id)
         security = self._security() if protected else None
-        p2 = self._record_p2(ef)
+        self._select_for_records(ef)
+        command = commands.update_record(ef, no, data)
         if security is None:
-            self.protocol.send(CommandApdu(0x00, 0xDC, no, p2, bytes(data)))
+            self.protocol.send(command)
             return
         assert ef.parent is not None
-        slot = self._slot(ef.parent, "STK", 1)
-        self.send_protected(CommandApdu(0x00, 0xDC, no, p2, bytes(data)), slot, security=security)
+        slot = self._slot(ef.parent, KeyType.STK, 1)
+        self.send_protected(command, slot, security=security)
 
     def read_records(self, ef_id: str) -> dict[tuple[str, int], bytes]:
         """Every record of EF ``ef_id`` the profile declares."""
@@ -247,7 +236,7 @@ class SocialSecurityCard:
     def read_holder(self) -> dict[str, Any]:
         """EF05 and EF06 decoded with the issuance field names (dates ISO)."""
         life = self.lifecycle()
-        if life in ("BLANK", "PERSONALIZATION"):
+        if life in (Lifecycle.BLANK, Lifecycle.PERSONALIZATION):
             raise CardNotIssued(
                 f"the card {self.serial.hex().upper()} is not issued yet (lifecycle {life})"
             ).with_hint("issue it first")
@@ -284,11 +273,11 @@ class SocialSecurityCard:
             return None
         ef = next(f for f in self.profile.files if item in f.records)
         try:
-            p2 = self._record_p2(ef)
+            self._select_for_records(ef)
         except errors.ApduError:  # a blank card: no application yet
             return None
-        response = self.protocol.send(CommandApdu(0x00, 0xB2, item.no, p2, le=256), check=False)
-        if response.sw != 0x9000:
+        response = self.protocol.send(commands.read_record(ef, item.no), check=False)
+        if response.sw != SW.OK:
             return None
         try:
             value = item.codec.decode(response.data)
@@ -307,7 +296,7 @@ class SocialSecurityCard:
             raise KeysRequired("this operation needs the card's keys: a key store is needed")
         return self.security.for_city(self.read_city())
 
-    def _slot(self, df: str, type: str, id: int) -> KeySlot:
+    def _slot(self, df: str, type: KeyType | str, id: int) -> KeySlot:
         try:
             return self.profile.key_scheme.find(df, type, id)
         except KeyError:
@@ -317,28 +306,30 @@ class SocialSecurityCard:
 
     def get_challenge(self) -> bytes:
         """GET CHALLENGE: 8 random bytes, usable once."""
-        return self.protocol.send(CommandApdu(0x00, 0x84, 0x00, 0x00, le=8)).data
+        return self.protocol.send(commands.get_challenge()).data
 
-    def external_authenticate(self, df: str, key_id: int = 1, *, key_type: str = "EAK") -> None:
+    def external_authenticate(
+        self, df: str, key_id: int = 1, *, key_type: KeyType | str = KeyType.EAK
+    ) -> None:
         """EXTERNAL AUTHENTICATE to ``df`` with its key (EAK ``key_id``, MK or TK)."""
         security = self._security()
-        slot = self._slot(df, key_type, key_id if key_type == "EAK" else 0)
+        slot = self._slot(df, key_type, key_id if key_type == KeyType.EAK else 0)
         self.select(df)
         challenge = self.get_challenge()
         cryptogram = security.external_auth(self.serial, slot, challenge)
-        self.protocol.send(CommandApdu(0x00, 0x82, 0x00, slot.id, cryptogram))
+        self.protocol.send(commands.external_authenticate(slot.id, cryptogram))
 
     def authenticate_transport(self) -> None:
         """Open the personalization session with the blank card's transport key."""
-        self.external_authenticate("MF", key_type="TK")
+        self.external_authenticate("MF", key_type=KeyType.TK)
 
     def internal_authenticate(self, key_id: int = 1) -> None:
         """Prove the card is genuine (it holds its diversified IAK); raise if not."""
         security = self._security()
-        slot = self._slot("SSSE", "IAK", key_id)
+        slot = self._slot("SSSE", KeyType.IAK, key_id)
         self.select("SSSE")
         challenge = os.urandom(8)
-        response = self.protocol.send(CommandApdu(0x00, 0x88, 0x00, key_id, challenge, le=256))
+        response = self.protocol.send(commands.internal_authenticate(key_id, challenge))
         if not security.verify_internal_auth(self.serial, slot, challenge, response.data):
             raise CardNotGenuine(
                 "INTERNAL AUTHENTICATE failed: the card does not hold the key it should; "
@@ -366,60 +357,59 @@ class SocialSecurityCard:
 
     def lifecycle(self) -> str:
         """BLANK, PERSONALIZATION, ISSUED, APP_BLOCKED_*, or CARD_BLOCKED."""
-        response = self.protocol.send(CommandApdu(0x80, 0xCA, 0x00, 0x01, le=1), check=False)
-        if response.sw == 0x6A81:
-            return "CARD_BLOCKED"
-        if response.sw != 0x9000 or len(response.data) != 1:
+        response = self.protocol.send(commands.get_lifecycle(), check=False)
+        if response.sw == SW.FUNC_NOT_SUPPORTED:
+            return Lifecycle.CARD_BLOCKED
+        if response.sw != SW.OK or len(response.data) != 1:
             raise errors.ProtocolError(
                 f"the card did not report its lifecycle (SW {response.sw:04X})"
             )
-        return LIFECYCLES.get(response.data[0], f"UNKNOWN({response.data[0]:02X})")
+        life = Lifecycle.from_code(response.data[0])
+        return life if life is not None else f"UNKNOWN({response.data[0]:02X})"
 
     def pin_tries_left(self) -> int | None:
         """Tries left on the PIN without spending one; None when no PIN is set yet."""
         self.select(self.profile.pin.df)
-        response = self.protocol.send(CommandApdu(0x00, 0x20, 0x00, 0x00), check=False)
+        response = self.protocol.send(commands.verify(), check=False)
         if response.tries_left is not None:
             return response.tries_left
-        if response.sw == 0x6983:
+        if response.sw == SW.AUTH_METHOD_BLOCKED:
             return 0
-        if response.sw in (0x6985, 0x6A88):
+        if response.sw in (SW.CONDITIONS_NOT_SATISFIED, SW.REFERENCE_NOT_FOUND):
             return None
-        raise self._error(response.sw, 0x20)
+        raise self._error(response.sw, INS.VERIFY)
 
     def _error(self, sw: int, ins: int) -> errors.ApduError:
         from sscard.protocol import error_for
 
-        return error_for(CommandApdu(0x00, ins), sw)
+        return error_for(CommandApdu(CLA.ISO, ins), sw)
 
     def info(self) -> CardInfo:
         """ATR, serial, profile, lifecycle and PIN tries left."""
         life = self.lifecycle()
         tries = None
-        if life in ("ISSUED", "APP_BLOCKED_TEMPORARY"):
+        if life in (Lifecycle.ISSUED, Lifecycle.APP_BLOCKED_TEMPORARY):
             tries = self.pin_tries_left()
         return CardInfo(self.protocol.transport.atr, self.serial, self.profile.name, life, tries)
 
     def block_application(self, *, permanent: bool = False) -> None:
         """APPLICATION BLOCK (MAC with the SSSE line-protection key)."""
-        security = self._security()
-        self.select("SSSE")
-        slot = self._slot("SSSE", "STK", 1)
-        self.send_protected(CommandApdu(0x80, 0x1E, 0x00, int(permanent)), slot, security=security)
+        self._send_blocking(commands.application_block(permanent=permanent))
 
     def unblock_application(self) -> None:
         """APPLICATION UNBLOCK (temporary blocks only)."""
-        security = self._security()
-        self.select("SSSE")
-        slot = self._slot("SSSE", "STK", 1)
-        self.send_protected(CommandApdu(0x80, 0x18, 0x00, 0x00), slot, security=security)
+        self._send_blocking(commands.application_unblock())
 
     def block_card(self) -> None:
         """CARD BLOCK: permanent; every command then answers 6A81."""
+        self._send_blocking(commands.card_block())
+
+    def _send_blocking(self, command: CommandApdu) -> None:
+        """A block / unblock command in SSSE, MACed with its line-protection key."""
         security = self._security()
         self.select("SSSE")
-        slot = self._slot("SSSE", "STK", 1)
-        self.send_protected(CommandApdu(0x80, 0x16, 0x00, 0x00), slot, security=security)
+        slot = self._slot("SSSE", KeyType.STK, 1)
+        self.send_protected(command, slot, security=security)
 
 
 def encode_pin(pin: str, length: int = 6) -> bytes:

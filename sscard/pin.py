@@ -1,5 +1,5 @@
-"""Cardholder PIN management (regulation art. 16; shared/spec/card.md VERIFY, CHANGE PIN,
-PIN RELOAD, PIN UNBLOCK).
+"""Cardholder PIN management (regulation art. 16; the card's VERIFY, CHANGE PIN,
+PIN RELOAD, PIN UNBLOCK: docs/card.md).
 
 Cardholders check and change their PIN (kiosk, counter PIN pad); staff reset a
 forgotten PIN (PIN RELOAD, enciphered and MACed by the security module) or
@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sscard import cardevents, errors
-from sscard.apdu import CommandApdu
+from sscard import cardevents, commands, errors
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, encode_pin
 from sscard.pinpolicy import PinPolicy, PinPolicyError
+from sscard.vocab import KeyType
 
 __all__ = ["PinManager", "PinPolicy", "PinPolicyError", "PinStatus", "staff_action"]
 
@@ -85,7 +85,7 @@ class PinManager:
         """VERIFY: returns when right; :class:`PinIncorrect` / :class:`PinBlocked` otherwise."""
         block = encode_pin(pin, self.card.profile.pin.length)
         self._select()
-        self.card.protocol.send(CommandApdu(0x00, 0x20, 0x00, 0x00, block))
+        self.card.protocol.send(commands.verify(block))
 
     def change(self, old: str, new: str) -> None:
         """CHANGE PIN (cardholder): the old PIN proves it is the holder."""
@@ -94,9 +94,7 @@ class PinManager:
         self.check_new(new, previous=old)
         new_block = encode_pin(new, length)
         self._select()
-        self.card.protocol.send(
-            CommandApdu(0x80, 0x5E, 0x01, 0x00, old_block + b"\xff" + new_block)
-        )
+        self.card.protocol.send(commands.change_pin(old_block, new_block))
 
     def reload(self, new: str) -> None:
         """PIN RELOAD (staff): a new PIN and a fresh counter, with the RPK of this card."""
@@ -106,8 +104,8 @@ class PinManager:
     def unblock(self) -> None:
         """PIN UNBLOCK (staff): the counter back to the limit, the PIN unchanged."""
         self._select()
-        slot = self.card.profile.key_scheme.find(self.card.profile.pin.df, "PUK", 1)
-        self.card.send_protected(CommandApdu(0x80, 0x24, 0x00, 0x00), slot)
+        slot = self.card.profile.key_scheme.find(self.card.profile.pin.df, KeyType.PUK, 1)
+        self.card.send_protected(commands.pin_unblock(), slot)
 
 
 def staff_action(

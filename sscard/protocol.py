@@ -17,8 +17,8 @@ from typing import Protocol as TypingProtocol
 from sscard import errors
 from sscard.apdu import REDACTED, CommandApdu, ResponseApdu, command_name
 from sscard.log import TRACE
-from sscard.status import SW_OK, tries_left
 from sscard.transport.base import Transport
+from sscard.vocab import INS, MORE_DATA_SW1, SM_CLASS_BIT, SW, WRONG_LE_SW1, tries_left
 
 log = logging.getLogger("sscard.apdu")
 
@@ -56,19 +56,21 @@ class SecureMessagingStep:
 def t0_step(command: CommandApdu, send: Send) -> ResponseApdu:
     """T=0 response handling: 6Cxx → resend with Le = xx; 61xx → GET RESPONSE, concatenate."""
     response = send(command)
-    if response.sw1 == 0x6C:
+    if response.sw1 == WRONG_LE_SW1:
         exact = response.sw2 or 256
         response = send(
             CommandApdu(command.cla, command.ins, command.p1, command.p2, command.data, exact)
         )
-    if response.sw1 != 0x61:
+    if response.sw1 != MORE_DATA_SW1:
         return response
     chunks = [response.data]
     for _ in range(MAX_GET_RESPONSE):
         # GET RESPONSE uses the command's channel bits in CLA (ISO 7816-4 5.4.1).
-        response = send(CommandApdu(command.cla & 0x03, 0xC0, 0, 0, b"", response.sw2 or 256))
+        response = send(
+            CommandApdu(command.cla & 0x03, INS.GET_RESPONSE, 0, 0, b"", response.sw2 or 256)
+        )
         chunks.append(response.data)
-        if response.sw1 != 0x61:
+        if response.sw1 != MORE_DATA_SW1:
             return ResponseApdu(b"".join(chunks), response.sw)
     raise errors.ProtocolError(
         f"{command.name}: the card kept answering 61xx after {MAX_GET_RESPONSE} GET RESPONSE "
@@ -85,7 +87,9 @@ def _hex_command(command: CommandApdu, raw: bytes) -> str:
 
 
 def _hex_response(command: CommandApdu, raw: bytes) -> str:
-    if command.ins == 0x88 and len(raw) > 2:  # INTERNAL AUTHENTICATE: the cryptogram
+    if (
+        command.ins == INS.INTERNAL_AUTHENTICATE and len(raw) > 2
+    ):  # INTERNAL AUTHENTICATE: the cryptogram
         return f"{REDACTED} {raw[-2:].hex().upper()}"
     return raw.hex().upper()
 
@@ -96,13 +100,15 @@ def error_for(command: CommandApdu, sw: int) -> errors.ApduError:
     ins = command.ins
     # VERIFY, CHANGE PIN (80 5E) and a plain ISO CHANGE REFERENCE DATA (00 24) are PIN
     # commands; with the secure-messaging bit in CLA (84 5E, 84 24) a key is at stake.
-    pin_command = ins == 0x20 or (ins in (0x5E, 0x24) and not command.cla & 0x04)
+    pin_command = ins == INS.VERIFY or (
+        ins in (INS.CHANGE_PIN, INS.PIN_UNBLOCK) and not command.cla & SM_CLASS_BIT
+    )
     n = tries_left(sw)
     if n is not None:
         if pin_command:
             return errors.PinIncorrect(n, sw, command=name)
         return errors.AuthenticationFailed(n, sw, command=name)
-    if sw == 0x6983:
+    if sw == SW.AUTH_METHOD_BLOCKED:
         return (
             errors.PinBlocked(sw, command=name)
             if pin_command
@@ -113,23 +119,23 @@ def error_for(command: CommandApdu, sw: int) -> errors.ApduError:
 
 
 _SW_ERRORS: dict[int, type[errors.ApduError]] = {
-    0x6982: errors.SecurityStatusNotSatisfied,
-    0x6984: errors.ChallengeUnusable,
-    0x6985: errors.ConditionsNotSatisfied,
-    0x6987: errors.BadMac,
-    0x6988: errors.BadMac,
-    0x6A81: errors.CardBlocked,
-    0x6A82: errors.FileNotFound,
-    0x6A83: errors.RecordNotFound,
-    0x6A80: errors.WrongParameters,
-    0x6A86: errors.WrongParameters,
-    0x6B00: errors.WrongParameters,
-    0x6700: errors.WrongLength,
-    0x6D00: errors.InstructionNotSupported,
-    0x6E00: errors.InstructionNotSupported,
-    0x9303: errors.ApplicationBlocked,
+    SW.SECURITY_STATUS_NOT_SATISFIED: errors.SecurityStatusNotSatisfied,
+    SW.CHALLENGE_UNUSABLE: errors.ChallengeUnusable,
+    SW.CONDITIONS_NOT_SATISFIED: errors.ConditionsNotSatisfied,
+    SW.SM_DATA_MISSING: errors.BadMac,
+    SW.BAD_MAC: errors.BadMac,
+    SW.FUNC_NOT_SUPPORTED: errors.CardBlocked,
+    SW.FILE_NOT_FOUND: errors.FileNotFound,
+    SW.RECORD_NOT_FOUND: errors.RecordNotFound,
+    SW.WRONG_DATA: errors.WrongParameters,
+    SW.INCORRECT_P1P2: errors.WrongParameters,
+    SW.WRONG_OFFSET: errors.WrongParameters,
+    SW.WRONG_LENGTH: errors.WrongLength,
+    SW.INS_NOT_SUPPORTED: errors.InstructionNotSupported,
+    SW.CLA_NOT_SUPPORTED: errors.InstructionNotSupported,
+    SW.APPLICATION_BLOCKED: errors.ApplicationBlocked,
 }
-_SW1_ERRORS: dict[int, type[errors.ApduError]] = {0x6C: errors.WrongLength}
+_SW1_ERRORS: dict[int, type[errors.ApduError]] = {WRONG_LE_SW1: errors.WrongLength}
 
 
 class ApduProtocol:
@@ -171,7 +177,7 @@ class ApduProtocol:
     def send(self, command: CommandApdu, *, check: bool = True) -> ResponseApdu:
         """Send ``command``; raise the typed error for SW ≠ 9000 unless ``check`` is False."""
         response = self._send(command)
-        if check and response.sw != SW_OK:
+        if check and response.sw != SW.OK:
             raise error_for(command, response.sw)
         return response
 

@@ -1,4 +1,4 @@
-"""Line protection as a step of the transmit pipeline (shared/spec/card.md, "MAC computation").
+"""Line protection as a step of the transmit pipeline (docs/keys.md, "Algorithms").
 
 :class:`LineProtection` takes a plain command (``00``/``80`` class), asks the
 card for a challenge, and sends it with the secure-messaging class bit set
@@ -16,10 +16,11 @@ from sscard.apdu import CommandApdu, ResponseApdu
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule
 from sscard.protocol import Send, error_for
-from sscard.status import SW_OK
+from sscard.vocab import CLA, INS, SM_CLASS_BIT, SW
 
-SM_CLASS_BIT = 0x04
-GET_CHALLENGE = CommandApdu(0x00, 0x84, 0x00, 0x00, le=8)
+__all__ = ["GET_CHALLENGE", "SM_CLASS_BIT", "LineProtection"]
+
+GET_CHALLENGE = CommandApdu(CLA.ISO, INS.GET_CHALLENGE, 0x00, 0x00, le=8)
 
 
 class LineProtection:
@@ -38,7 +39,7 @@ class LineProtection:
 
     def __call__(self, command: CommandApdu, send: Send) -> ResponseApdu:
         answer = send(GET_CHALLENGE)
-        if answer.sw != SW_OK:
+        if answer.sw != SW.OK:
             raise error_for(GET_CHALLENGE, answer.sw)
         cla = command.cla | SM_CLASS_BIT
         header = bytes((cla, command.ins, command.p1, command.p2))
@@ -52,7 +53,7 @@ class LineProtection:
         )
         wrapped = CommandApdu(cla, command.ins, command.p1, command.p2, data, command.le)
         response = send(wrapped)
-        if response.sw != SW_OK:
+        if response.sw != SW.OK:
             # Typed for the command as sent: 6983 on 84 5E is the reload key, not the PIN.
             raise error_for(wrapped, response.sw)
         return response

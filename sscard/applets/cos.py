@@ -1,4 +1,4 @@
-"""The emulated social security card: a card OS answering APDUs as shared/spec/card.md says.
+"""The emulated social security card: a card OS answering APDUs as docs/card.md says.
 
 ``EmulatedCard`` is a :class:`~sscard.transport.base.CardLike`: the in-process
 transport and the vpcd bridge drive it. It never raises out of ``process``
@@ -6,14 +6,22 @@ transport and the vpcd bridge drive it. It never raises out of ``process``
 every APDU gets a status word. Card-grade rules it keeps:
 
 * PIN and key error counters are decremented and persisted before the
-  comparison, and reset (persisted) only after success;
+  comparison, and reset (persisted) only after success (one routine,
+  ``_spend_try``, serves both);
 * MACs and cryptograms are compared in constant time;
 * the challenge is one-time: any command other than the one using it
   invalidates it;
 * every EEPROM write (``_persist``) happens entirely or not at all.
 
-The card side imports only the algorithms of ``sscard.keys`` and the profile
-data of ``sscard.layout`` (ARCHITECTURE.md).
+Reading order follows the spec: ``_COMMANDS`` maps each ``(CLA, INS)`` of the
+command table to its handler; a handler gets the parsed
+:class:`~sscard.apdu.CommandApdu` and the challenge of the previous command.
+Status words, instruction bytes, lifecycle states, file and key types are the
+enums of :mod:`sscard.vocab`.
+
+The card side imports only the algorithms of ``sscard.keys``, the profile
+data of ``sscard.layout``, the APDU values and the vocabulary
+(docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sscard.apdu import CommandApdu
 from sscard.applets.image import CardFile, CardState, CardStorage, KeyObject, PinObject
 from sscard.errors import CardRemoved, InvalidInput
 from sscard.keys.algorithms import (
@@ -35,46 +44,42 @@ from sscard.keys.algorithms import (
 )
 from sscard.keys.records import parse_key_record
 from sscard.layout import load_profile
-from sscard.layout.fcp import AC_EXT_AUTH, AC_FREE, AC_NEVER, AC_PIN, AC_SM, Fcp, parse_fcp
+from sscard.layout.fcp import (
+    AC_EXT_AUTH,
+    AC_FREE,
+    AC_NEVER,
+    AC_PIN,
+    AC_SM,
+    Fcp,
+    encode_fci,
+    parse_fcp,
+)
 from sscard.layout.model import FileSpec, Profile
+from sscard.vocab import (
+    CLA,
+    INS,
+    SM_CLASS_BIT,
+    SW,
+    WRONG_LE_SW1,
+    AppBlock,
+    FileType,
+    KeyType,
+    Lifecycle,
+    tries_left_sw,
+)
 
 log = logging.getLogger("sscard.applets")
 
-# Status words (ISO 7816-4 and the card spec, "Status words").
-OK = b"\x90\x00"
-SW_WRONG_LENGTH = b"\x67\x00"
-SW_INS = b"\x6d\x00"
-SW_CLA = b"\x6e\x00"
-SW_P1P2 = b"\x6a\x86"
-SW_WRONG_DATA = b"\x6a\x80"
-SW_FILE_NOT_FOUND = b"\x6a\x82"
-SW_RECORD_NOT_FOUND = b"\x6a\x83"
-SW_REF_NOT_FOUND = b"\x6a\x88"
-SW_FILE_EXISTS = b"\x6a\x89"
-SW_NOT_SUPPORTED_OR_CARD_BLOCKED = b"\x6a\x81"
-SW_SECURITY = b"\x69\x82"
-SW_BLOCKED = b"\x69\x83"
-SW_CHALLENGE = b"\x69\x84"
-SW_CONDITIONS = b"\x69\x85"
-SW_NO_EF = b"\x69\x86"
-SW_BAD_MAC = b"\x69\x88"
-SW_INCOMPATIBLE = b"\x69\x81"
-SW_OFFSET = b"\x6b\x00"
-SW_EOF = b"\x62\x82"
-SW_DEACTIVATED = b"\x62\x83"
-SW_APP_BLOCKED = b"\x93\x03"
-SW_UNKNOWN = b"\x6f\x00"
+MF_FID = b"\x3f\x00"
+P2_NO_FCI = 0x0C  # SELECT: no response data
 
-_VALID_CLA = (0x00, 0x04, 0x80, 0x84)
 
-# GET DATA 80 CA 00 01 answers one of these [ours]; a card-blocked card answers 6A81.
-LIFECYCLE_CODES = {
-    "BLANK": 0x01,
-    "PERSONALIZATION": 0x02,
-    "ISSUED": 0x03,
-    "APP_BLOCKED_TEMPORARY": 0x04,
-    "APP_BLOCKED_PERMANENT": 0x05,
-}
+def _sw(sw: int, data: bytes = b"") -> bytes:
+    """A response: ``data`` followed by the status word."""
+    return data + sw.to_bytes(2, "big")
+
+
+OK = _sw(SW.OK)
 
 
 @dataclass(frozen=True)
@@ -115,8 +120,35 @@ class _DfState:
 class _Sw(Exception):
     """Internal: answer with this status word."""
 
-    def __init__(self, sw: bytes) -> None:
+    def __init__(self, sw: int) -> None:
         self.sw = sw
+
+
+# Commands a card in a given state still accepts (docs/card.md, "Choices marked [ours]":
+# application block).
+_BLANK_ALLOWS = frozenset(
+    (
+        INS.SELECT,
+        INS.GET_CHALLENGE,
+        INS.EXTERNAL_AUTHENTICATE,
+        INS.READ_RECORD,
+        INS.READ_BINARY,
+        INS.GET_DATA,
+    )
+)
+_PERMANENT_BLOCK_ALLOWS = frozenset((INS.SELECT, INS.GET_CHALLENGE, INS.CARD_BLOCK, INS.GET_DATA))
+_TEMPORARY_BLOCK_REFUSES = frozenset(
+    (
+        INS.EXTERNAL_AUTHENTICATE,
+        INS.VERIFY,
+        INS.CHANGE_PIN,
+        INS.PIN_UNBLOCK,
+        INS.UPDATE_RECORD,
+        INS.UPDATE_BINARY,
+        INS.WRITE_KEY,
+        INS.APPLICATION_BLOCK,
+    )
+)
 
 
 class EmulatedCard:
@@ -192,12 +224,12 @@ class EmulatedCard:
         try:
             response = self._dispatch(bytes(apdu), challenge)
         except _Sw as answer:
-            response = answer.sw
+            response = _sw(answer.sw)
         except CardRemoved:
             raise
         except Exception:  # a card never crashes: log the bug, answer "no precise diagnosis"
             log.exception("emulated card: unexpected error")
-            response = SW_UNKNOWN
+            response = _sw(SW.NO_PRECISE_DIAGNOSIS)
         self._maybe_tear(end_of_apdu=True)
         return response
 
@@ -233,35 +265,39 @@ class EmulatedCard:
     # --- dispatch ---------------------------------------------------------------------
 
     def _dispatch(self, raw: bytes, challenge: bytes | None) -> bytes:
+        """Header checks in ISO order (length, CLA, INS, CLA for this INS, body), then
+        the lifecycle gate, then the handler of ``(CLA, INS)``."""
         if len(raw) < 4:
-            return SW_WRONG_LENGTH
-        cla, ins, p1, p2 = raw[0], raw[1], raw[2], raw[3]
+            return _sw(SW.WRONG_LENGTH)
+        cla, ins = raw[0], raw[1]
         if cla not in _VALID_CLA:
-            return SW_CLA
-        handler = _HANDLERS.get(ins)
+            return _sw(SW.CLA_NOT_SUPPORTED)
+        if ins not in _KNOWN_INS:
+            return _sw(SW.INS_NOT_SUPPORTED)
+        handler = _COMMANDS.get((cla, ins))
         if handler is None:
-            return SW_INS
-        allowed_cla, method = handler
-        if cla not in allowed_cla:
-            return SW_CLA
-        data, le = _body(raw)
-        if self._state.lifecycle == "CARD_BLOCKED":
-            return SW_NOT_SUPPORTED_OR_CARD_BLOCKED
+            return _sw(SW.CLA_NOT_SUPPORTED)
+        try:
+            command = CommandApdu.parse(raw)
+        except ValueError:
+            return _sw(SW.WRONG_LENGTH)
+        if command.is_extended:  # a short-APDU card
+            return _sw(SW.WRONG_LENGTH)
+        if self._state.lifecycle == Lifecycle.CARD_BLOCKED:
+            return _sw(SW.FUNC_NOT_SUPPORTED)
         gate = self._lifecycle_gate(ins)
         if gate is not None:
-            return gate
-        result: bytes = method(self, cla, p1, p2, data, le, challenge)
-        return result
+            return _sw(gate)
+        return handler(self, command, challenge)
 
-    def _lifecycle_gate(self, ins: int) -> bytes | None:
-        life = self._state.lifecycle
-        if life == "BLANK" and ins not in (0xA4, 0x84, 0x82, 0xB2, 0xB0, 0xCA):
-            return SW_CONDITIONS
+    def _lifecycle_gate(self, ins: int) -> SW | None:
+        if self._state.lifecycle == Lifecycle.BLANK and ins not in _BLANK_ALLOWS:
+            return SW.CONDITIONS_NOT_SATISFIED
         block = self._state.app_block
-        if block == "permanent" and ins not in (0xA4, 0x84, 0x16, 0xCA):
-            return SW_APP_BLOCKED
-        if block == "temporary" and ins in (0x82, 0x20, 0x5E, 0x24, 0xDC, 0xD6, 0xD4, 0x1E):
-            return SW_CONDITIONS
+        if block == AppBlock.PERMANENT and ins not in _PERMANENT_BLOCK_ALLOWS:
+            return SW.APPLICATION_BLOCKED
+        if block == AppBlock.TEMPORARY and ins in _TEMPORARY_BLOCK_REFUSES:
+            return SW.CONDITIONS_NOT_SATISFIED
         return None
 
     # --- lookups ----------------------------------------------------------------------
@@ -276,14 +312,17 @@ class EmulatedCard:
     def _pin(self) -> PinObject:
         pin = self._find_up(lambda df: df.pin)
         if not isinstance(pin, PinObject):
-            raise _Sw(SW_REF_NOT_FOUND)
+            raise _Sw(SW.REFERENCE_NOT_FOUND)
         return pin
 
-    def _key_up(self, type: str, id: int) -> KeyObject:
+    def _key_up(self, type: KeyType, id: int) -> KeyObject:
         key = self._find_up(lambda df: df.key(type, id))
         if not isinstance(key, KeyObject):
-            raise _Sw(SW_REF_NOT_FOUND)
+            raise _Sw(SW.REFERENCE_NOT_FOUND)
         return key
+
+    def _stk(self) -> KeyObject:
+        return self._key_up(KeyType.STK, 1)
 
     def _spec_for(self, parent: CardFile, fcp: Fcp) -> FileSpec | None:
         """The profile's description of a file about to be created under ``parent``."""
@@ -291,7 +330,7 @@ class EmulatedCard:
 
     def _spec_of(self, f: CardFile) -> FileSpec | None:
         """The profile's description of file ``f`` (None for files the profile lacks)."""
-        if f.kind == "mf":
+        if f.kind == FileType.MF:
             return self.profile.file("MF")
         if f.parent is None:
             return None
@@ -313,48 +352,59 @@ class EmulatedCard:
 
     # --- secured operations -----------------------------------------------------------
 
-    def _check_key(self, key: KeyObject, ok: Callable[[], bool], fail: bytes | None) -> None:
-        """Spend a try, persist, compare; reset on success. ``fail`` None → 63Cx."""
-        if key.tries_left <= 0:
-            raise _Sw(SW_BLOCKED)
-        key.tries_left -= 1
-        self._persist()
-        if not ok():
-            if fail is not None:
-                raise _Sw(fail)
-            raise _Sw(bytes((0x63, 0xC0 | min(key.tries_left, 15))))
-        if key.tries_left != key.error_limit:
-            key.tries_left = key.error_limit
-            self._persist()
+    def _spend_try(self, counter: PinObject | KeyObject, matches: Callable[[], bool]) -> bool:
+        """One try of a PIN or a key (docs/card.md, "Card-grade behaviour").
 
-    def _check_mac(
-        self,
-        key: KeyObject,
-        cla: int,
-        ins: int,
-        p1: int,
-        p2: int,
-        data: bytes,
-        challenge: bytes | None,
-    ) -> bytes:
+        6983 when no try is left. Otherwise the counter is decremented and
+        persisted before the comparison, and given back in full (persisted) only
+        after a match. True when it matched.
+        """
+        if counter.tries_left <= 0:
+            raise _Sw(SW.AUTH_METHOD_BLOCKED)
+        counter.tries_left -= 1
+        self._persist()
+        if not matches():
+            return False
+        if counter.tries_left != counter.limit:
+            counter.tries_left = counter.limit
+            self._persist()
+        return True
+
+    def _check_key(self, key: KeyObject, ok: Callable[[], bool], fail: SW | None) -> None:
+        """Spend a try of ``key``; on a mismatch answer ``fail`` (None: 63Cx)."""
+        if not self._spend_try(key, ok):
+            raise _Sw(fail if fail is not None else tries_left_sw(key.tries_left))
+
+    def _check_pin(self, pin: PinObject, candidate: bytes) -> None:
+        """Spend a try of the PIN; a mismatch answers 63Cx, or 6983 on the last try."""
+        value = pin.value
+        assert value is not None
+        if not self._spend_try(pin, lambda: constant_time_equal(value, candidate)):
+            self._dfs.pin = False
+            if pin.tries_left <= 0:
+                raise _Sw(SW.AUTH_METHOD_BLOCKED)
+            raise _Sw(tries_left_sw(pin.tries_left))
+
+    def _check_mac(self, key: KeyObject, command: CommandApdu, challenge: bytes | None) -> bytes:
         """Verify the trailing MAC of a line-protected command; return the data before it."""
+        data = command.data
         if len(data) < 4:
-            raise _Sw(SW_WRONG_LENGTH)
+            raise _Sw(SW.WRONG_LENGTH)
         if challenge is None:
-            raise _Sw(SW_CHALLENGE)
+            raise _Sw(SW.CHALLENGE_UNUSABLE)
         body, mac = data[:-4], data[-4:]
-        mac_input = bytes((cla, ins, p1, p2, len(data))) + body
+        mac_input = command.header() + bytes((len(data),)) + body
         self._check_key(
             key,
             lambda: constant_time_equal(
                 line_mac(key.value, mac_input, iv=challenge, algorithm=key.algorithm), mac
             ),
-            SW_BAD_MAC,
+            SW.BAD_MAC,
         )
         return body
 
     def _granted(self, conditions: bytes, *, sm: bool = False) -> bool:
-        if self._tk_session and self._state.lifecycle == "PERSONALIZATION":
+        if self._tk_session and self._state.lifecycle == Lifecycle.PERSONALIZATION:
             return True
         for c in conditions:
             if c == AC_FREE:
@@ -371,15 +421,14 @@ class EmulatedCard:
 
     # --- SELECT -----------------------------------------------------------------------
 
-    def _select(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if p2 not in (0x00, 0x0C):
-            return SW_P1P2
+    def _select(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        p1, p2, data = cmd.p1, cmd.p2, cmd.data
+        if p2 not in (0x00, P2_NO_FCI):
+            return _sw(SW.INCORRECT_P1P2)
         target: CardFile | None
         if p1 in (0x00, 0x01, 0x02):  # any / child DF / EF under the current DF (ISO 7816-4)
             if len(data) != 2:
-                return SW_WRONG_LENGTH
+                return _sw(SW.WRONG_LENGTH)
             if p1 == 0x00:
                 target = self._by_fid(data)
             else:
@@ -387,27 +436,28 @@ class EmulatedCard:
                 target = next(
                     (c for c in self._df.children if c.fid == data and c.is_df == want_df), None
                 )
-        elif p1 == 0x04:
+        elif p1 == 0x04:  # by DF name
             if not 1 <= len(data) <= 16:
-                return SW_WRONG_LENGTH
+                return _sw(SW.WRONG_LENGTH)
             target = next((f for f in self._state.walk() if f.df_name == data), None)
         else:
-            return SW_P1P2
+            return _sw(SW.INCORRECT_P1P2)
         if target is None:
-            return SW_FILE_NOT_FOUND
+            return _sw(SW.FILE_NOT_FOUND)
         if target.is_df:
             self._select_df(target)
         else:
             self._ef = target
-        fci = b"" if p2 == 0x0C else _fci(target)
-        if target.is_df and self._state.app_block == "temporary" and target is not self._state.mf:
-            return fci + SW_DEACTIVATED
-        if self._state.app_block == "permanent" and target is not self._state.mf:
-            return SW_APP_BLOCKED
-        return fci + OK
+        fci = b"" if p2 == P2_NO_FCI else encode_fci(_fcp_of(target))
+        block = self._state.app_block
+        if target.is_df and block == AppBlock.TEMPORARY and target is not self._state.mf:
+            return _sw(SW.FILE_DEACTIVATED, fci)
+        if block == AppBlock.PERMANENT and target is not self._state.mf:
+            return _sw(SW.APPLICATION_BLOCKED)
+        return _sw(SW.OK, fci)
 
     def _by_fid(self, fid: bytes) -> CardFile | None:
-        if fid == b"\x3f\x00":
+        if fid == MF_FID:
             return self._state.mf
         places = [self._df, *([self._df.parent] if self._df.parent else [])]
         for df in places:
@@ -422,335 +472,289 @@ class EmulatedCard:
 
     def _record_ef(self, p2: int) -> CardFile:
         if p2 & 0x07 != 0x04:
-            raise _Sw(SW_P1P2)
+            raise _Sw(SW.INCORRECT_P1P2)
         sfi = p2 >> 3
         if sfi:
             ef = next((c for c in self._df.children if c.sfi == sfi), None)
             if ef is None:
-                raise _Sw(SW_FILE_NOT_FOUND)
+                raise _Sw(SW.FILE_NOT_FOUND)
             self._ef = ef
         if self._ef is None:
-            raise _Sw(SW_NO_EF)
-        if self._ef.kind not in ("linear-fixed", "linear-variable"):
-            raise _Sw(SW_INCOMPATIBLE)
+            raise _Sw(SW.NO_CURRENT_EF)
+        if not self._ef.kind.is_record:
+            raise _Sw(SW.INCOMPATIBLE_FILE)
         return self._ef
 
-    def _read_record(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if data:
-            return SW_WRONG_LENGTH
-        ef = self._record_ef(p2)
-        if not 1 <= p1 <= ef.record_count:
-            return SW_RECORD_NOT_FOUND
+    def _read_record(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        if cmd.data:
+            return _sw(SW.WRONG_LENGTH)
+        ef = self._record_ef(cmd.p2)
+        no = cmd.p1
+        if not 1 <= no <= ef.record_count:
+            return _sw(SW.RECORD_NOT_FOUND)
         if not self._granted(ef.read):
-            return SW_SECURITY
-        record = ef.records[p1 - 1]
+            return _sw(SW.SECURITY_STATUS_NOT_SATISFIED)
+        record = ef.records[no - 1]
         if record is None:  # never written: tag ‖ len ‖ FF… (spec, EF06), or all FF
-            template = ef.templates[p1 - 1] if p1 - 1 < len(ef.templates) else b""
+            template = ef.templates[no - 1] if no - 1 < len(ef.templates) else b""
             record = template + b"\xff" * template[1] if template else b"\xff" * ef.record_length
+        le = cmd.le
         if le is not None and le != 256 and le != len(record):
-            return bytes((0x6C, len(record) & 0xFF))
-        return record + OK
+            return _sw((WRONG_LE_SW1 << 8) | (len(record) & 0xFF))
+        return _sw(SW.OK, record)
 
-    def _update_record(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        ef = self._record_ef(p2)
-        if not 1 <= p1 <= ef.record_count:
-            return SW_RECORD_NOT_FOUND
-        sm = bool(cla & 0x04)
-        if sm:
-            data = self._check_mac(self._stk(), cla, 0xDC, p1, p2, data, ch)
+    def _update_record(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        ef = self._record_ef(cmd.p2)
+        if not 1 <= cmd.p1 <= ef.record_count:
+            return _sw(SW.RECORD_NOT_FOUND)
+        sm = bool(cmd.cla & SM_CLASS_BIT)
+        data = self._check_mac(self._stk(), cmd, ch) if sm else cmd.data
         if not self._granted(ef.write, sm=sm):
-            return SW_SECURITY
+            return _sw(SW.SECURITY_STATUS_NOT_SATISFIED)
         if (
             not data
             or len(data) > ef.record_length
-            or (ef.kind == "linear-fixed" and len(data) != ef.record_length)
+            or (ef.kind == FileType.LINEAR_FIXED and len(data) != ef.record_length)
         ):
-            return SW_WRONG_LENGTH
-        ef.records[p1 - 1] = bytes(data)
+            return _sw(SW.WRONG_LENGTH)
+        ef.records[cmd.p1 - 1] = bytes(data)
         self._persist()
         return OK
-
-    def _stk(self) -> KeyObject:
-        return self._key_up("STK", 1)
 
     def _binary_ef(self, p1: int, p2: int) -> tuple[CardFile, int]:
         if p1 & 0x80:
             if p1 & 0x60:
-                raise _Sw(SW_P1P2)
+                raise _Sw(SW.INCORRECT_P1P2)
             sfi, offset = p1 & 0x1F, p2
             ef = next((c for c in self._df.children if c.sfi == sfi), None)
             if ef is None:
-                raise _Sw(SW_FILE_NOT_FOUND)
+                raise _Sw(SW.FILE_NOT_FOUND)
             self._ef = ef
         else:
             offset = (p1 << 8) | p2
         if self._ef is None:
-            raise _Sw(SW_NO_EF)
-        if self._ef.kind != "transparent":
-            raise _Sw(SW_INCOMPATIBLE)
+            raise _Sw(SW.NO_CURRENT_EF)
+        if self._ef.kind != FileType.TRANSPARENT:
+            raise _Sw(SW.INCOMPATIBLE_FILE)
         if offset > self._ef.size:
-            raise _Sw(SW_OFFSET)
+            raise _Sw(SW.WRONG_OFFSET)
         return self._ef, offset
 
-    def _read_binary(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if data:
-            return SW_WRONG_LENGTH
-        ef, offset = self._binary_ef(p1, p2)
+    def _read_binary(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        if cmd.data:
+            return _sw(SW.WRONG_LENGTH)
+        ef, offset = self._binary_ef(cmd.p1, cmd.p2)
         if not self._granted(ef.read):
-            return SW_SECURITY
-        want = le or 256
+            return _sw(SW.SECURITY_STATUS_NOT_SATISFIED)
+        want = cmd.le or 256
         chunk = bytes(ef.data[offset : offset + want])
-        if len(chunk) < want and le not in (None, 256):
-            return chunk + SW_EOF
-        return chunk + OK
+        if len(chunk) < want and cmd.le not in (None, 256):
+            return _sw(SW.END_OF_FILE, chunk)
+        return _sw(SW.OK, chunk)
 
-    def _update_binary(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        ef, offset = self._binary_ef(p1, p2)
-        sm = bool(cla & 0x04)
-        if sm:
-            data = self._check_mac(self._stk(), cla, 0xD6, p1, p2, data, ch)
+    def _update_binary(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        ef, offset = self._binary_ef(cmd.p1, cmd.p2)
+        sm = bool(cmd.cla & SM_CLASS_BIT)
+        data = self._check_mac(self._stk(), cmd, ch) if sm else cmd.data
         if not self._granted(ef.write, sm=sm):
-            return SW_SECURITY
+            return _sw(SW.SECURITY_STATUS_NOT_SATISFIED)
         if not data or offset + len(data) > ef.size:
-            return SW_WRONG_LENGTH
+            return _sw(SW.WRONG_LENGTH)
         ef.data[offset : offset + len(data)] = data
         self._persist()
         return OK
 
     # --- authentication ---------------------------------------------------------------
 
-    def _get_challenge(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if p1 or p2:
-            return SW_P1P2
-        if data or le != 8:
-            return SW_WRONG_LENGTH
+    def _get_challenge(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        if cmd.p1 or cmd.p2:
+            return _sw(SW.INCORRECT_P1P2)
+        if cmd.data or cmd.le != 8:
+            return _sw(SW.WRONG_LENGTH)
         challenge = self._random(8)
         self._challenge = challenge
-        return challenge + OK
+        return _sw(SW.OK, challenge)
 
-    def _external_auth(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if p1 != 0 or p2 > 0x0F:
-            return SW_P1P2
+    def _external_auth(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        p2 = cmd.p2
+        if cmd.p1 != 0 or p2 > 0x0F:
+            return _sw(SW.INCORRECT_P1P2)
         life = self._state.lifecycle
         df = self._df
         key: KeyObject | None
-        if p2 == 0 and df is self._state.mf and life in ("BLANK", "PERSONALIZATION"):
-            key = df.key("TK", 0)
+        if p2 == 0 and df is self._state.mf and not life.personalized:
+            key = df.key(KeyType.TK, 0)
         elif p2 == 0:
-            key = df.key("MK", 0)
+            key = df.key(KeyType.MK, 0)
         else:
-            key = df.key("EAK", p2)
+            key = df.key(KeyType.EAK, p2)
         if key is None:
-            return SW_REF_NOT_FOUND
-        if len(data) != block_size(key.algorithm):
-            return SW_WRONG_LENGTH
+            return _sw(SW.REFERENCE_NOT_FOUND)
+        if len(cmd.data) != block_size(key.algorithm):
+            return _sw(SW.WRONG_LENGTH)
         if ch is None:
-            return SW_CHALLENGE
+            return _sw(SW.CHALLENGE_UNUSABLE)
         expected = auth_cryptogram(key.value, ch, algorithm=key.algorithm)
-        self._check_key(key, lambda: constant_time_equal(expected, data), None)
-        if key.type == "TK":
+        self._check_key(key, lambda: constant_time_equal(expected, cmd.data), None)
+        if key.type == KeyType.TK:
             self._tk_session = True
-            if life == "BLANK":
-                self._state.lifecycle = "PERSONALIZATION"
+            if life == Lifecycle.BLANK:
+                self._state.lifecycle = Lifecycle.PERSONALIZATION
                 self._persist()
-        elif key.type == "MK":
+        elif key.type == KeyType.MK:
             self._dfs.mk = True
         else:
             self._dfs.eak.add(p2)
         return OK
 
-    def _internal_auth(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if p1 != 0 or p2 > 0x0F:
-            return SW_P1P2
-        if len(data) != 8:
-            return SW_WRONG_LENGTH
-        key = self._key_up("IAK", p2 or 1)
+    def _internal_auth(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        if cmd.p1 != 0 or cmd.p2 > 0x0F:
+            return _sw(SW.INCORRECT_P1P2)
+        if len(cmd.data) != 8:
+            return _sw(SW.WRONG_LENGTH)
+        key = self._key_up(KeyType.IAK, cmd.p2 or 1)
         if key.tries_left <= 0:
-            return SW_BLOCKED
-        return auth_cryptogram(key.value, data, algorithm=key.algorithm) + OK
+            return _sw(SW.AUTH_METHOD_BLOCKED)
+        return _sw(SW.OK, auth_cryptogram(key.value, cmd.data, algorithm=key.algorithm))
 
     # --- PIN --------------------------------------------------------------------------
 
-    def _verify(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if p1 or p2:
-            return SW_P1P2
+    def _verify(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        if cmd.p1 or cmd.p2:
+            return _sw(SW.INCORRECT_P1P2)
         pin = self._pin()
         if pin.value is None:
-            return SW_CONDITIONS
-        if not data:
+            return _sw(SW.CONDITIONS_NOT_SATISFIED)
+        if not cmd.data:  # the tries left, no try spent
             if pin.tries_left <= 0:
-                return SW_BLOCKED
-            return bytes((0x63, 0xC0 | min(pin.tries_left, 15)))
-        if len(data) != len(pin.value):
-            return SW_WRONG_LENGTH
-        if not _is_bcd(data):
-            return SW_WRONG_DATA
-        self._spend_pin_try(pin, data)
+                return _sw(SW.AUTH_METHOD_BLOCKED)
+            return _sw(tries_left_sw(pin.tries_left))
+        if len(cmd.data) != len(pin.value):
+            return _sw(SW.WRONG_LENGTH)
+        if not _is_bcd(cmd.data):
+            return _sw(SW.WRONG_DATA)
+        self._check_pin(pin, cmd.data)
         self._dfs.pin = True
         return OK
 
-    def _spend_pin_try(self, pin: PinObject, candidate: bytes) -> None:
-        if pin.tries_left <= 0:
-            raise _Sw(SW_BLOCKED)
-        pin.tries_left -= 1
-        self._persist()
-        assert pin.value is not None
-        if not constant_time_equal(pin.value, candidate):
-            self._dfs.pin = False
-            if pin.tries_left <= 0:
-                raise _Sw(SW_BLOCKED)
-            raise _Sw(bytes((0x63, 0xC0 | min(pin.tries_left, 15))))
-        if pin.tries_left != pin.try_limit:
-            pin.tries_left = pin.try_limit
-            self._persist()
-
-    def _pin_5e(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if cla == 0x80:  # CHANGE PIN: old ‖ FF ‖ new
-            if p1 != 0x01 or p2 != 0x00:
-                return SW_P1P2
-            pin = self._pin()
-            if pin.value is None:
-                return SW_CONDITIONS
-            n = len(pin.value)
-            if len(data) != 2 * n + 1:
-                return SW_WRONG_LENGTH
-            old, sep, new = data[:n], data[n], data[n + 1 :]
-            if sep != 0xFF or not _is_bcd(old) or not _is_bcd(new):
-                return SW_WRONG_DATA
-            self._spend_pin_try(pin, old)
-            pin.value = bytes(new)
-            self._persist()
-            self._dfs.pin = True
-            return OK
-        # PIN RELOAD: E_RPK(len ‖ PIN ‖ 80 …) ‖ MAC_RPK
-        if p1 or p2:
-            return SW_P1P2
+    def _change_pin(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        """CHANGE PIN ``80 5E 01 00``: old ‖ FF ‖ new."""
+        if cmd.p1 != 0x01 or cmd.p2 != 0x00:
+            return _sw(SW.INCORRECT_P1P2)
         pin = self._pin()
-        key = self._key_up("RPK", 1)
-        body = self._check_mac(key, cla, 0x5E, p1, p2, data, ch)
+        if pin.value is None:
+            return _sw(SW.CONDITIONS_NOT_SATISFIED)
+        n, data = len(pin.value), cmd.data
+        if len(data) != 2 * n + 1:
+            return _sw(SW.WRONG_LENGTH)
+        old, sep, new = data[:n], data[n], data[n + 1 :]
+        if sep != 0xFF or not _is_bcd(old) or not _is_bcd(new):
+            return _sw(SW.WRONG_DATA)
+        self._check_pin(pin, old)
+        pin.value = bytes(new)
+        self._persist()
+        self._dfs.pin = True
+        return OK
+
+    def _reload_pin(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        """PIN RELOAD ``84 5E 00 00``: E_RPK(len ‖ PIN ‖ 80 …) ‖ MAC_RPK."""
+        if cmd.p1 or cmd.p2:
+            return _sw(SW.INCORRECT_P1P2)
+        pin = self._pin()
+        key = self._key_up(KeyType.RPK, 1)
+        body = self._check_mac(key, cmd, ch)
         try:
             new = decipher_record(key.value, body, algorithm=key.algorithm)
         except InvalidInput:
-            return SW_WRONG_DATA
+            return _sw(SW.WRONG_DATA)
         expected_len = len(pin.value) if pin.value is not None else 3
         if len(new) != expected_len or not _is_bcd(new):
-            return SW_WRONG_DATA
+            return _sw(SW.WRONG_DATA)
         pin.value = bytes(new)
         pin.tries_left = pin.try_limit
         self._persist()
         return OK
 
-    def _pin_unblock(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if p1 or p2:
-            return SW_P1P2
+    def _pin_unblock(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        if cmd.p1 or cmd.p2:
+            return _sw(SW.INCORRECT_P1P2)
         pin = self._pin()
         if pin.value is None:
-            return SW_CONDITIONS
-        key = self._key_up("PUK", 1)
-        if len(data) != 4:
-            return SW_WRONG_LENGTH
-        self._check_mac(key, cla, 0x24, p1, p2, data, ch)
+            return _sw(SW.CONDITIONS_NOT_SATISFIED)
+        key = self._key_up(KeyType.PUK, 1)
+        if len(cmd.data) != 4:
+            return _sw(SW.WRONG_LENGTH)
+        self._check_mac(key, cmd, ch)
         pin.tries_left = pin.try_limit
         self._persist()
         return OK
 
     # --- blocking ---------------------------------------------------------------------
 
-    def _app_block(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if p1 or p2 not in (0, 1):
-            return SW_P1P2
-        if self._state.lifecycle != "ISSUED":
-            return SW_CONDITIONS
-        self._mac4(cla, 0x1E, p1, p2, data, ch)
-        self._state.app_block = "permanent" if p2 == 1 else "temporary"
+    def _block(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        """APPLICATION BLOCK (``84 1E``, P2 01: permanent), APPLICATION UNBLOCK (``84 18``,
+        temporary blocks only) and CARD BLOCK (``84 16``): a 4-byte MAC with the STK."""
+        ins, state = cmd.ins, self._state
+        p2_allowed = (0, 1) if ins == INS.APPLICATION_BLOCK else (0,)
+        if cmd.p1 or cmd.p2 not in p2_allowed:
+            return _sw(SW.INCORRECT_P1P2)
+        if ins == INS.APPLICATION_UNBLOCK:
+            allowed = state.app_block == AppBlock.TEMPORARY
+        else:
+            allowed = state.lifecycle == Lifecycle.ISSUED
+        if not allowed:
+            return _sw(SW.CONDITIONS_NOT_SATISFIED)
+        if len(cmd.data) != 4:
+            return _sw(SW.WRONG_LENGTH)
+        self._check_mac(self._stk(), cmd, ch)
+        if ins == INS.APPLICATION_BLOCK:
+            state.app_block = AppBlock.PERMANENT if cmd.p2 == 1 else AppBlock.TEMPORARY
+        elif ins == INS.APPLICATION_UNBLOCK:
+            state.app_block = None
+        else:
+            state.lifecycle = Lifecycle.CARD_BLOCKED
         self._persist()
         return OK
-
-    def _app_unblock(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if p1 or p2:
-            return SW_P1P2
-        if self._state.app_block != "temporary":
-            return SW_CONDITIONS
-        self._mac4(cla, 0x18, p1, p2, data, ch)
-        self._state.app_block = None
-        self._persist()
-        return OK
-
-    def _card_block(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if p1 or p2:
-            return SW_P1P2
-        if self._state.lifecycle != "ISSUED":
-            return SW_CONDITIONS
-        self._mac4(cla, 0x16, p1, p2, data, ch)
-        self._state.lifecycle = "CARD_BLOCKED"
-        self._persist()
-        return OK
-
-    def _mac4(self, cla: int, ins: int, p1: int, p2: int, data: bytes, ch: bytes | None) -> None:
-        if len(data) != 4:
-            raise _Sw(SW_WRONG_LENGTH)
-        self._check_mac(self._stk(), cla, ins, p1, p2, data, ch)
 
     # --- personalization --------------------------------------------------------------
 
-    def _write_key(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if p1 != 0x01 or p2 > 0x0F:
-            return SW_P1P2
-        df = self._df
-        if cla == 0x80:
-            if self._state.lifecycle != "PERSONALIZATION":
-                return SW_CONDITIONS
-            if not self._tk_session:
-                return SW_SECURITY
-            record = data
+    def _write_key_plain(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        """WRITE KEY ``80 D4 01 id``: a clear key record, in the TK session only."""
+        if cmd.p1 != 0x01 or cmd.p2 > 0x0F:
+            return _sw(SW.INCORRECT_P1P2)
+        if self._state.lifecycle != Lifecycle.PERSONALIZATION:
+            return _sw(SW.CONDITIONS_NOT_SATISFIED)
+        if not self._tk_session:
+            return _sw(SW.SECURITY_STATUS_NOT_SATISFIED)
+        return self._install_key(cmd.p2, cmd.data)
+
+    def _write_key_protected(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        """WRITE KEY ``84 D4 01 id``: enciphered + MAC under the TK during the
+        personalization session [ours: no card key crosses the wire in clear],
+        else under the DF's MK."""
+        if cmd.p1 != 0x01 or cmd.p2 > 0x0F:
+            return _sw(SW.INCORRECT_P1P2)
+        if self._state.lifecycle == Lifecycle.PERSONALIZATION and self._tk_session:
+            mk = self._state.mf.key(KeyType.TK, 0)
         else:
-            # Enciphered + MAC: under the TK during the personalization session
-            # [ours: no card key crosses the wire in clear], else under the DF's MK.
-            if self._state.lifecycle == "PERSONALIZATION" and self._tk_session:
-                mk = self._state.mf.key("TK", 0)
-            else:
-                mk = df.key("MK", 0)
-            if mk is None:
-                return SW_REF_NOT_FOUND
-            body = self._check_mac(mk, cla, 0xD4, p1, p2, data, ch)
-            try:
-                record = decipher_record(mk.value, body, algorithm=mk.algorithm)
-            except InvalidInput:
-                return SW_WRONG_DATA
+            mk = self._df.key(KeyType.MK, 0)
+        if mk is None:
+            return _sw(SW.REFERENCE_NOT_FOUND)
+        body = self._check_mac(mk, cmd, ch)
+        try:
+            record = decipher_record(mk.value, body, algorithm=mk.algorithm)
+        except InvalidInput:
+            return _sw(SW.WRONG_DATA)
+        return self._install_key(cmd.p2, record)
+
+    def _install_key(self, key_id: int, record: bytes) -> bytes:
+        """Put the key of a clear key record into the current DF (replacing its namesake)."""
         try:
             parsed = parse_key_record(record)
         except InvalidInput:
-            return SW_WRONG_DATA
-        if parsed.id != p2 or parsed.type == "TK" or parsed.error_limit < 1:
-            return SW_WRONG_DATA
+            return _sw(SW.WRONG_DATA)
+        if parsed.id != key_id or parsed.type == KeyType.TK or parsed.error_limit < 1:
+            return _sw(SW.WRONG_DATA)
         new = KeyObject(
             parsed.type,
             parsed.id,
@@ -760,43 +764,36 @@ class EmulatedCard:
             parsed.error_limit,
             parsed.value,
         )
+        df = self._df
         df.keys = [k for k in df.keys if (k.type, k.id) != (new.type, new.id)] + [new]
         self._persist()
         return OK
 
-    def _create_file(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if p1 or p2:
-            return SW_P1P2
-        if self._state.lifecycle != "PERSONALIZATION":
-            return SW_CONDITIONS
+    def _create_file(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        if cmd.p1 or cmd.p2:
+            return _sw(SW.INCORRECT_P1P2)
+        if self._state.lifecycle != Lifecycle.PERSONALIZATION:
+            return _sw(SW.CONDITIONS_NOT_SATISFIED)
         if not self._tk_session:
-            return SW_SECURITY
+            return _sw(SW.SECURITY_STATUS_NOT_SATISFIED)
         try:
-            fcp = parse_fcp(data)
+            fcp = parse_fcp(cmd.data)
         except ValueError:
-            return SW_WRONG_DATA
+            return _sw(SW.WRONG_DATA)
         parent = self._df
         if fcp.fid is not None and any(c.fid == fcp.fid for c in parent.children):
-            return SW_FILE_EXISTS
+            return _sw(SW.FILE_EXISTS)
         if fcp.df_name is not None and any(f.df_name == fcp.df_name for f in self._state.walk()):
-            return SW_FILE_EXISTS
+            return _sw(SW.FILE_EXISTS)
         spec = self._spec_for(parent, fcp)
-        new = CardFile(
-            kind="df" if fcp.is_df else fcp.kind,
-            fid=fcp.fid,
-            df_name=fcp.df_name,
-            sfi=fcp.sfi,
-            parent=parent,
-        )
+        new = CardFile(kind=fcp.kind, fid=fcp.fid, df_name=fcp.df_name, sfi=fcp.sfi, parent=parent)
         if fcp.is_df:
             if spec is not None and self.profile.pin.df == spec.id:
                 limit = self.profile.pin.try_limit
                 new.pin = PinObject(limit, limit)
         else:
             new.read, new.write = fcp.read, fcp.write
-            if fcp.kind == "transparent":
+            if fcp.kind == FileType.TRANSPARENT:
                 new.size = fcp.size or 0
                 new.data = bytearray(b"\xff" * new.size)
             else:
@@ -815,107 +812,94 @@ class EmulatedCard:
             self._ef = new
         return OK
 
-    def _end_personalization(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        if p1 or p2 or data:
-            return SW_P1P2 if (p1 or p2) else SW_WRONG_LENGTH
-        if self._state.lifecycle != "PERSONALIZATION":
-            return SW_CONDITIONS
+    def _end_personalization(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        if cmd.p1 or cmd.p2:
+            return _sw(SW.INCORRECT_P1P2)
+        if cmd.data:
+            return _sw(SW.WRONG_LENGTH)
+        if self._state.lifecycle != Lifecycle.PERSONALIZATION:
+            return _sw(SW.CONDITIONS_NOT_SATISFIED)
         if not self._tk_session:
-            return SW_SECURITY
-        self._state.lifecycle = "ISSUED"
+            return _sw(SW.SECURITY_STATUS_NOT_SATISFIED)
+        self._state.lifecycle = Lifecycle.ISSUED
         self._persist()
         self._tk_session = False
         return OK
 
-    def _get_data(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        """``80 CA 00 01``: the lifecycle byte [ours], see LIFECYCLE_CODES."""
-        if (p1, p2) != (0x00, 0x01):
-            return SW_REF_NOT_FOUND
-        if data:
-            return SW_WRONG_LENGTH
-        code = LIFECYCLE_CODES[self._state.lifecycle]
-        if self._state.app_block is not None:
-            code = LIFECYCLE_CODES["APP_BLOCKED_" + self._state.app_block.upper()]
-        return bytes((code,)) + OK
+    def _get_data(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        """``80 CA 00 01``: the lifecycle byte [ours], see :class:`~sscard.vocab.Lifecycle`."""
+        if (cmd.p1, cmd.p2) != (0x00, 0x01):
+            return _sw(SW.REFERENCE_NOT_FOUND)
+        if cmd.data:
+            return _sw(SW.WRONG_LENGTH)
+        block = self._state.app_block
+        life = block.lifecycle if block is not None else self._state.lifecycle
+        assert life.code is not None  # a card-blocked card answered 6A81 before
+        return _sw(SW.OK, bytes((life.code,)))
 
-    def _get_response(
-        self, cla: int, p1: int, p2: int, data: bytes, le: int | None, ch: bytes | None
-    ) -> bytes:
-        return SW_CONDITIONS  # T=1 card: nothing is ever pending
+    def _get_response(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        return _sw(SW.CONDITIONS_NOT_SATISFIED)  # T=1 card: nothing is ever pending
 
 
-Handler = Callable[[EmulatedCard, int, int, int, bytes, "int | None", "bytes | None"], bytes]
+Handler = Callable[[EmulatedCard, CommandApdu, "bytes | None"], bytes]
 
-_HANDLERS: dict[int, tuple[tuple[int, ...], Handler]] = {
-    0xA4: ((0x00,), EmulatedCard._select),
-    0xB2: ((0x00,), EmulatedCard._read_record),
-    0xDC: ((0x00, 0x04), EmulatedCard._update_record),
-    0xB0: ((0x00,), EmulatedCard._read_binary),
-    0xD6: ((0x00, 0x04), EmulatedCard._update_binary),
-    0x84: ((0x00,), EmulatedCard._get_challenge),
-    0x82: ((0x00,), EmulatedCard._external_auth),
-    0x88: ((0x00,), EmulatedCard._internal_auth),
-    0x20: ((0x00,), EmulatedCard._verify),
-    0x5E: ((0x80, 0x84), EmulatedCard._pin_5e),
-    0x24: ((0x84,), EmulatedCard._pin_unblock),
-    0x1E: ((0x84,), EmulatedCard._app_block),
-    0x18: ((0x84,), EmulatedCard._app_unblock),
-    0x16: ((0x84,), EmulatedCard._card_block),
-    0xD4: ((0x80, 0x84), EmulatedCard._write_key),
-    0xE0: ((0x80,), EmulatedCard._create_file),
-    0xEA: ((0x80,), EmulatedCard._end_personalization),
-    0xC0: ((0x00,), EmulatedCard._get_response),
-    0xCA: ((0x80,), EmulatedCard._get_data),
+# The command table (docs/card.md, "Vocabulary"), by (CLA, INS).
+_COMMANDS: dict[tuple[int, int], Handler] = {
+    (CLA.ISO, INS.SELECT): EmulatedCard._select,
+    (CLA.ISO, INS.READ_RECORD): EmulatedCard._read_record,
+    (CLA.ISO, INS.UPDATE_RECORD): EmulatedCard._update_record,
+    (CLA.ISO_SM, INS.UPDATE_RECORD): EmulatedCard._update_record,
+    (CLA.ISO, INS.READ_BINARY): EmulatedCard._read_binary,
+    (CLA.ISO, INS.UPDATE_BINARY): EmulatedCard._update_binary,
+    (CLA.ISO_SM, INS.UPDATE_BINARY): EmulatedCard._update_binary,
+    (CLA.ISO, INS.GET_CHALLENGE): EmulatedCard._get_challenge,
+    (CLA.ISO, INS.EXTERNAL_AUTHENTICATE): EmulatedCard._external_auth,
+    (CLA.ISO, INS.INTERNAL_AUTHENTICATE): EmulatedCard._internal_auth,
+    (CLA.ISO, INS.VERIFY): EmulatedCard._verify,
+    (CLA.PROPRIETARY, INS.CHANGE_PIN): EmulatedCard._change_pin,
+    (CLA.PROPRIETARY_SM, INS.PIN_RELOAD): EmulatedCard._reload_pin,
+    (CLA.PROPRIETARY_SM, INS.PIN_UNBLOCK): EmulatedCard._pin_unblock,
+    (CLA.PROPRIETARY_SM, INS.APPLICATION_BLOCK): EmulatedCard._block,
+    (CLA.PROPRIETARY_SM, INS.APPLICATION_UNBLOCK): EmulatedCard._block,
+    (CLA.PROPRIETARY_SM, INS.CARD_BLOCK): EmulatedCard._block,
+    (CLA.PROPRIETARY, INS.WRITE_KEY): EmulatedCard._write_key_plain,
+    (CLA.PROPRIETARY_SM, INS.WRITE_KEY): EmulatedCard._write_key_protected,
+    (CLA.PROPRIETARY, INS.CREATE_FILE): EmulatedCard._create_file,
+    (CLA.PROPRIETARY, INS.END_PERSONALIZATION): EmulatedCard._end_personalization,
+    (CLA.ISO, INS.GET_RESPONSE): EmulatedCard._get_response,
+    (CLA.PROPRIETARY, INS.GET_DATA): EmulatedCard._get_data,
 }
-
-
-def _body(raw: bytes) -> tuple[bytes, int | None]:
-    """Data and Le of a short APDU; 6700 for anything else (extended is not supported)."""
-    n = len(raw)
-    if n == 4:
-        return b"", None
-    if n == 5:
-        return b"", raw[4] or 256
-    lc = raw[4]
-    if lc and n == 5 + lc:
-        return raw[5:], None
-    if lc and n == 6 + lc:
-        return raw[5:-1], raw[-1] or 256
-    raise _Sw(SW_WRONG_LENGTH)
+_VALID_CLA = frozenset(CLA)
+_KNOWN_INS = frozenset(ins for _, ins in _COMMANDS)
 
 
 def _is_bcd(data: bytes) -> bool:
     return all((b >> 4) <= 9 and (b & 0x0F) <= 9 for b in data)
 
 
-def _fci(f: CardFile) -> bytes:
-    if f.is_df:
-        inner = b""
-        if f.fid is not None:
-            inner += b"\x83\x02" + f.fid
-        if f.df_name is not None:
-            inner += bytes((0x84, len(f.df_name))) + f.df_name
-        return bytes((0x6F, len(inner))) + inner
-    desc = {"transparent": 0x01, "linear-fixed": 0x02, "linear-variable": 0x04}[f.kind]
-    inner = b"\x82\x01" + bytes((desc,)) + b"\x83\x02" + (f.fid or b"")
-    if f.kind == "transparent":
-        inner += b"\x80\x02" + f.size.to_bytes(2, "big")
-    else:
-        inner += b"\x80\x02" + bytes((f.record_count, f.record_length))
-    return bytes((0x62, len(inner))) + inner
+def _fcp_of(f: CardFile) -> Fcp:
+    """The file control parameters of a file of the card's tree (for its FCI)."""
+    kind = FileType.DF if f.is_df else f.kind
+    if kind == FileType.TRANSPARENT:
+        return Fcp(kind, f.fid, f.df_name, f.sfi, size=f.size)
+    return Fcp(
+        kind, f.fid, f.df_name, f.sfi, record_count=f.record_count, record_length=f.record_length
+    )
 
 
 def blank_state(profile: Profile, serial: bytes, transport_key: bytes) -> CardState:
     """A blank card as the vendor delivers it: MF with the transport key, nothing else."""
-    slot = profile.key_scheme.find("MF", "TK", 0)
-    mf = CardFile(kind="mf", fid=b"\x3f\x00")
+    slot = profile.key_scheme.find("MF", KeyType.TK, 0)
+    mf = CardFile(kind=FileType.MF, fid=MF_FID)
     mf.keys.append(
         KeyObject(
-            "TK", 0, slot.version, slot.algorithm, slot.error_limit, slot.error_limit, transport_key
+            KeyType.TK,
+            0,
+            slot.version,
+            slot.algorithm,
+            slot.error_limit,
+            slot.error_limit,
+            transport_key,
         )
     )
-    return CardState(profile=profile.name, serial=bytes(serial), lifecycle="BLANK", mf=mf)
+    return CardState(profile=profile.name, serial=bytes(serial), lifecycle=Lifecycle.BLANK, mf=mf)

@@ -12,6 +12,7 @@ from sscard.errors import InvalidInput
 from sscard.keys.dev import development_card_key
 from sscard.keys.scheme import KeySlot
 from sscard.layout import load_profile, shipped_profiles
+from sscard.vocab import KeyType
 
 DEFAULT_PROFILE = "ss3-sm4"
 
@@ -48,7 +49,7 @@ def blank_card_state(
     """
     profile = load_profile(profile_name)
     serial = os.urandom(8) if serial is None else serial
-    tk_slot = profile.key_scheme.find("MF", "TK", 0)
+    tk_slot = profile.key_scheme.find("MF", KeyType.TK, 0)
     tk = development_card_key(tk_slot, serial) if transport is None else transport(serial, tk_slot)
     state = blank_state(profile, serial, tk)
     if profile_name not in shipped_profiles():  # a profile file: the card reopens it by path

@@ -29,12 +29,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sscard.errors import InvalidInput, ReaderBusy
 from sscard.fileio import atomic_write
 from sscard.paths import data_dir
+from sscard.vocab import Algorithm, AppBlock, FileType, KeyType, Lifecycle
 
 MAGIC = b"SSCARD-CARD\x00"
 FORMAT = 1
 _HEADER = MAGIC + bytes((FORMAT,))
-
-LIFECYCLES = ("BLANK", "PERSONALIZATION", "ISSUED", "CARD_BLOCKED")
 
 
 class CorruptCardImage(InvalidInput):
@@ -45,13 +44,18 @@ class CorruptCardImage(InvalidInput):
 class KeyObject:
     """One key in a DF (spec "Keys"): value, version, algorithm, error counter."""
 
-    type: str
+    type: KeyType
     id: int
     version: int
-    algorithm: str
+    algorithm: Algorithm
     error_limit: int
     tries_left: int
     value: bytes
+
+    @property
+    def limit(self) -> int:
+        """What a successful authentication resets the counter to."""
+        return self.error_limit
 
     def __repr__(self) -> str:
         return (
@@ -68,6 +72,11 @@ class PinObject:
     tries_left: int
     value: bytes | None = None
 
+    @property
+    def limit(self) -> int:
+        """What a successful VERIFY resets the counter to."""
+        return self.try_limit
+
     def __repr__(self) -> str:
         state = "unset" if self.value is None else "set"
         return f"PinObject({state}, tries {self.tries_left}/{self.try_limit})"
@@ -77,7 +86,7 @@ class PinObject:
 class CardFile:
     """MF, DF or EF. DFs have children, keys and maybe a PIN; EFs have content."""
 
-    kind: str  # "mf", "df", "transparent", "linear-fixed", "linear-variable"
+    kind: FileType  # MF, DF, TRANSPARENT, LINEAR_FIXED or LINEAR_VARIABLE
     fid: bytes | None = None
     df_name: bytes | None = None
     sfi: int | None = None
@@ -96,9 +105,9 @@ class CardFile:
 
     @property
     def is_df(self) -> bool:
-        return self.kind in ("mf", "df")
+        return self.kind.is_df
 
-    def key(self, type: str, id: int) -> KeyObject | None:
+    def key(self, type: KeyType, id: int) -> KeyObject | None:
         for k in self.keys:
             if k.type == type and k.id == id:
                 return k
@@ -113,7 +122,7 @@ class CardFile:
         return out
 
     def label(self) -> str:
-        if self.kind == "mf":
+        if self.kind == FileType.MF:
             return "MF"
         if self.fid is not None:
             return self.fid.hex().upper()
@@ -126,9 +135,9 @@ class CardState:
 
     profile: str
     serial: bytes
-    lifecycle: str
+    lifecycle: Lifecycle  # BLANK, PERSONALIZATION, ISSUED or CARD_BLOCKED
     mf: CardFile
-    app_block: str | None = None  # None, "temporary", "permanent"
+    app_block: AppBlock | None = None
 
     def walk(self) -> list[CardFile]:
         """Every file, depth first from the MF."""
@@ -177,7 +186,7 @@ def _file_to_json(f: CardFile) -> dict[str, Any]:
             }
         return d
     d.update(read=f.read.hex(), write=f.write.hex())
-    if f.kind == "transparent":
+    if f.kind == FileType.TRANSPARENT:
         d.update(size=f.size, data=bytes(f.data).hex())
     else:
         d.update(
@@ -195,15 +204,19 @@ def _file_from_json(d: dict[str, Any], parent: CardFile | None) -> CardFile:
         return None if v is None else bytes.fromhex(v)
 
     f = CardFile(
-        kind=d["kind"], fid=b("fid"), df_name=b("df_name"), sfi=d.get("sfi"), parent=parent
+        kind=FileType(d["kind"]),
+        fid=b("fid"),
+        df_name=b("df_name"),
+        sfi=d.get("sfi"),
+        parent=parent,
     )
     if f.is_df:
         f.keys = [
             KeyObject(
-                k["type"],
+                KeyType(k["type"]),
                 k["id"],
                 k["version"],
-                k["algorithm"],
+                Algorithm(k["algorithm"]),
                 k["error_limit"],
                 k["tries_left"],
                 bytes.fromhex(k["value"]),
@@ -217,7 +230,7 @@ def _file_from_json(d: dict[str, Any], parent: CardFile | None) -> CardFile:
         f.children = [_file_from_json(c, f) for c in d["children"]]
         return f
     f.read, f.write = bytes.fromhex(d["read"]), bytes.fromhex(d["write"])
-    if f.kind == "transparent":
+    if f.kind == FileType.TRANSPARENT:
         f.size, f.data = d["size"], bytearray.fromhex(d["data"])
     else:
         f.record_count, f.record_length = d["record_count"], d["record_length"]
@@ -243,8 +256,8 @@ def state_from_bytes(raw: bytes) -> CardState:
     return CardState(
         profile=doc["profile"],
         serial=bytes.fromhex(doc["serial"]),
-        lifecycle=doc["lifecycle"],
-        app_block=doc.get("app_block"),
+        lifecycle=Lifecycle(doc["lifecycle"]),
+        app_block=AppBlock(doc["app_block"]) if doc.get("app_block") else None,
         mf=_file_from_json(doc["mf"], None),
     )
 

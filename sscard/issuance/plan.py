@@ -5,7 +5,7 @@ profile (``sscard.layout``). Every step is idempotent, so running the plan
 again on a card that was torn at any APDU finishes the job (issue 6). The plan
 is data: ``describe()`` gives each step with secrets redacted (``--dry-run``).
 
-Order (shared/spec/card.md, "Lifecycle", "Commands"):
+Order (docs/card.md):
 
 1. EXTERNAL AUTHENTICATE with the blank card's transport key (TK session);
 2. CREATE FILE for every DF and EF in profile order, each DF followed by its
@@ -15,33 +15,72 @@ Order (shared/spec/card.md, "Lifecycle", "Commands"):
 5. verification: read back every record, INTERNAL AUTHENTICATE, EXTERNAL
    AUTHENTICATE with one derived key per DF;
 6. END PERSONALIZATION.
+
+Each step carries the :class:`~sscard.apdu.CommandApdu` it sends, built by
+:mod:`sscard.commands` exactly as the card session builds it. A step whose
+data the security module computes at run time (a cryptogram over the card's
+challenge, an enciphered key record or PIN block with its MAC) carries the
+command as a *template*: header and Le as sent, no data, and ``computed``
+naming what fills the data field. ``describe()`` renders every command from
+these values: hex for what is known, ``<computed part>`` for templates,
+``<field>`` for holder data, ``<redacted>`` for commands that carry secrets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sscard import errors
+from sscard import commands, errors
+from sscard.apdu import REDACTED, CommandApdu
 from sscard.card import SocialSecurityCard
 from sscard.keys.scheme import KeySlot
 from sscard.layout import encode_holder
 from sscard.layout.model import FileSpec, Profile
+from sscard.vocab import FileType, KeyType
 
 
 class VerificationFailed(errors.OperationFailed):
     """Read-back or authentication after personalization did not match what was written."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Step:
-    """One step: what it does in words, the command it sends (secrets redacted), and how."""
+    """One step: what it does in words, the command it sends, and how it runs.
+
+    ``command`` is the APDU as sent, or with ``computed`` set, its template (the
+    data field is computed at run time and named by ``computed``). ``label``
+    names data shown as ``<label>`` rather than as bytes (holder data).
+    """
 
     phase: str
     description: str
-    command: str
+    command: CommandApdu
     run: Callable[[SocialSecurityCard], None]
+    computed: str | None = None
+    label: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Step({self.phase}, {self.text()})"
+
+    def text(self) -> str:
+        """The command as ``--dry-run`` shows it: ``CLA INS P1 P2 [Lc data] [Le]``."""
+        cmd = self.command
+        parts = [f"{b:02X}" for b in cmd.header()]
+        if self.computed is not None:
+            parts.append(f"<{self.computed}>")
+        elif cmd.data:
+            parts.append(f"{len(cmd.data):02X}")
+            if cmd.sensitive:
+                parts.append(REDACTED)
+            elif self.label is not None:
+                parts.append(f"<{self.label}>")
+            else:
+                parts.append(cmd.data.hex().upper())
+        if cmd.le is not None and self.computed is None:
+            parts.append(f"{cmd.le & 0xFF:02X}")
+        return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -57,7 +96,7 @@ class PersonalizationPlan:
     def describe(self) -> list[dict[str, str]]:
         """Each step as ``{"phase", "description", "command"}`` (no secrets)."""
         return [
-            {"phase": s.phase, "description": s.description, "command": s.command}
+            {"phase": s.phase, "description": s.description, "command": s.text()}
             for s in self.steps
         ]
 
@@ -67,8 +106,13 @@ class PersonalizationPlan:
         *,
         progress: Callable[[int, Step], None] | None = None,
         start: int = 0,
+        phases: Collection[str] | None = None,
     ) -> None:
-        """Run the steps from ``start`` on ``card`` (whose serial must match)."""
+        """Run the steps from ``start`` (only those of ``phases``, when given) on ``card``.
+
+        The card's serial must match the plan's; its city (the city level of its
+        keys, docs/keys.md "Which city") is set from the holder's region first.
+        """
         if card.serial != self.serial:
             raise errors.InvalidInput(
                 "wrong card",
@@ -80,19 +124,17 @@ class PersonalizationPlan:
                     )
                 ],
             )
+        card.forget_selection()
         card.city = self.city
-        for i, step in enumerate(self.steps[start:], start):
+        steps = [s for s in self.steps[start:] if phases is None or s.phase in phases]
+        for i, step in enumerate(steps, start):
             if progress is not None:
                 progress(i, step)
             step.run(card)
 
 
 def _tk(profile: Profile) -> KeySlot:
-    return profile.key_scheme.find("MF", "TK", 0)
-
-
-def _fcp_text(spec: FileSpec) -> str:
-    return f"80 E0 00 00 <FCP of {spec.id}>"
+    return profile.key_scheme.find("MF", KeyType.TK, 0)
 
 
 def build_plan(
@@ -109,71 +151,87 @@ def build_plan(
         Step(
             "open",
             "authenticate with the blank card's transport key",
-            "00 82 00 00 <cryptogram>",
+            commands.external_authenticate(tk.id),
             lambda c: c.authenticate_transport(),
+            computed="cryptogram",
         )
     ]
     for spec in profile.files:
-        if spec.type != "mf":
-            steps.append(Step("create", f"create {spec.id}", _fcp_text(spec), _create(spec)))
+        if spec.type != FileType.MF:
+            steps.append(
+                Step("create", f"create {spec.id}", commands.create_file(spec), _create(spec))
+            )
         if spec.is_df:
             for slot in profile.key_scheme.in_df(spec.id):
-                if slot.type == "TK":
+                if slot.type == KeyType.TK:
                     continue
                 steps.append(
                     Step(
                         "keys",
                         f"load key {slot.ref} v{slot.version} ({slot.algorithm}, diversified "
                         "for this card)",
-                        f"84 D4 01 {slot.id:02X} <enciphered key record + MAC>",
+                        commands.write_key(slot),
                         _write_key(slot, tk),
+                        computed="enciphered key record + MAC",
                     )
                 )
     for (ef, no), data in sorted(records.items()):
-        item = profile.ef(ef).record(no)
+        spec = profile.ef(ef)
+        item = spec.record(no)
         steps.append(
             Step(
                 "records",
                 f"write {ef} record {no} ({item.field})",
-                f"00 DC {no:02X} 04 {len(data):02X} <{item.field}>",
+                commands.update_record(spec, no, data),
                 _update(ef, no, data),
+                label=item.field,
             )
         )
     steps.append(
         Step(
             "pin",
             "set the initial PIN",
-            "84 5E 00 00 <enciphered PIN block + MAC>",
+            commands.wire_template(commands.pin_reload()),
             lambda c: c.reload_pin(pin),
+            computed="enciphered PIN block + MAC",
         )
     )
-    steps.append(
-        Step("verify", "read back every record and compare", "00 B2 ...", _read_back(records))
-    )
+    for (ef, no), expected in sorted(records.items()):
+        spec = profile.ef(ef)
+        steps.append(
+            Step(
+                "verify",
+                f"read back {ef} record {no} ({spec.record(no).field}) and compare",
+                commands.read_record(spec, no),
+                _read_back(ef, no, expected),
+            )
+        )
     steps.append(
         Step(
             "verify",
             "internal authentication: the card proves it holds its key",
-            "00 88 00 01 08 <challenge>",
-            lambda c: c.internal_authenticate(),
+            commands.internal_authenticate(1),
+            lambda c: c.internal_authenticate(1),
+            computed="challenge",
         )
     )
     for spec in profile.files:
-        if spec.is_df and any(s.type == "EAK" for s in profile.key_scheme.in_df(spec.id)):
-            eak = next(s for s in profile.key_scheme.in_df(spec.id) if s.type == "EAK")
+        eak = next((s for s in profile.key_scheme.in_df(spec.id) if s.type == KeyType.EAK), None)
+        if spec.is_df and eak is not None:
             steps.append(
                 Step(
                     "verify",
                     f"external authentication to {spec.id} with {eak.ref}",
-                    f"00 82 00 {eak.id:02X} <cryptogram>",
+                    commands.external_authenticate(eak.id),
                     _ext_auth(spec.id, eak.id),
+                    computed="cryptogram",
                 )
             )
     steps.append(
         Step(
             "close",
             "end personalization (card becomes ISSUED)",
-            "80 EA 00 00",
+            commands.end_personalization(),
             lambda c: c.end_personalization(),
         )
     )
@@ -202,16 +260,13 @@ def _update(ef: str, no: int, data: bytes) -> Callable[[SocialSecurityCard], Non
     return run
 
 
-def _read_back(
-    records: Mapping[tuple[str, int], bytes],
-) -> Callable[[SocialSecurityCard], None]:
+def _read_back(ef: str, no: int, expected: bytes) -> Callable[[SocialSecurityCard], None]:
     def run(card: SocialSecurityCard) -> None:
-        for (ef, no), expected in sorted(records.items()):
-            if card.read_record(ef, no) != expected:
-                raise VerificationFailed(
-                    f"{ef} record {no} reads back different from what was written; "
-                    "the card may be faulty: run the issuance again or use another card"
-                )
+        if card.read_record(ef, no) != expected:
+            raise VerificationFailed(
+                f"{ef} record {no} reads back different from what was written; "
+                "the card may be faulty: run the issuance again or use another card"
+            )
 
     return run
 

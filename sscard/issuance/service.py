@@ -27,7 +27,7 @@ from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, encode_pin
 from sscard.exchange import outbox
 from sscard.issuance import store
-from sscard.issuance.plan import PersonalizationPlan, Step, build_plan
+from sscard.issuance.plan import Step, build_plan
 from sscard.layout.holder import normalize_holder
 from sscard.layout.model import Profile
 
@@ -132,7 +132,7 @@ def issue_card(
             raise CardAlreadyIssued(
                 f"card {serial} is already issued, but not by this issuance store; use a blank card"
             )
-        steps = [s for s in plan.steps if s.phase == "verify"]
+        phases: tuple[str, ...] | None = ("verify",)
         status = "resumed"
     else:
         store.begin(
@@ -147,7 +147,7 @@ def issue_card(
             batch_key=batch_key,
             held_by=store.process_id() if in_memory else None,
         )
-        steps = list(plan.steps)
+        phases = None
         status = "issued"
     return _record_issued(
         conn,
@@ -158,22 +158,8 @@ def issue_card(
         active if replace else None,
         replace_reason,
         status,
-        partial(_run, plan, steps, card, progress),
+        partial(plan.run, card, progress=progress, phases=phases),
     )
-
-
-def _run(
-    plan: PersonalizationPlan,
-    steps: list[Step],
-    card: SocialSecurityCard,
-    progress: Callable[[int, Step], None] | None,
-) -> None:
-    card.forget_selection()
-    card.city = plan.city  # the city level of its keys (docs/keys.md, "Which city")
-    for i, step in enumerate(steps):
-        if progress is not None:
-            progress(i, step)
-        step.run(card)
 
 
 def _record_issued(

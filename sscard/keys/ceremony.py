@@ -14,6 +14,7 @@ from sscard.errors import InvalidInput
 from sscard.keys.algorithms import card_factors, constant_time_equal, diversify_path, kcv, xor
 from sscard.keys.entry import KeyEntry
 from sscard.keys.scheme import KeySlot
+from sscard.vocab import KeyType
 
 
 def generate_root(slot: KeySlot, version: int | None = None) -> KeyEntry:
@@ -107,7 +108,7 @@ def transport_root(
     anything is stored. Equal or all-zero components defeat dual control and
     are refused.
     """
-    if slot.type != "TK":
+    if slot.type != KeyType.TK:
         raise InvalidInput("not a transport key", [("ref", f"{slot.ref} is not a TK slot")])
     if len(components) < 2:
         raise InvalidInput(

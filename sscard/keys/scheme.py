@@ -1,9 +1,10 @@
-"""The key scheme as data: which keys exist in which DF (shared/spec/card.md, "Keys").
+"""The key scheme as data: which keys exist in which DF (docs/card.md, docs/keys.md).
 
 A :class:`KeySlot` names one key on the card by DF, type and ID, with its
 version, algorithm, number of diversification levels below the root and error
 limit. The card profile (``sscard.layout``) carries the slots; this module
-validates them and answers lookups.
+validates them and answers lookups. Key types and algorithms are the enums of
+:mod:`sscard.vocab`; a slot built from strings holds the members.
 """
 
 from __future__ import annotations
@@ -13,17 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sscard.errors import InvalidInput
+from sscard.vocab import Algorithm, KeyType
 
-KEY_TYPES: dict[str, str] = {
-    "MK": "master control key (create files, load keys in the DF)",
-    "EAK": "external authentication key (access rights in the DF)",
-    "IAK": "internal authentication key (proves the card is genuine)",
-    "PUK": "PIN unblock key",
-    "RPK": "PIN reload key",
-    "STK": "line protection key (MAC / encipherment)",
-    "TK": "transport key of a blank card",
-}
-ALGORITHMS = ("3des", "sm4")
+KEY_TYPES: dict[str, str] = {t.value: t.description for t in KeyType}
+ALGORITHMS = tuple(a.value for a in Algorithm)
 _FIELDS = {"df", "type", "id", "version", "algorithm", "levels", "error_limit"}
 
 
@@ -32,12 +26,20 @@ class KeySlot:
     """One key on the card: where it lives and how it is derived."""
 
     df: str
-    type: str
+    type: KeyType
     id: int
     version: int
-    algorithm: str
+    algorithm: Algorithm
     levels: int = 3
     error_limit: int = 15
+
+    def __post_init__(self) -> None:
+        # Strings (profile JSON, key stores) become the enum members; unknown ones
+        # stay as they are for check() to report.
+        if isinstance(self.type, str) and self.type in KEY_TYPES:
+            object.__setattr__(self, "type", KeyType(self.type))
+        if isinstance(self.algorithm, str) and self.algorithm in ALGORITHMS:
+            object.__setattr__(self, "algorithm", Algorithm(self.algorithm))
 
     @property
     def ref(self) -> str:
@@ -108,7 +110,7 @@ class KeyScheme:
         """Build and validate a scheme from a list of slot mappings."""
         return cls(tuple(KeySlot.from_data(d, f"keys[{i}]") for i, d in enumerate(items)))
 
-    def find(self, df: str, type: str, id: int) -> KeySlot:
+    def find(self, df: str, type: KeyType | str, id: int) -> KeySlot:
         """The slot for (df, type, id); :class:`KeyError` naming the reference if absent."""
         for slot in self.slots:
             if (slot.df, slot.type, slot.id) == (df, type, id):

@@ -30,6 +30,7 @@ from sscard.keys.algorithms import (
 from sscard.keys.records import key_record
 from sscard.keys.scheme import KeySlot
 from sscard.keys.software_store import SoftwareKeyStore
+from sscard.vocab import KeyType
 
 KeyRef = KeySlot | str
 
@@ -209,7 +210,7 @@ class SecurityModule(ABC):
         it shares with the centre, and what ``sscard virtual new --keystore``
         needs to make an emulated blank card. Every other key stays inside.
         """
-        if slot.type != "TK":
+        if slot.type != KeyType.TK:
             raise InvalidInput(
                 "only a transport key can be given out", [("key", f"{slot.ref} is not a TK")]
             )

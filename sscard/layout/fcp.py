@@ -1,9 +1,11 @@
-"""File control parameters of CREATE FILE (shared/spec/card.md, "Commands", CREATE FILE).
+"""File control parameters: CREATE FILE data and SELECT answers (docs/card.md, "Commands").
 
 ISO 7816-4 style template ``62 L {82 descriptor, 83 FID, 84 DF name, 88 SFI,
 80 size | record count ‖ record length, 86 access conditions}`` [ours for the
 details]. Built by the personalization plan from the profile; parsed by the
-emulated card. Access conditions are one byte each:
+emulated card. The emulated card answers SELECT with the file control
+information :func:`encode_fci` builds (``6F`` for a DF: FID, DF name; ``62``
+for an EF: descriptor, FID, size). Access conditions are one byte each:
 
 ==========  ====================================================
 ``00``      free
@@ -23,16 +25,31 @@ from dataclasses import dataclass
 
 from sscard.errors import InvalidInput
 from sscard.layout.model import Access, AccessCondition, FileSpec
+from sscard.vocab import FileType
 
-DESCRIPTORS = {
-    "mf": 0x38,
-    "ddf": 0x38,
-    "df": 0x38,
-    "transparent": 0x01,
-    "linear-fixed": 0x02,
-    "linear-variable": 0x04,
+DESCRIPTORS: dict[FileType, int] = {
+    FileType.MF: 0x38,
+    FileType.DDF: 0x38,
+    FileType.DF: 0x38,
+    FileType.TRANSPARENT: 0x01,
+    FileType.LINEAR_FIXED: 0x02,
+    FileType.LINEAR_VARIABLE: 0x04,
 }
-_DESCRIPTOR_KIND = {0x38: "df", 0x01: "transparent", 0x02: "linear-fixed", 0x04: "linear-variable"}
+_DESCRIPTOR_KIND = {
+    0x38: FileType.DF,
+    0x01: FileType.TRANSPARENT,
+    0x02: FileType.LINEAR_FIXED,
+    0x04: FileType.LINEAR_VARIABLE,
+}
+
+TAG_FCP = 0x62
+TAG_FCI = 0x6F
+TAG_SIZE = 0x80
+TAG_DESCRIPTOR = 0x82
+TAG_FID = 0x83
+TAG_DF_NAME = 0x84
+TAG_ACCESS = 0x86
+TAG_SFI = 0x88
 
 AC_FREE = 0x00
 AC_EXT_AUTH = 0x10
@@ -45,7 +62,7 @@ AC_NEVER = 0xFF
 class Fcp:
     """Parsed file control parameters; ``access`` holds the condition bytes."""
 
-    kind: str  # "df", "transparent", "linear-fixed", "linear-variable"
+    kind: FileType  # DF, TRANSPARENT, LINEAR_FIXED or LINEAR_VARIABLE
     fid: bytes | None = None
     df_name: bytes | None = None
     sfi: int | None = None
@@ -57,7 +74,7 @@ class Fcp:
 
     @property
     def is_df(self) -> bool:
-        return self.kind == "df"
+        return self.kind == FileType.DF
 
 
 def condition_byte(cond: AccessCondition, parent: str) -> int:
@@ -96,26 +113,48 @@ def _conditions(access: Access | None, parent: str) -> bytes:
 
 def build_fcp(spec: FileSpec) -> bytes:
     """The CREATE FILE data field for ``spec``."""
-    body = _tlv(0x82, bytes((DESCRIPTORS[spec.type],)))
+    body = _tlv(TAG_DESCRIPTOR, bytes((DESCRIPTORS[spec.type],)))
     if spec.fid is not None:
-        body += _tlv(0x83, spec.fid)
+        body += _tlv(TAG_FID, spec.fid)
     if spec.df_name is not None:
-        body += _tlv(0x84, spec.df_name)
+        body += _tlv(TAG_DF_NAME, spec.df_name)
     if spec.sfi is not None:
-        body += _tlv(0x88, bytes((spec.sfi,)))
-    if spec.type == "transparent":
-        size = spec.size or 0
-        body += _tlv(0x80, size.to_bytes(2, "big"))
-    elif spec.type in ("linear-fixed", "linear-variable"):
-        body += _tlv(0x80, bytes((spec.record_count or 0, spec.record_length or 0)))
+        body += _tlv(TAG_SFI, bytes((spec.sfi,)))
     if not spec.is_df:
-        body += _tlv(0x86, _conditions(spec.access, spec.parent or "MF"))
-    return _tlv(0x62, body)
+        body += _size_tlv(spec.type, spec.size, spec.record_count, spec.record_length)
+        body += _tlv(TAG_ACCESS, _conditions(spec.access, spec.parent or "MF"))
+    return _tlv(TAG_FCP, body)
+
+
+def _size_tlv(kind: FileType, size: int | None, count: int | None, length: int | None) -> bytes:
+    """Tag 80: the size of a transparent EF, or record count ‖ record length."""
+    if kind == FileType.TRANSPARENT:
+        return _tlv(TAG_SIZE, (size or 0).to_bytes(2, "big"))
+    return _tlv(TAG_SIZE, bytes((count or 0, length or 0)))
+
+
+def encode_fci(fcp: Fcp) -> bytes:
+    """The file control information SELECT answers with for the file ``fcp`` describes.
+
+    A DF: ``6F L {83 FID} {84 DF name}``; an EF: ``62 L {82 descriptor} {83
+    FID} {80 size | record count ‖ record length}`` [ours].
+    """
+    if fcp.is_df:
+        body = b""
+        if fcp.fid is not None:
+            body += _tlv(TAG_FID, fcp.fid)
+        if fcp.df_name is not None:
+            body += _tlv(TAG_DF_NAME, fcp.df_name)
+        return _tlv(TAG_FCI, body)
+    body = _tlv(TAG_DESCRIPTOR, bytes((DESCRIPTORS[fcp.kind],)))
+    body += bytes((TAG_FID, 2)) + (fcp.fid or b"")
+    body += _size_tlv(fcp.kind, fcp.size, fcp.record_count, fcp.record_length)
+    return _tlv(TAG_FCP, body)
 
 
 def parse_fcp(data: bytes) -> Fcp:
     """Parse a CREATE FILE data field; ``ValueError`` saying what is wrong."""
-    if len(data) < 2 or data[0] != 0x62 or data[1] != len(data) - 2:
+    if len(data) < 2 or data[0] != TAG_FCP or data[1] != len(data) - 2:
         raise ValueError("FCP must be one template 62 L ... covering the whole data field")
     fields: dict[int, bytes] = {}
     i, body = 0, data[2:]
@@ -130,39 +169,39 @@ def parse_fcp(data: bytes) -> Fcp:
             raise ValueError(f"FCP tag {tag:02X} appears twice")
         fields[tag] = value
         i += 2 + length
-    desc = fields.get(0x82)
+    desc = fields.get(TAG_DESCRIPTOR)
     if desc is None or len(desc) != 1 or desc[0] not in _DESCRIPTOR_KIND:
         raise ValueError("FCP needs a known file descriptor (tag 82)")
     kind = _DESCRIPTOR_KIND[desc[0]]
-    fid = fields.get(0x83)
+    fid = fields.get(TAG_FID)
     if fid is not None and (len(fid) != 2 or fid in (b"\x3f\x00", b"\xff\xff")):
         raise ValueError("FID (tag 83) must be 2 bytes, not 3F00 or FFFF")
-    name = fields.get(0x84)
+    name = fields.get(TAG_DF_NAME)
     if name is not None and not 1 <= len(name) <= 16:
         raise ValueError("DF name (tag 84) must be 1..16 bytes")
-    if kind != "df" and fid is None:
+    if kind != FileType.DF and fid is None:
         raise ValueError("an EF needs a FID (tag 83)")
-    if kind == "df" and fid is None and name is None:
+    if kind == FileType.DF and fid is None and name is None:
         raise ValueError("a DF needs a FID (tag 83) or a DF name (tag 84)")
-    sfi_raw = fields.get(0x88)
+    sfi_raw = fields.get(TAG_SFI)
     sfi = None
     if sfi_raw is not None:
         if len(sfi_raw) != 1 or not 1 <= sfi_raw[0] <= 30:
             raise ValueError("SFI (tag 88) must be one byte 1..30")
         sfi = sfi_raw[0]
     size = record_count = record_length = None
-    sz = fields.get(0x80)
-    if kind == "transparent":
+    sz = fields.get(TAG_SIZE)
+    if kind == FileType.TRANSPARENT:
         if sz is None or len(sz) != 2:
             raise ValueError("a transparent EF needs its size (tag 80, 2 bytes)")
         size = int.from_bytes(sz, "big")
-    elif kind != "df":
+    elif kind != FileType.DF:
         if sz is None or len(sz) != 2 or not sz[0] or not sz[1]:
             raise ValueError("a record EF needs record count and length (tag 80, 2 bytes)")
         record_count, record_length = sz[0], sz[1]
     read, write = bytes((AC_FREE,)), bytes((AC_NEVER,))
-    ac = fields.get(0x86)
-    if kind != "df":
+    ac = fields.get(TAG_ACCESS)
+    if kind != FileType.DF:
         n = ac[0] if ac else 0
         if ac is None or len(ac) < 2 + n or len(ac) != 2 + n + ac[1 + n]:
             raise ValueError("an EF needs access conditions (tag 86: n ‖ read ‖ m ‖ write)")

@@ -25,7 +25,6 @@ import jsonschema
 from sscard.errors import InvalidInput, ProfileError
 from sscard.keys.scheme import KeyScheme, KeySlot
 from sscard.layout.model import (
-    RECORD_TYPES,
     Access,
     AccessCondition,
     AtrTemplate,
@@ -35,6 +34,7 @@ from sscard.layout.model import (
     Profile,
     RecordItem,
 )
+from sscard.vocab import Algorithm, FileType, KeyType
 
 DEFAULT_PROFILE = "ss3-sm4"
 _LIST_IDENTITY: dict[str, tuple[str, ...]] = {
@@ -264,7 +264,7 @@ def validate_profile_data(data: Mapping[str, Any]) -> Profile:
 def build_profile(data: Mapping[str, Any]) -> Profile:
     """The typed profile from schema-valid, resolved data; checks cross references."""
     problems: Problems = []
-    algorithm = data["algorithm"]
+    algorithm = Algorithm(data["algorithm"])
     files: list[FileSpec] = []
     slots: list[KeySlot] = []
     for i, raw in enumerate(data["files"]):
@@ -311,7 +311,7 @@ def _build_file(raw: Mapping[str, Any], where: str) -> FileSpec:
     access = raw.get("access")
     return FileSpec(
         id=raw["id"],
-        type=raw["type"],
+        type=FileType(raw["type"]),
         parent=raw.get("parent"),
         fid=bytes.fromhex(raw["fid"]) if "fid" in raw else None,
         df_name=bytes.fromhex(raw["df_name"]) if "df_name" in raw else None,
@@ -352,7 +352,7 @@ def _consistency_problems(p: Profile) -> Problems:
         where = f"files[{i}]"
         if ids.count(f.id) > 1:
             out.append((f"{where}.id", f"file id {f.id!r} is used more than once"))
-        if f.type == "mf":
+        if f.type == FileType.MF:
             if f.parent is not None:
                 out.append((f"{where}.parent", "the MF has no parent"))
         elif f.parent is None:
@@ -371,15 +371,15 @@ def _consistency_problems(p: Profile) -> Problems:
             out.append((f"{where}.access", "missing"))
         else:
             out.extend(_access_problems(p, f.access, f"{where}.access"))
-        if f.type == "transparent":
+        if f.type == FileType.TRANSPARENT:
             if f.size is None:
                 out.append((f"{where}.size", "missing"))
             if f.records:
                 out.append((f"{where}.records", "a transparent EF has no records"))
             continue
-        if f.type in RECORD_TYPES:
+        if f.type.is_record:
             out.extend(_record_problems(f, where, fields))
-    mfs = [f for f in p.files if f.type == "mf"]
+    mfs = [f for f in p.files if f.type == FileType.MF]
     if len(mfs) != 1:
         out.append(("files", "there must be exactly one MF"))
     if p.pin.df not in by_id or not by_id[p.pin.df].is_df:
@@ -428,13 +428,13 @@ def _access_problems(p: Profile, access: Access, where: str) -> Problems:
             cw = f"{where}.{op}[{k}]"
             if c.kind == "ext-auth":
                 try:
-                    p.key_scheme.find(c.df or "", "EAK", c.key_id or 0)
+                    p.key_scheme.find(c.df or "", KeyType.EAK, c.key_id or 0)
                 except KeyError:
                     out.append(
                         (cw, f"{c}: no external authentication key {c.key_id:02X} in {c.df}")
                     )
             elif c.kind == "sm" and not any(
-                s.type == "STK" for s in p.key_scheme.in_df(c.df or "")
+                s.type == KeyType.STK for s in p.key_scheme.in_df(c.df or "")
             ):
                 out.append((cw, f"{c}: no line protection key (STK) in {c.df}"))
     return out

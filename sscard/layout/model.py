@@ -1,7 +1,9 @@
-"""The typed, immutable card profile (shared/spec/card.md; format in docs/layout.md).
+"""The typed, immutable card profile (docs/card.md; format in docs/layout.md).
 
 Built by :mod:`sscard.layout.loader` from profile JSON; bytes inside, hex only
 in :meth:`Profile.to_data` (the JSON form, which validates as a profile again).
+File types, key types and algorithms are the enums of :mod:`sscard.vocab`
+(the loader turns the profile's strings into them).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any
 from sscard.errors import InvalidInput
 from sscard.keys.scheme import KeyScheme, KeySlot
 from sscard.layout.codecs import RecordCodec, codec_for
+from sscard.vocab import Algorithm, FileType
 
-DF_TYPES = ("mf", "ddf", "df")
-RECORD_TYPES = ("linear-fixed", "linear-variable")
+DF_TYPES = tuple(t for t in FileType if t.is_df)
+RECORD_TYPES = tuple(t for t in FileType if t.is_record)
 
 _CONDITION = re.compile(r"^(free|never|pin|ext-auth\(([^,()]+),([0-9A-Fa-f]{2})\)|sm\(([^()]+)\))$")
 
@@ -100,7 +103,7 @@ class FileSpec:
     """One file of the tree: MF, DDF, DF or EF."""
 
     id: str
-    type: str
+    type: FileType
     parent: str | None = None
     fid: bytes | None = None
     df_name: bytes | None = None
@@ -115,7 +118,7 @@ class FileSpec:
     @property
     def is_df(self) -> bool:
         """True for MF, DDF and DF."""
-        return self.type in DF_TYPES
+        return self.type.is_df
 
     def record(self, no: int) -> RecordItem:
         """The record with number ``no``; :class:`KeyError` if the file has none."""
@@ -180,7 +183,7 @@ class Profile:
     name: str
     description: str
     production: bool
-    algorithm: str
+    algorithm: Algorithm
     command_set: CommandSet
     atr_template: AtrTemplate
     pin: PinSpec
