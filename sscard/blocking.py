@@ -1,4 +1,4 @@
-"""Blocking and unblocking cards (shared/spec/card.md APPLICATION BLOCK / UNBLOCK, CARD BLOCK;
+"""Blocking and unblocking cards (docs/card.md APPLICATION BLOCK / UNBLOCK, CARD BLOCK;
 regulation art. 11: a lost card is reported to the exchange platform).
 
 Levels: ``app`` (temporary application block, undone by :func:`unblock`),

@@ -1,4 +1,4 @@
-"""The one transmit pipeline (ARCHITECTURE.md, "Transmit pipeline").
+"""The one transmit pipeline (docs/architecture.md, "Transmit pipeline").
 
 ``CommandApdu → [secure messaging] → encode → transport → [61xx GET RESPONSE /
 6Cxx resend] → ResponseApdu → typed error on SW ≠ 9000 unless raw SW asked for``.

@@ -1,4 +1,4 @@
-"""APDU-level conformance of the emulated card (shared/spec/card.md), in-process and
+"""APDU-level conformance of the emulated card (docs/card.md), in-process and
 through pcscd + vpcd + pyscard, for both profiles."""
 
 from __future__ import annotations

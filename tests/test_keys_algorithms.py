@@ -1,4 +1,4 @@
-"""Known-answer and property tests of sscard.keys.algorithms (spec "Keys", "MAC computation")."""
+"""Known-answer and property tests of sscard.keys.algorithms (docs/keys.md, "Algorithms")."""
 
 from __future__ import annotations
 

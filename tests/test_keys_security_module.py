@@ -1,4 +1,4 @@
-"""SecurityModule over the software store and the development store (ARCHITECTURE.md "keys/")."""
+"""SecurityModule over the software store and the development store (docs/keys.md)."""
 
 from __future__ import annotations
 

@@ -142,7 +142,7 @@ def _ecb(key: bytes, data: bytes, algorithm: str) -> bytes:
 
 
 def _child(key: bytes, factor: bytes, algorithm: str) -> bytes:
-    """shared/spec/card.md, "Diversification": E_K(F) ‖ E_K(~F) (3DES), E_K(F ‖ ~F) (SM4)."""
+    """docs/keys.md, "Algorithms": E_K(F) ‖ E_K(~F) (3DES), E_K(F ‖ ~F) (SM4)."""
     inverted = bytes(b ^ 0xFF for b in factor)
     if algorithm == "sm4":
         return _ecb(key, factor + inverted, "sm4")

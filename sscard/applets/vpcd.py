@@ -5,7 +5,7 @@ card connects to it. Every message both ways is a 2-byte big-endian length and
 the bytes. A 1-byte message from vpcd is control: 00 power off, 01 power on,
 02 reset (no reply), 04 get ATR (reply: the ATR). Longer messages are command
 APDUs; the reply is response data ‖ SW1 SW2. Closing the socket is removing the
-card. (Protocol: vsmartcard's vpcd documentation; ARCHITECTURE.md test rig.)
+card. (Protocol: vsmartcard's vpcd documentation; docs/architecture.md test rig.)
 
 Sockets set TCP_NODELAY and TCP_QUICKACK (again after every recv): without
 them a delayed ACK costs ~48 ms per APDU on these machines.

@@ -1,4 +1,4 @@
-"""Keys: algorithms, key scheme, key stores and security modules (shared/spec/card.md, "Keys").
+"""Keys: algorithms, key scheme, key stores and security modules (docs/card.md, "Keys").
 
 The public functions service-point software and the emulated card call are
 :func:`diversify`, :func:`line_mac` and :func:`kcv`; anything that touches a

@@ -1,4 +1,4 @@
-"""Card crypto as pure functions over bytes (shared/spec/card.md, "Keys", "MAC computation").
+"""Card crypto as pure functions over bytes (docs/card.md "Keys"; docs/keys.md "Algorithms").
 
 Both profiles: ``"3des"`` (two-key 3DES, 8-byte blocks) and ``"sm4"`` (SM4,
 16-byte blocks); every key is 16 bytes. Block cipher work is done by
@@ -252,7 +252,7 @@ def verify_line_mac(key: bytes, data: bytes, mac: bytes, *, iv: bytes, algorithm
 def encipher_record(key: bytes, data: bytes, *, algorithm: str) -> bytes:
     """Encipher a key record or PIN block: ECB over ``len ‖ data ‖ 80 00…``.
 
-    Spec "MAC computation": the ``80`` is always appended, then ``00`` to the block size.
+    docs/keys.md, "Encipherment": the ``80`` is always appended, then ``00`` to the block size.
     """
     if len(data) > 255:
         raise InvalidInput("record too long", [("data", "at most 255 bytes")])

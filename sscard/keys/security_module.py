@@ -1,4 +1,4 @@
-"""SecurityModule: what the session layers call for card crypto (ARCHITECTURE.md, "keys/").
+"""SecurityModule: what the session layers call for card crypto (docs/architecture.md, "keys/").
 
 Callers ask for "the cryptogram / MAC / enciphered block for this card and this
 key", never for a key: given the card serial (ATR bytes 9..16), a key reference
@@ -170,7 +170,7 @@ class SecurityModule(ABC):
         challenge: bytes,
         encipher: bool = False,
     ) -> bytes:
-        """The data field of a line-protected command: ``data' ‖ MAC`` (spec "MAC computation").
+        """The data field of a line-protected command: ``data' ‖ MAC`` (docs/keys.md, "Line MAC").
 
         ``header`` is CLA INS P1 P2 (e.g. ``84 24 00 00`` for PIN UNBLOCK); with
         ``encipher`` the data is first enciphered (PIN RELOAD's ``E_RPK(03 ‖ PIN ‖ 80…)``).
@@ -190,7 +190,7 @@ class SecurityModule(ABC):
         """WRITE KEY data for ``target``: the card key enciphered under ``under`` plus the MAC.
 
         ``header`` is CLA INS P1 P2 (``84 D4 01 KID``); the MAC covers header ‖ Lc' ‖
-        enciphered record with the card's challenge as IV (spec "MAC computation").
+        enciphered record with the card's challenge as IV (docs/keys.md, "Line MAC").
         """
         if len(header) != 4:
             raise InvalidInput("bad header", [("header", "must be CLA INS P1 P2 (4 bytes)")])

@@ -1,4 +1,4 @@
-"""Card layout: profiles, record codecs and cardholder data (shared/spec/card.md; docs/layout.md).
+"""Card layout: profiles, record codecs and cardholder data (docs/card.md; docs/layout.md).
 
 The profile is the one source of truth for what is on the card: the
 personalization plan, the decoders and the emulated card all read it.

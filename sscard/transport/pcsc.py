@@ -2,7 +2,7 @@
 
 Readers are picked by exact name or a unique case-insensitive part of it. The
 first transmit after connect can fail with SCARD_W_RESET_CARD (pcscd saw the
-card reset): the transport reconnects and retries once (ARCHITECTURE.md).
+card reset): the transport reconnects and retries once (docs/architecture.md).
 """
 
 from __future__ import annotations
