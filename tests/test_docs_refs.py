@@ -47,3 +47,24 @@ def test_every_cited_project_document_exists() -> None:
         }
     )
     assert missing == []
+
+
+def test_architecture_names_every_module_and_the_contract_names_every_layer() -> None:
+    """docs/architecture.md's diagram lists every top-level module and package of sscard,
+    and the import-linter layers contract (pyproject.toml) places every one of them."""
+    import tomllib
+
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    diagram = text.split("```")[1]
+    modules = sorted(
+        p.name if p.is_dir() else p.stem
+        for p in (ROOT / "sscard").iterdir()
+        if (p.is_dir() and (p / "__init__.py").exists())
+        or (p.suffix == ".py" and p.stem not in ("__init__", "__main__"))
+    )
+    shown = [m for m in modules if re.search(rf"\b{re.escape(m)}(/|\.py)", diagram)]
+    assert shown == modules
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contract = next(c for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers")
+    layered = {name.strip() for layer in contract["layers"] for name in re.split("[:|]", layer)}
+    assert sorted(set(modules) - layered) == []
