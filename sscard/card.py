@@ -35,6 +35,14 @@ class KeysRequired(errors.InvalidInput):
     """The operation needs a key store (security module) and none was given."""
 
 
+class TransportKeyRefused(errors.AuthenticationFailed):
+    """A blank card refused the transport key the key store derives for it.
+
+    The card was keyed from another transport root than the one in the key
+    store (e.g. the development keys, or another vendor's). Nothing was written.
+    """
+
+
 class CardNotIssued(errors.OperationFailed):
     """The card has not been personalized yet (BLANK or PERSONALIZATION)."""
 
@@ -320,8 +328,18 @@ class SocialSecurityCard:
         self.protocol.send(commands.external_authenticate(slot.id, cryptogram))
 
     def authenticate_transport(self) -> None:
-        """Open the personalization session with the blank card's transport key."""
-        self.external_authenticate("MF", key_type=KeyType.TK)
+        """Open the personalization session with the blank card's transport key.
+
+        A refusal is :class:`TransportKeyRefused` (nothing was written to the card).
+        """
+        try:
+            self.external_authenticate("MF", key_type=KeyType.TK)
+        except errors.AuthenticationFailed as exc:
+            raise TransportKeyRefused(
+                exc.tries_left, exc.sw, command="EXTERNAL AUTHENTICATE"
+            ).with_hint(
+                "the blank card was keyed from another transport root than the key store's"
+            ) from None
 
     def internal_authenticate(self, key_id: int = 1) -> None:
         """Prove the card is genuine (it holds its diversified IAK); raise if not."""

@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -292,6 +293,18 @@ def test_a_development_card_is_refused_by_real_keys(chain: Chain, tmp_path: Path
     )  # fmt: skip
     assert done.returncode == 6, done.stderr
     assert "Traceback" not in done.stderr
+    assert "transport" in done.stderr and "import-transport" in done.stderr  # the hint
+    # Nothing was written to the card: no in_progress row stays, the attempt is closed.
+    listed = chain.ok("issue", "list", "--status", "in_progress")
+    assert listed == []
+    conn = sqlite3.connect(chain.base["SSCARD_STORE"])
+    try:
+        outcomes = conn.execute("SELECT outcome, error FROM issuance_attempts").fetchall()
+    finally:
+        conn.close()
+    assert outcomes == [("failed", "TransportKeyRefused")]
+    info = chain.ok("-r", f"virtual:{card}", "info")
+    assert info["lifecycle"] == "BLANK"
 
 
 def test_import_transport_refuses_a_mistyped_component(chain: Chain, tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from sscard import audit, cardevents, errors
 from sscard.audit.log import Actor
-from sscard.card import SocialSecurityCard, encode_pin
+from sscard.card import SocialSecurityCard, TransportKeyRefused, encode_pin
 from sscard.exchange import outbox
 from sscard.issuance import store
 from sscard.issuance.plan import Step, build_plan
@@ -159,7 +159,17 @@ def issue_card(
         replace_reason,
         status,
         partial(plan.run, card, progress=progress, phases=phases),
+        fresh=known is None,
     )
+
+
+def _failed(conn: sqlite3.Connection, serial: str, exc: BaseException, *, fresh: bool) -> None:
+    """Note a failed attempt. A blank card that refused our transport key is untouched:
+    a row this attempt created is dropped, so no stale ``in_progress`` row stays."""
+    if fresh and isinstance(exc, TransportKeyRefused):
+        store.forget_untouched(conn, serial, type(exc).__name__)
+    else:
+        store.failed(conn, serial, type(exc).__name__)
 
 
 def _record_issued(
@@ -172,6 +182,8 @@ def _record_issued(
     reason: str,
     status: str,
     personalize: Callable[[], None],
+    *,
+    fresh: bool = False,
 ) -> IssueResult:
     """Run ``personalize`` and record it (:func:`sscard.cardevents.recorded_action`).
 
@@ -221,7 +233,7 @@ def _record_issued(
         card_number=number,
         events=events,
         writes=writes,
-        on_failure=lambda exc: store.failed(conn, serial, type(exc).__name__),
+        on_failure=lambda exc: _failed(conn, serial, exc, fresh=fresh),
         detail={"replaces": old.serial} if old is not None else None,
     )
     return IssueResult(serial, number, status, old.serial if old else None, tuple(ids))

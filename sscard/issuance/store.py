@@ -256,6 +256,16 @@ def failed(conn: sqlite3.Connection, serial: str, error: str) -> None:
         )
 
 
+def forget_untouched(conn: sqlite3.Connection, serial: str, error: str) -> None:
+    """The attempt failed before anything was written to the card: close the attempt as
+    ``failed`` and drop the card's ``in_progress`` row (the card is as blank as before)."""
+    failed(conn, serial, error)
+    with transaction(conn):
+        conn.execute(
+            "DELETE FROM issuance_cards WHERE serial = ? AND status = 'in_progress'", (serial,)
+        )
+
+
 def mark_issued(conn: sqlite3.Connection, serial: str) -> None:
     """Inside the caller's transaction: the card passed verification and is issued.
 
