@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Self
 
+from sscard.vocab import SW, tries_left_sw
+
 
 class SscardError(Exception):
     """Root of every error sscard raises on purpose.
@@ -147,7 +149,7 @@ class PinIncorrect(ApduError, AuthenticationError):
         self.tries_left = tries_left
         plural = "try" if tries_left == 1 else "tries"
         super().__init__(
-            0x63C0 | (tries_left & 0x0F) if sw is None else sw,
+            tries_left_sw(tries_left) if sw is None else sw,
             f"wrong PIN, {tries_left} {plural} left",
             command=command,
         )
@@ -161,7 +163,7 @@ class AuthenticationFailed(ApduError, AuthenticationError):
     ) -> None:
         self.tries_left = tries_left
         if sw is None:
-            sw = 0x6300 if tries_left is None else 0x63C0 | (tries_left & 0x0F)
+            sw = 0x6300 if tries_left is None else tries_left_sw(tries_left)  # 6300: no count
         extra = "" if tries_left is None else f", {tries_left} tries left on this key"
         super().__init__(
             sw, f"authentication failed: wrong key or cryptogram{extra}", command=command
@@ -171,7 +173,7 @@ class AuthenticationFailed(ApduError, AuthenticationError):
 class PinBlocked(ApduError, BlockedError):
     """The PIN is blocked; a service point must unblock or reload it."""
 
-    def __init__(self, sw: int = 0x6983, *, command: str | None = None) -> None:
+    def __init__(self, sw: int = SW.AUTH_METHOD_BLOCKED, *, command: str | None = None) -> None:
         super().__init__(
             sw, "the PIN is blocked; visit a service point to have it unblocked", command=command
         )
@@ -180,7 +182,7 @@ class PinBlocked(ApduError, BlockedError):
 class KeyBlocked(ApduError, BlockedError):
     """A key (external authentication, PIN unblock, …) is blocked by its error counter."""
 
-    def __init__(self, sw: int = 0x6983, *, command: str | None = None) -> None:
+    def __init__(self, sw: int = SW.AUTH_METHOD_BLOCKED, *, command: str | None = None) -> None:
         super().__init__(sw, "the key is blocked (error counter exhausted)", command=command)
 
 

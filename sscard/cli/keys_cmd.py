@@ -24,6 +24,7 @@ from sscard.keys.algorithms import kcv
 from sscard.keys.entry import KeyEntry
 from sscard.keys.scheme import KeyScheme, KeySlot
 from sscard.keys.software_store import ScryptParams, SoftwareKeyStore
+from sscard.vocab import KeyType
 
 _fd_option = passphrase_fd_option("store passphrase")
 _cost_option = kdf_cost_option("a new store file")
@@ -384,7 +385,7 @@ def import_transport(
             "one component per custodian",
             [("--component-fd", f"give it {parts} times (--parts {parts})")],
         )
-    slot = load_profile(profile).key_scheme.find("MF", "TK", 0)
+    slot = load_profile(profile).key_scheme.find("MF", KeyType.TK, 0)
     ks = _open(store, passphrase_fd)
     _require_kind(ks, "root")
     components: list[bytes] = []

@@ -30,6 +30,7 @@ from sscard.issuance import store
 from sscard.issuance.plan import Step, build_plan
 from sscard.layout.holder import normalize_holder
 from sscard.layout.model import Profile
+from sscard.vocab import KeyType, Lifecycle
 
 REPLACE_REASONS = ("lost", "stolen", "damaged", "expired", "holder_changed", "other")
 
@@ -68,7 +69,9 @@ class IssueResult:
 
 def key_versions(profile: Profile) -> dict[str, int]:
     """Key versions personalized on a card of ``profile``, by reference (``SSSE.EAK.01``)."""
-    return {s.ref.replace("/", "."): s.version for s in profile.key_scheme.slots if s.type != "TK"}
+    return {
+        s.ref.replace("/", "."): s.version for s in profile.key_scheme.slots if s.type != KeyType.TK
+    }
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -124,10 +127,15 @@ def issue_card(
         ).with_hint("replace the active card (the old one is then revoked), giving a reason")
 
     life = card.lifecycle()
-    if life in ("CARD_BLOCKED", "APP_BLOCKED_TEMPORARY", "APP_BLOCKED_PERMANENT"):
+    blocked = (
+        Lifecycle.CARD_BLOCKED,
+        Lifecycle.APP_BLOCKED_TEMPORARY,
+        Lifecycle.APP_BLOCKED_PERMANENT,
+    )
+    if life in blocked:
         raise CardNotUsable(f"card {serial} is blocked ({life}); it cannot be issued")
     operator_id = operator.id if operator is not None else None
-    if life == "ISSUED":
+    if life == Lifecycle.ISSUED:
         if known is None or known.ssn != ssn:
             raise CardAlreadyIssued(
                 f"card {serial} is already issued, but not by this issuance store; use a blank card"
