@@ -40,6 +40,19 @@ def require(
     the store's connection at once, so a rollback of yours cannot erase it.
     """
     Operator("x", "x", "issuer").can(role_or_action)  # ValueError for an unknown action
+
+    def refused(exc: Exception, who: Operator | None) -> Exception:
+        audit.record(
+            role_or_action,
+            operator=who,
+            outcome="refused",
+            error=exc,
+            card_serial=card_serial,
+            card_number=card_number,
+            conn=store.conn,
+        )
+        return exc
+
     try:
         if operator is None:
             op = current_operator(store)
@@ -49,26 +62,8 @@ def require(
                 raise NotLoggedIn(f"operator {operator.id!r} is unknown or disabled")
             op = found
     except NotLoggedIn as exc:
-        audit.record(
-            role_or_action,
-            operator=None,
-            outcome="refused",
-            error=exc,
-            card_serial=card_serial,
-            card_number=card_number,
-            conn=store.conn,
-        )
+        refused(exc, None)
         raise
     if not op.can(role_or_action):
-        exc2 = NotAuthorized(op.id, op.role, role_or_action)
-        audit.record(
-            role_or_action,
-            operator=op,
-            outcome="refused",
-            error=exc2,
-            card_serial=card_serial,
-            card_number=card_number,
-            conn=store.conn,
-        )
-        raise exc2
+        raise refused(NotAuthorized(op.id, op.role, role_or_action), op)
     return op
