@@ -16,7 +16,7 @@ import click
 from sscard import audit
 from sscard.cli.auth import note, require_operator
 from sscard.cli.context import CliState, json_option, pass_state
-from sscard.cli.options import passphrase_fd_option
+from sscard.cli.options import passphrase_fd_option, platform_options
 from sscard.cli.secrets import read_secret
 from sscard.errors import InvalidInput, PlatformUnavailable
 from sscard.exchange.client import PlatformClient
@@ -104,31 +104,8 @@ def show(
     state.emit([r.info() for r in rows], "\n".join(lines))
 
 
-def _platform_options(f: F) -> F:
-    options = [
-        click.option(
-            "--platform",
-            envvar="SSCARD_PLATFORM_URL",
-            metavar="URL",
-            help="The exchange platform whose witnessed checkpoint to check against "
-            "($SSCARD_PLATFORM_URL); with --cert, --key, --ca as for 'sscard sync'.",
-        ),
-        click.option("--cert", envvar="SSCARD_EXCHANGE_CERT", type=click.Path(dir_okay=False),
-                     help="This service point's client certificate ($SSCARD_EXCHANGE_CERT)."),
-        click.option("--key", envvar="SSCARD_EXCHANGE_KEY", type=click.Path(dir_okay=False),
-                     help="Its private key ($SSCARD_EXCHANGE_KEY)."),
-        click.option("--ca", envvar="SSCARD_EXCHANGE_CA", type=click.Path(dir_okay=False),
-                     help="The platform CA certificate ($SSCARD_EXCHANGE_CA)."),
-        click.option("--no-platform", is_flag=True,
-                     help="Check the local trail only, even with a platform configured."),
-    ]  # fmt: skip
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
 def _witnessed(
-    platform: str | None, cert: str | None, key: str | None, ca: str | None
+    platform: str | None, cert: Path | None, key: Path | None, ca: Path | None
 ) -> audit.Checkpoint | None:
     """The head the platform witnessed for this service point, signed or not (None: none yet)."""
     missing = [name for name, v in (("--cert", cert), ("--key", key), ("--ca", ca)) if not v]
@@ -139,7 +116,7 @@ def _witnessed(
         )
     assert cert and key and ca
     try:
-        with PlatformClient(platform or "", client_context(Path(cert), Path(key), Path(ca))) as c:
+        with PlatformClient(platform or "", client_context(cert, key, ca)) as c:
             head = c.audit_head()
     except PlatformUnavailable as exc:
         raise PlatformUnavailable(f"{exc} ('--no-platform' checks the local trail only)") from None
@@ -149,7 +126,14 @@ def _witnessed(
 @audit_group.command()
 @_keystore_option(required=False)
 @_fd_option
-@_platform_options
+@platform_options(
+    required=False, purpose=" whose witnessed head to check against, as for 'sscard sync'"
+)
+@click.option(
+    "--no-platform",
+    is_flag=True,
+    help="Check the local trail only, even with a platform configured.",
+)
 @json_option
 @pass_state
 @require_operator("audit.verify")
@@ -158,9 +142,9 @@ def verify(
     keystore: str | None,
     passphrase_fd: int | None,
     platform: str | None,
-    cert: str | None,
-    key: str | None,
-    ca: str | None,
+    cert: Path | None,
+    key: Path | None,
+    ca: Path | None,
     no_platform: bool,
 ) -> None:
     """Verify the hash chain, the checkpoint signatures and the platform's witness.

@@ -96,3 +96,31 @@ def token_options(f: F) -> F:
         help="PKCS#11 module (default: SoftHSM2's libsofthsm2.so).",
     )(f)
     return click.option("--token", "token_label", required=True, metavar="LABEL")(f)
+
+
+def platform_options(*, required: bool, purpose: str = "") -> Callable[[F], F]:
+    """``--platform URL --cert --key --ca``: the exchange platform and this service point's
+    TLS identity, from the same environment variables for every command that talks to it.
+
+    ``purpose`` ends the ``--platform`` help (e.g. "; checked when given").
+    """
+    path = click.Path(dir_okay=False, path_type=Path)
+    options = [
+        click.option("--platform", envvar="SSCARD_PLATFORM_URL", metavar="URL",
+                     required=required,
+                     help=f"The exchange platform, https://HOST:PORT ($SSCARD_PLATFORM_URL)"
+                     f"{purpose}."),
+        click.option("--cert", envvar="SSCARD_EXCHANGE_CERT", type=path, required=required,
+                     help="This service point's client certificate, PEM ($SSCARD_EXCHANGE_CERT)."),
+        click.option("--key", envvar="SSCARD_EXCHANGE_KEY", type=path, required=required,
+                     help="Its private key, PEM, mode 0600 ($SSCARD_EXCHANGE_KEY)."),
+        click.option("--ca", envvar="SSCARD_EXCHANGE_CA", type=path, required=required,
+                     help="The platform CA certificate, PEM ($SSCARD_EXCHANGE_CA)."),
+    ]  # fmt: skip
+
+    def decorate(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate

@@ -19,6 +19,7 @@ import click
 from sscard import db
 from sscard.cli.auth import require_operator
 from sscard.cli.context import CliState, json_option, pass_state, store_option
+from sscard.cli.options import platform_options
 from sscard.errors import InvalidInput
 from sscard.exchange import inbox, outbox, sync
 from sscard.exchange.client import PlatformClient
@@ -26,42 +27,6 @@ from sscard.exchange.schema import CATEGORIES
 from sscard.exchange.tls import client_context
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _platform_options(f: F) -> F:
-    options = [
-        click.option(
-            "--platform",
-            envvar="SSCARD_PLATFORM_URL",
-            metavar="URL",
-            required=True,
-            help="The exchange platform, https://HOST:PORT ($SSCARD_PLATFORM_URL).",
-        ),
-        click.option(
-            "--cert",
-            envvar="SSCARD_EXCHANGE_CERT",
-            type=click.Path(dir_okay=False, path_type=Path),
-            required=True,
-            help="This service point's client certificate, PEM ($SSCARD_EXCHANGE_CERT).",
-        ),
-        click.option(
-            "--key",
-            envvar="SSCARD_EXCHANGE_KEY",
-            type=click.Path(dir_okay=False, path_type=Path),
-            required=True,
-            help="Its private key, PEM, mode 0600 ($SSCARD_EXCHANGE_KEY).",
-        ),
-        click.option(
-            "--ca",
-            envvar="SSCARD_EXCHANGE_CA",
-            type=click.Path(dir_okay=False, path_type=Path),
-            required=True,
-            help="The platform CA certificate, PEM ($SSCARD_EXCHANGE_CA).",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
 
 
 def _open(st: CliState) -> Any:
@@ -99,7 +64,7 @@ def sync_group() -> None:
 
 @sync_group.command()
 @store_option
-@_platform_options
+@platform_options(required=True)
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 1000),
@@ -157,7 +122,7 @@ def push(
 
 @sync_group.command()
 @store_option
-@_platform_options
+@platform_options(required=True)
 @click.option(
     "--limit",
     type=click.IntRange(1, 1000),
@@ -244,7 +209,7 @@ def _age(seconds: float | None) -> str:
 
 @sync_group.command()
 @store_option
-@_platform_options
+@platform_options(required=True)
 @click.option(
     "--period",
     type=click.FloatRange(0.1),
