@@ -374,12 +374,7 @@ def import_transport(
     """
     from sscard.layout.loader import load_profile
 
-    try:
-        kcv_bytes = bytes.fromhex(expected_kcv)
-    except ValueError:
-        kcv_bytes = b""
-    if len(kcv_bytes) != 3:
-        raise InvalidInput("bad KCV", [("--kcv", "must be 6 hexadecimal digits")])
+    kcv_bytes = ceremony.parse_hex(expected_kcv, 3, field="--kcv", what="KCV")
     if component_fds and len(component_fds) != parts:
         raise InvalidInput(
             "one component per custodian",
@@ -393,7 +388,7 @@ def import_transport(
     for i in range(1, parts + 1):
         fd = component_fds[i - 1] if component_fds else None
         text = read_secret(fd, f"Custodian {i} of {parts}: transport key component", env=False)
-        comp = ceremony.parse_component(text, slot.algorithm)
+        comp = ceremony.parse_component(text)
         comp_kcv = kcv(comp, algorithm=slot.algorithm).hex().upper()
         shown.append({"component": i, "kcv": comp_kcv})
         if not state.json:

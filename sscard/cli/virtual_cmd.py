@@ -61,10 +61,8 @@ def new(
       sscard virtual new dev.img                     development transport key
     """
     card_serial = parse_serial(serial)
-    transport = None
-    if keystore is not None and keystore != "dev":
-        module = security_module(keystore, passphrase_fd, load_profile(profile))
-        transport = module.blank_card_transport_key
+    module = security_module(keystore, passphrase_fd, load_profile(profile)) if keystore else None
+    transport = None if module is None or module.development else module.blank_card_transport_key
     card = new_card_file(path, profile, card_serial, transport=transport)
     data = {
         "path": str(path),
