@@ -99,3 +99,18 @@ def fill(conn: sqlite3.Connection, n: int, service_point: str = "sp-labour") -> 
             outbox.enqueue(conn, "card.issued", issued(i), service_point=service_point)
             for i in range(n)
         ]
+
+
+def client_env(url: str, pki: Pki, name: str, store: Path, role: str = "service") -> dict[str, str]:
+    """The environment of service point ``name``: the platform, its TLS identity, its own
+    store with a logged-in operator of ``role``."""
+    from tests.operatorkit import login_in_store
+
+    return {
+        "SSCARD_PLATFORM_URL": url,
+        "SSCARD_EXCHANGE_CERT": str(pki.files[name].cert),
+        "SSCARD_EXCHANGE_KEY": str(pki.files[name].key),
+        "SSCARD_EXCHANGE_CA": str(pki.files["ca"].cert),
+        "SSCARD_STORE": str(store),
+        "SSCARD_OPERATOR_TOKEN": str(login_in_store(store, role)),
+    }

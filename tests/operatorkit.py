@@ -141,3 +141,13 @@ def env_in_store(store: Path, role: str = "issuer") -> dict[str, str]:
     finally:
         operators.close()
     return {**os.environ, "SSCARD_OPERATOR_TOKEN": str(token)}
+
+
+def audit_records(action: str) -> list[audit.AuditRecord]:
+    """The audit records of ``action`` (or of every action starting with it) in the
+    current installation's store."""
+    store = OperatorStore.open()
+    try:
+        return audit.records(store.conn, action=action)
+    finally:
+        store.close()

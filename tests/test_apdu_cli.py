@@ -8,11 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sscard import audit
-from sscard.auth import OperatorStore
 from sscard.cli.exit_codes import ExitCode
 from tests.conftest import PluggedCard
-from tests.operatorkit import Installation
+from tests.operatorkit import Installation, audit_records
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 PLANTED_PIN = "731946"  # sent in a VERIFY: must reach the card and nothing else
@@ -25,14 +23,6 @@ def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str
     )
 
 
-def _records(action: str) -> list[audit.AuditRecord]:
-    store = OperatorStore.open()
-    try:
-        return audit.records(store.conn, action=action)
-    finally:
-        store.close()
-
-
 def test_apdu_without_login_is_refused_and_audited(
     installation: Installation, scripted_card: PluggedCard
 ) -> None:
@@ -41,7 +31,7 @@ def test_apdu_without_login_is_refused_and_audited(
     assert r.returncode == ExitCode.AUTH, r.stderr
     assert "sscard operator login" in r.stderr
     assert scripted_card.card.received == []  # nothing reached the card
-    assert [(x.operator, x.outcome, x.error) for x in _records("card.apdu")] == [
+    assert [(x.operator, x.outcome, x.error) for x in audit_records("card.apdu")] == [
         (None, "refused", "NotLoggedIn")
     ]
 
@@ -56,7 +46,7 @@ def test_apdu_is_refused_to_a_service_operator(
     err = json.loads(r.stderr)
     assert err["error"] == "NotAuthorized" and "card.apdu" in err["message"]
     assert scripted_card.card.received == []
-    assert [(x.operator, x.role, x.outcome, x.error) for x in _records("card.apdu")] == [
+    assert [(x.operator, x.role, x.outcome, x.error) for x in audit_records("card.apdu")] == [
         ("zhang", "service", "refused", "NotAuthorized")
     ]
 
@@ -69,7 +59,7 @@ def test_apdu_by_an_issuer_audits_headers_never_data(
     r = run("-r", scripted_card.reader, "apdu", "--stdin", input=session)
     assert r.returncode == 0, r.stderr
     assert bytes.fromhex(f"0020000003{PLANTED_PIN}") in scripted_card.card.received
-    (rec,) = _records("card.apdu")
+    (rec,) = audit_records("card.apdu")
     assert (rec.operator, rec.role, rec.outcome) == ("admin", "issuer", "ok")
     detail = json.loads(rec.detail or "{}")
     assert set(detail) == {"apdus", "count"} and detail["count"] == 4
@@ -96,7 +86,7 @@ def test_apdu_session_that_fails_is_audited_with_what_was_sent(
     installation.login("admin", "issuer")
     r = run("-r", scripted_card.reader, "apdu", "--expect-sw", "9000", "00A40000023F00", "80EE0000")
     assert r.returncode == ExitCode.FAILED
-    (rec,) = _records("card.apdu")
+    (rec,) = audit_records("card.apdu")
     assert rec.outcome == "failed"
     detail = json.loads(rec.detail or "{}")
     assert detail == {"apdus": "00A40000 Lc=2 SW=6A82", "count": 1}

@@ -24,8 +24,8 @@ from sscard.cli.main import cli
 from sscard.db import open_store as connect
 from sscard.exchange import sync
 from sscard.exchange.platform import Platform
-from tests.exchange_support import Pki, blocked, client_for, pki, platform
-from tests.operatorkit import Installation, login_in_store, record
+from tests.exchange_support import Pki, blocked, client_env, client_for, pki, platform
+from tests.operatorkit import Installation, record
 
 __all__ = ["pki", "platform"]  # fixtures
 
@@ -83,15 +83,8 @@ def test_the_environment_arms_automatic_checkpoints(
 
 
 def _env(platform: Platform, pki: Pki, store: Path, name: str = "sp-labour") -> dict[str, str]:
-    token = login_in_store(store, "issuer")
-    return {
-        "SSCARD_PLATFORM_URL": platform.url,
-        "SSCARD_EXCHANGE_CERT": str(pki.files[name].cert),
-        "SSCARD_EXCHANGE_KEY": str(pki.files[name].key),
-        "SSCARD_EXCHANGE_CA": str(pki.files["ca"].cert),
-        "SSCARD_STORE": str(store),
-        "SSCARD_OPERATOR_TOKEN": str(token),
-        "SSCARD_AUDIT_KEYSTORE": "dev",
+    return client_env(platform.url, pki, name, store, role="issuer") | {
+        "SSCARD_AUDIT_KEYSTORE": "dev"
     }
 
 

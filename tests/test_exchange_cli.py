@@ -13,7 +13,7 @@ from sscard import db
 from sscard.cli.main import cli
 from sscard.exchange import outbox
 from sscard.exchange.platform import Platform
-from tests.exchange_support import Pki, blocked, issued, open_store, pki, platform
+from tests.exchange_support import Pki, blocked, client_env, issued, open_store, pki, platform
 from tests.operatorkit import login_in_store
 
 __all__ = ["pki", "platform"]  # fixtures
@@ -21,19 +21,6 @@ __all__ = ["pki", "platform"]  # fixtures
 
 def run(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), env=env, input=stdin, catch_exceptions=False)
-
-
-def client_env(platform: Platform, pki: Pki, name: str, store: Path) -> dict[str, str]:
-    """The environment of one service point: its own store, with a logged-in operator."""
-    token = login_in_store(store)
-    return {
-        "SSCARD_PLATFORM_URL": platform.url,
-        "SSCARD_EXCHANGE_CERT": str(pki.files[name].cert),
-        "SSCARD_EXCHANGE_KEY": str(pki.files[name].key),
-        "SSCARD_EXCHANGE_CA": str(pki.files["ca"].cert),
-        "SSCARD_STORE": str(store),
-        "SSCARD_OPERATOR_TOKEN": str(token),
-    }
 
 
 def test_status_exits_1_and_lists_events_older_than_24_hours(tmp_path: Path) -> None:
@@ -59,8 +46,8 @@ def test_status_exits_1_and_lists_events_older_than_24_hours(tmp_path: Path) -> 
 def test_enqueue_push_pull_inbox_through_the_cli(
     platform: Platform, pki: Pki, tmp_path: Path
 ) -> None:
-    police = client_env(platform, pki, "sp-police", tmp_path / "police.db")
-    labour = client_env(platform, pki, "sp-labour", tmp_path / "labour.db")
+    police = client_env(platform.url, pki, "sp-police", tmp_path / "police.db")
+    labour = client_env(platform.url, pki, "sp-labour", tmp_path / "labour.db")
     queued = run(
         "--json",
         "sync",
@@ -110,7 +97,7 @@ def test_enqueue_push_pull_inbox_through_the_cli(
 def test_push_reports_rejected_events_with_exit_1(
     platform: Platform, pki: Pki, tmp_path: Path
 ) -> None:
-    env = client_env(platform, pki, "sp-police", tmp_path / "police.db")
+    env = client_env(platform.url, pki, "sp-police", tmp_path / "police.db")
     run(
         "sync",
         "enqueue",

@@ -22,25 +22,13 @@ import pytest
 
 from sscard.exchange import outbox
 from sscard.exchange.platform import Platform
-from tests.exchange_support import CONFIG, Pki, fill, open_store, pki, platform
-from tests.operatorkit import login_in_store
+from tests.exchange_support import CONFIG, Pki, client_env, fill, open_store, pki, platform
 
 __all__ = ["pki", "platform"]  # fixtures
 
 
 def sscard(*args: str) -> list[str]:
     return [sys.executable, "-m", "sscard", *args]
-
-
-def client_env(url: str, pki: Pki, store: Path) -> dict[str, str]:
-    return os.environ | {
-        "SSCARD_PLATFORM_URL": url,
-        "SSCARD_EXCHANGE_CERT": str(pki.files["sp-labour"].cert),
-        "SSCARD_EXCHANGE_KEY": str(pki.files["sp-labour"].key),
-        "SSCARD_EXCHANGE_CA": str(pki.files["ca"].cert),
-        "SSCARD_STORE": str(store),
-        "SSCARD_OPERATOR_TOKEN": str(login_in_store(store)),
-    }
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -80,7 +68,7 @@ def test_kill_9_client_between_platform_ack_and_local_commit(
         return acks
 
     platform.store.store_batch = slow_third  # type: ignore[method-assign]
-    env = client_env(platform.url, pki, store)
+    env = os.environ | client_env(platform.url, pki, "sp-labour", store)
     client = subprocess.Popen(
         sscard("sync", "push", "--batch-size", "100"),
         env=env,
@@ -171,7 +159,9 @@ def test_platform_killed_and_restarted_mid_batch_loses_and_repeats_nothing(
 ) -> None:
     store = tmp_path / "sp.db"
     ids = fill(open_store(store), 8000)
-    env = client_env(f"https://127.0.0.1:{platform_process.port}", pki, store)
+    env = os.environ | client_env(
+        f"https://127.0.0.1:{platform_process.port}", pki, "sp-labour", store
+    )
     args = ["--json", "sync", "run", "--period", "0.2", "--batch-size", "1000", "--no-pull"]
     client = subprocess.Popen(
         sscard(*args),

@@ -11,10 +11,8 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from sscard import audit
-from sscard.auth import OperatorStore
 from sscard.cli.main import cli
-from tests.operatorkit import PASSWORD, Installation
+from tests.operatorkit import PASSWORD, Installation, audit_records
 
 EXE = str(Path(sys.executable).with_name("sscard"))
 KS_PW = "centre passphrase 1"
@@ -45,14 +43,6 @@ def sub(*args: str, secret: str | None = None) -> subprocess.CompletedProcess[st
             os.close(fd)
 
 
-def _records(action: str) -> list[audit.AuditRecord]:
-    store = OperatorStore.open()
-    try:
-        return audit.records(store.conn, action=action)
-    finally:
-        store.close()
-
-
 def test_bootstrap_login_and_a_0600_token_in_real_processes(installation: Installation) -> None:
     r = sub("operator", "add", "--bootstrap", "admin", "--name", "Li Na", "--kdf-cost", "10",
             "--password-fd", "FD", secret=PASSWORD)  # fmt: skip
@@ -72,8 +62,8 @@ def test_bootstrap_login_and_a_0600_token_in_real_processes(installation: Instal
     assert r.returncode == 6 and "sscard operator login" in r.stderr
     for out in (r.stdout, r.stderr):
         assert PASSWORD not in out
-    assert [x.outcome for x in _records("operator.bootstrap")] == ["ok", "refused"]
-    assert [x.action for x in _records("operator")] == [
+    assert [x.outcome for x in audit_records("operator.bootstrap")] == ["ok", "refused"]
+    assert [x.action for x in audit_records("operator")] == [
         "operator.bootstrap", "operator.bootstrap", "operator.login", "operator.logout",
     ]  # fmt: skip
 
@@ -89,11 +79,11 @@ def test_service_operator_cannot_generate_keys(installation: Installation, tmp_p
     err = json.loads(r.stderr)
     assert err["error"] == "NotAuthorized" and "keys.generate" in err["message"]
     assert store.read_bytes() == before
-    recs = _records("keys.generate")
+    recs = audit_records("keys.generate")
     assert [(x.operator, x.role, x.outcome, x.error) for x in recs] == [
         ("zhang", "service", "refused", "NotAuthorized")
     ]
-    (init,) = _records("keys.init")
+    (init,) = audit_records("keys.init")
     assert (init.operator, init.outcome) == ("admin", "ok")
 
 
@@ -116,7 +106,7 @@ def test_every_key_store_command_needs_an_issuer(
     for cmd in commands:
         r = run(*cmd)
         assert r.exit_code == 6, (cmd, r.output)
-    refused = [x.action for x in _records("keys") if x.outcome == "refused"]
+    refused = [x.action for x in audit_records("keys") if x.outcome == "refused"]
     assert refused == [
         "keys.init", "keys.generate", "keys.rotate", "keys.split", "keys.combine",
         "keys.export-zone", "keys.token-import",
@@ -132,7 +122,7 @@ def test_operator_flag_prompts_for_the_password(installation: Installation, tmp_
             input=PASSWORD + "\n")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert PASSWORD not in r.output
-    assert [(x.operator, x.outcome, x.error) for x in _records("keys.init")] == [
+    assert [(x.operator, x.outcome, x.error) for x in audit_records("keys.init")] == [
         ("admin", "refused", "LoginFailed"),
         ("admin", "ok", None),
     ]
@@ -149,7 +139,7 @@ def test_failed_key_commands_are_audited_with_their_error_class(
         env={"SSCARD_KEYSTORE_PASSPHRASE": "not the passphrase"},
     )  # fmt: skip
     assert r.exit_code == 6
-    (rec,) = _records("keys.rotate")
+    (rec,) = audit_records("keys.rotate")
     assert (rec.outcome, rec.error) == ("failed", "WrongPassphrase")
     assert "not the passphrase" not in installation.store.read_bytes().decode("latin-1")
 

@@ -10,22 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sscard import audit
-from sscard.auth import OperatorStore
 from sscard.cli.exit_codes import ExitCode
 from sscard.cli.main import cli
-from tests.operatorkit import PASSWORD, Installation
+from tests.operatorkit import PASSWORD, Installation, audit_records
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 SECRET = "typed secret 9"
-
-
-def _records(action: str) -> list[audit.AuditRecord]:
-    store = OperatorStore.open()
-    try:
-        return audit.records(store.conn, action=action)
-    finally:
-        store.close()
 
 
 def test_failed_own_password_change_is_audited_like_a_failed_login(
@@ -37,9 +27,9 @@ def test_failed_own_password_change_is_audited_like_a_failed_login(
         input="not my password\nnew password 2\nnew password 2\n",
     )  # fmt: skip
     assert r.exit_code == ExitCode.AUTH, r.output
-    assert [(x.operator, x.role, x.outcome, x.error) for x in _records("operator.passwd.own")] == [
-        ("zhang", "service", "refused", "LoginFailed")
-    ]
+    assert [
+        (x.operator, x.role, x.outcome, x.error) for x in audit_records("operator.passwd.own")
+    ] == [("zhang", "service", "refused", "LoginFailed")]
     # an unknown id is recorded without it (a mistyped id may be a password)
     assert CliRunner().invoke(cli, ["operator", "logout"]).exit_code == 0
     r = CliRunner().invoke(
@@ -47,7 +37,7 @@ def test_failed_own_password_change_is_audited_like_a_failed_login(
         input="whatever 1\n",
     )  # fmt: skip
     assert r.exit_code == ExitCode.AUTH
-    last = _records("operator.passwd.own")[-1]
+    last = audit_records("operator.passwd.own")[-1]
     assert (last.operator, last.outcome, last.error) == (None, "refused", "LoginFailed")
     assert "no-such-operator" not in installation.store.read_bytes().decode("latin-1")
     # the right password still works afterwards
@@ -57,7 +47,7 @@ def test_failed_own_password_change_is_audited_like_a_failed_login(
         input=f"{PASSWORD}\nnew password 2\nnew password 2\n",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert [x.outcome for x in _records("operator.passwd.own")] == ["refused", "refused", "ok"]
+    assert [x.outcome for x in audit_records("operator.passwd.own")] == ["refused", "refused", "ok"]
     assert "not my password" not in installation.store.read_bytes().decode("latin-1")
 
 
@@ -99,4 +89,4 @@ def test_no_terminal_means_no_prompt_not_an_echoing_read(
     assert SECRET not in r.stdout + r.stderr
     assert installation.token.read_bytes() == token  # no new session
     assert not (tmp_path / "c.ks").exists() and not (tmp_path / "bak").exists()
-    assert [x.outcome for x in _records("operator.login")] == ["ok"]  # the one above
+    assert [x.outcome for x in audit_records("operator.login")] == ["ok"]  # the one above
