@@ -41,6 +41,17 @@ def run(
     )
 
 
+def issue_random_pin(
+    reader: str, store: Path, *, holder: Path = HOLDER, role: str = "issuer", as_json: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``sscard [--json] -r READER issue --holder HOLDER --keystore dev --random-pin``."""
+    flags = ("--json",) if as_json else ()
+    return run(
+        *flags, "-r", reader, "issue", "--holder", str(holder), "--keystore", "dev",
+        "--random-pin", role=role, store=store,
+    )  # fmt: skip
+
+
 def holders(n: int) -> list[dict[str, object]]:
     """``n`` valid holders (GB 11643 check digits computed here, independently)."""
     weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
@@ -87,17 +98,7 @@ def test_issue_through_pcscd_then_read_back(tmp_path: Path, vpcd_port: int) -> N
         assert "initial_pin" not in data and PIN not in result.stdout + result.stderr
         read = run("--json", "-r", reader, "read")
         assert json.loads(read.stdout) == SAMPLE_HOLDER
-        again = run(
-            "-r",
-            reader,
-            "issue",
-            "--holder",
-            str(HOLDER),
-            "--keystore",
-            "dev",
-            "--random-pin",
-            store=store,
-        )
+        again = issue_random_pin(reader, store)
         assert again.returncode == 0 and "already issued" in again.stdout
 
 
@@ -113,18 +114,7 @@ def test_bad_holder_lists_every_field_and_touches_no_card(tmp_path: Path) -> Non
     }
     holder = tmp_path / "bad.json"
     holder.write_text(json.dumps(bad, ensure_ascii=False), encoding="utf-8")
-    result = run(
-        "--json",
-        "-r",
-        f"virtual:{path}",
-        "issue",
-        "--holder",
-        str(holder),
-        "--keystore",
-        "dev",
-        "--random-pin",
-        store=tmp_path / "s.db",
-    )
+    result = issue_random_pin(f"virtual:{path}", tmp_path / "s.db", holder=holder, as_json=True)
     assert result.returncode == ExitCode.INVALID_INPUT
     problems = {p["field"] for p in json.loads(result.stderr)["problems"]}
     assert {"ssn", "birth_date", "card_number", "region"} <= problems
@@ -135,18 +125,7 @@ def test_bad_holder_lists_every_field_and_touches_no_card(tmp_path: Path) -> Non
 def test_issue_needs_an_issuer(tmp_path: Path) -> None:
     path = tmp_path / "card.img"
     new_card_file(path)
-    result = run(
-        "-r",
-        f"virtual:{path}",
-        "issue",
-        "--holder",
-        str(HOLDER),
-        "--keystore",
-        "dev",
-        "--random-pin",
-        role="service",
-        store=tmp_path / "s.db",
-    )
+    result = issue_random_pin(f"virtual:{path}", tmp_path / "s.db", role="service")
     assert result.returncode == ExitCode.AUTH
     assert "card.issue" in result.stderr
 
@@ -276,17 +255,7 @@ def test_batch_needs_readers_or_virtual(tmp_path: Path) -> None:
 def test_issue_other_profile_in_process(tmp_path: Path, profile: str) -> None:
     path = tmp_path / "card.img"
     new_card_file(path, profile)
-    result = run(
-        "-r",
-        f"virtual:{path}",
-        "issue",
-        "--holder",
-        str(HOLDER),
-        "--keystore",
-        "dev",
-        "--random-pin",
-        store=tmp_path / "s.db",
-    )
+    result = issue_random_pin(f"virtual:{path}", tmp_path / "s.db")
     assert result.returncode == 0, result.stderr
     assert "PIN mailer" in result.stdout
 
@@ -296,17 +265,7 @@ def test_issue_list_shows_the_store(tmp_path: Path) -> None:
     new_card_file(path)
     store = tmp_path / "s.db"
     assert "No cards" in run("issue", "list", store=store).stdout
-    run(
-        "-r",
-        f"virtual:{path}",
-        "issue",
-        "--holder",
-        str(HOLDER),
-        "--keystore",
-        "dev",
-        "--random-pin",
-        store=store,
-    )
+    issue_random_pin(f"virtual:{path}", store)
     rows = json.loads(run("--json", "issue", "list", store=store).stdout)
     assert [(r["card_number"], r["status"]) for r in rows] == [("A12345678", "issued")]
     assert (
@@ -459,17 +418,7 @@ def test_single_card_rerun_closes_the_killed_attempt(tmp_path: Path, vpcd_port: 
         conn = open_store(store)
         assert store_cards(conn, status="in_progress")[0].serial == card.serial.hex().upper()
         conn.close()
-        again = run(
-            "-r",
-            reader,
-            "issue",
-            "--holder",
-            str(HOLDER),
-            "--keystore",
-            "dev",
-            "--random-pin",
-            store=store,
-        )
+        again = issue_random_pin(reader, store)
     assert again.returncode == 0, again.stderr
     assert _open_attempts(store) == []
     with closing(sqlite3.connect(store)) as db:
