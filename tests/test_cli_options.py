@@ -51,8 +51,8 @@ def test_the_tree_is_walked() -> None:
     assert len(ALL) > 40
 
 
-@pytest.mark.parametrize("path", ALL, ids=" ".join)
-def test_every_command_accepts_json_after_its_name(path: tuple[str, ...]) -> None:
+def _command(path: tuple[str, ...]) -> click.Command:
+    """The command at ``path`` in the sscard tree."""
     ctx = click.Context(cli)
     cmd: click.Command = cli
     for name in path:
@@ -60,6 +60,12 @@ def test_every_command_accepts_json_after_its_name(path: tuple[str, ...]) -> Non
         found = cmd.get_command(ctx, name)
         assert found is not None
         cmd = found
+    return cmd
+
+
+@pytest.mark.parametrize("path", ALL, ids=" ".join)
+def test_every_command_accepts_json_after_its_name(path: tuple[str, ...]) -> None:
+    cmd = _command(path)
     assert any("--json" in p.opts for p in cmd.params), path
     result = CliRunner().invoke(cli, [*path, "--json", "--help"])
     assert result.exit_code == 0, result.output
@@ -145,14 +151,7 @@ def test_batch_results_csv_with_a_hostile_holder_name(tmp_path: Path) -> None:
 
 
 def _param(path: tuple[str, ...], name: str) -> click.Parameter | None:
-    ctx = click.Context(cli)
-    cmd: click.Command = cli
-    for part in path:
-        assert isinstance(cmd, click.Group)
-        found = cmd.get_command(ctx, part)
-        assert found is not None
-        cmd = found
-    return next((p for p in cmd.params if name in p.opts), None)
+    return next((p for p in _command(path).params if name in p.opts), None)
 
 
 def test_profile_means_one_thing_everywhere() -> None:
