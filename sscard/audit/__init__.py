@@ -25,7 +25,7 @@ from sscard.audit.checkpoint import (
 )
 from sscard.audit.log import OUTCOMES, Actor, AuditRecord, all_records, record, records
 from sscard.audit.schema import ensure_schema
-from sscard.audit.verify import VerifyReport, verify
+from sscard.audit.verify import VerifyReport, verify, witness_problem
 
 __all__ = [
     "AUTO_EVERY",
@@ -49,4 +49,5 @@ __all__ = [
     "records",
     "use_signer",
     "verify",
+    "witness_problem",
 ]

@@ -108,20 +108,29 @@ def _check_point(
     return None
 
 
+def witness_problem(seq: int, hash: str, local: str | None, ends_at: int) -> AuditLogBroken | None:
+    """The local trail against the head the platform witnessed (record ``seq`` with
+    ``hash``): ``local`` is this trail's hash of record ``seq`` and ``ends_at`` its last
+    record. :class:`AuditTrailTruncated` when the trail ends before ``seq``; an
+    :class:`AuditLogBroken` when the record differs; None when the trail still holds it.
+    """
+    if seq > ends_at:
+        return AuditTrailTruncated(seq, ends_at)
+    if local != hash:
+        return AuditLogBroken(
+            seq,
+            f"differs from the record the platform witnessed: records up to {seq} were rewritten",
+        )
+    return None
+
+
 def _check_witnessed(
     cp: Checkpoint, heads: dict[int, str], signer: CheckpointSigner | None, count: int
 ) -> AuditLogBroken | None:
-    if cp.seq > count:
-        return AuditTrailTruncated(cp.seq, count)
-    if heads.get(cp.seq) != cp.hash:
-        return AuditLogBroken(
-            cp.seq,
-            "differs from the record the platform witnessed: records up to "
-            f"{cp.seq} were rewritten",
-        )
-    if signer is not None and cp.signed and not signer.valid(cp):
+    problem = witness_problem(cp.seq, cp.hash, heads.get(cp.seq), count)
+    if problem is None and signer is not None and cp.signed and not signer.valid(cp):
         return AuditLogBroken(cp.seq, "the checkpoint the platform witnessed has a bad signature")
-    return None
+    return problem
 
 
 def verify(

@@ -23,8 +23,6 @@ from typing import Any
 from sscard import audit, db
 from sscard.audit.log import GENESIS
 from sscard.errors import (
-    AuditLogBroken,
-    AuditTrailTruncated,
     AuditWitnessRefused,
     EventsRejected,
     PlatformProtocolError,
@@ -124,16 +122,12 @@ def witness_audit(
         known = int(witnessed["seq"])
         row = conn.execute("SELECT hash FROM audit_log WHERE seq = ?", (known,)).fetchone()
         mine = GENESIS if known == 0 else (None if row is None else str(row[0]))
-        if mine is None:
-            raise AuditTrailTruncated(known, seq)
-        if mine != witnessed["hash"]:
-            raise AuditLogBroken(
-                known,
-                "differs from the record the platform witnessed: the trail was cut or rewritten",
-            )
+        problem = audit.witness_problem(known, str(witnessed["hash"]), mine, seq)
+        if problem is not None:
+            raise problem
         if seq <= known:
             return known  # nothing newer to witness
-        extends = {"seq": known, "hash": mine}
+        extends = {"seq": known, "hash": witnessed["hash"]}
     send = _head_checkpoint(conn, seq, top, signer or audit.auto_signer())
     try:
         answer = client.witness(send.wire(), extends)
