@@ -69,7 +69,9 @@ def personalize(card: EmulatedCard, profile: str) -> int:
 
     transport.transmit = counting  # type: ignore[method-assign]
     session = SocialSecurityCard.open(transport, security=_module(profile))
-    build_plan(session.profile, HOLDER, session.serial, pin=PIN).run(session)
+    build_plan(session.profile, HOLDER, session.serial, pin=PIN, sign=session.sign_card_id).run(
+        session
+    )
     transport.disconnect()
     return count
 
@@ -82,10 +84,10 @@ def main() -> int:
     out: dict[str, object] = {}
 
     card = new_memory_card()
-    apdus_per_card = personalize(card, "ss3-sm4")
+    apdus_per_card = personalize(card, "national-3")
     out["apdus_per_personalization"] = apdus_per_card
     out["personalizations_per_s_inprocess_memory"] = round(
-        rate(lambda: personalize(new_memory_card(), "ss3-sm4"), args.seconds), 1
+        rate(lambda: personalize(new_memory_card(), "national-3"), args.seconds), 1
     )
     card.power_on()
     card.process(SSSE)
@@ -96,7 +98,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "card.img"
         file_card = new_card_file(path)
-        personalize(file_card, "ss3-sm4")
+        personalize(file_card, "national-3")
         file_card.power_on()
         file_card.process(SSSE)
         out["verify_per_s_inprocess_file_fsync"] = round(

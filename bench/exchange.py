@@ -39,7 +39,7 @@ def payload(i: int) -> dict[str, Any]:
         "card_serial": f"{i:016X}",
         "card_number": f"B{i % 10**8:08d}",
         "ssn": "11010519491231002X",
-        "profile": "ss3-sm4",
+        "profile": "national-3",
         "key_versions": {"MK_DF01": 1, "DPK": 1},
     }
 

@@ -88,7 +88,7 @@ def batch_rate(tmp: Path, readers: int, cards: int, latency: Latency | None, tag
     store = tmp / f"batch-{tag}-{readers}.db"
     run = BatchRun(
         rows=rows,
-        readers=[VirtualSlot(f"v{i}", "ss3-sm4", latency) for i in range(readers)],
+        readers=[VirtualSlot(f"v{i}", "national-3", latency) for i in range(readers)],
         open_conn=lambda: open_store(store),
         security=MODULE,
         operator=None,
@@ -128,7 +128,7 @@ def pcsc_rate(tmp: Path, n: int) -> float:
     return n / total
 
 
-MODULE = development_module(load_profile("ss3-sm4").key_scheme.slots)
+MODULE = development_module(load_profile("national-3").key_scheme.slots)
 
 
 def main() -> int:

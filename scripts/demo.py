@@ -70,7 +70,7 @@ def main() -> int:
     say("Key ceremony: a new encrypted root key store, random roots for every key slot")
     keystore = str(DEMO / "centre.ks")
     sscard("keys", "init", "--kdf-cost", "12", keystore)
-    sscard("keys", "generate", keystore, "--profile", "ss3-sm4")
+    sscard("keys", "generate", keystore, "--profile", "national-3")
     sscard("audit", "init-key", keystore)  # signs the audit trail's checkpoints
     sscard("keys", "list", keystore)
 

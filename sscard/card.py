@@ -17,14 +17,23 @@ from typing import Any
 
 from sscard import commands, errors
 from sscard.apdu import CommandApdu, ResponseApdu
+from sscard.basic_info import BasicInfo
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule
 from sscard.layout import card_profiles, decode_records, load_profile
-from sscard.layout.model import FileSpec, Profile
+from sscard.layout.codecs import CardId
+from sscard.layout.holder_codec import SERIAL_LENGTH
+from sscard.layout.model import FileSpec, Profile, RecordItem
 from sscard.protocol import ApduProtocol
 from sscard.sm import LineProtection
 from sscard.transport.base import Transport
-from sscard.vocab import CLA, INS, SW, FileType, KeyType, Lifecycle
+from sscard.vocab import CLA, INS, SW, Algorithm, FileType, KeyType, Lifecycle
+
+NAME_EXTENSION_TAG = 0x4E
+"""EF06 item 4E, the name extension: a 2.0 card may lack it."""
+
+READ_KEY_ID = 0x0A
+"""KID of RKSSSE, the 3.0 read key (``00 82 00 0A``; docs/card.md)."""
 
 
 class CardNotGenuine(errors.AuthenticationError):
@@ -48,19 +57,67 @@ class CardNotIssued(errors.OperationFailed):
 
 
 class UnknownCard(errors.InvalidInput):
-    """The ATR matches no card profile."""
+    """The card is not a social security card sscard knows (algorithm, spec version)."""
 
 
-def profile_for_atr(atr: bytes) -> Profile:
-    """The shipped profile whose ATR template matches ``atr``."""
+class CardIdInvalid(errors.InvalidInput):
+    """The card identification code is malformed, or its MAC does not verify (national −20)."""
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """What the card says about itself (docs/card.md, "Recognising a card")."""
+
+    profile: Profile | None  # None: no social security application yet (a blank card)
+    algorithm: Algorithm | None = None
+    spec_version: str | None = None
+
+
+def recognize(protocol: ApduProtocol) -> Recognition:
+    """SELECT SSSE, read its algorithm indicator (FCI ``9F0C``; absent = DES) and the
+    spec version (EF05 item 03), and pick the shipped profile of that generation.
+
+    The ATR plays no part: vendors' ATRs differ. A card without the application
+    (blank, or its application blocked for good) gives ``Recognition(None)``.
+    """
+    base = load_profile()
+    ssse = base.df("SSSE")
+    assert ssse.df_name is not None
+    response = protocol.send(commands.select_application(ssse.df_name), check=False)
+    if response.sw not in (SW.OK, SW.FILE_DEACTIVATED):
+        return Recognition(None)
+    indicator = algorithm_indicator(response.data)
+    algorithm = Algorithm.from_indicator(indicator)
+    ef05 = base.ef("EF05")
+    item = next(r for r in ef05.records if r.field == "spec_version")
+    read = protocol.send(commands.read_item(ef05, item.tag, item.length), check=False)
+    version = None
+    if read.sw == SW.OK:
+        try:
+            version = item.codec.decode(read.data)
+        except errors.SscardError:
+            version = None
     for name in card_profiles():
         profile = load_profile(name)
-        if profile.atr_template.serial(atr) is not None:
-            return profile
+        if (
+            algorithm is not None
+            and profile.algorithm == algorithm
+            and (version is not None and profile.generation == version[:1])
+        ):
+            return Recognition(profile, algorithm, version)
+    shown = f"{indicator:02X}" if indicator is not None else "absent (DES)"
     raise UnknownCard(
-        f"the card's ATR {atr.hex().upper()} matches no card profile "
-        f"({', '.join(card_profiles())}); is this a social security card?"
-    )
+        f"the card's application has algorithm indicator {shown} and spec version "
+        f"{version or 'unreadable'}; no card profile ({', '.join(card_profiles())}) fits"
+    ).with_hint("is this a social security card of a generation sscard supports (2.0, 3.0)?")
+
+
+def algorithm_indicator(fci: bytes) -> int | None:
+    """The xx of ``9F0C 03 86 01 xx`` anywhere in an FCI; None when absent."""
+    at = bytes(fci).find(b"\x9f\x0c\x03\x86\x01")
+    if at < 0 or at + 6 > len(fci):
+        return None
+    return fci[at + 5]
 
 
 @dataclass(frozen=True)
@@ -69,7 +126,7 @@ class CardInfo:
 
     atr: bytes
     serial: bytes
-    profile: str
+    profile: str | None  # None: a blank card, its profile comes with issuance
     lifecycle: str
     pin_tries_left: int | None
 
@@ -84,7 +141,11 @@ class CardInfo:
 
 
 class SocialSecurityCard:
-    """One card in one reader. ``security`` is needed for authentication and protected writes."""
+    """One card in one reader. ``security`` is needed for authentication and protected writes.
+
+    The card is recognised from its own data (:func:`recognize`); ``profile`` is the
+    profile to issue a blank card with, or a custom profile of the card's generation.
+    """
 
     def __init__(
         self,
@@ -94,14 +155,24 @@ class SocialSecurityCard:
         security: SecurityModule | None = None,
     ) -> None:
         self.protocol = protocol
-        atr = protocol.transport.atr
-        self.profile = profile or profile_for_atr(atr)
-        serial = self.profile.atr_template.serial(atr)
-        if serial is None:
-            raise UnknownCard(f"the card's ATR does not match profile {self.profile.name}")
-        self.serial: bytes = serial
-        self.security = security
         self._current_df: str | None = None
+        found = recognize(protocol)
+        self.recognized: Profile | None = found.profile
+        if found.profile is not None:
+            self._current_df = "SSSE"
+            if profile is not None and (
+                profile.algorithm != found.profile.algorithm
+                or profile.generation != found.profile.generation
+            ):
+                raise UnknownCard(
+                    f"the card is a {found.profile.name} card ({found.algorithm}, spec version "
+                    f"{found.spec_version}); profile {profile.name} is for another generation"
+                ).with_hint("leave out --profile: the card says which profile it follows")
+            self.recognized = profile or found.profile
+        self.profile: Profile = self.recognized or profile or load_profile()
+        self._serial: bytes | None = None
+        self._read_open = False  # 3.0 read authentication done in the current SSSE session
+        self.security = security
         self._city: str | None = self.profile.key_city
         self._city_known = self._city is not None
 
@@ -119,9 +190,21 @@ class SocialSecurityCard:
         return cls(ApduProtocol(transport), profile, security=security)
 
     def __repr__(self) -> str:
-        return (
-            f"SocialSecurityCard(serial={self.serial.hex().upper()}, profile={self.profile.name})"
-        )
+        serial = self._serial.hex().upper() if self._serial is not None else "?"
+        return f"SocialSecurityCard(serial={serial}, profile={self.profile.name})"
+
+    @property
+    def serial(self) -> bytes:
+        """The chip serial (GET DATA, docs/card.md): the card's identity in the stores and
+        the card level of its key diversification. Read once per session."""
+        if self._serial is None:
+            data = self.protocol.send(commands.get_chip_serial()).data
+            if len(data) != SERIAL_LENGTH:
+                raise errors.ProtocolError(
+                    f"the card answered a {len(data)}-byte chip serial ({SERIAL_LENGTH} expected)"
+                )
+            self._serial = bytes(data)
+        return self._serial
 
     # --- selection --------------------------------------------------------------------
 
@@ -144,6 +227,7 @@ class SocialSecurityCard:
         if self._current_df == spec.id and not force:
             return
         self._current_df = None
+        self._read_open = False
         if spec.type == FileType.MF:
             self.protocol.send(commands.select_mf())
         elif spec.df_name is not None:
@@ -200,6 +284,17 @@ class SocialSecurityCard:
         slot = self._slot(self.profile.pin.df, KeyType.RPK, 1)
         self.send_protected(commands.pin_reload(block), slot, encipher=True, security=security)
 
+    def sign_card_id(self, data: bytes) -> bytes:
+        """The MAC of this chip's card identification code (issuance; docs/card.md).
+
+        ``data`` is the MAC input, region first: the security module works for that
+        region's city (or the profile's ``key_city``).
+        """
+        if self.security is None:
+            raise KeysRequired("issuing a card needs the card's keys: a key store is needed")
+        module = self.security.for_city(self.profile.key_city or bytes(data[:3]).hex())
+        return module.card_id_mac(self.serial, self._slot("SSSE", KeyType.IAK, 1), data)
+
     def end_personalization(self) -> None:
         """END PERSONALIZATION: PERSONALIZATION → ISSUED."""
         self.protocol.send(commands.end_personalization())
@@ -239,7 +334,129 @@ class SocialSecurityCard:
     def read_records(self, ef_id: str) -> dict[tuple[str, int], bytes]:
         """Every record of EF ``ef_id`` the profile declares."""
         ef = self.profile.ef(ef_id)
+        self._open_for_reading(ef.records)
         return {(ef.id, r.no): self.read_record(ef.id, r.no) for r in ef.records}
+
+    def read_item(self, ef_id: str, tag: int, *, missing_ok: bool = False) -> bytes | None:
+        """The item ``tag`` of EF ``ef_id`` (tag ‖ len ‖ value), read by record identifier
+        as terminals do; authenticates first on a 3.0 card when the item needs it.
+        ``missing_ok``: None when the card lacks the record (a 2.0 card's name extension)."""
+        item = self.profile.record_by_tag(ef_id, tag)
+        ef = self.profile.ef(ef_id)
+        self._open_for_reading((item,))
+        self._select_for_records(ef)
+        response = self.protocol.send(commands.read_item(ef, tag, item.length), check=False)
+        if missing_ok and response.sw == SW.RECORD_NOT_FOUND:
+            return None
+        if response.sw != SW.OK:
+            raise self._error(response.sw, INS.READ_RECORD)
+        return response.data
+
+    def _open_for_reading(self, items: tuple[RecordItem, ...]) -> None:
+        """3.0 cards: the read authentication, once per SSSE session, when an item needs it."""
+        needs = any(
+            i.file in ("EF05", "EF06")
+            and not any(c.kind == "free" for c in self.profile.record_readers(i))
+            for i in items
+        )
+        if not needs or self._read_open:
+            return
+        if self.security is None or not self._has_slot("SSSE", KeyType.RK, READ_KEY_ID):
+            raise KeysRequired(
+                "this card (spec version 3) lets its basic information be read only after "
+                "authentication with the read key RKSSSE: a key store is needed"
+            ).with_hint("pass --keystore with the city's keys (or a zone store)")
+        self.authenticate_for_reading()
+
+    def authenticate_for_reading(self) -> None:
+        """The 3.0 read authentication (docs/card.md, "3.0 cards"): INTERNAL AUTHENTICATE
+        with process factor ‖ random, then EXTERNAL AUTHENTICATE with RKSSSE under a
+        session key from a second process factor."""
+        security = self._security()
+        iak = self._slot("SSSE", KeyType.IAK, 1)
+        rk = self._slot("SSSE", KeyType.RK, READ_KEY_ID)
+        self.select("SSSE")
+        random = self.get_challenge()
+        factor = self.get_challenge()
+        response = self.protocol.send(commands.internal_authenticate(iak.id, factor + random))
+        if not security.verify_internal_auth(
+            self.serial, iak, random, response.data, process_factor=factor
+        ):
+            raise CardNotGenuine(
+                "INTERNAL AUTHENTICATE failed: the card does not hold the key it should; "
+                "it may be counterfeit or personalized with other keys"
+            )
+        factor = self.get_challenge()
+        challenge = self.get_challenge()
+        cryptogram = security.external_auth(self.serial, rk, challenge, process_factor=factor)
+        self.protocol.send(commands.external_authenticate(rk.id, cryptogram))
+        self._read_open = True
+
+    def read_basic_info(self, *, terminal_number: str = "", terminal_device: str = "") -> BasicInfo:
+        """The national basic-information read (``iReadCardBas``; docs/card.md): EF05 items
+        01, 03, 05, 06, 07 and EF06 08, 09, 4E by record identifier, authenticating first
+        on a 3.0 card; the card identification code is checked (:meth:`card_id`)."""
+        self._require_issued_application()
+
+        def value(ef: str, tag: int) -> Any:
+            raw = self.read_item(ef, tag, missing_ok=tag == NAME_EXTENSION_TAG)
+            if raw is None:
+                return None
+            return self.profile.record_by_tag(ef, tag).codec.decode(raw)
+
+        card_id = self.card_id(self.read_item("EF05", 0x01))
+        number, version = value("EF05", 0x07), value("EF05", 0x03)
+        issued, expires = value("EF05", 0x05), value("EF05", 0x06)
+        ssn, name, extension = value("EF06", 0x08), value("EF06", 0x09), value("EF06", 0x4E)
+        return BasicInfo(
+            region=card_id.region,
+            ssn=ssn or "",
+            card_number=number or "",
+            card_id=card_id.hex,
+            name=(name or "") + (extension or ""),
+            atr=bytes(self.protocol.transport.atr).hex().upper(),
+            spec_version=version or "",
+            issue_date=issued.strftime("%Y%m%d") if issued else "",
+            expiry_date=expires.strftime("%Y%m%d") if expires else "",
+            terminal_number=terminal_number,
+            terminal_device=terminal_device,
+        )
+
+    def _require_issued_application(self) -> None:
+        """Refuse a card with no social security application (blank) before reading it."""
+        if self.recognized is None:
+            life = self.lifecycle()
+            raise CardNotIssued(
+                f"the card has no readable social security application (lifecycle {life})"
+            ).with_hint("a blank card must be issued first; a blocked one cannot be read")
+
+    def card_id(self, raw: bytes | None = None) -> CardId:
+        """The card identification code (EF05 item 01), checked: well formed always, and
+        its MAC when a security module is present (:class:`CardIdInvalid`, national −20)."""
+        item = self.profile.record_by_tag("EF05", 0x01)
+        data = raw if raw is not None else self.read_item("EF05", 0x01)
+        try:
+            value = item.codec.decode(bytes(data or b""))
+        except errors.SscardError:
+            value = None
+        if not isinstance(value, CardId):
+            shown = bytes(data or b"").hex().upper() or "nothing"
+            raise CardIdInvalid(
+                f"the card identification code is malformed ({shown}): it must be "
+                "region (BCD) ‖ D156000005 ‖ card sequence ‖ MAC"
+            )
+        if self.security is not None:
+            serial = self.serial
+            module = self.security.for_city(self.profile.key_city or value.region)
+            slot = self._slot("SSSE", KeyType.IAK, 1)
+            if value.sequence != CardId.sequence_of(serial) or not module.verify_card_id_mac(
+                serial, slot, value.mac_input(serial), value.mac
+            ):
+                raise CardIdInvalid(
+                    f"the card identification code {value.hex} does not verify: it was not "
+                    "made for this chip by this city's keys (a forged or copied code)"
+                )
+        return value
 
     def read_holder(self) -> dict[str, Any]:
         """EF05 and EF06 decoded with the issuance field names (dates ISO)."""
@@ -303,6 +520,13 @@ class SocialSecurityCard:
         if self.security is None:
             raise KeysRequired("this operation needs the card's keys: a key store is needed")
         return self.security.for_city(self.read_city())
+
+    def _has_slot(self, df: str, type: KeyType, id: int) -> bool:
+        try:
+            self.profile.key_scheme.find(df, type, id)
+        except KeyError:
+            return False
+        return True
 
     def _slot(self, df: str, type: KeyType | str, id: int) -> KeySlot:
         try:
@@ -408,7 +632,8 @@ class SocialSecurityCard:
         tries = None
         if life in (Lifecycle.ISSUED, Lifecycle.APP_BLOCKED_TEMPORARY):
             tries = self.pin_tries_left()
-        return CardInfo(self.protocol.transport.atr, self.serial, self.profile.name, life, tries)
+        name = self.recognized.name if self.recognized is not None else None
+        return CardInfo(self.protocol.transport.atr, self.serial, name, life, tries)
 
     def block_application(self, *, permanent: bool = False) -> None:
         """APPLICATION BLOCK (MAC with the SSSE line-protection key)."""

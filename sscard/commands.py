@@ -23,6 +23,7 @@ from sscard.vocab import CLA, INS, SM_CLASS_BIT
 MF_FID = b"\x3f\x00"
 _NO_FCI = 0x0C  # SELECT P2: no response data
 _LIFECYCLE_TAG = 0x01  # GET DATA 80 CA 00 01 [ours]
+_CHIP_SERIAL_TAG = 0x02  # GET DATA 80 CA 00 02 [ours]
 
 
 def select_mf() -> CommandApdu:
@@ -45,6 +46,11 @@ def select_by_name(df_name: bytes) -> CommandApdu:
     return CommandApdu(CLA.ISO, INS.SELECT, 0x04, _NO_FCI, df_name)
 
 
+def select_application(df_name: bytes) -> CommandApdu:
+    """SELECT a DF by name and ask for its FCI (recognition reads the algorithm indicator)."""
+    return CommandApdu(CLA.ISO, INS.SELECT, 0x04, 0x00, df_name, le=256)
+
+
 def create_file(spec: FileSpec) -> CommandApdu:
     """CREATE FILE under the current DF, with the FCP of ``spec``."""
     return CommandApdu(CLA.PROPRIETARY, INS.CREATE_FILE, 0x00, 0x00, build_fcp(spec))
@@ -58,6 +64,13 @@ def record_p2(ef: FileSpec) -> int:
 def read_record(ef: FileSpec, no: int) -> CommandApdu:
     """READ RECORD ``no`` of ``ef``."""
     return CommandApdu(CLA.ISO, INS.READ_RECORD, no, record_p2(ef), le=256)
+
+
+def read_item(ef: FileSpec, tag: int, length: int) -> CommandApdu:
+    """READ RECORD by record identifier, as terminals read EF05 / EF06 (docs/card.md):
+    P1 = the item's tag, P2 = SFI << 3 (or 00: the current EF), Le = tag ‖ len ‖ value."""
+    p2 = ef.sfi << 3 if ef.sfi is not None else 0x00
+    return CommandApdu(CLA.ISO, INS.READ_RECORD, tag, p2, le=length + 2)
 
 
 def update_record(ef: FileSpec, no: int, data: bytes) -> CommandApdu:
@@ -128,6 +141,11 @@ def end_personalization() -> CommandApdu:
 def get_lifecycle() -> CommandApdu:
     """GET DATA of the lifecycle byte [ours]."""
     return CommandApdu(CLA.PROPRIETARY, INS.GET_DATA, 0x00, _LIFECYCLE_TAG, le=1)
+
+
+def get_chip_serial() -> CommandApdu:
+    """GET DATA of the 8-byte chip serial, the card level of key diversification [ours]."""
+    return CommandApdu(CLA.PROPRIETARY, INS.GET_DATA, 0x00, _CHIP_SERIAL_TAG, le=8)
 
 
 def wire_template(command: CommandApdu) -> CommandApdu:

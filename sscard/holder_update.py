@@ -12,6 +12,7 @@ applied, audits it and reports ``holder.changed`` (``written_to_card``):
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -76,8 +77,9 @@ def apply_pending(
             )
         new = {**current, **update.changes}
         validate_holder(new, card.profile)  # e.g. a birth date that contradicts the SSN
-        before = encode_holder(card.profile, current, card.serial)
-        after = encode_holder(card.profile, new, card.serial)
+        keep = _same_mac(card.card_id().mac)  # the region cannot change, so neither does the code
+        before = encode_holder(card.profile, current, card.serial, keep)
+        after = encode_holder(card.profile, new, card.serial, keep)
         changed = {k: v for k, v in after.items() if before.get(k) != v}
 
         (event,) = cardevents.recorded_action(
@@ -112,3 +114,8 @@ def apply_pending(
             }
         )
     return done
+
+
+def _same_mac(mac: bytes) -> Callable[[bytes], bytes]:
+    """A signer that keeps the card identification code's MAC as it is."""
+    return lambda _: mac

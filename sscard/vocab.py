@@ -191,6 +191,7 @@ class KeyType(StrEnum):
     RPK = "RPK"
     STK = "STK"
     TK = "TK"
+    RK = "RK"
 
     @property
     def code(self) -> int:
@@ -216,6 +217,7 @@ _KEY_TYPE_INFO: dict[KeyType, tuple[int, str]] = {
     KeyType.RPK: (0x05, "PIN reload key"),
     KeyType.STK: (0x06, "line protection key (MAC / encipherment)"),
     KeyType.TK: (0x07, "transport key of a blank card"),
+    KeyType.RK: (0x08, "read key of basic information (RKSSSE, 3.0 cards)"),
 }
 
 
@@ -234,3 +236,18 @@ class Algorithm(StrEnum):
     def from_code(cls, code: int) -> Algorithm | None:
         """The algorithm of a key-record byte; None for an unknown byte."""
         return next((a for a in cls if a.code == code), None)
+
+    @property
+    def indicator(self) -> int:
+        """The algorithm indicator in the SSSE FCI (``9F0C 03 86 01 xx``; docs/card.md)."""
+        return 0x01 if self is Algorithm.TDES else 0x03
+
+    @classmethod
+    def from_indicator(cls, indicator: int | None) -> Algorithm | None:
+        """The algorithm an indicator names: 01 DES/3DES (also when absent), 03 SM4.
+
+        02 (SSF33) and unknown values give None: sscard has no such cards.
+        """
+        if indicator is None:
+            return Algorithm.TDES
+        return next((a for a in cls if a.indicator == indicator), None)

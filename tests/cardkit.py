@@ -20,10 +20,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SAMPLE_HOLDER: dict[str, Any] = json.loads((EXAMPLES / "holder.json").read_text(encoding="utf-8"))
 PIN = "135790"
 SERIALS = {
-    "ss3-sm4": bytes.fromhex("5353430300000001"),
-    "ss2-3des": bytes.fromhex("5353430200000001"),
+    "national-3": bytes.fromhex("5353430300000001"),
+    "national-2": bytes.fromhex("5353430200000001"),
 }
-PROFILES = ("ss3-sm4", "ss2-3des")
+PROFILES = ("national-3", "national-2")
 
 _modules: dict[str, SecurityModule] = {}
 
@@ -37,7 +37,7 @@ def dev_module(profile: str) -> SecurityModule:
 
 def session(transport: Transport, profile: str) -> SocialSecurityCard:
     """A card session with the development keys."""
-    return SocialSecurityCard.open(transport, security=dev_module(profile))
+    return SocialSecurityCard.open(transport, load_profile(profile), security=dev_module(profile))
 
 
 def issue(card: EmulatedCard, profile: str, holder: dict[str, Any] | None = None) -> None:
@@ -46,12 +46,14 @@ def issue(card: EmulatedCard, profile: str, holder: dict[str, Any] | None = None
     transport.connect()
     try:
         c = session(transport, profile)
-        build_plan(c.profile, holder or SAMPLE_HOLDER, c.serial, pin=PIN).run(c)
+        build_plan(c.profile, holder or SAMPLE_HOLDER, c.serial, pin=PIN, sign=c.sign_card_id).run(
+            c
+        )
     finally:
         transport.disconnect()
 
 
-def issued_card(profile: str = "ss3-sm4", serial: bytes | None = None) -> EmulatedCard:
+def issued_card(profile: str = "national-3", serial: bytes | None = None) -> EmulatedCard:
     """A freshly issued card with its EEPROM in memory."""
     card = new_memory_card(profile, serial or SERIALS[profile])
     issue(card, profile)

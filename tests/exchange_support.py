@@ -37,7 +37,7 @@ CONFIG: dict[str, Any] = {
 
 def issued(n: int, serial: str = "0011223344556677") -> dict[str, Any]:
     """A card.issued payload for card number n."""
-    return {"card_serial": serial, "card_number": f"A{n:08d}", "ssn": SSN, "profile": "ss3-sm4"}
+    return {"card_serial": serial, "card_number": f"A{n:08d}", "ssn": SSN, "profile": "national-3"}
 
 
 def blocked(card_number: str, reason: str = "lost") -> dict[str, Any]:

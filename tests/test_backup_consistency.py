@@ -33,12 +33,12 @@ store.ensure_schema(conn); outbox.ensure_schema(conn); audit.ensure_schema(conn)
 op = OperatorStore(conn).get("admin")
 for i in range(int(sys.argv[1])):
     serial, number = f"31{i:014X}", f"A{i:08d}"
-    store.begin(conn, serial=serial, card_number=number, ssn=SSN, profile="ss3-sm4",
+    store.begin(conn, serial=serial, card_number=number, ssn=SSN, profile="national-3",
                 key_versions={}, operator=op.id, replaces=None, batch_key=None)
     conn.execute("BEGIN IMMEDIATE")
     store.mark_issued(conn, serial)
     outbox.enqueue(conn, "card.issued", {"card_serial": serial, "card_number": number,
-                   "ssn": SSN, "profile": "ss3-sm4"}, service_point="sp-01")
+                   "ssn": SSN, "profile": "national-3"}, service_point="sp-01")
     audit.record("card.issue", operator=op, outcome="ok", card_serial=serial,
                  card_number=number, conn=conn)
     conn.execute("COMMIT")

@@ -24,7 +24,7 @@ SSCARD = str(Path(sys.executable).with_name("sscard"))
 @pytest.fixture
 def card_file(tmp_path: Path) -> Path:
     path = tmp_path / "card.img"
-    issue(new_card_file(path), "ss3-sm4")
+    issue(new_card_file(path), "national-3")
     return path
 
 

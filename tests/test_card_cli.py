@@ -26,7 +26,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def issued_file(tmp_path: Path) -> Path:
     path = tmp_path / "issued.img"
-    issue(new_card_file(path, "ss2-3des", SERIALS["ss2-3des"]), "ss2-3des")
+    issue(new_card_file(path, "national-2", SERIALS["national-2"]), "national-2")
     return path
 
 
@@ -38,7 +38,7 @@ def test_virtual_new_then_info(tmp_path: Path) -> None:
         "new",
         str(path),
         "--profile",
-        "ss2-3des",
+        "national-2",
         "--serial",
         "00112233445566AA",
     )
@@ -49,7 +49,7 @@ def test_virtual_new_then_info(tmp_path: Path) -> None:
     assert info == {
         "atr": data["atr"],
         "serial": "00112233445566AA",
-        "profile": "ss2-3des",
+        "profile": "national-2",
         "lifecycle": "BLANK",
         "pin_tries_left": None,
     }
@@ -91,7 +91,11 @@ def test_read_with_keys_opens_department_files(issued_file: Path) -> None:
 
 def test_info_of_an_issued_card(issued_file: Path) -> None:
     info = json.loads(run("--json", "-r", f"virtual:{issued_file}", "info").stdout)
-    assert (info["lifecycle"], info["pin_tries_left"], info["profile"]) == ("ISSUED", 6, "ss2-3des")
+    assert (info["lifecycle"], info["pin_tries_left"], info["profile"]) == (
+        "ISSUED",
+        6,
+        "national-2",
+    )
     assert "PIN tries  6" in run("-r", f"virtual:{issued_file}", "info").stdout
 
 
@@ -106,7 +110,7 @@ def test_serve_puts_the_card_in_a_pcsc_reader(issued_file: Path, vpcd_port: int)
         pcsc.wait_for_card(reader, 15)
         info = run("--json", "-r", reader, "info")
         assert info.returncode == 0, info.stderr
-        assert json.loads(info.stdout)["serial"] == SERIALS["ss2-3des"].hex().upper()
+        assert json.loads(info.stdout)["serial"] == SERIALS["national-2"].hex().upper()
         read = run("--json", "-r", reader, "read")
         assert json.loads(read.stdout) == SAMPLE_HOLDER
         busy = run("-r", f"virtual:{issued_file}", "info")  # the served card is taken
@@ -130,7 +134,7 @@ def test_read_prints_control_characters_from_a_card_escaped(issued_file: Path) -
     transport = InProcessTransport(card)
     transport.connect()
     try:
-        c = session(transport, "ss2-3des")
+        c = session(transport, "national-2")
         c.external_authenticate("SSSE")
         c.update_record("EF06", 2, b"\x09\x1e" + name.encode("gbk").ljust(30, b"\x00"))
         c.update_record("EF06", 3, b"\x4e\x14" + name_ext.encode("gb18030").ljust(20, b"\x00"))

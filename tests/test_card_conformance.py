@@ -33,7 +33,7 @@ class PcscSlot:
 
 @pytest.fixture(scope="module")
 def pcsc_slot(vpcd_port: int) -> Iterator[PcscSlot]:
-    slot = Slot(issued_card("ss3-sm4"))
+    slot = Slot(issued_card("national-3"))
     with card_in_reader(slot, vpcd_port) as bridge:
         yield PcscSlot(slot, bridge, VPCD_READERS[vpcd_port])
 
@@ -86,7 +86,7 @@ def test_atr_carries_profile_version_and_serial(link: Link) -> None:
     profile = load_profile(link.profile)
     assert atr == profile.atr(link.card.serial)
     assert atr[:4] == bytes.fromhex("3B8C8001") and atr[4:7] == b"SSC"
-    assert atr[7] == (3 if link.profile == "ss3-sm4" else 2)
+    assert atr[7] == (3 if link.profile == "national-3" else 2)
     assert atr[8:16] == link.card.serial
     tck = 0
     for b in atr[1:-1]:
@@ -189,7 +189,7 @@ def test_external_authentication_counts_down_and_blocks(link: Link) -> None:
     c = link.session()
     c.select("SSSE")
     slot = c.profile.key_scheme.find("SSSE", "EAK", 1)
-    lc = 8 if link.profile == "ss2-3des" else 16
+    lc = 8 if link.profile == "national-2" else 16
     for left in (14, 13):
         link.send("0084000008")
         assert link.sw(f"00820001{lc:02X}" + "00" * lc) == 0x63C0 | left
@@ -207,7 +207,7 @@ def test_internal_authentication_proves_the_card(link: Link) -> None:
     c.internal_authenticate()
     c.select("SSSE")
     response, sw = link.send("0088000108" + "A5" * 8 + "00")
-    assert sw == 0x9000 and len(response) == (8 if link.profile == "ss2-3des" else 16)
+    assert sw == 0x9000 and len(response) == (8 if link.profile == "national-2" else 16)
     assert link.sw("0088000107" + "A5" * 7) == 0x6700
 
 
@@ -264,7 +264,7 @@ def test_staff_unblock_and_reload(link: Link) -> None:
 def test_reload_with_a_wrong_mac_counts_down_the_reload_key(link: Link) -> None:
     c = link.session()
     c.select("SSSE")
-    bs = 8 if link.profile == "ss2-3des" else 16
+    bs = 8 if link.profile == "national-2" else 16
     for _ in range(2):
         link.send("0084000008")
         assert link.sw(f"845E0000{bs + 4:02X}" + "00" * (bs + 4)) == 0x6988

@@ -21,14 +21,14 @@ from sscard.layout import load_profile
 from sscard.transport import InProcessTransport
 from tests.cardkit import PIN, SERIALS, issue, issued_card, session
 
-SERIAL = SERIALS["ss3-sm4"]
+SERIAL = SERIALS["national-3"]
 
 
 @pytest.fixture
 def image(tmp_path: Path) -> Path:
     path = tmp_path / "card.img"
-    card = new_card_file(path, "ss3-sm4", SERIAL)
-    issue(card, "ss3-sm4")
+    card = new_card_file(path, "national-3", SERIAL)
+    issue(card, "national-3")
     return path
 
 
@@ -47,7 +47,7 @@ def _tries(card: EmulatedCard) -> int:
 def test_image_holds_no_secret_in_clear(image: Path) -> None:
     blob = image.read_bytes()
     assert blob.startswith(MAGIC)
-    profile = load_profile("ss3-sm4")
+    profile = load_profile("national-3")
     tk = development_card_key(profile.key_scheme.find("MF", "TK", 0), SERIAL)
     for secret in (tk, tk.hex().encode(), bytes.fromhex(PIN), PIN.encode()):
         assert secret not in blob
@@ -65,7 +65,7 @@ def test_reopened_image_is_the_same_card(image: Path) -> None:
 
 def test_new_refuses_to_overwrite(image: Path) -> None:
     with pytest.raises(errors.InvalidInput, match="already exists"):
-        new_card_file(image, "ss3-sm4")
+        new_card_file(image, "national-3")
 
 
 def test_corrupt_image_is_refused(image: Path) -> None:
@@ -182,14 +182,14 @@ def test_torn_record_write_is_all_or_nothing() -> None:
     before = _record(card)
     transport = InProcessTransport(card)
     transport.connect()
-    c = session(transport, "ss3-sm4")
+    c = session(transport, "national-3")
     c.external_authenticate("SSSE")
     card.arm_tear(1, 0)  # power cut before the write: the old record
     with pytest.raises(errors.CardRemoved):
         c.update_record("EF05", 7, b"\x07\x09" + b"Z99999999")
     assert _record(card) == before
     transport.connect()
-    c = session(transport, "ss3-sm4")
+    c = session(transport, "national-3")
     c.external_authenticate("SSSE")
     card.arm_tear(1, 1)  # power cut after the write, before the answer: the new record
     with pytest.raises(errors.CardRemoved):
@@ -222,5 +222,5 @@ def test_latency_model_delays_apdus_and_writes(monkeypatch: pytest.MonkeyPatch) 
 def test_memory_and_file_storage_agree(image: Path) -> None:
     storage = FileStorage(image)
     state = storage.load()
-    assert state.serial == SERIAL and state.profile == "ss3-sm4"
+    assert state.serial == SERIAL and state.profile == "national-3"
     assert [f.label() for f in state.walk()][:3] == ["MF", "7378312E73682EC9E7BBE1B1A3D5CF", "EF05"]

@@ -164,14 +164,14 @@ def test_profile_means_one_thing_everywhere() -> None:
         assert param.metavar == "NAME|FILE", path
         assert param.help is not None and param.help.startswith("Card profile "), path
         assert param.help.endswith("or a profile file."), path
-        assert "ss3-sm4" in param.help and "ss2-3des" in param.help, path
+        assert "national-3" in param.help and "national-2" in param.help, path
 
 
 def test_profile_accepts_a_profile_file_and_refuses_an_unknown_name(tmp_path: Path) -> None:
     from sscard.layout import load_profile
 
     profile = tmp_path / "my-city.json"
-    profile.write_text(json.dumps({**load_profile("ss2-3des").to_data(), "name": "my-city"}))
+    profile.write_text(json.dumps({**load_profile("national-2").to_data(), "name": "my-city"}))
     card = tmp_path / "card.img"
     made = run("--json", "virtual", "new", str(card), "--profile", str(profile))
     assert made.returncode == 0, made.stderr

@@ -28,7 +28,7 @@ def card_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("SSCARD_STORE", str(store))
     monkeypatch.setenv("SSCARD_OPERATOR_TOKEN", str(login_in_store(store, "service")))
     path = tmp_path / "card.img"
-    issue(new_card_file(path), "ss3-sm4")
+    issue(new_card_file(path), "national-3")
     return path
 
 

@@ -63,7 +63,7 @@ def _issue(card: EmulatedCard, conn: sqlite3.Connection, **kw: Any) -> Any:
     )
 
 
-@pytest.mark.parametrize("profile", ["ss3-sm4", "ss2-3des"])
+@pytest.mark.parametrize("profile", ["national-3", "national-2"])
 def test_issue_records_card_audit_and_event_together(
     conn: sqlite3.Connection, profile: str
 ) -> None:
@@ -216,7 +216,7 @@ def _begin(conn: sqlite3.Connection, serial: str, ssn: str, held_by: str | None)
         serial=serial,
         card_number="A00000001",
         ssn=ssn,
-        profile="ss3-sm4",
+        profile="national-3",
         key_versions={},
         operator=None,
         replaces=None,
@@ -298,7 +298,7 @@ def test_an_older_issuance_table_is_upgraded(tmp_path: Path) -> None:
         )
         db.execute("CREATE INDEX issuance_cards_ssn ON issuance_cards (ssn, status)")
         db.execute(
-            "INSERT INTO issuance_cards VALUES ('00000000000000F6', 'A1', '1', 'ss3-sm4', '{}',"
+            "INSERT INTO issuance_cards VALUES ('00000000000000F6', 'A1', '1', 'national-3', '{}',"
             " 'in_progress', NULL, 't', NULL, 't', NULL, 'k', 'CardRemoved')"
         )
         db.commit()

@@ -75,7 +75,7 @@ def holders(n: int) -> list[dict[str, object]]:
 
 
 def test_issue_through_pcscd_then_read_back(tmp_path: Path, vpcd_port: int) -> None:
-    card = new_card_file(tmp_path / "blank.img", "ss3-sm4")
+    card = new_card_file(tmp_path / "blank.img", "national-3")
     reader = VPCD_READERS[vpcd_port]
     store = tmp_path / "sscard.db"
     with card_in_reader(card, vpcd_port):
@@ -251,7 +251,7 @@ def test_batch_needs_readers_or_virtual(tmp_path: Path) -> None:
     assert result.returncode == ExitCode.USAGE
 
 
-@pytest.mark.parametrize("profile", ["ss2-3des"])
+@pytest.mark.parametrize("profile", ["national-2"])
 def test_issue_other_profile_in_process(tmp_path: Path, profile: str) -> None:
     path = tmp_path / "card.img"
     new_card_file(path, profile)
@@ -438,7 +438,7 @@ def test_batch_virtual_with_a_profile_file(tmp_path: Path) -> None:
     from sscard.layout import load_profile
 
     profile = tmp_path / "my-city.json"
-    profile.write_text(json.dumps({**load_profile("ss2-3des").to_data(), "name": "my-city"}))
+    profile.write_text(json.dumps({**load_profile("national-2").to_data(), "name": "my-city"}))
     path = tmp_path / "holders.jsonl"
     path.write_text(json.dumps(holders(1)[0], ensure_ascii=False) + "\n", "utf-8")
     results = tmp_path / "r.jsonl"

@@ -176,10 +176,10 @@ def test_help_has_examples() -> None:
 def test_generate_from_a_shipped_profile(tmp_path: Path) -> None:
     store = tmp_path / "c.ks"
     assert sscard("keys", "init", "--kdf-cost", "10", str(store)).exit_code == 0
-    r = sscard("--json", "keys", "generate", str(store), "--profile", "ss2-3des")
+    r = sscard("--json", "keys", "generate", str(store), "--profile", "national-2")
     assert r.exit_code == 0, r.output
     from sscard.layout.loader import load_profile
 
-    slots = load_profile("ss2-3des").key_scheme.slots
+    slots = load_profile("national-2").key_scheme.slots
     assert {k["ref"] for k in json.loads(r.output)} == {s.ref for s in slots}
     assert sscard("keys", "generate", str(store)).exit_code == 7  # neither --profile nor --scheme

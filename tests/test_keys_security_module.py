@@ -203,7 +203,7 @@ def test_development_store_is_never_saved() -> None:
         DevelopmentKeyStore(_scheme("sm4").slots).save()
 
 
-@pytest.mark.parametrize("name", ["ss3-sm4", "ss2-3des"])
+@pytest.mark.parametrize("name", ["national-3", "national-2"])
 def test_development_module_serves_every_slot_of_a_shipped_profile(name: str) -> None:
     from sscard.layout.loader import load_profile
 

@@ -37,14 +37,14 @@ def good_holder(**changes: Any) -> dict[str, Any]:
 def test_profile_list() -> None:
     result = run("profile", "list")
     assert result.exit_code == 0
-    for name in ("ss3-sm4", "ss2-3des", "ss-generic"):
+    for name in ("national-3", "national-2", "national-base"):
         assert name in result.output
     rows = json.loads(run("--json", "profile", "list").output)
-    assert {r["name"]: r["default"] for r in rows}["ss3-sm4"] is True
+    assert {r["name"]: r["default"] for r in rows}["national-3"] is True
 
 
 def test_profile_show_human_names_files_records_and_keys() -> None:
-    result = run("profile", "show", "ss2-3des")
+    result = run("profile", "show", "national-2")
     assert result.exit_code == 0
     for text in ("3des", "7378312E73682EC9E7BBE1B1A3D5CF", "EF06", "SFI 06", "name_ext"):
         assert text in result.output
@@ -52,14 +52,14 @@ def test_profile_show_human_names_files_records_and_keys() -> None:
 
 
 def test_profile_show_json_is_a_valid_profile(tmp_path: Path) -> None:
-    result = run("--json", "profile", "show", "ss3-sm4")
+    result = run("--json", "profile", "show", "national-3")
     assert result.exit_code == 0
     path = tmp_path / "resolved.json"
     path.write_text(result.output, encoding="utf-8")
-    assert load_profile(path) == load_profile("ss3-sm4")
+    assert load_profile(path) == load_profile("national-3")
     checked = run("profile", "validate", str(path))
     assert checked.exit_code == 0, checked.output
-    assert "valid profile 'ss3-sm4'" in checked.output
+    assert "valid profile 'national-3'" in checked.output
 
 
 def test_profile_validate_lists_unknown_keys_by_path_exit_7(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_profile_validate_lists_unknown_keys_by_path_exit_7(tmp_path: Path) -> N
 def test_profile_show_unknown_name_is_exit_7() -> None:
     result = run("profile", "show", "nope")
     assert result.exit_code == 7
-    assert "ss3-sm4" in result.stderr
+    assert "national-3" in result.stderr
 
 
 def test_holder_validate_good_csv(tmp_path: Path) -> None:

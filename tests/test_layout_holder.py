@@ -24,7 +24,7 @@ from sscard.layout import (
 from sscard.layout.gb11643 import PROVINCES, check_digit
 
 SERIAL = bytes.fromhex("0011223344556677")
-PROFILES = {name: load_profile(name) for name in ("ss3-sm4", "ss2-3des")}
+PROFILES = {name: load_profile(name) for name in ("national-3", "national-2")}
 
 # GB 11643-1999, Appendix A: a woman born 1949-12-31 in Chaoyang district,
 # Beijing (address code 110105) has the citizen ID number 11010519491231002X.
@@ -207,7 +207,7 @@ def test_valid_holders_round_trip_through_card_records(
 
 
 def test_encoded_records_follow_the_spec_layout() -> None:
-    records = encode_holder(PROFILES["ss3-sm4"], good_holder(), SERIAL)
+    records = encode_holder(PROFILES["national-3"], good_holder(), SERIAL)
     assert records[("EF05", 1)] == bytes.fromhex("0110310000D1560000050011223344556677")
     assert records[("EF05", 2)] == bytes.fromhex("020131")
     assert records[("EF05", 3)] == b"\x03\x04" + b"3.00"
@@ -218,24 +218,24 @@ def test_encoded_records_follow_the_spec_layout() -> None:
     assert records[("EF06", 6)] == bytes.fromhex("0C03110105")
     assert ("EF06", 3) not in records  # no name_ext: the record stays never-written
     assert (
-        PROFILES["ss2-3des"]
+        PROFILES["national-2"]
         .ef("EF05")
         .record(3)
-        .codec.decode(encode_holder(PROFILES["ss2-3des"], good_holder(), SERIAL)[("EF05", 3)])
+        .codec.decode(encode_holder(PROFILES["national-2"], good_holder(), SERIAL)[("EF05", 3)])
         == "2.00"
     )
 
 
 def test_encode_refuses_invalid_holder_and_bad_serial() -> None:
     with pytest.raises(InvalidInput) as info:
-        encode_holder(PROFILES["ss3-sm4"], good_holder(ssn="110105194912310021"), SERIAL)
+        encode_holder(PROFILES["national-3"], good_holder(ssn="110105194912310021"), SERIAL)
     assert dict(info.value.problems).keys() == {"ssn"}
     with pytest.raises(InvalidInput, match="serial"):
-        encode_holder(PROFILES["ss3-sm4"], good_holder(), b"\x01")
+        encode_holder(PROFILES["national-3"], good_holder(), b"\x01")
 
 
 def test_profile_with_shorter_name_record_limits_the_name(tmp_path: Path) -> None:
-    data = PROFILES["ss3-sm4"].to_data()
+    data = PROFILES["national-3"].to_data()
     data["files"][3]["records"][1]["length"] = 4
     path = tmp_path / "short.json"
     path.write_text(json.dumps(data), encoding="utf-8")
@@ -247,7 +247,7 @@ def test_profile_with_shorter_name_record_limits_the_name(tmp_path: Path) -> Non
 
 
 def test_decoding_a_malformed_card_record_names_it() -> None:
-    p = PROFILES["ss3-sm4"]
+    p = PROFILES["national-3"]
     records = encode_holder(p, good_holder(), SERIAL)
     records[("EF06", 2)] = records[("EF06", 2)][:-3]
     with pytest.raises(RecordDecodeError) as info:
@@ -258,7 +258,7 @@ def test_decoding_a_malformed_card_record_names_it() -> None:
 
 
 def test_never_written_records_are_absent_from_the_result() -> None:
-    p = PROFILES["ss3-sm4"]
+    p = PROFILES["national-3"]
     records = encode_holder(p, good_holder(name_ext="\U00020000"), SERIAL)
     records[("EF06", 3)] = p.ef("EF06").record(3).codec.encode(None)
     assert "name_ext" not in decode_records(p, records)
@@ -431,7 +431,7 @@ def test_gb3304_codes_are_accepted_as_strings_and_numbers(written: Any, stored: 
     holder = good_holder(ethnicity=written)
     assert validate_holder(holder) is None
     assert normalize_holder(holder)["ethnicity"] == stored
-    p = PROFILES["ss3-sm4"]
+    p = PROFILES["national-3"]
     records = encode_holder(p, holder, SERIAL)
     assert records[("EF06", 5)] == bytes([0x0B, 0x01, stored])
     assert decode_records(p, records)["ethnicity"] == stored
@@ -455,7 +455,7 @@ def test_a_lower_case_check_digit_is_accepted_and_stored_upper_case() -> None:
     holder = good_holder(ssn=PUBLISHED_ID.lower())
     assert validate_holder(holder) is None
     assert normalize_holder(holder)["ssn"] == PUBLISHED_ID
-    p = PROFILES["ss3-sm4"]
+    p = PROFILES["national-3"]
     records = encode_holder(p, holder, SERIAL)
     assert records[("EF06", 1)] == b"\x08\x12" + PUBLISHED_ID.encode()
 

@@ -22,7 +22,7 @@ def write(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def resolved(name: str = "ss3-sm4") -> dict[str, Any]:
+def resolved(name: str = "national-3") -> dict[str, Any]:
     return load_profile(name).to_data()
 
 
@@ -31,13 +31,13 @@ def problems_of(exc: pytest.ExceptionInfo[ProfileError]) -> dict[str, str]:
 
 
 def test_default_profile_is_ss3_sm4() -> None:
-    assert load_profile().name == "ss3-sm4"
-    assert load_profile(None) == load_profile("ss3-sm4")
+    assert load_profile().name == "national-3"
+    assert load_profile(None) == load_profile("national-3")
 
 
 @pytest.mark.parametrize(
     ("name", "algorithm", "version", "spec_version", "block"),
-    [("ss3-sm4", "sm4", 0x03, "3.00", 16), ("ss2-3des", "3des", 0x02, "2.00", 8)],
+    [("national-3", "sm4", 0x03, "3.00", 16), ("national-2", "3des", 0x02, "2.00", 8)],
 )
 def test_shipped_profiles_follow_the_spec_table(
     name: str, algorithm: str, version: int, spec_version: str, block: int
@@ -58,7 +58,7 @@ def test_shipped_profiles_follow_the_spec_table(
 
 
 def test_atr_of_the_other_profile_or_a_bad_tck_has_no_serial() -> None:
-    ss3, ss2 = load_profile("ss3-sm4"), load_profile("ss2-3des")
+    ss3, ss2 = load_profile("national-3"), load_profile("national-2")
     assert ss3.atr_template.serial(ss2.atr(SERIAL)) is None
     broken = bytearray(ss3.atr(SERIAL))
     broken[-1] ^= 1
@@ -77,7 +77,7 @@ def test_both_profiles_share_one_layout() -> None:
                 r.pop("value", None)
         return data["files"]
 
-    assert layout("ss3-sm4") == layout("ss2-3des")
+    assert layout("national-3") == layout("national-2")
 
 
 def test_file_tree_matches_the_spec() -> None:
@@ -121,7 +121,7 @@ def test_access_conditions_match_the_spec() -> None:
 
 
 def test_key_scheme_is_built_from_the_profile() -> None:
-    p = load_profile("ss2-3des")
+    p = load_profile("national-2")
     assert isinstance(p.key_scheme, KeyScheme)
     assert p.key_scheme.find("SSSE", "IAK", 1).algorithm == "3des"
     assert {s.type for s in p.key_scheme.in_df("SSSE")} == {"MK", "EAK", "IAK", "PUK", "RPK", "STK"}
@@ -130,7 +130,7 @@ def test_key_scheme_is_built_from_the_profile() -> None:
         assert p.key_scheme.find(df, "EAK", 1).levels == 3
 
 
-@pytest.mark.parametrize("name", ["ss3-sm4", "ss2-3des"])
+@pytest.mark.parametrize("name", ["national-3", "national-2"])
 def test_resolved_profile_json_validates_and_loads_back_equal(name: str, tmp_path: Path) -> None:
     p = load_profile(name)
     assert validate_profile_data(p.to_data()) == p
@@ -138,13 +138,13 @@ def test_resolved_profile_json_validates_and_loads_back_equal(name: str, tmp_pat
 
 
 def test_base_layout_cannot_be_loaded_on_its_own() -> None:
-    assert "ss-generic" in shipped_profiles()
+    assert "national-base" in shipped_profiles()
     with pytest.raises(ProfileError, match="base layout"):
-        load_profile("ss-generic")
+        load_profile("national-base")
 
 
 def test_unknown_profile_name_lists_the_shipped_ones() -> None:
-    with pytest.raises(ProfileError, match="ss3-sm4"):
+    with pytest.raises(ProfileError, match="national-3"):
         load_profile("no-such-profile")
 
 
@@ -165,7 +165,7 @@ def test_unknown_keys_are_errors_naming_their_path(tmp_path: Path) -> None:
 def test_unknown_key_in_an_extending_profile_names_its_path(tmp_path: Path) -> None:
     child = {
         "name": "city-x",
-        "extends": "ss3-sm4",
+        "extends": "national-3",
         "files": [{"id": "EF06", "acess": {"read": ["free"], "write": ["never"]}}],
     }
     with pytest.raises(ProfileError) as info:
@@ -190,7 +190,7 @@ def test_extends_merges_by_id_and_overrides(tmp_path: Path) -> None:
     child = {
         "name": "city-x",
         "description": "a city's own variant",
-        "extends": "ss3-sm4",
+        "extends": "national-3",
         "production": True,
         "pin": {"try_limit": 3},
         "files": [
@@ -212,7 +212,7 @@ def test_extends_merges_by_id_and_overrides(tmp_path: Path) -> None:
         ],
     }
     p = load_profile(write(tmp_path / "city.json", child))
-    base = load_profile("ss3-sm4")
+    base = load_profile("national-3")
     assert (p.name, p.production, p.description) == ("city-x", True, "a city's own variant")
     assert p.pin.try_limit == 3 and p.pin.length == 6
     assert p.ef("EF06").record(2).length == 28
@@ -227,7 +227,7 @@ def test_extends_merges_by_id_and_overrides(tmp_path: Path) -> None:
 def test_extends_by_relative_path_and_cycles(tmp_path: Path) -> None:
     sub = tmp_path / "sub"
     sub.mkdir()
-    write(tmp_path / "base.json", {**resolved("ss2-3des"), "name": "base"})
+    write(tmp_path / "base.json", {**resolved("national-2"), "name": "base"})
     p = load_profile(write(sub / "leaf.json", {"name": "leaf", "extends": "../base.json"}))
     assert p.algorithm == "3des" and p.name == "leaf"
     write(tmp_path / "a.json", {"name": "a", "extends": "b.json"})

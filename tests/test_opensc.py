@@ -55,7 +55,7 @@ def test_opensc_sends_apdus(scripted_card: PluggedCard) -> None:
 
 
 def test_opensc_talks_to_the_emulated_card(vpcd_port: int) -> None:
-    card = issued_card("ss3-sm4")
+    card = issued_card("national-3")
     with card_in_reader(card, vpcd_port):
         reader = VPCD_READERS[vpcd_port]
         atr = _opensc("-r", reader, "-a").stdout.strip().replace(":", "").upper()

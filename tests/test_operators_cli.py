@@ -74,7 +74,7 @@ def test_service_operator_cannot_generate_keys(installation: Installation, tmp_p
     assert run("keys", "init", "--kdf-cost", "10", str(store)).exit_code == 0
     before = store.read_bytes()
     installation.login("zhang", "service")
-    r = sub("--json", "keys", "generate", str(store), "--profile", "ss3-sm4")
+    r = sub("--json", "keys", "generate", str(store), "--profile", "national-3")
     assert r.returncode == 6
     err = json.loads(r.stderr)
     assert err["error"] == "NotAuthorized" and "keys.generate" in err["message"]
@@ -95,7 +95,7 @@ def test_every_key_store_command_needs_an_issuer(
     s = str(tmp_path / "x.ks")
     commands = [
         ["keys", "init", s],
-        ["keys", "generate", s, "--profile", "ss3-sm4"],
+        ["keys", "generate", s, "--profile", "national-3"],
         ["keys", "rotate", s, "SSSE/EAK/01"],
         ["keys", "split", s, "SSSE/MK/00", "--out-dir", str(tmp_path)],
         ["keys", "combine", s, s, s],

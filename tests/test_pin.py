@@ -44,14 +44,14 @@ def manager(request: pytest.FixtureRequest) -> Iterator[tuple[PinManager, Emulat
     if request.param == "inprocess":
         transport: Transport = InProcessTransport(card)
         transport.connect()
-        yield PinManager(session(transport, "ss3-sm4")), card
+        yield PinManager(session(transport, "national-3")), card
         transport.disconnect()
         return
     port: int = request.getfixturevalue("vpcd_port")
     with card_in_reader(card, port):
         transport = pcsc.PcscTransport(VPCD_READERS[port])
         transport.connect()
-        yield PinManager(session(transport, "ss3-sm4")), card
+        yield PinManager(session(transport, "national-3")), card
         transport.disconnect()
 
 
@@ -103,7 +103,7 @@ def test_policy_is_checked_before_the_card_is_asked(
 
 def _stranger_module() -> SoftwareSecurityModule:
     store = SoftwareKeyStore(kind="root", city=None)
-    for slot in load_profile("ss3-sm4").key_scheme.slots:
+    for slot in load_profile("national-3").key_scheme.slots:
         store.add(
             KeyEntry(
                 ref=slot.ref,
@@ -139,7 +139,7 @@ def test_reload_with_a_wrong_key_is_refused_and_counts_down(
 @pytest.fixture
 def card_file(tmp_path: Path) -> Path:
     path = tmp_path / "card.img"
-    issue(new_card_file(path), "ss3-sm4")
+    issue(new_card_file(path), "national-3")
     return path
 
 

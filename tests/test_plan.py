@@ -47,7 +47,7 @@ def test_every_step_sends_the_command_it_carries(profile: str) -> None:
 
 
 def test_dry_run_text_derives_from_the_commands_and_keeps_secrets_out() -> None:
-    plan = build_plan(load_profile("ss3-sm4"), SAMPLE_HOLDER, SERIALS["ss3-sm4"], pin=PIN)
+    plan = build_plan(load_profile("national-3"), SAMPLE_HOLDER, SERIALS["national-3"], pin=PIN)
     described = plan.describe()
     text = "\n".join(d["command"] for d in described) + repr(plan.steps)
     for step, d in zip(plan.steps, described, strict=True):

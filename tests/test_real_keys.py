@@ -162,7 +162,7 @@ def raw_internal_authenticate(card_path: Path, r8: bytes) -> tuple[bytes, int]:
     transport = InProcessTransport(load_card(str(card_path)))
     transport.connect()
     try:
-        df_name = load_profile("ss3-sm4").file("SSSE").df_name
+        df_name = load_profile("national-3").file("SSSE").df_name
         assert df_name is not None
         select = bytes([0x00, 0xA4, 0x04, 0x00, len(df_name)]) + df_name
         assert transport.transmit(select)[-2:] == b"\x90\x00"
@@ -216,12 +216,17 @@ def test_the_whole_chain_with_a_fresh_root_store_and_a_zone_store(
 ) -> None:
     centre, zone = str(tmp_path / "centre.ks"), str(tmp_path / "pudong.ks")
     card = tmp_path / "card.img"
-    profile = load_profile("ss3-sm4")
+    profile = load_profile("national-3")
     # Key ceremony: roots for every slot but the transport key, which the vendor supplies.
     chain.ok("keys", "init", "--kdf-cost", "10", centre, input=f"{PASSPHRASE}\n{PASSPHRASE}\n")
     refs = [s.ref for s in profile.key_scheme.slots if s.type != "TK"]
     chain.ok(
-        "keys", "generate", centre, "--profile", "ss3-sm4", *[a for r in refs for a in ("--ref", r)]
+        "keys",
+        "generate",
+        centre,
+        "--profile",
+        "national-3",
+        *[a for r in refs for a in ("--ref", r)],
     )
     c1, c2 = secrets.token_bytes(16), secrets.token_bytes(16)
     vendor_root = bytes(a ^ b for a, b in zip(c1, c2, strict=True))
@@ -281,7 +286,7 @@ def test_a_development_card_is_refused_by_real_keys(chain: Chain, tmp_path: Path
     """A blank card keyed with the published transport key does not open with real keys."""
     centre = str(tmp_path / "centre.ks")
     chain.ok("keys", "init", "--kdf-cost", "10", centre, input=f"{PASSPHRASE}\n{PASSPHRASE}\n")
-    chain.ok("keys", "generate", centre, "--profile", "ss3-sm4")
+    chain.ok("keys", "generate", centre, "--profile", "national-3")
     card = tmp_path / "dev.img"
     from sscard.applets.factory import new_card_file
 
@@ -360,7 +365,7 @@ def test_the_whole_chain_on_the_3des_profile_with_a_softhsm2_token(
     )  # fmt: skip
     centre = str(tmp_path / "centre.ks")
     chain.ok("keys", "init", "--kdf-cost", "10", centre, input=f"{PASSPHRASE}\n{PASSPHRASE}\n")
-    chain.ok("keys", "generate", centre, "--profile", "ss2-3des")
+    chain.ok("keys", "generate", centre, "--profile", "national-2")
     chain.ok("keys", "token-import", centre, "--token", TOKEN, env={"SSCARD_TOKEN_PIN": TOKEN_PIN})
     iak_root = SoftwareKeyStore.open(centre, PASSPHRASE).get("SSSE/IAK/01").value
     os.unlink(centre)  # from here on only the token holds the roots
@@ -368,7 +373,7 @@ def test_the_whole_chain_on_the_3des_profile_with_a_softhsm2_token(
     pin_env = {"SSCARD_KEYSTORE_PASSPHRASE": TOKEN_PIN}
     card = tmp_path / "card.img"
     blank = chain.ok(
-        "virtual", "new", str(card), "--profile", "ss2-3des", "--keystore", token, env=pin_env
+        "virtual", "new", str(card), "--profile", "national-2", "--keystore", token, env=pin_env
     )
     holder = _write_holder(tmp_path / "holder.json")
     issued = chain.ok(
@@ -381,7 +386,7 @@ def test_the_whole_chain_on_the_3des_profile_with_a_softhsm2_token(
     transport = InProcessTransport(load_card(str(card)))
     transport.connect()
     try:
-        df_name = load_profile("ss2-3des").file("SSSE").df_name
+        df_name = load_profile("national-2").file("SSSE").df_name
         assert df_name is not None
         transport.transmit(bytes([0x00, 0xA4, 0x04, 0x00, len(df_name)]) + df_name)
         raw = transport.transmit(bytes([0x00, 0x88, 0x00, 0x01, 0x08]) + r8 + b"\x00")
@@ -401,7 +406,7 @@ def test_a_virtual_batch_with_a_root_store(chain: Chain, tmp_path: Path) -> None
 
     centre = str(tmp_path / "centre.ks")
     chain.ok("keys", "init", "--kdf-cost", "10", centre, input=f"{PASSPHRASE}\n{PASSPHRASE}\n")
-    chain.ok("keys", "generate", centre, "--profile", "ss3-sm4")
+    chain.ok("keys", "generate", centre, "--profile", "national-3")
     rows = holders(3)
     path = tmp_path / "holders.jsonl"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", "utf-8")

@@ -15,7 +15,7 @@ from tests.cardkit import SERIALS, dev_module
 CHALLENGE = bytes.fromhex("0102030405060708")
 
 
-@pytest.mark.parametrize("profile", ["ss3-sm4", "ss2-3des"])
+@pytest.mark.parametrize("profile", ["national-3", "national-2"])
 @pytest.mark.parametrize("encipher", [False, True])
 def test_line_protected_command_matches_the_spec(profile: str, encipher: bool) -> None:
     p = load_profile(profile)
@@ -47,9 +47,9 @@ def test_line_protected_command_matches_the_spec(profile: str, encipher: bool) -
 
 
 def test_a_refused_challenge_is_a_typed_error() -> None:
-    p = load_profile("ss3-sm4")
+    p = load_profile("national-3")
     step = LineProtection(
-        dev_module("ss3-sm4"), SERIALS["ss3-sm4"], p.key_scheme.find("SSSE", "STK", 1)
+        dev_module("national-3"), SERIALS["national-3"], p.key_scheme.find("SSSE", "STK", 1)
     )
     with pytest.raises(errors.ConditionsNotSatisfied):
         step(CommandApdu(0x80, 0x16, 0, 0), lambda c: ResponseApdu(b"", 0x6985))

@@ -110,7 +110,7 @@ def test_every_state_changing_command_audits_into_the_store_it_was_given(tmp_pat
     site.run("read", who="svc")
     keystore = str(tmp_path / "centre.ks")
     site.run("keys", "init", keystore, "--kdf-cost", "10")
-    site.run("keys", "generate", keystore, "--profile", "ss3-sm4")
+    site.run("keys", "generate", keystore, "--profile", "national-3")
     payload = {
         "card_serial": "0011223344556677",
         "card_number": "A00000001",

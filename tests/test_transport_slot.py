@@ -100,7 +100,7 @@ def test_open_slot_for_an_emulated_card_stands(tmp_path: Path) -> None:
     from sscard.applets.factory import new_card_file
 
     path = tmp_path / "card.img"
-    new_card_file(path, "ss3-sm4")
+    new_card_file(path, "national-3")
     slot = open_slot(f"virtual:{path}")
     assert isinstance(slot, StandingSlot) and not slot.in_memory
     stop = threading.Event()

@@ -111,6 +111,6 @@ def test_the_card_os_serves_the_command_table_by_cla_and_ins() -> None:
     # The three block / unblock commands are one handler.
     handlers = {cos._COMMANDS[(0x84, ins)] for ins in (0x1E, 0x18, 0x16)}
     assert len(handlers) == 1
-    card = new_memory_card("ss3-sm4", bytes(8))
+    card = new_memory_card("national-3", bytes(8))
     assert card.process(bytes((0x80, INS.SELECT, 0, 0))) == SW.CLA_NOT_SUPPORTED.encode()
     assert card.process(bytes((0x00, 0x2C, 0, 0))) == SW.INS_NOT_SUPPORTED.encode()

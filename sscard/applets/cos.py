@@ -33,13 +33,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sscard.apdu import CommandApdu
-from sscard.applets.image import CardFile, CardState, CardStorage, KeyObject, PinObject
+from sscard.applets.image import (
+    DEFAULT_ATR,
+    CardFile,
+    CardState,
+    CardStorage,
+    KeyObject,
+    PinObject,
+    with_tck,
+)
 from sscard.errors import CardRemoved, InvalidInput
 from sscard.keys.algorithms import (
     auth_cryptogram,
     block_size,
     constant_time_equal,
     decipher_record,
+    diversify,
     line_mac,
 )
 from sscard.keys.records import parse_key_record
@@ -51,6 +60,7 @@ from sscard.layout.fcp import (
     AC_PIN,
     AC_SM,
     Fcp,
+    condition_byte,
     encode_fci,
     parse_fcp,
 )
@@ -115,6 +125,7 @@ class _DfState:
     eak: set[int] = field(default_factory=set)
     mk: bool = False
     pin: bool = False
+    internal: bool = False  # a process-factor INTERNAL AUTHENTICATE ran (3.0 reading)
 
 
 class _Sw(Exception):
@@ -139,7 +150,6 @@ _BLANK_ALLOWS = frozenset(
 _PERMANENT_BLOCK_ALLOWS = frozenset((INS.SELECT, INS.GET_CHALLENGE, INS.CARD_BLOCK, INS.GET_DATA))
 _TEMPORARY_BLOCK_REFUSES = frozenset(
     (
-        INS.EXTERNAL_AUTHENTICATE,
         INS.VERIFY,
         INS.CHANGE_PIN,
         INS.PIN_UNBLOCK,
@@ -174,13 +184,16 @@ class EmulatedCard:
         self._ef: CardFile | None = None
         self._dfs = _DfState()
         self._challenge: bytes | None = None
+        self._process_factor: bytes | None = None  # the challenge before the current one
+        self._pf_now: bytes | None = None  # the process factor the current APDU may use
         self._tk_session = False
 
     # --- CardLike ---------------------------------------------------------------------
 
     @property
     def atr(self) -> bytes:
-        return self.profile.atr(self._state.serial)
+        """The vendor's answer to reset: nothing in it identifies the card or its serial."""
+        return self._state.atr or with_tck(DEFAULT_ATR)
 
     @property
     def serial(self) -> bytes:
@@ -221,6 +234,8 @@ class EmulatedCard:
         self._apdus_since_arm += 1
         self._writes_this_apdu = 0
         challenge, self._challenge = self._challenge, None
+        self._pf_now = self._process_factor
+        self._process_factor = None
         try:
             response = self._dispatch(bytes(apdu), challenge)
         except _Sw as answer:
@@ -240,6 +255,8 @@ class EmulatedCard:
         self._ef = None
         self._dfs = _DfState()
         self._challenge = None
+        self._process_factor = None
+        self._pf_now = None
         self._tk_session = False
 
     def _select_df(self, df: CardFile) -> None:
@@ -448,13 +465,25 @@ class EmulatedCard:
             self._select_df(target)
         else:
             self._ef = target
-        fci = b"" if p2 == P2_NO_FCI else encode_fci(_fcp_of(target))
+        fci = b"" if p2 == P2_NO_FCI else self._fci(target)
         block = self._state.app_block
         if target.is_df and block == AppBlock.TEMPORARY and target is not self._state.mf:
             return _sw(SW.FILE_DEACTIVATED, fci)
         if block == AppBlock.PERMANENT and target is not self._state.mf:
             return _sw(SW.APPLICATION_BLOCKED)
         return _sw(SW.OK, fci)
+
+    def _fci(self, target: CardFile) -> bytes:
+        """The FCI of ``target``; the application DF (DDF) also carries the algorithm
+        indicator ``9F0C 03 86 01 xx`` in its proprietary template (docs/card.md)."""
+        fci = encode_fci(_fcp_of(target))
+        spec = self._spec_of(target)
+        if spec is None or spec.type != FileType.DDF:
+            return fci
+        indicator = bytes((0x9F, 0x0C, 3, 0x86, 1, self.profile.algorithm.indicator))
+        proprietary = bytes((0xA5, len(indicator))) + indicator
+        body = fci[2:] + proprietary
+        return bytes((fci[0], len(body))) + body
 
     def _by_fid(self, fid: bytes) -> CardFile | None:
         if fid == MF_FID:
@@ -470,8 +499,10 @@ class EmulatedCard:
 
     # --- records and binaries ---------------------------------------------------------
 
-    def _record_ef(self, p2: int) -> CardFile:
-        if p2 & 0x07 != 0x04:
+    def _record_ef(self, p2: int, *, by_id: bool = False) -> CardFile:
+        """The EF a record command addresses: P2 = SFI << 3 | 100 (by number), or
+        | 000 (by record identifier, first occurrence) when ``by_id`` is allowed."""
+        if p2 & 0x07 != 0x04 and not (by_id and p2 & 0x07 == 0x00):
             raise _Sw(SW.INCORRECT_P1P2)
         sfi = p2 >> 3
         if sfi:
@@ -488,11 +519,14 @@ class EmulatedCard:
     def _read_record(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
         if cmd.data:
             return _sw(SW.WRONG_LENGTH)
-        ef = self._record_ef(cmd.p2)
-        no = cmd.p1
+        ef = self._record_ef(cmd.p2, by_id=True)
+        if cmd.p2 & 0x07 == 0x04:
+            no = cmd.p1
+        else:  # P1 is a record identifier: the item's tag (national terminals read so)
+            no = next((i + 1 for i in range(ef.record_count) if _tag(ef, i) == cmd.p1), 0)
         if not 1 <= no <= ef.record_count:
             return _sw(SW.RECORD_NOT_FOUND)
-        if not self._granted(ef.read):
+        if not self._granted(self._record_readers(ef, no)):
             return _sw(SW.SECURITY_STATUS_NOT_SATISFIED)
         record = ef.records[no - 1]
         if record is None:  # never written: tag ‖ len ‖ FF… (spec, EF06), or all FF
@@ -502,6 +536,21 @@ class EmulatedCard:
         if le is not None and le != 256 and le != len(record):
             return _sw((WRONG_LE_SW1 << 8) | (len(record) & 0xFF))
         return _sw(SW.OK, record)
+
+    def _record_readers(self, ef: CardFile, no: int) -> bytes:
+        """The read conditions of record ``no``: the mask's per-record rule, else the EF's.
+
+        Per-record rules (3.0 cards: basic information after authentication) are part
+        of the card's mask, i.e. the profile [ours], not of CREATE FILE.
+        """
+        spec = self._spec_of(ef)
+        if spec is None or ef.parent is None:
+            return ef.read
+        item = next((r for r in spec.records if r.no == no), None)
+        if item is None or item.read is None:
+            return ef.read
+        parent = self._spec_of(ef.parent)
+        return bytes(condition_byte(c, parent.id if parent else "MF") for c in item.read)
 
     def _update_record(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
         ef = self._record_ef(cmd.p2)
@@ -573,6 +622,9 @@ class EmulatedCard:
             return _sw(SW.WRONG_LENGTH)
         challenge = self._random(8)
         self._challenge = challenge
+        # Two GET CHALLENGEs in a row: the first is the process factor of a 3.0
+        # read authentication (docs/card.md), usable by the next command only.
+        self._process_factor = ch
         return _sw(SW.OK, challenge)
 
     def _external_auth(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
@@ -587,14 +639,23 @@ class EmulatedCard:
         elif p2 == 0:
             key = df.key(KeyType.MK, 0)
         else:
-            key = df.key(KeyType.EAK, p2)
+            key = df.key(KeyType.EAK, p2) or df.key(KeyType.RK, p2)
         if key is None:
             return _sw(SW.REFERENCE_NOT_FOUND)
+        if self._state.app_block == AppBlock.TEMPORARY and key.type != KeyType.RK:
+            return _sw(SW.CONDITIONS_NOT_SATISFIED)  # reading stays possible, nothing else
         if len(cmd.data) != block_size(key.algorithm):
             return _sw(SW.WRONG_LENGTH)
+        value = key.value
+        if key.type == KeyType.RK:  # the read key: after INTERNAL AUTHENTICATE, session key
+            if not self._dfs.internal:
+                return _sw(SW.CONDITIONS_NOT_SATISFIED)
+            if self._pf_now is None:
+                return _sw(SW.CHALLENGE_UNUSABLE)
+            value = diversify(key.value, self._pf_now, algorithm=key.algorithm)
         if ch is None:
             return _sw(SW.CHALLENGE_UNUSABLE)
-        expected = auth_cryptogram(key.value, ch, algorithm=key.algorithm)
+        expected = auth_cryptogram(value, ch, algorithm=key.algorithm)
         self._check_key(key, lambda: constant_time_equal(expected, cmd.data), None)
         if key.type == KeyType.TK:
             self._tk_session = True
@@ -608,14 +669,21 @@ class EmulatedCard:
         return OK
 
     def _internal_auth(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
+        """8 bytes: ``E_IAK(R)``; 16 bytes, process factor ‖ R: ``E_SK(R)`` with the
+        session key SK = IAK diversified by the process factor (3.0 reading, [ours])."""
         if cmd.p1 != 0 or cmd.p2 > 0x0F:
             return _sw(SW.INCORRECT_P1P2)
-        if len(cmd.data) != 8:
+        if len(cmd.data) not in (8, 16):
             return _sw(SW.WRONG_LENGTH)
         key = self._key_up(KeyType.IAK, cmd.p2 or 1)
         if key.tries_left <= 0:
             return _sw(SW.AUTH_METHOD_BLOCKED)
-        return _sw(SW.OK, auth_cryptogram(key.value, cmd.data, algorithm=key.algorithm))
+        value, random = key.value, cmd.data
+        if len(cmd.data) == 16:
+            value = diversify(key.value, cmd.data[:8], algorithm=key.algorithm)
+            random = cmd.data[8:]
+            self._dfs.internal = True
+        return _sw(SW.OK, auth_cryptogram(value, random, algorithm=key.algorithm))
 
     # --- PIN --------------------------------------------------------------------------
 
@@ -827,11 +895,14 @@ class EmulatedCard:
         return OK
 
     def _get_data(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
-        """``80 CA 00 01``: the lifecycle byte [ours], see :class:`~sscard.vocab.Lifecycle`."""
-        if (cmd.p1, cmd.p2) != (0x00, 0x01):
+        """``80 CA 00 01``: the lifecycle byte, see :class:`~sscard.vocab.Lifecycle`;
+        ``80 CA 00 02``: the 8-byte chip serial the vendor wrote [ours]."""
+        if cmd.p1 != 0x00 or cmd.p2 not in (0x01, 0x02):
             return _sw(SW.REFERENCE_NOT_FOUND)
         if cmd.data:
             return _sw(SW.WRONG_LENGTH)
+        if cmd.p2 == 0x02:
+            return _sw(SW.OK, self._state.serial)
         block = self._state.app_block
         life = block.lifecycle if block is not None else self._state.lifecycle
         assert life.code is not None  # a card-blocked card answered 6A81 before
@@ -871,6 +942,14 @@ _COMMANDS: dict[tuple[int, int], Handler] = {
 }
 _VALID_CLA = frozenset(CLA)
 _KNOWN_INS = frozenset(ins for _, ins in _COMMANDS)
+
+
+def _tag(ef: CardFile, index: int) -> int | None:
+    """The tag of record ``index`` (written, or from its template)."""
+    record = ef.records[index] if index < len(ef.records) else None
+    if record:
+        return record[0]
+    return ef.templates[index][0] if index < len(ef.templates) else None
 
 
 def _is_bcd(data: bytes) -> bool:

@@ -12,9 +12,8 @@ from sscard.errors import InvalidInput
 from sscard.keys.dev import development_card_key
 from sscard.keys.scheme import KeySlot
 from sscard.layout import load_profile, shipped_profiles
+from sscard.layout.loader import DEFAULT_PROFILE
 from sscard.vocab import KeyType
-
-DEFAULT_PROFILE = "ss3-sm4"
 
 TransportKeys = Callable[[bytes, KeySlot], bytes]
 """``(serial, tk_slot) → the blank card's TK``: what the card vendor loads into a new card.
@@ -34,11 +33,23 @@ def parse_serial(text: str | None) -> bytes:
     return serial
 
 
+def parse_atr(text: str) -> bytes:
+    """An ATR from hex (``virtual new --atr``): any ATR works, nothing recognises a card by it."""
+    try:
+        atr = bytes.fromhex(text.replace(":", "").replace(" ", ""))
+    except ValueError:
+        atr = b""
+    if not 2 <= len(atr) <= 33 or atr[0] not in (0x3B, 0x3F):
+        raise InvalidInput("bad ATR", [("atr", "must be 2..33 bytes of hex starting 3B or 3F")])
+    return atr
+
+
 def blank_card_state(
     profile_name: str = DEFAULT_PROFILE,
     serial: bytes | None = None,
     *,
     transport: TransportKeys | None = None,
+    atr: bytes | None = None,
 ) -> CardState:
     """The state of a blank card: MF and the transport key diversified for its serial.
 
@@ -52,6 +63,7 @@ def blank_card_state(
     tk_slot = profile.key_scheme.find("MF", KeyType.TK, 0)
     tk = development_card_key(tk_slot, serial) if transport is None else transport(serial, tk_slot)
     state = blank_state(profile, serial, tk)
+    state.atr = bytes(atr) if atr is not None else b""
     if profile_name not in shipped_profiles():  # a profile file: the card reopens it by path
         state.profile = str(Path(profile_name).resolve())
     return state
@@ -63,10 +75,11 @@ def new_card_file(
     serial: bytes | None = None,
     *,
     transport: TransportKeys | None = None,
+    atr: bytes | None = None,
 ) -> EmulatedCard:
     """Create a blank card image at ``path`` (refuses to overwrite) and open it."""
     storage = FileStorage(path)
-    storage.create(blank_card_state(profile_name, serial, transport=transport))
+    storage.create(blank_card_state(profile_name, serial, transport=transport, atr=atr))
     return EmulatedCard(storage)
 
 

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sscard.errors import InvalidInput, ReaderBusy
 from sscard.fileio import atomic_write
+from sscard.layout.loader import RETIRED_PROFILES
 from sscard.paths import data_dir
 from sscard.vocab import Algorithm, AppBlock, FileType, KeyType, Lifecycle
 
@@ -38,6 +39,28 @@ _HEADER = MAGIC + bytes((FORMAT,))
 
 class CorruptCardImage(InvalidInput):
     """The card file is not a card image of this installation, or it was altered."""
+
+
+class OutdatedCardImage(InvalidInput):
+    """The card image emulates the reference card of an earlier sscard, not a national card."""
+
+
+DEFAULT_ATR = bytes.fromhex("3B8D800100" + b"SSCARDEMU".hex() + "039000")
+"""A vendor-like T=1 ATR without its TCK [ours]: 13 historical bytes, category 00,
+``'SSCARDEMU'``, then the status indicator ``03 90 00``; :func:`with_tck` completes it.
+Nothing recognises a card by it (docs/card.md, "Recognising a card")."""
+
+
+def with_tck(atr: bytes) -> bytes:
+    """``atr`` with its check byte appended, when the ATR offers a protocol other than T=0."""
+    return bytes(atr) + bytes([_xor(atr[1:])])
+
+
+def _xor(data: bytes) -> int:
+    out = 0
+    for b in data:
+        out ^= b
+    return out
 
 
 @dataclass(repr=False)
@@ -138,6 +161,7 @@ class CardState:
     lifecycle: Lifecycle  # BLANK, PERSONALIZATION, ISSUED or CARD_BLOCKED
     mf: CardFile
     app_block: AppBlock | None = None
+    atr: bytes = b""  # what the card answers to a reset; empty: the default vendor-like ATR
 
     def walk(self) -> list[CardFile]:
         """Every file, depth first from the MF."""
@@ -246,19 +270,27 @@ def state_to_bytes(state: CardState) -> bytes:
         "serial": state.serial.hex(),
         "lifecycle": state.lifecycle,
         "app_block": state.app_block,
+        "atr": state.atr.hex(),
         "mf": _file_to_json(state.mf),
     }
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def state_from_bytes(raw: bytes) -> CardState:
+def state_from_bytes(raw: bytes, source: str = "the card image") -> CardState:
     doc = json.loads(raw)
+    if doc.get("profile") in RETIRED_PROFILES:
+        raise OutdatedCardImage(
+            f"{source} emulates the reference card of an earlier sscard "
+            f"(profile {doc['profile']}), not a national card; make a new card with "
+            f"'sscard virtual new PATH --profile {RETIRED_PROFILES[doc['profile']]}'"
+        )
     return CardState(
         profile=doc["profile"],
         serial=bytes.fromhex(doc["serial"]),
         lifecycle=Lifecycle(doc["lifecycle"]),
         app_block=AppBlock(doc["app_block"]) if doc.get("app_block") else None,
         mf=_file_from_json(doc["mf"], None),
+        atr=bytes.fromhex(doc.get("atr", "")),
     )
 
 
@@ -385,7 +417,12 @@ class FileStorage:
         nonce, sealed = blob[len(_HEADER) : len(_HEADER) + 12], blob[len(_HEADER) + 12 :]
         try:
             raw = self._aead.decrypt(nonce, sealed, _HEADER)
-            return state_from_bytes(raw)
+        except (InvalidTag, ValueError):
+            raw = None
+        try:
+            if raw is None:
+                raise ValueError("no plaintext")
+            return state_from_bytes(raw, str(self.path))
         except (InvalidTag, ValueError, KeyError, TypeError):
             raise CorruptCardImage(
                 f"{self.path} is corrupt or belongs to another installation (its emulator key "

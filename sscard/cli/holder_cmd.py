@@ -31,7 +31,7 @@ def validate(state: CliState, file: Path, profile_name: str | None) -> None:
     \b
     Examples:
       sscard holder validate batch.csv
-      sscard --json holder validate batch.jsonl --profile ss2-3des
+      sscard --json holder validate batch.jsonl --profile national-2
     """
     profile = load_profile(profile_name)
     rows = read_holders(file)

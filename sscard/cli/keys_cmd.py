@@ -69,7 +69,7 @@ def keys() -> None:
     \b
     Examples:
       sscard keys init centre.ks
-      sscard keys generate centre.ks --profile ss3-sm4
+      sscard keys generate centre.ks --profile national-3
       sscard keys list centre.ks
       sscard keys split centre.ks SSSE/MK/00 --parts 2 --out-dir components/
       sscard keys export-zone centre.ks pudong.ks --city 310115
@@ -152,8 +152,8 @@ def generate(
 
     \b
     Examples:
-      sscard keys generate centre.ks --profile ss3-sm4
-      sscard keys generate centre.ks --profile ss3-sm4 --ref SSSE/EAK/01 --version 2
+      sscard keys generate centre.ks --profile national-3
+      sscard keys generate centre.ks --profile national-3 --ref SSSE/EAK/01 --version 2
       sscard keys generate centre.ks --scheme slots.json
     """
     if (profile is None) == (scheme_file is None):
@@ -370,7 +370,7 @@ def import_transport(
     \b
     Examples:
       sscard keys import-transport centre.ks --kcv 3A91C2
-      sscard keys import-transport centre.ks --kcv 3A91C2 --profile ss2-3des --parts 3
+      sscard keys import-transport centre.ks --kcv 3A91C2 --profile national-2 --parts 3
     """
     from sscard.layout.loader import load_profile
 

@@ -18,8 +18,8 @@ def profile() -> None:
     \b
     Examples:
       sscard profile list
-      sscard profile show ss3-sm4
-      sscard --json profile show ss2-3des > resolved.json
+      sscard profile show national-3
+      sscard --json profile show national-2 > resolved.json
       sscard profile validate my-city.json
     """
 
@@ -48,7 +48,7 @@ def list_cmd(state: CliState) -> None:
 
 
 @profile.command()
-@click.argument("name", default="ss3-sm4")
+@click.argument("name", default="national-3")
 @pass_state
 def show(state: CliState, name: str) -> None:
     """Show a profile (shipped NAME or a FILE path) with its base merged in.
@@ -57,8 +57,8 @@ def show(state: CliState, name: str) -> None:
 
     \b
     Examples:
-      sscard profile show              the default profile (ss3-sm4)
-      sscard profile show ss2-3des
+      sscard profile show              the default profile (national-3)
+      sscard profile show national-2
       sscard --json profile show ./my-city.json
     """
     p = load_profile(name)
@@ -86,14 +86,13 @@ def validate(state: CliState, file: Path) -> None:
 def describe(p: Profile) -> str:
     """The human form of a profile: header, then the file tree."""
     cmd = p.command_set
-    t = p.atr_template
     lines = [
         f"Profile {p.name} ({'production' if p.production else 'development'})",
         f"  {p.description}" if p.description else "",
         f"Algorithm  {p.algorithm}; command set {cmd.variant}: {cmd.mac}, "
         f"{cmd.mac_length}-byte MAC, {cmd.block_size}-byte blocks",
-        f"ATR        {t.prefix.hex().upper()} {t.historical_prefix.hex().upper()} "
-        f"{t.version:02X} <serial, {t.serial_length} bytes> TCK",
+        f"Recognised by the algorithm indicator {p.algorithm.indicator:02X} and spec version "
+        f"{p.spec_version or '(any)'}; any ATR",
         f"PIN        in {p.pin.df}: {p.pin.length} digits, {p.pin.encoding}, "
         f"{p.pin.try_limit} tries",
         "",

@@ -33,7 +33,7 @@ def virtual() -> None:
 
 @virtual.command("new")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@profile_option("of the new card (ss3-sm4: SM4, ss2-3des: two-key 3DES)")
+@profile_option("of the new card (national-3: SM4, national-2: two-key 3DES)")
 @click.option("--serial", metavar="HEX16", help="Card serial, 16 hex digits (default: random).")
 @keystore_options
 @pass_state
@@ -57,7 +57,7 @@ def new(
     \b
     Examples:
       sscard virtual new card.img --keystore centre.ks
-      sscard virtual new card.img --profile ss2-3des --keystore pkcs11:issuing-hsm
+      sscard virtual new card.img --profile national-2 --keystore pkcs11:issuing-hsm
       sscard virtual new dev.img                     development transport key
     """
     card_serial = parse_serial(serial)

@@ -37,6 +37,7 @@ from sscard.apdu import REDACTED, CommandApdu
 from sscard.card import SocialSecurityCard
 from sscard.keys.scheme import KeySlot
 from sscard.layout import encode_holder
+from sscard.layout.holder_codec import CardIdSigner
 from sscard.layout.model import FileSpec, Profile
 from sscard.vocab import FileType, KeyType
 
@@ -143,9 +144,14 @@ def build_plan(
     serial: bytes,
     *,
     pin: str,
+    sign: CardIdSigner,
 ) -> PersonalizationPlan:
-    """The plan for one card. ``holder`` is validated first (nothing runs if it is invalid)."""
-    records = encode_holder(profile, holder, serial)
+    """The plan for one card. ``holder`` is validated first (nothing runs if it is invalid).
+
+    ``sign`` makes the MAC of the card identification code (the session's
+    :meth:`~sscard.card.SocialSecurityCard.sign_card_id`).
+    """
+    records = encode_holder(profile, holder, serial, sign)
     tk = _tk(profile)
     steps: list[Step] = [
         Step(

@@ -101,7 +101,8 @@ def issue_card(
     --virtual``); once the process has ended, a batch closes its unfinished row
     as ``abandoned`` (:func:`sscard.issuance.batch.close_abandoned`).
     """
-    plan = build_plan(card.profile, holder, card.serial, pin=pin)  # validates the holder
+    # build_plan validates the holder: nothing runs if it is invalid
+    plan = build_plan(card.profile, holder, card.serial, pin=pin, sign=card.sign_card_id)
     holder = normalize_holder(holder)  # the stored forms (ssn "…X", ethnicity 1) everywhere
     encode_pin(pin, card.profile.pin.length)  # a bad PIN is refused before the card is touched
     if replace_reason not in REPLACE_REASONS:

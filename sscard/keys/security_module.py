@@ -131,17 +131,59 @@ class SecurityModule(ABC):
 
     # --- the API the session layers call ------------------------------------------
 
-    def external_auth(self, serial: bytes, key: KeyRef, challenge: bytes) -> bytes:
-        """The EXTERNAL AUTHENTICATE cryptogram for the card's challenge."""
+    def external_auth(
+        self,
+        serial: bytes,
+        key: KeyRef,
+        challenge: bytes,
+        *,
+        process_factor: bytes | None = None,
+    ) -> bytes:
+        """The EXTERNAL AUTHENTICATE cryptogram for the card's challenge.
+
+        With ``process_factor`` (3.0 reading, docs/card.md) the cryptogram is made
+        under the session key: the card key diversified once more by that factor.
+        """
         meta, factors = self._resolve(serial, key)
+        if process_factor is not None:
+            if len(process_factor) != 8:
+                raise InvalidInput("bad process factor", [("process_factor", "must be 8 bytes")])
+            factors = (*factors, bytes(process_factor))
         block = _challenge_block(challenge, meta.algorithm)
         return self._card_encrypt(meta, factors, block)
 
     def verify_internal_auth(
-        self, serial: bytes, key: KeyRef, challenge: bytes, response: bytes
+        self,
+        serial: bytes,
+        key: KeyRef,
+        challenge: bytes,
+        response: bytes,
+        *,
+        process_factor: bytes | None = None,
     ) -> bool:
         """True if the card's INTERNAL AUTHENTICATE ``response`` proves it holds the IAK."""
-        return constant_time_equal(self.external_auth(serial, key, challenge), bytes(response))
+        expected = self.external_auth(serial, key, challenge, process_factor=process_factor)
+        return constant_time_equal(expected, bytes(response))
+
+    def card_id_mac(self, serial: bytes, key: KeyRef, data: bytes) -> bytes:
+        """The 4-byte MAC of a card identification code (docs/card.md) [ours].
+
+        Made under the **city-level** key of ``key`` (the card's IAK one level above
+        the card), CBC-MAC as the line MAC with a zero IV, over ``data`` = region ‖
+        RID ‖ card sequence ‖ chip serial, so that a code copied to another chip
+        does not verify.
+        """
+        meta, factors = self._resolve(serial, key)
+        if meta.levels < 1 or not factors:
+            raise InvalidInput(
+                f"stored key {meta.ref} has no city level",
+                [("key", "the card identification code needs a key with a card level")],
+            )
+        return self._card_mac(meta, factors[:-1], bytes(data), bytes(8))
+
+    def verify_card_id_mac(self, serial: bytes, key: KeyRef, data: bytes, mac: bytes) -> bool:
+        """Constant-time check of a card identification code's MAC."""
+        return constant_time_equal(self.card_id_mac(serial, key, data), bytes(mac))
 
     def mac(self, serial: bytes, key: KeyRef, data: bytes, *, iv: bytes) -> bytes:
         """The 4-byte line MAC over assembled ``data`` with the challenge as ``iv``."""

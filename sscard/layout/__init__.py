@@ -19,7 +19,6 @@ from sscard.layout.loader import DEFAULT_PROFILE, card_profiles, load_profile, s
 from sscard.layout.model import (
     Access,
     AccessCondition,
-    AtrTemplate,
     CommandSet,
     FileSpec,
     PinSpec,
@@ -32,7 +31,6 @@ __all__ = [
     "HOLDER_FIELDS",
     "Access",
     "AccessCondition",
-    "AtrTemplate",
     "CardId",
     "CommandSet",
     "FileSpec",

@@ -23,10 +23,33 @@ Vector = tuple[int, int, str, Any]
 
 @dataclass(frozen=True, slots=True)
 class CardId:
-    """The card identification code (EF05 record 01): region ‖ RID ‖ serial."""
+    """The card identification code (卡识别码, EF05 record 01, docs/card.md):
+    region (3 B BCD) ‖ RID ``D1 56 00 00 05`` ‖ card sequence (4 B) ‖ MAC (4 B)."""
 
     region: str
-    serial: bytes
+    sequence: bytes
+    mac: bytes
+
+    RID = bytes.fromhex("D156000005")
+
+    @property
+    def code(self) -> bytes:
+        """The 16 bytes on the card."""
+        return bytes.fromhex(self.region) + self.RID + self.sequence + self.mac
+
+    @property
+    def hex(self) -> str:
+        """The 32 hexadecimal digits terminals show (``iReadCardBas``)."""
+        return self.code.hex().upper()
+
+    def mac_input(self, chip_serial: bytes) -> bytes:
+        """What the MAC covers [ours]: region ‖ RID ‖ card sequence ‖ chip serial."""
+        return self.code[:12] + bytes(chip_serial)
+
+    @classmethod
+    def sequence_of(cls, chip_serial: bytes) -> bytes:
+        """The card sequence of a chip [ours]: the last 4 bytes of its serial."""
+        return bytes(chip_serial[-4:])
 
 
 _DOES_NOT_FIT = "value does not fit its card record"
@@ -328,16 +351,22 @@ class CodeRecord(RecordCodec):
 
 
 class CardIdRecord(RecordCodec):
-    """Card identification code: region (3 B BCD) ‖ ``D1 56 00 00 05`` ‖ serial (8 B)."""
+    """Card identification code: region (3 B BCD) ‖ ``D1 56 00 00 05`` ‖ sequence ‖ MAC."""
 
     encoding = "card-id"
-    RID = bytes.fromhex("D156000005")
     vectors = (
         (
             0x01,
             16,
             "0110" + "310000" + "D156000005" + "0011223344556677",
-            CardId("310000", bytes.fromhex("0011223344556677")),
+            CardId("310000", bytes.fromhex("00112233"), bytes.fromhex("44556677")),
+        ),
+        # A real code, from a public personalization script generator (CScript::GetCardID).
+        (
+            0x01,
+            16,
+            "0110" + "441800D1560000053030737878EC1A84",
+            CardId("441800", bytes.fromhex("30307378"), bytes.fromhex("78EC1A84")),
         ),
     )
 
@@ -345,8 +374,9 @@ class CardIdRecord(RecordCodec):
         return _CardIdAdapter(
             cs.Struct(
                 "region" / _Bcd(cs.Bytes(3)),
-                "rid" / cs.Const(self.RID),
-                "serial" / cs.Bytes(length - 8),
+                "rid" / cs.Const(CardId.RID),
+                "sequence" / cs.Bytes(4),
+                "mac" / cs.Bytes(length - 12),
             )
         )
 
@@ -356,14 +386,16 @@ class CardIdRecord(RecordCodec):
 
 class _CardIdAdapter(cs.Adapter):  # type: ignore[misc]
     def _decode(self, obj: Any, context: Any, path: str) -> CardId:
-        return CardId(obj.region, bytes(obj.serial))
+        return CardId(obj.region, bytes(obj.sequence), bytes(obj.mac))
 
     def _encode(self, obj: CardId, context: Any, path: str) -> dict[str, Any]:
         if not isinstance(obj, CardId):
             raise _ValueError("must be a CardId")
         if len(obj.region) != 6:
             raise _ValueError("region must be 6 digits")
-        return {"region": obj.region, "serial": obj.serial}
+        if len(obj.sequence) != 4 or len(obj.mac) != 4:
+            raise _ValueError("sequence and MAC must be 4 bytes each")
+        return {"region": obj.region, "sequence": obj.sequence, "mac": obj.mac}
 
 
 def codec_for(encoding: str, tag: int, length: int, name: str = "record") -> RecordCodec:

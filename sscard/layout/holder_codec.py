@@ -9,7 +9,8 @@ so its output is valid issuance input again.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from sscard.errors import InvalidInput
@@ -18,6 +19,8 @@ from sscard.layout.holder import HOLDER_FIELDS, normalize_holder, validate_holde
 from sscard.layout.model import Profile, RecordItem
 
 RecordKey = tuple[str, int]
+SERIAL_LENGTH = 8
+"""Bytes of a chip serial (GET DATA ``80 CA 00 02``, docs/card.md) [ours]."""
 
 
 def holder_records(profile: Profile) -> tuple[RecordItem, ...]:
@@ -29,10 +32,18 @@ def holder_records(profile: Profile) -> tuple[RecordItem, ...]:
     )
 
 
+CardIdSigner = Callable[[bytes], bytes]
+"""``mac input → 4-byte MAC`` of the card identification code: at issuance the
+security module's :meth:`~sscard.keys.security_module.SecurityModule.card_id_mac`."""
+
+
 def encode_holder(
-    profile: Profile, holder: Mapping[str, Any], serial: bytes
+    profile: Profile, holder: Mapping[str, Any], serial: bytes, sign: CardIdSigner
 ) -> dict[RecordKey, bytes]:
     """Record bytes for one card: ``{(file id, record no): tag ‖ len ‖ value}``.
+
+    ``serial`` is the chip serial; the card identification code is the holder's
+    region ‖ RID ‖ card sequence (from ``serial``) ‖ ``sign(mac input)``.
 
     Validates ``holder`` first (:class:`~sscard.errors.InvalidInput` listing every
     problem) and stores its normalized form (:func:`normalize_holder`). Optional
@@ -41,16 +52,16 @@ def encode_holder(
     """
     validate_holder(holder, profile)
     holder = normalize_holder(holder)
-    if len(serial) != profile.atr_template.serial_length:
-        length = profile.atr_template.serial_length
-        raise InvalidInput("invalid card serial", [("serial", f"must be {length} bytes")])
+    if len(serial) != SERIAL_LENGTH:
+        raise InvalidInput("invalid card serial", [("serial", f"must be {SERIAL_LENGTH} bytes")])
     out: dict[RecordKey, bytes] = {}
     for item in holder_records(profile):
         value: Any
         if item.value is not None:
             value = item.constant
         elif item.encoding == "card-id":
-            value = CardId(holder["region"], bytes(serial))
+            unsigned = CardId(holder["region"], CardId.sequence_of(serial), b"")
+            value = replace(unsigned, mac=bytes(sign(unsigned.mac_input(serial))))
         elif item.field in holder:
             value = _to_card(item, holder[item.field])
         else:
@@ -65,7 +76,7 @@ def decode_records(
     """Field values of records read from a card; never-written records are left out.
 
     With ``holder_only`` (default) the result has only issuance-input fields; else
-    it adds ``serial`` (hex), the profile constants and every other record's field.
+    it adds ``card_id`` (hex), the profile constants and every other record's field.
     Raises :class:`~sscard.errors.RecordDecodeError` naming a malformed record.
     """
     found: dict[str, Any] = {}
@@ -82,7 +93,7 @@ def decode_records(
         if isinstance(value, CardId):
             found["region"] = value.region
             if not holder_only:
-                found["serial"] = value.serial.hex().upper()
+                found["card_id"] = value.hex
         elif item.field in HOLDER_FIELDS or not holder_only:
             found[item.field] = _from_card(value)
     order = {f: i for i, f in enumerate(HOLDER_FIELDS)}

@@ -27,7 +27,6 @@ from sscard.keys.scheme import KeyScheme, KeySlot
 from sscard.layout.model import (
     Access,
     AccessCondition,
-    AtrTemplate,
     CommandSet,
     FileSpec,
     PinSpec,
@@ -36,7 +35,13 @@ from sscard.layout.model import (
 )
 from sscard.vocab import Algorithm, FileType, KeyType
 
-DEFAULT_PROFILE = "ss3-sm4"
+DEFAULT_PROFILE = "national-3"
+RETIRED_PROFILES = {
+    "ss3-sm4": "national-3",
+    "ss2-3des": "national-2",
+    "ss-generic": "national-base",
+}
+"""Profiles of the reference card that earlier versions shipped, and what replaced them."""
 _LIST_IDENTITY: dict[str, tuple[str, ...]] = {
     "files": ("id",),
     "records": ("no",),
@@ -90,7 +95,7 @@ def card_profiles() -> tuple[str, ...]:
 
 
 def load_profile(name_or_path: str | Path | None = None) -> Profile:
-    """Load a shipped profile by name (default ``ss3-sm4``) or a profile file by path.
+    """Load a shipped profile by name (default ``national-3``) or a profile file by path.
 
     Raises :class:`~sscard.errors.ProfileError` listing every problem with its JSON path.
     Shipped profiles are immutable and validated once per process; files are read anew.
@@ -127,6 +132,11 @@ def _locate(ref: str | Path, relative_to: Path | None) -> tuple[str, Any]:
         if relative_to is not None and not path.is_absolute():
             path = relative_to / path
         return str(path), path
+    if text in RETIRED_PROFILES:
+        raise ProfileError(
+            f"profile {text!r} was the reference card of earlier sscard versions",
+            [("profile", f"use {RETIRED_PROFILES[text]!r}, its national-spec successor")],
+        )
     if text not in shipped_profiles():
         raise ProfileError(
             f"no profile named {text!r}",
@@ -281,7 +291,6 @@ def build_profile(data: Mapping[str, Any]) -> Profile:
     except InvalidInput as exc:
         problems.extend(exc.problems)
         scheme = KeyScheme(())
-    atr_raw = data["atr"]
     cmd = data["command_set"]
     pin_raw = data["pin"]
     profile = Profile(
@@ -291,12 +300,6 @@ def build_profile(data: Mapping[str, Any]) -> Profile:
         key_city=data.get("key_city"),
         algorithm=algorithm,
         command_set=CommandSet(cmd["variant"], cmd["mac"], cmd["mac_length"], cmd["block_size"]),
-        atr_template=AtrTemplate(
-            bytes.fromhex(atr_raw["prefix"]),
-            bytes.fromhex(atr_raw["historical_prefix"]),
-            atr_raw["version"],
-            atr_raw["serial_length"],
-        ),
         pin=PinSpec(pin_raw["df"], pin_raw["length"], pin_raw["encoding"], pin_raw["try_limit"]),
         files=tuple(files),
         key_scheme=scheme,
@@ -336,6 +339,7 @@ def _build_file(raw: Mapping[str, Any], where: str) -> FileSpec:
                 field=r["field"],
                 value=r.get("value"),
                 description=r.get("description", ""),
+                read=tuple(AccessCondition.parse(c) for c in r["read"]) if "read" in r else None,
             )
             for r in raw.get("records", [])
         ),
@@ -379,14 +383,15 @@ def _consistency_problems(p: Profile) -> Problems:
             continue
         if f.type.is_record:
             out.extend(_record_problems(f, where, fields))
+            for j, r in enumerate(f.records):
+                if r.read is not None:
+                    rule = Access(r.read, ())
+                    out.extend(_access_problems(p, rule, f"{where}.records[{j}]"))
     mfs = [f for f in p.files if f.type == FileType.MF]
     if len(mfs) != 1:
         out.append(("files", "there must be exactly one MF"))
     if p.pin.df not in by_id or not by_id[p.pin.df].is_df:
         out.append(("pin.df", f"{p.pin.df!r} is not a DF of this profile"))
-    t = p.atr_template
-    if len(t.prefix) < 2 or t.prefix[1] & 0x0F != len(t.historical_prefix) + 1 + t.serial_length:
-        out.append(("atr", "T0 (second prefix byte) must count the historical bytes"))
     return out
 
 
@@ -427,9 +432,10 @@ def _access_problems(p: Profile, access: Access, where: str) -> Problems:
         for k, c in enumerate(conds):
             cw = f"{where}.{op}[{k}]"
             if c.kind == "ext-auth":
-                try:
-                    p.key_scheme.find(c.df or "", KeyType.EAK, c.key_id or 0)
-                except KeyError:
+                if not any(
+                    s.id == c.key_id and s.type in (KeyType.EAK, KeyType.RK)
+                    for s in p.key_scheme.in_df(c.df or "")
+                ):
                     out.append(
                         (cw, f"{c}: no external authentication key {c.key_id:02X} in {c.df}")
                     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import reduce
 from typing import Any
 
 from sscard.errors import InvalidInput
@@ -79,6 +78,7 @@ class RecordItem:
     field: str
     value: str | None = None
     description: str = ""
+    read: tuple[AccessCondition, ...] | None = None  # None: the EF's read rule
 
     @property
     def name(self) -> str:
@@ -139,34 +139,6 @@ class PinSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class AtrTemplate:
-    """``prefix ‖ historical_prefix ‖ version ‖ serial ‖ TCK`` (spec "ATR and card serial")."""
-
-    prefix: bytes
-    historical_prefix: bytes
-    version: int
-    serial_length: int
-
-    def build(self, serial: bytes) -> bytes:
-        """The ATR of the card with this serial; TCK makes T0..TCK XOR to zero."""
-        if len(serial) != self.serial_length:
-            raise InvalidInput(
-                "invalid card serial", [("serial", f"must be {self.serial_length} bytes")]
-            )
-        body = self.prefix + self.historical_prefix + bytes([self.version]) + serial
-        return body + bytes([reduce(lambda a, b: a ^ b, body[1:], 0)])
-
-    def serial(self, atr: bytes) -> bytes | None:
-        """The serial in an ATR of this template, or ``None`` if it does not match."""
-        head = self.prefix + self.historical_prefix + bytes([self.version])
-        if len(atr) != len(head) + self.serial_length + 1 or not atr.startswith(head):
-            return None
-        if reduce(lambda a, b: a ^ b, atr[1:], 0) != 0:
-            return None
-        return atr[len(head) : -1]
-
-
-@dataclass(frozen=True, slots=True)
 class CommandSet:
     """The command set variant: which MAC, how long, which cipher block size."""
 
@@ -185,7 +157,6 @@ class Profile:
     production: bool
     algorithm: Algorithm
     command_set: CommandSet
-    atr_template: AtrTemplate
     pin: PinSpec
     files: tuple[FileSpec, ...]
     key_scheme: KeyScheme
@@ -228,9 +199,31 @@ class Profile:
         """Every record of every EF, in profile order."""
         return tuple(r for f in self.files for r in f.records)
 
-    def atr(self, serial: bytes) -> bytes:
-        """The ATR of a card with this serial."""
-        return self.atr_template.build(serial)
+    @property
+    def spec_version(self) -> str | None:
+        """The spec version of EF05 item 03 (``"3.00"``), if the profile sets it."""
+        item = next((r for r in self.records() if r.field == "spec_version"), None)
+        return item.value if item is not None else None
+
+    @property
+    def generation(self) -> str | None:
+        """The first character of the spec version: ``"3"`` for 3.0 cards, ``"2"`` for 2.0."""
+        version = self.spec_version
+        return version[:1] if version else None
+
+    def record_by_tag(self, ef_id: str, tag: int) -> RecordItem:
+        """The record of EF ``ef_id`` whose item has ``tag``; :class:`KeyError` if none."""
+        for item in self.ef(ef_id).records:
+            if item.tag == tag:
+                return item
+        raise KeyError(f"{ef_id} tag {tag:02X}")
+
+    def record_readers(self, item: RecordItem) -> tuple[AccessCondition, ...]:
+        """Who may read ``item``: its own rule, else its EF's."""
+        if item.read is not None:
+            return item.read
+        access = self.ef(item.file).access
+        return access.read if access is not None else ()
 
     def to_data(self) -> dict[str, Any]:
         """The resolved profile as JSON data (valid profile JSON, hex for bytes)."""
@@ -245,12 +238,6 @@ class Profile:
                 "mac": self.command_set.mac,
                 "mac_length": self.command_set.mac_length,
                 "block_size": self.command_set.block_size,
-            },
-            "atr": {
-                "prefix": self.atr_template.prefix.hex().upper(),
-                "historical_prefix": self.atr_template.historical_prefix.hex().upper(),
-                "version": self.atr_template.version,
-                "serial_length": self.atr_template.serial_length,
             },
             "pin": {
                 "df": self.pin.df,
@@ -308,6 +295,8 @@ def _record_data(r: RecordItem) -> dict[str, Any]:
     }
     if r.value is not None:
         d["value"] = r.value
+    if r.read is not None:
+        d["read"] = [str(c) for c in r.read]
     if r.description:
         d["description"] = r.description
     return d
