@@ -21,6 +21,7 @@ from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule
 from sscard.layout import card_profiles, decode_records, load_profile
 from sscard.layout.model import FileSpec, Profile
+from sscard.national import NationalCode
 from sscard.protocol import ApduProtocol
 from sscard.sm import LineProtection
 from sscard.transport.base import Transport
@@ -30,9 +31,13 @@ from sscard.vocab import CLA, INS, SW, FileType, KeyType, Lifecycle
 class CardNotGenuine(errors.AuthenticationError):
     """INTERNAL AUTHENTICATE did not prove the card holds its diversified key."""
 
+    national = NationalCode.INTERNAL_AUTHENTICATION_FAILED
+
 
 class KeysRequired(errors.InvalidInput):
     """The operation needs a key store (security module) and none was given."""
+
+    national = NationalCode.NO_PSAM
 
 
 class TransportKeyRefused(errors.AuthenticationFailed):
@@ -46,9 +51,13 @@ class TransportKeyRefused(errors.AuthenticationFailed):
 class CardNotIssued(errors.OperationFailed):
     """The card has not been personalized yet (BLANK or PERSONALIZATION)."""
 
+    national = NationalCode.WRONG_CARD_TYPE
+
 
 class UnknownCard(errors.InvalidInput):
     """The ATR matches no card profile."""
+
+    national = NationalCode.WRONG_CARD_TYPE
 
 
 def profile_for_atr(atr: bytes) -> Profile:
