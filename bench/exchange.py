@@ -26,6 +26,7 @@ from sscard import db
 from sscard.exchange import outbox, sync, tls
 from sscard.exchange.ca import init_ca
 from sscard.exchange.client import PlatformClient
+from sscard.layout.cardno import complete
 
 CONFIG = {
     "departments": {
@@ -37,7 +38,7 @@ CONFIG = {
 def payload(i: int) -> dict[str, Any]:
     return {
         "card_serial": f"{i:016X}",
-        "card_number": f"B{i % 10**8:08d}",
+        "card_number": complete(f"B{i % 10**7:07d}"),
         "ssn": "11010519491231002X",
         "profile": "national-3",
         "key_versions": {"MK_DF01": 1, "DPK": 1},

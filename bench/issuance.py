@@ -32,6 +32,7 @@ from sscard.issuance.readers import VirtualSlot
 from sscard.issuance.service import issue_card
 from sscard.keys.dev import development_module
 from sscard.layout import load_profile
+from sscard.layout.cardno import complete
 from sscard.layout.holder_io import HolderRow
 from sscard.transport import InProcessTransport
 from sscard.transport.pcsc import PcscTransport
@@ -53,7 +54,7 @@ def holder(i: int) -> dict[str, Any]:
         "birth_date": f"19{80 + i % 20}-{month:02d}-15",
         "gender": "1",
         "birthplace": "310101",
-        "card_number": f"Q{i:08d}",
+        "card_number": complete(f"Q{i:07d}"),
     }
 
 

@@ -24,6 +24,7 @@ from sscard.layout import card_profiles, decode_records, load_profile
 from sscard.layout.codecs import CardId
 from sscard.layout.holder_codec import SERIAL_LENGTH
 from sscard.layout.model import FileSpec, Profile, RecordItem
+from sscard.national import NationalCode
 from sscard.protocol import ApduProtocol
 from sscard.sm import LineProtection
 from sscard.transport.base import Transport
@@ -39,9 +40,13 @@ READ_KEY_ID = 0x0A
 class CardNotGenuine(errors.AuthenticationError):
     """INTERNAL AUTHENTICATE did not prove the card holds its diversified key."""
 
+    national = NationalCode.INTERNAL_AUTHENTICATION_FAILED
+
 
 class KeysRequired(errors.InvalidInput):
     """The operation needs a key store (security module) and none was given."""
+
+    national = NationalCode.NO_PSAM
 
 
 class TransportKeyRefused(errors.AuthenticationFailed):
@@ -55,13 +60,13 @@ class TransportKeyRefused(errors.AuthenticationFailed):
 class CardNotIssued(errors.OperationFailed):
     """The card has not been personalized yet (BLANK or PERSONALIZATION)."""
 
+    national = NationalCode.WRONG_CARD_TYPE
+
 
 class UnknownCard(errors.InvalidInput):
     """The card is not a social security card sscard knows (algorithm, spec version)."""
 
-
-class CardIdInvalid(errors.InvalidInput):
-    """The card identification code is malformed, or its MAC does not verify (national −20)."""
+    national = NationalCode.WRONG_CARD_TYPE
 
 
 @dataclass(frozen=True)
@@ -432,7 +437,7 @@ class SocialSecurityCard:
 
     def card_id(self, raw: bytes | None = None) -> CardId:
         """The card identification code (EF05 item 01), checked: well formed always, and
-        its MAC when a security module is present (:class:`CardIdInvalid`, national −20)."""
+        its MAC when a security module is present (:class:`~sscard.errors.BadCardIdentificationCode`, national −20)."""
         item = self.profile.record_by_tag("EF05", 0x01)
         data = raw if raw is not None else self.read_item("EF05", 0x01)
         try:
@@ -441,9 +446,8 @@ class SocialSecurityCard:
             value = None
         if not isinstance(value, CardId):
             shown = bytes(data or b"").hex().upper() or "nothing"
-            raise CardIdInvalid(
-                f"the card identification code is malformed ({shown}): it must be "
-                "region (BCD) ‖ D156000005 ‖ card sequence ‖ MAC"
+            raise errors.BadCardIdentificationCode(
+                f"{shown} is malformed: it must be region (BCD) ‖ D156000005 ‖ card sequence ‖ MAC"
             )
         if self.security is not None:
             serial = self.serial
@@ -452,9 +456,9 @@ class SocialSecurityCard:
             if value.sequence != CardId.sequence_of(serial) or not module.verify_card_id_mac(
                 serial, slot, value.mac_input(serial), value.mac
             ):
-                raise CardIdInvalid(
-                    f"the card identification code {value.hex} does not verify: it was not "
-                    "made for this chip by this city's keys (a forged or copied code)"
+                raise errors.BadCardIdentificationCode(
+                    f"{value.hex} does not verify: it was not made for this chip with this "
+                    "city's keys (a forged or copied code)"
                 )
         return value
 

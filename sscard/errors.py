@@ -9,6 +9,12 @@ Every error class lives under one of the categories below (``TransportError``,
 which the CLI maps to stable exit codes (docs/cli.md); new errors subclass the
 category they belong to.
 
+Every error carries ``national_code``, the error code of the national terminal
+interface (:mod:`sscard.national`; docs/cli.md, "National error codes"): the
+code of its most specific class that names one (``national``), else that of its
+category, taken in the exit-code order (a class under two categories takes the
+earlier one); a status-word error without a named code reports its status word.
+
 Messages speak in library terms ("a key store is needed"), never of command-line
 options; an error may carry a ``hint``, a plain-language suggestion of what to
 do next, which a front end can replace with its own (the CLI names its options).
@@ -17,8 +23,9 @@ do next, which a front end can replace with its own (the CLI names its options).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Self
+from typing import ClassVar, Self
 
+from sscard.national import UNCLASSIFIED, NationalCode, code_for_sw, sw_code
 from sscard.vocab import SW, tries_left_sw
 
 
@@ -29,6 +36,13 @@ class SscardError(Exception):
     """
 
     hint: str | None = None
+    national: ClassVar[int | None] = None
+    """This class's national error code; None: the one of the class it derives from."""
+
+    @property
+    def national_code(self) -> int:
+        """The error code of the national terminal interface (docs/cli.md)."""
+        return _class_national(type(self))
 
     def with_hint(self, hint: str | None) -> Self:
         """This error with ``hint`` set (for ``raise Error(...).with_hint(...)``)."""
@@ -70,8 +84,40 @@ class OperationFailed(SscardError):
     """
 
 
+# The categories' national codes, in the exit-code order of docs/cli.md: a class
+# under two categories takes the earlier one, as its exit code does.
+_CATEGORY_CODES: dict[type[SscardError], int] = {
+    BlockedError: sw_code(SW.FUNC_NOT_SUPPORTED),  # 6A81: card or application blocked
+    TransportError: NationalCode.READER_CONNECTION,
+    AuthenticationError: sw_code(SW.SECURITY_STATUS_NOT_SATISFIED),  # 6982
+    InvalidInput: NationalCode.INVALID_INPUT,
+    OperationFailed: UNCLASSIFIED,
+}
+
+
+def _own_national(cls: type[SscardError], below: type[SscardError] | None = None) -> int | None:
+    """The ``national`` of the most specific class of ``cls`` naming one, short of a category."""
+    for klass in cls.__mro__:
+        if klass in _CATEGORY_CODES or klass is below:
+            return None
+        own = klass.__dict__.get("national")
+        if own is not None:
+            return int(own)
+    return None
+
+
+def _class_national(cls: type[SscardError]) -> int:
+    """The national code of an error class: its own, else its first category's."""
+    own = _own_national(cls)
+    if own is not None:
+        return own
+    return next((c for cat, c in _CATEGORY_CODES.items() if issubclass(cls, cat)), UNCLASSIFIED)
+
+
 class ProtocolError(OperationFailed):
     """The card or reader answered something that is not a valid response."""
+
+    national = NationalCode.NO_ANSWER
 
 
 class MalformedResponse(ProtocolError):
@@ -107,28 +153,45 @@ class ReaderNotFound(TransportError):
 class ReaderBusy(TransportError):
     """Another application holds the reader exclusively."""
 
+    national = NationalCode.NOT_CONNECTED
+
 
 class NoCard(TransportError):
     """No card in the reader (or none arrived before the timeout)."""
+
+    national = NationalCode.NO_CARD
 
 
 class CardRemoved(TransportError):
     """The card was removed or powered off during the operation."""
 
+    national = NationalCode.NO_CARD
+
 
 class CardNotRemoved(TransportError):
     """The card was still in the reader when it should have been taken out."""
 
+    national = UNCLASSIFIED  # the national interface never asks for the card back
+
 
 class CommunicationError(TransportError):
     """The reader could not exchange an APDU with the card."""
+
+    national = NationalCode.NO_ANSWER
 
 
 # --- status words ------------------------------------------------------------
 
 
 class ApduError(OperationFailed):
-    """The card answered with a status word other than 9000."""
+    """The card answered with a status word other than 9000.
+
+    Its national code is its class's own, else that of its status word
+    (:func:`sscard.national.code_for_sw`; ``sw_is_pin = False``: the bare word).
+    """
+
+    sw_is_pin: ClassVar[bool] = True
+    """63Cx and 6983 speak of the PIN (−51, −52)."""
 
     def __init__(self, sw: int, message: str | None = None, *, command: str | None = None) -> None:
         from sscard.status import describe  # local import: status imports nothing from here
@@ -139,9 +202,19 @@ class ApduError(OperationFailed):
         where = f"{command}: " if command else ""
         super().__init__(f"{where}{text} (SW {sw:04X})")
 
+    @property
+    def national_code(self) -> int:
+        """The class's own national code, else the status word's."""
+        own = _own_national(type(self), below=ApduError)
+        if own is not None:
+            return own
+        return code_for_sw(self.sw) if self.sw_is_pin else sw_code(self.sw)
+
 
 class PinIncorrect(ApduError, AuthenticationError):
     """Wrong PIN; ``tries_left`` tries remain before it blocks."""
+
+    national = NationalCode.WRONG_PIN
 
     def __init__(
         self, tries_left: int, sw: int | None = None, *, command: str | None = None
@@ -158,6 +231,8 @@ class PinIncorrect(ApduError, AuthenticationError):
 class AuthenticationFailed(ApduError, AuthenticationError):
     """Wrong cryptogram in EXTERNAL AUTHENTICATE (a wrong key); tries left if known."""
 
+    sw_is_pin = False  # 63Cx here is a key's counter: terminals report the word itself
+
     def __init__(
         self, tries_left: int | None = None, sw: int | None = None, *, command: str | None = None
     ) -> None:
@@ -173,6 +248,8 @@ class AuthenticationFailed(ApduError, AuthenticationError):
 class PinBlocked(ApduError, BlockedError):
     """The PIN is blocked; a service point must unblock or reload it."""
 
+    national = NationalCode.PIN_BLOCKED
+
     def __init__(self, sw: int = SW.AUTH_METHOD_BLOCKED, *, command: str | None = None) -> None:
         super().__init__(
             sw, "the PIN is blocked; visit a service point to have it unblocked", command=command
@@ -181,6 +258,8 @@ class PinBlocked(ApduError, BlockedError):
 
 class KeyBlocked(ApduError, BlockedError):
     """A key (external authentication, PIN unblock, …) is blocked by its error counter."""
+
+    sw_is_pin = False  # 6983 of a key: −27011, "key locked"
 
     def __init__(self, sw: int = SW.AUTH_METHOD_BLOCKED, *, command: str | None = None) -> None:
         super().__init__(sw, "the key is blocked (error counter exhausted)", command=command)
@@ -196,6 +275,20 @@ class CardBlocked(ApduError, BlockedError):
 
 class SecurityStatusNotSatisfied(ApduError, AuthenticationError):
     """The command needs a PIN verification or an external authentication first."""
+
+
+class BadCardIdentificationCode(AuthenticationError):
+    """The card identification code (EF05 item 01) is malformed or its MAC does not verify.
+
+    The national −20: a forged or altered card, or one made for another region.
+    """
+
+    national = NationalCode.BAD_CARD_IDENTIFICATION_CODE
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"the card identification code is not valid: {problem}")
+        self.hint = "the card may be forged or altered: keep it and check it with the card's issuer"
 
 
 class BadMac(ApduError, AuthenticationError):
@@ -260,6 +353,8 @@ class CorruptKeyStore(KeyStoreError, InvalidInput):
 class UnknownKeyReference(KeyStoreError, InvalidInput):
     """No key with this reference (and version) in the store."""
 
+    national = sw_code(SW.REFERENCE_NOT_FOUND)  # 6A88: key not found
+
     def __init__(self, ref: str, version: int | None = None) -> None:
         self.ref = ref
         self.version = version
@@ -271,6 +366,8 @@ class UnknownKeyReference(KeyStoreError, InvalidInput):
 class KeyStoreMissing(KeyStoreError, InvalidInput):
     """No key store was named where one is needed."""
 
+    national = NationalCode.NO_PSAM  # no security module
+
 
 class KeyExists(KeyStoreError, InvalidInput):
     """A key with this reference and version is already in the store."""
@@ -278,6 +375,8 @@ class KeyExists(KeyStoreError, InvalidInput):
 
 class MechanismUnavailable(KeyStoreError, InvalidInput):
     """The token cannot do what the key needs (e.g. SM4 on SoftHSM2); names the mechanism."""
+
+    national = NationalCode.PSAM_LACKS_ALGORITHM
 
     def __init__(self, mechanism: str, detail: str = "") -> None:
         self.mechanism = mechanism
@@ -288,6 +387,8 @@ class MechanismUnavailable(KeyStoreError, InvalidInput):
 class TokenError(KeyStoreError):
     """The PKCS#11 token failed or could not be found."""
 
+    national: ClassVar[int | None] = NationalCode.NO_PSAM
+
 
 class TokenNotFound(TokenError, InvalidInput):
     """No PKCS#11 token with this label (or the module cannot be loaded)."""
@@ -296,9 +397,13 @@ class TokenNotFound(TokenError, InvalidInput):
 class WrongTokenPin(TokenError, AuthenticationError):
     """The PKCS#11 user PIN is wrong."""
 
+    national = _CATEGORY_CODES[AuthenticationError]
+
 
 class TokenLocked(TokenError, AuthenticationError):
     """The PKCS#11 token's user PIN is locked; the security officer must reset it."""
+
+    national = sw_code(SW.AUTH_METHOD_BLOCKED)  # 6983: key locked
 
 
 class DevelopmentKeysRefused(KeyStoreError, InvalidInput):
@@ -322,6 +427,8 @@ class RecordDecodeError(ProtocolError):
     ``record`` names the record, e.g. ``EF06 record 2 (name)``.
     """
 
+    national = NationalCode.BAD_DATA_CHARACTERS
+
     def __init__(self, record: str, problem: str) -> None:
         self.record = record
         self.problem = problem
@@ -333,6 +440,8 @@ class RecordDecodeError(ProtocolError):
 
 class ExchangeError(OperationFailed):
     """Root of errors talking to (or running) the exchange platform."""
+
+    national = UNCLASSIFIED  # outside the national interface (invalid input aside)
 
 
 class PlatformUnavailable(ExchangeError, TransportError):
@@ -361,6 +470,8 @@ class ScopeRefused(ExchangeError, AuthenticationError):
 class EventsRejected(ExchangeError, InvalidInput):
     """The platform rejected a request as invalid (HTTP 4xx); ``problems`` name the paths."""
 
+    national = NationalCode.INVALID_INPUT
+
     def __init__(
         self, message: str, problems: Iterable[tuple[str, str]] = (), event_ids: Iterable[str] = ()
     ) -> None:
@@ -374,6 +485,8 @@ class PlatformProtocolError(ExchangeError):
 
 class PlatformConfigError(ExchangeError, InvalidInput):
     """The reference platform's configuration file is missing or invalid."""
+
+    national = NationalCode.INVALID_INPUT
 
 
 # --- operators, audit trail, backups (docs/operators.md, regulation art. 13-15) ---

@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 
 from sscard.errors import InvalidInput
+from sscard.national import NationalCode
 
 RULES = {
     "length": "must be exactly {length} digits",
@@ -32,6 +33,13 @@ class PinPolicyError(InvalidInput):
             "the PIN was refused by the PIN policy",
             [("pin", f"{RULES[rule].format(length=length)} (rule: {rule})")],
         )
+
+    @property
+    def national_code(self) -> int:
+        """−33 for a PIN of the wrong length, else −23 (invalid input)."""
+        if self.rule == "length":
+            return NationalCode.PIN_LENGTH_WRONG
+        return NationalCode.INVALID_INPUT
 
 
 @dataclass(frozen=True)

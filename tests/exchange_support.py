@@ -15,6 +15,7 @@ from sscard.exchange import outbox, sync, tls
 from sscard.exchange.ca import Issued, init_ca
 from sscard.exchange.client import PlatformClient
 from sscard.exchange.platform import Platform, PlatformConfig
+from sscard.layout.cardno import complete
 
 SSN = "11010519491231002X"  # GB 11643 published example
 
@@ -37,7 +38,12 @@ CONFIG: dict[str, Any] = {
 
 def issued(n: int, serial: str = "0011223344556677") -> dict[str, Any]:
     """A card.issued payload for card number n."""
-    return {"card_serial": serial, "card_number": f"A{n:08d}", "ssn": SSN, "profile": "national-3"}
+    return {
+        "card_serial": serial,
+        "card_number": complete(f"A{n:07d}"),
+        "ssn": SSN,
+        "profile": "national-3",
+    }
 
 
 def blocked(card_number: str, reason: str = "lost") -> dict[str, Any]:

@@ -24,6 +24,7 @@ from sscard.cli.main import cli
 from sscard.db import open_store as connect
 from sscard.exchange import sync
 from sscard.exchange.platform import Platform
+from sscard.layout.cardno import complete
 from tests.exchange_support import Pki, blocked, client_env, client_for, pki, platform
 from tests.operatorkit import Installation, record
 
@@ -42,7 +43,7 @@ def armed() -> Iterator[None]:
 
 def _records(n: int, action: str = "card.issue", outcome: str = "ok") -> None:
     for i in range(n):
-        record(action, operator=None, outcome=outcome, card_number=f"A{i:08d}")
+        record(action, operator=None, outcome=outcome, card_number=complete(f"A{i:07d}"))
 
 
 def _checkpoint_seqs() -> list[int]:
@@ -290,7 +291,7 @@ def test_a_default_installation_catches_a_cut_tail_without_any_key(
     store = tmp_path / "sp.db"
     env = _keyless_env(platform, pki, store)
     for n in range(3):  # state-changing, audited commands
-        _enqueue(env, f"C{n:08d}")
+        _enqueue(env, complete(f"C{n:07d}"))
     pushed = run(env, "--json", "sync", "push")
     assert pushed.exit_code == 0, pushed.output
     witnessed = json.loads(pushed.stdout)["audit_witnessed"]
@@ -329,7 +330,7 @@ def test_push_notices_a_cut_tail_when_every_checkpoint_went_with_it(
 ) -> None:
     store = tmp_path / "sp.db"
     env = _keyless_env(platform, pki, store)  # checkpoints by hand only
-    _enqueue(env, "C00000001")
+    _enqueue(env, "C0000001Y")
     assert run(env, "audit", "checkpoint", "--keystore", "dev").exit_code == 0
     assert run(env, "sync", "push").exit_code == 0
     witnessed = platform.store.audit_head("sp-labour")[0]["seq"]  # type: ignore[index]

@@ -26,13 +26,14 @@ from sscard.auth import OperatorStore
 from sscard.db import open_store
 from sscard.exchange import outbox
 from sscard.issuance import store
+from sscard.layout.cardno import complete
 from tests.exchange_support import SSN
 
 conn = open_store()
 store.ensure_schema(conn); outbox.ensure_schema(conn); audit.ensure_schema(conn)
 op = OperatorStore(conn).get("admin")
 for i in range(int(sys.argv[1])):
-    serial, number = f"31{i:014X}", f"A{i:08d}"
+    serial, number = f"31{i:014X}", complete(f"A{i:07d}")
     store.begin(conn, serial=serial, card_number=number, ssn=SSN, profile="national-3",
                 key_versions={}, operator=op.id, replaces=None, batch_key=None)
     conn.execute("BEGIN IMMEDIATE")

@@ -142,7 +142,7 @@ def test_department_files_need_external_authentication(link: Link) -> None:
 
 def test_write_needs_its_key_and_selection_clears_it(link: Link) -> None:
     c = link.session()
-    record = b"\x07\x09" + b"B00000001"
+    record = b"\x07\x09" + b"B0000001V"
     with pytest.raises(errors.SecurityStatusNotSatisfied):
         c.update_record("EF05", 7, record)
     c.external_authenticate("SSSE")
@@ -150,7 +150,7 @@ def test_write_needs_its_key_and_selection_clears_it(link: Link) -> None:
     assert c.read_record("EF05", 7) == record
     c.select("SSSE", force=True)
     with pytest.raises(errors.SecurityStatusNotSatisfied):
-        c.update_record("EF05", 7, b"\x07\x09" + b"C00000001")
+        c.update_record("EF05", 7, b"\x07\x09" + b"C0000001Y")
     assert c.read_record("EF05", 7) == record
 
 
@@ -334,4 +334,4 @@ def test_power_cycle_clears_security_state(link: Link) -> None:
     link.transport.reconnect(reset=True)
     c = link.session()
     with pytest.raises(errors.SecurityStatusNotSatisfied):
-        c.update_record("EF05", 7, b"\x07\x09" + b"B00000001")
+        c.update_record("EF05", 7, b"\x07\x09" + b"B0000001V")

@@ -57,7 +57,7 @@ def test_enqueue_push_pull_inbox_through_the_cli(
         "--service-point",
         "sp-police",
         env=police,
-        stdin=json.dumps(blocked("C00000001", "stolen")),
+        stdin=json.dumps(blocked("C0000001Y", "stolen")),
     )
     assert queued.exit_code == 0
     event_id = json.loads(queued.output)["id"]
@@ -71,7 +71,7 @@ def test_enqueue_push_pull_inbox_through_the_cli(
     shown = run("--json", "sync", "inbox", env=labour)
     [entry] = json.loads(shown.output)["block_list"]
     assert (entry["card_number"], entry["reason"], entry["event_id"]) == (
-        "C00000001",
+        "C0000001Y",
         "stolen",
         event_id,
     )
@@ -115,7 +115,7 @@ def test_push_reports_rejected_events_with_exit_1(
 
 def test_enqueue_refuses_bad_payload_with_exit_7_and_queues_nothing(tmp_path: Path) -> None:
     store = tmp_path / "sscard.db"
-    payload = {"card_serial": "0011223344556677", "card_number": "A00000001", "pin": "123456"}
+    payload = {"card_serial": "0011223344556677", "card_number": "A0000001S", "pin": "123456"}
     result = run(
         "--json",
         "sync",

@@ -49,14 +49,14 @@ def test_event_commits_and_rolls_back_with_the_callers_change(tmp_path: Path) ->
     conn = open_store(path)
     conn.execute("CREATE TABLE cards (number TEXT PRIMARY KEY)")
     with db.transaction(conn):
-        conn.execute("INSERT INTO cards VALUES ('A00000001')")
+        conn.execute("INSERT INTO cards VALUES ('A0000001S')")
         kept = outbox.enqueue(conn, "card.issued", issued(1), service_point="sp-1")
     with pytest.raises(RuntimeError), db.transaction(conn):
-        conn.execute("INSERT INTO cards VALUES ('A00000002')")
+        conn.execute("INSERT INTO cards VALUES ('A0000002Q')")
         outbox.enqueue(conn, "card.issued", issued(2), service_point="sp-1")
         raise RuntimeError("issuance failed after the event was queued")
     other = sqlite3.connect(path)  # what another process sees on disk
-    assert [r[0] for r in other.execute("SELECT number FROM cards")] == ["A00000001"]
+    assert [r[0] for r in other.execute("SELECT number FROM cards")] == ["A0000001S"]
     assert [r[0] for r in other.execute("SELECT id FROM outbox_events")] == [kept]
 
 
@@ -72,7 +72,7 @@ def test_enqueue_does_not_commit(tmp_path: Path) -> None:
 
 def test_a_pin_can_never_enter_the_outbox(tmp_path: Path) -> None:
     conn = open_store(tmp_path / "sscard.db")
-    payload = {"card_serial": "0011223344556677", "card_number": "A00000001", "pin": "123456"}
+    payload = {"card_serial": "0011223344556677", "card_number": "A0000001S", "pin": "123456"}
     with pytest.raises(InvalidInput) as err:
         outbox.enqueue(conn, "pin.reset", payload, service_point="sp-1")
     assert ("payload/pin", "unknown property (not allowed)") in err.value.problems
@@ -89,12 +89,12 @@ def test_invalid_events_name_every_failing_path_and_change_nothing(tmp_path: Pat
     assert fields == {"payload/card_number", "payload/reason", "payload/on_card", "service_point"}
     assert "a-1" not in str(err.value)  # the rule is named, the value is not echoed
     with pytest.raises(InvalidInput, match="category"):
-        outbox.enqueue(conn, "card.stolen", blocked("A00000001"), service_point="sp-1")
+        outbox.enqueue(conn, "card.stolen", blocked("A0000001S"), service_point="sp-1")
     with pytest.raises(InvalidInput, match="occurred_at"):
         outbox.enqueue(
             conn,
             "card.blocked",
-            blocked("A00000001"),
+            blocked("A0000001S"),
             service_point="sp-1",
             occurred_at=datetime(2024, 1, 1),
         )
@@ -104,14 +104,14 @@ def test_invalid_events_name_every_failing_path_and_change_nothing(tmp_path: Pat
 def test_every_category_has_a_schema_that_accepts_a_sample() -> None:
     samples = {
         "card.issued": issued(1),
-        "card.replaced": issued(2) | {"replaces": {"card_number": "A00000001"}, "reason": "lost"},
-        "pin.reset": {"card_serial": "0011223344556677", "card_number": "A00000001"},
-        "pin.unblocked": {"card_serial": "0011223344556677", "card_number": "A00000001"},
-        "card.blocked": blocked("A00000001"),
-        "card.unblocked": {"card_number": "A00000001", "reason": "found"},
+        "card.replaced": issued(2) | {"replaces": {"card_number": "A0000001S"}, "reason": "lost"},
+        "pin.reset": {"card_serial": "0011223344556677", "card_number": "A0000001S"},
+        "pin.unblocked": {"card_serial": "0011223344556677", "card_number": "A0000001S"},
+        "card.blocked": blocked("A0000001S"),
+        "card.unblocked": {"card_number": "A0000001S", "reason": "found"},
         "holder.changed": {
             "ssn": SSN,
-            "card_number": "A00000001",
+            "card_number": "A0000001S",
             "changes": {"name": "李四"},
             "written_to_card": False,
         },
@@ -193,26 +193,26 @@ def test_pulled_block_list_is_last_writer_wins_in_any_order(tmp_path: Path) -> N
         }
         return {"seq": seq, "department": "police", "event": event}
 
-    block = item(1, "card.blocked", "2024-06-01T10:00:00.000000Z", blocked("A00000001"))
+    block = item(1, "card.blocked", "2024-06-01T10:00:00.000000Z", blocked("A0000001S"))
     unblock = item(
         2,
         "card.unblocked",
         "2024-06-01T09:00:00.000000Z",
-        {"card_number": "A00000001", "reason": "found"},
+        {"card_number": "A0000001S", "reason": "found"},
     )
     with db.transaction(conn):
         inbox.apply_pulled(conn, [unblock, block], 2)  # the older unblock arrives first
-    assert inbox.blocked(conn, "A00000001") is not None
+    assert inbox.blocked(conn, "A0000001S") is not None
     assert inbox.cursor(conn) == 2
     later = item(
         3,
         "card.unblocked",
         "2024-06-01T11:00:00.000000Z",
-        {"card_number": "A00000001", "reason": "found"},
+        {"card_number": "A0000001S", "reason": "found"},
     )
     with db.transaction(conn):
         inbox.apply_pulled(conn, [later], 3)
-    assert inbox.blocked(conn, "A00000001") is None
+    assert inbox.blocked(conn, "A0000001S") is None
 
 
 def test_holder_updates_wait_until_written_or_superseded(tmp_path: Path) -> None:
@@ -221,7 +221,7 @@ def test_holder_updates_wait_until_written_or_superseded(tmp_path: Path) -> None
     def change(seq: int, at: str, written: bool, name: str) -> dict[str, object]:
         payload = {
             "ssn": SSN,
-            "card_number": "A00000001",
+            "card_number": "A0000001S",
             "changes": {"name": name},
             "written_to_card": written,
         }
@@ -237,7 +237,7 @@ def test_holder_updates_wait_until_written_or_superseded(tmp_path: Path) -> None
     first = change(1, "2024-06-01T10:00:00.000000Z", False, "王五")
     with db.transaction(conn):
         inbox.apply_pulled(conn, [first, first], 1)  # a repeat is stored once
-    [update] = inbox.pending_updates(conn, "A00000001")
+    [update] = inbox.pending_updates(conn, "A0000001S")
     assert update.changes == {"name": "王五"}
     with db.transaction(conn):
         inbox.apply_pulled(conn, [change(2, "2024-06-02T10:00:00.000000Z", True, "赵六")], 2)

@@ -23,6 +23,7 @@ from sscard.exchange.client import PlatformClient
 from sscard.exchange.events import Event, new_event_id, utc_text
 from sscard.exchange.platform import Platform, PlatformConfig, load_config
 from sscard.exchange.schema import message_problems
+from sscard.layout.cardno import complete
 from tests.exchange_support import (
     CONFIG,
     SSN,
@@ -88,7 +89,7 @@ def test_scope_refusal_is_403_and_stores_nothing(platform: Platform, pki: Pki) -
     with client_for(platform, pki, "sp-police") as client, pytest.raises(ScopeRefused) as err:
         client.push(
             [
-                _event("card.blocked", blocked("A00000001"), "sp-police"),
+                _event("card.blocked", blocked("A0000001S"), "sp-police"),
                 _event("card.issued", issued(1), "sp-police"),
             ]
         )
@@ -102,7 +103,7 @@ def test_scope_refusal_is_403_and_stores_nothing(platform: Platform, pki: Pki) -
 
 def test_a_service_point_cannot_push_in_anothers_name(platform: Platform, pki: Pki) -> None:
     with client_for(platform, pki, "sp-police") as client, pytest.raises(ScopeRefused) as err:
-        client.push([_event("card.blocked", blocked("A00000001"), "sp-labour")])
+        client.push([_event("card.blocked", blocked("A0000001S"), "sp-labour")])
     assert err.value.problems[0][0] == "/events/0/service_point"
     assert platform.store.count() == 0
 
@@ -112,10 +113,10 @@ def test_outbox_sets_refused_events_aside_and_delivers_the_rest(
 ) -> None:
     conn = open_store(tmp_path / "sp.db")
     with db.transaction(conn):
-        ok = outbox.enqueue(conn, "card.blocked", blocked("A00000001"), service_point="sp-police")
+        ok = outbox.enqueue(conn, "card.blocked", blocked("A0000001S"), service_point="sp-police")
         refused = outbox.enqueue(conn, "card.issued", issued(1), service_point="sp-police")
         ok2 = outbox.enqueue(
-            conn, "card.unblocked", {"card_number": "A00000001"}, service_point="sp-police"
+            conn, "card.unblocked", {"card_number": "A0000001S"}, service_point="sp-police"
         )
     with client_for(platform, pki, "sp-police") as client:
         report = sync.push_pending(conn, client)
@@ -157,13 +158,15 @@ def test_pull_brings_entitled_updates_once_with_a_cursor(
     labour = open_store(tmp_path / "labour.db")
     with db.transaction(police):
         for i in range(7):
-            outbox.enqueue(police, "card.blocked", blocked(f"B{i:08d}"), service_point="sp-police")
+            outbox.enqueue(
+                police, "card.blocked", blocked(complete(f"B{i:07d}")), service_point="sp-police"
+            )
         outbox.enqueue(
             police,
             "holder.changed",
             {
                 "ssn": SSN,
-                "card_number": "B00000001",
+                "card_number": "B0000001V",
                 "changes": {"name": "王五"},
                 "written_to_card": False,
             },
@@ -176,7 +179,7 @@ def test_pull_brings_entitled_updates_once_with_a_cursor(
         first = sync.pull_updates(labour, c, limit=3)  # three pages
         with db.transaction(police):
             outbox.enqueue(
-                police, "card.unblocked", {"card_number": "B00000003"}, service_point="sp-police"
+                police, "card.unblocked", {"card_number": "B0000003R"}, service_point="sp-police"
             )
         sync.push_pending(police, p)
         second = sync.pull_updates(labour, c, limit=3)
@@ -184,9 +187,9 @@ def test_pull_brings_entitled_updates_once_with_a_cursor(
     assert (first.items, first.blocked, first.holder_updates) == (8, 7, 1)
     assert (second.items, second.unblocked, third.items) == (1, 1, 0)
     assert sorted(b.card_number for b in inbox.block_list(labour)) == [
-        f"B{i:08d}" for i in range(7) if i != 3
+        complete(f"B{i:07d}") for i in range(7) if i != 3
     ]
-    [update] = inbox.pending_updates(labour, "B00000001")
+    [update] = inbox.pending_updates(labour, "B0000001V")
     assert update.changes == {"name": "王五"}
     with (
         pytest.raises(ScopeRefused, match="no agreement to pull"),
@@ -234,7 +237,7 @@ def test_certificate_of_no_department_gets_403(platform: Platform, pki: Pki) -> 
         client_for(platform, pki, "sp-stranger") as client,
         pytest.raises(PlatformAuthRefused, match="no department"),
     ):
-        client.push([_event("card.blocked", blocked("A00000001"), "sp-stranger")])
+        client.push([_event("card.blocked", blocked("A0000001S"), "sp-stranger")])
     assert platform.store.count() == 0
 
 

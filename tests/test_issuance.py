@@ -150,7 +150,7 @@ def test_second_card_for_a_holder_needs_replace(conn: sqlite3.Connection) -> Non
 def test_an_issued_card_is_not_issued_again(conn: sqlite3.Connection, tmp_path: Path) -> None:
     card = new_memory_card()
     _issue(card, conn)
-    other = {**SAMPLE_HOLDER, "card_number": "C00000001"}
+    other = {**SAMPLE_HOLDER, "card_number": "C0000001Y"}
     with pytest.raises(CardAlreadyIssued, match="already issued"):
         _issue(card, conn, holder=other)
     elsewhere = open_db(tmp_path / "other.db")  # a store that never saw this card
@@ -214,7 +214,7 @@ def _begin(conn: sqlite3.Connection, serial: str, ssn: str, held_by: str | None)
     store.begin(
         conn,
         serial=serial,
-        card_number="A00000001",
+        card_number="A0000001S",
         ssn=ssn,
         profile="national-3",
         key_versions={},

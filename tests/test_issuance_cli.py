@@ -20,6 +20,7 @@ from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
 from sscard.cli.exit_codes import ExitCode
 from sscard.db import open_store
 from sscard.issuance.store import cards as store_cards
+from sscard.layout.cardno import complete
 from sscard.transport import pcsc
 from tests.cardkit import PIN, SAMPLE_HOLDER, Slot
 from tests.operatorkit import env_for, env_in_store
@@ -67,7 +68,7 @@ def holders(n: int) -> list[dict[str, object]]:
                 "birth_date": f"198{i % 10}-{month:02d}-15",
                 "gender": "1",
                 "birthplace": "310101",
-                "card_number": f"B{i:08d}",
+                "card_number": complete(f"B{i:07d}"),
                 "name": f"测试{i}",
             }
         )
@@ -241,7 +242,7 @@ def test_batch_through_a_pcsc_reader(tmp_path: Path, vpcd_port: int) -> None:
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines[-1]["issued"] == 2
-    assert sorted(m["card_number"] for m in lines[:-1]) == ["B00000000", "B00000001"]
+    assert sorted(m["card_number"] for m in lines[:-1]) == ["B0000000X", "B0000001V"]
 
 
 def test_batch_needs_readers_or_virtual(tmp_path: Path) -> None:
@@ -267,7 +268,7 @@ def test_issue_list_shows_the_store(tmp_path: Path) -> None:
     assert "No cards" in run("issue", "list", store=store).stdout
     issue_random_pin(f"virtual:{path}", store)
     rows = json.loads(run("--json", "issue", "list", store=store).stdout)
-    assert [(r["card_number"], r["status"]) for r in rows] == [("A12345678", "issued")]
+    assert [(r["card_number"], r["status"]) for r in rows] == [("A12345671", "issued")]
     assert (
         run("--json", "issue", "list", "--status", "in_progress", store=store).stdout.strip()
         == "[]"

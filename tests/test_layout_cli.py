@@ -24,7 +24,7 @@ def good_holder(**changes: Any) -> dict[str, Any]:
         "ethnicity": 1,
         "birthplace": "110105",
         "birth_date": "1949-12-31",
-        "card_number": "A12345678",
+        "card_number": "A12345671",
         "issue_date": "2024-01-31",
         "expiry_date": "2034-01-31",
         "region": "310000",

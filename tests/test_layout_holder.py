@@ -21,6 +21,7 @@ from sscard.layout import (
     validate_holder,
     validate_rows,
 )
+from sscard.layout.cardno import complete
 from sscard.layout.gb11643 import PROVINCES, check_digit
 
 SERIAL = bytes.fromhex("0011223344556677")
@@ -39,7 +40,7 @@ def good_holder(**changes: Any) -> dict[str, Any]:
         "ethnicity": 1,
         "birthplace": "110105",
         "birth_date": "1949-12-31",
-        "card_number": "A12345678",
+        "card_number": "A12345671",
         "issue_date": "2024-01-31",
         "expiry_date": "2034-01-31",
         "region": "310000",
@@ -172,8 +173,8 @@ def holders(draw: st.DrawFn) -> dict[str, Any]:
         "ethnicity": draw(st.integers(1, 56) | st.just(97)),
         "birthplace": draw(division),
         "birth_date": born.isoformat(),
-        "card_number": draw(
-            st.text("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=9, max_size=9)
+        "card_number": complete(
+            draw(st.text("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=8, max_size=8))
         ),
         "issue_date": issued.isoformat(),
         "expiry_date": (issued + dt.timedelta(days=draw(st.integers(1, 7300)))).isoformat(),
@@ -391,9 +392,12 @@ def test_fields_have_their_exact_lengths() -> None:
     from sscard.layout import holder_schema
 
     schema = holder_schema()
-    for field in ("ssn", "birthplace", "birth_date", "card_number", "region", "issuer_org"):
+    for field in ("ssn", "birthplace", "birth_date", "region", "issuer_org"):
         spec = schema["properties"][field]
         assert spec["minLength"] == spec["maxLength"], field
+    # 9, or the 8 before the check character (which validation appends)
+    card_number = schema["properties"]["card_number"]
+    assert (card_number["minLength"], card_number["maxLength"]) == (8, 9)
 
 
 def _born(day: str) -> dict[str, Any]:

@@ -113,7 +113,7 @@ def test_every_state_changing_command_audits_into_the_store_it_was_given(tmp_pat
     site.run("keys", "generate", keystore, "--profile", "national-3")
     payload = {
         "card_serial": "0011223344556677",
-        "card_number": "A00000001",
+        "card_number": "A0000001S",
         "ssn": SAMPLE_HOLDER["ssn"],
     }
     site.run("sync", "enqueue", "card.blocked", "-", "--service-point", "sp-1",

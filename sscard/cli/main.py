@@ -25,7 +25,7 @@ class SscardGroup(click.Group):
         except errors.SscardError as exc:
             st = ctx.find_object(CliState) or CliState()
             code = exit_code_for(exc)
-            extra: dict[str, Any] = {}
+            extra: dict[str, Any] = {"national_code": int(exc.national_code)}
             for attr in ("sw", "tries_left"):
                 value = getattr(exc, attr, None)
                 if value is not None:

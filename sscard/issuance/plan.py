@@ -39,11 +39,14 @@ from sscard.keys.scheme import KeySlot
 from sscard.layout import encode_holder
 from sscard.layout.holder_codec import CardIdSigner
 from sscard.layout.model import FileSpec, Profile
+from sscard.national import NationalCode
 from sscard.vocab import FileType, KeyType
 
 
 class VerificationFailed(errors.OperationFailed):
     """Read-back or authentication after personalization did not match what was written."""
+
+    national = NationalCode.DATA_DIFFER_FROM_CARD
 
 
 @dataclass(frozen=True, repr=False)

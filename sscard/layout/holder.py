@@ -5,8 +5,9 @@ and then the rules a schema cannot say (no control characters, GB 11643 check
 digit, birth date and gender in the ID, real dates in range, GBK names that fit
 the record). Every problem is reported at once as ``(field, message)`` pairs in
 :class:`~sscard.errors.InvalidInput`. :func:`normalize_holder` turns the forms
-real data also uses (ethnicity ``"01"``, check digit ``x``) into the stored ones;
-validation and encoding apply it first.
+real data also uses (ethnicity ``"01"``, check digit ``x``, a card number
+without its check character) into the stored ones; validation and encoding
+apply it first.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import jsonschema
 
 from sscard.errors import InvalidInput
-from sscard.layout import gb11643
+from sscard.layout import cardno, gb11643
 from sscard.layout.controls import control_problem, escape_controls
 from sscard.layout.model import Profile
 
@@ -53,7 +54,10 @@ _HINTS = {
     ),
     "birthplace": "must be 6 digits (GB/T 2260 division code)",
     "birth_date": "must be a date YYYY-MM-DD",
-    "card_number": "must be 9 characters: digits and capital letters",
+    "card_number": (
+        "must be 9 characters, digits and capital letters, the last the check character "
+        "(or the 8 before it, to have it appended)"
+    ),
     "issue_date": "must be a date YYYY-MM-DD",
     "expiry_date": "must be a date YYYY-MM-DD",
     "region": "must be 6 digits (GB/T 2260 division code)",
@@ -77,7 +81,9 @@ def normalize_holder(data: Mapping[str, Any]) -> dict[str, Any]:
 
     Ethnicity ``"01"``..``"56"``, ``"97"``, ``"98"`` (GB 3304 as written) and
     integral numbers such as ``1.0`` become integers; an ID number ending in a
-    lower-case ``x`` gets ``X``. Anything else is left for validation to judge.
+    lower-case ``x`` gets ``X``; a card number of 8 characters ``0-9A-Z`` gets
+    its check character appended (:mod:`sscard.layout.cardno`). Anything else is
+    left for validation to judge.
     """
     out = dict(data)
     code = out.get("ethnicity")
@@ -88,6 +94,9 @@ def normalize_holder(data: Mapping[str, Any]) -> dict[str, Any]:
     ssn = out.get("ssn")
     if isinstance(ssn, str) and len(ssn) == 18 and ssn.endswith("x"):
         out["ssn"] = ssn[:17] + "X"
+    number = out.get("card_number")
+    if isinstance(number, str) and len(number) == cardno.BODY and cardno.is_alphanumeric(number):
+        out["card_number"] = cardno.complete(number)
     return out
 
 
@@ -165,6 +174,10 @@ def _semantic_problems(
             out["birth_date"] = f"must not be after today ({today.isoformat()})"
     if ok("ssn"):
         _ssn_problems(data, out, dates)
+    if ok("card_number"):
+        problem = cardno.check_problem(data["card_number"])
+        if problem:
+            out["card_number"] = problem
     for field in ("birthplace", "region"):
         if ok(field):
             problem = gb11643.division_problem(data[field])
