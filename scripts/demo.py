@@ -93,9 +93,13 @@ def main() -> int:
         stdin="802461\n802461\n",
     )
 
-    say("Read the card back (free files, no keys needed)")
+    say("Read the card back: a 3.0 card shows its basic information after authentication")
+    print("(internal authentication, then the read key RKSSSE from the key store)")
     sscard("-r", f"virtual:{CARD}", "read")
     sscard("-r", f"virtual:{CARD}", "info")
+
+    say("The national read result (iReadCardBas), as business systems receive it")
+    sscard("-r", f"virtual:{CARD}", "read", "--national")
 
     say("The same card issued again: nothing to do (issuance is idempotent)")
     sscard(

@@ -437,7 +437,8 @@ class SocialSecurityCard:
 
     def card_id(self, raw: bytes | None = None) -> CardId:
         """The card identification code (EF05 item 01), checked: well formed always, and
-        its MAC when a security module is present (:class:`~sscard.errors.BadCardIdentificationCode`, national −20)."""
+        its MAC when a security module is present (national −20,
+        :class:`~sscard.errors.BadCardIdentificationCode`)."""
         item = self.profile.record_by_tag("EF05", 0x01)
         data = raw if raw is not None else self.read_item("EF05", 0x01)
         try:
@@ -472,6 +473,8 @@ class SocialSecurityCard:
         records: dict[tuple[str, int], bytes] = {}
         for ef_id in ("EF05", "EF06"):
             records.update(self.read_records(ef_id))
+        card_id = self.profile.record_by_tag("EF05", 0x01)
+        self.card_id(records[(card_id.file, card_id.no)])
         return decode_records(self.profile, records)
 
     # --- authentication ---------------------------------------------------------------

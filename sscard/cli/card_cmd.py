@@ -57,9 +57,15 @@ def _block_list_warning(state: CliState, card_number: str) -> str | None:
 
 @click.command()
 @keystore_options
+@click.option(
+    "--national",
+    is_flag=True,
+    help="Read only the basic information, as the national terminal interface does "
+    "(iReadCardBas), and print its pipe-separated line (--json: the same fields by name).",
+)
 @require_operator("card.read")
 @pass_state
-def read(state: CliState, keystore: str | None, passphrase_fd: int | None) -> None:
+def read(state: CliState, keystore: str | None, passphrase_fd: int | None, national: bool) -> None:
     """Read the card: EF05 and EF06 decoded, then the department files the keys open.
 
     Needs an operator allowed to read cards (issuer or service); every read
@@ -72,15 +78,31 @@ def read(state: CliState, keystore: str | None, passphrase_fd: int | None) -> No
     bidi controls) are printed escaped (\\x1b, \\u202e), in JSON as \\u
     escapes.
 
+    A 3.0 card (spec version 3.00) shows its basic information only after
+    authentication with the read key RKSSSE, so it needs --keystore; a 2.0
+    card reads freely. With a key store the card identification code's MAC
+    is checked too (a forged code is the national error -20).
+
+    --national prints the national read result: region, social security
+    number, card number, card identification code, name, ATR, spec version,
+    issue date, expiry date, terminal number, terminal device number, each
+    followed by "|".
+
     \b
     Examples:
       sscard -r virtual:card.img read
       sscard --json read --keystore dev > holder.json
+      sscard read --national --keystore centre.ks
     """
     with connected_transport(state) as transport:
         card = SocialSecurityCard.open(transport)
         if keystore is not None:
             card.security = security_module(keystore, passphrase_fd, card.profile)
+        if national:
+            basic = card.read_basic_info()
+            note(card_serial=card.serial, card_number=basic.card_number)
+            state.emit(basic.to_json(), escape_controls(basic.national()))
+            return
         holder = card.read_holder()
         note(card_serial=card.serial, card_number=str(holder["card_number"]))
         departments: dict[str, Any] = {}
@@ -140,8 +162,9 @@ def info(state: CliState) -> None:
         facts = card.info()
     data = facts.to_json()
     tries = "not set" if facts.pin_tries_left is None else str(facts.pin_tries_left)
+    profile = data["profile"] or "none yet (no social security application on the card)"
     state.emit(
         data,
-        f"ATR        {data['atr']}\nserial     {data['serial']}\nprofile    {data['profile']}\n"
+        f"ATR        {data['atr']}\nserial     {data['serial']}\nprofile    {profile}\n"
         f"lifecycle  {data['lifecycle']}\nPIN tries  {tries}",
     )

@@ -10,7 +10,7 @@ from types import FrameType
 import click
 
 from sscard.applets.cos import Latency
-from sscard.applets.factory import new_card_file, open_card_file, parse_serial
+from sscard.applets.factory import new_card_file, open_card_file, parse_atr, parse_serial
 from sscard.applets.image import FileStorage
 from sscard.applets.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdBridge
 from sscard.cli.context import CliState, pass_state
@@ -34,7 +34,17 @@ def virtual() -> None:
 @virtual.command("new")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @profile_option("of the new card (national-3: SM4, national-2: two-key 3DES)")
-@click.option("--serial", metavar="HEX16", help="Card serial, 16 hex digits (default: random).")
+@click.option(
+    "--serial",
+    metavar="HEX16",
+    help="Chip serial, 16 hex digits (default: random); the card reports it with GET DATA.",
+)
+@click.option(
+    "--atr",
+    metavar="HEX",
+    help="The card's answer to reset (default: a vendor-like T=1 ATR). Any ATR works: "
+    "cards are recognised by their own data, not by the ATR.",
+)
 @keystore_options
 @pass_state
 def new(
@@ -42,12 +52,15 @@ def new(
     path: Path,
     profile: str,
     serial: str | None,
+    atr: str | None,
     keystore: str | None,
     passphrase_fd: int | None,
 ) -> None:
     """Create a blank card at PATH: MF and the transport key, ready for issuance.
 
-    The transport key (MF/TK/00) is diversified for the card's serial from the
+    The card is blank until issued: the profile (--profile) is the one issuance
+    will follow; once issued, readers recognise the card's generation from the
+    card itself. The transport key (MF/TK/00) is diversified for the chip serial from the
     transport root in --keystore, as a card vendor keys the blank cards it
     delivers from the transport root it exchanged with the centre ('sscard keys
     import-transport'). Without --keystore (and $SSCARD_KEYSTORE) it comes from
@@ -59,11 +72,13 @@ def new(
       sscard virtual new card.img --keystore centre.ks
       sscard virtual new card.img --profile national-2 --keystore pkcs11:issuing-hsm
       sscard virtual new dev.img                     development transport key
+      sscard virtual new odd.img --atr 3B6D00000087CF20018649618B00930612
     """
     card_serial = parse_serial(serial)
+    card_atr = parse_atr(atr) if atr is not None else None
     module = security_module(keystore, passphrase_fd, load_profile(profile)) if keystore else None
     transport = None if module is None or module.development else module.blank_card_transport_key
-    card = new_card_file(path, profile, card_serial, transport=transport)
+    card = new_card_file(path, profile, card_serial, transport=transport, atr=card_atr)
     data = {
         "path": str(path),
         "profile": profile,
