@@ -96,7 +96,7 @@ def test_atr_carries_profile_version_and_serial(link: Link) -> None:
 
 def test_select_by_fid_and_by_name(link: Link) -> None:
     assert link.sw("00A40000023F00") == 0x9000
-    data, sw = link.send(f"00A404000F{SSSE_NAME}")
+    data, sw = link.send(f"00A404000F{SSSE_NAME}00")
     assert sw == 0x9000 and bytes.fromhex(SSSE_NAME) in data
     assert link.sw("00A4000C02EF05") == 0x9000
     assert link.sw("00A4000002DF01") == 0x9000
@@ -235,6 +235,8 @@ def test_pin_verify_counts_down_blocks_and_change(link: Link) -> None:
     assert link.sw("0020000000") == 0x63C6
     assert link.sw("0020000003000000") == 0x63C5
     assert link.sw(f"0020000003{PIN}") == 0x9000
+    assert link.sw("0020000000") == 0x9000  # verified (ISO 7816-4), no try spent
+    c.select("SSSE", force=True)  # the security state is gone: the tries left again
     assert link.sw("0020000000") == 0x63C6  # reset after success
     assert link.sw(f"805E010007{PIN}FF246802") == 0x9000  # CHANGE PIN
     assert link.sw(f"0020000003{PIN}") == 0x63C5

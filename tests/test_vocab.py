@@ -99,7 +99,7 @@ def test_select_answers_the_fci_layout_fcp_encodes(name: str) -> None:
             assert profile.file("SSSE").df_name is not None
             card.process(commands.select_by_name(profile.file("SSSE").df_name).encode())
         p1 = 0x01 if spec.is_df else 0x02
-        answer = card.process(bytes((0x00, INS.SELECT, p1, 0x00, 2)) + spec.fid)
+        answer = card.process(bytes((0x00, INS.SELECT, p1, 0x00, 2)) + spec.fid + b"\x00")
         assert answer[-2:] == SW.OK.encode()
         fcp = parse_fcp(commands.create_file(spec).data)
         assert answer[:-2] == encode_fci(fcp), spec.id
