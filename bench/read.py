@@ -89,6 +89,13 @@ def recorded(transport: Transport, security: SecurityModule | None) -> list[byte
     return sent
 
 
+def replay(handle: int, apdus: list[list[int]]) -> None:
+    """The same APDUs with raw pyscard on the same handle (the baseline)."""
+    for apdu in apdus:
+        hresult, _ = scard.SCardTransmit(handle, scard.SCARD_PCI_T1, apdu)
+        assert hresult == 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
@@ -131,12 +138,7 @@ def main() -> int:
                         handle = transport.handle
                         lists = [list(a) for a in apdus]
 
-                        def raw() -> None:
-                            for apdu in lists:
-                                hr, _ = scard.SCardTransmit(handle, scard.SCARD_PCI_T1, apdu)
-                                assert hr == 0
-
-                        raw_rate = rate(raw, args.seconds)
+                        raw_rate = rate(lambda h=handle, a=lists: replay(h, a), args.seconds)
                         out[f"{profile}: reads/s no keys, sscard"] = round(sscard_rate, 1)
                         out[f"{profile}: reads/s no keys, raw pyscard same APDUs"] = round(
                             raw_rate, 1

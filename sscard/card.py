@@ -622,6 +622,8 @@ class SocialSecurityCard:
         response = self.protocol.send(commands.verify(), check=False)
         if response.tries_left is not None:
             return response.tries_left
+        if response.sw == SW.OK:  # verified in this session: the counter is full again
+            return self.profile.pin.try_limit
         if response.sw == SW.AUTH_METHOD_BLOCKED:
             return 0
         if response.sw in (SW.CONDITIONS_NOT_SATISFIED, SW.REFERENCE_NOT_FOUND):

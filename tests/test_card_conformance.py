@@ -96,7 +96,7 @@ def test_atr_carries_profile_version_and_serial(link: Link) -> None:
 
 def test_select_by_fid_and_by_name(link: Link) -> None:
     assert link.sw("00A40000023F00") == 0x9000
-    data, sw = link.send(f"00A404000F{SSSE_NAME}")
+    data, sw = link.send(f"00A404000F{SSSE_NAME}00")
     assert sw == 0x9000 and bytes.fromhex(SSSE_NAME) in data
     assert link.sw("00A4000C02EF05") == 0x9000
     assert link.sw("00A4000002DF01") == 0x9000
@@ -110,6 +110,67 @@ def test_select_by_fid_and_by_name(link: Link) -> None:
     assert link.sw("00A4000C02EF06") == 0x9000  # P1=00 also looks in the parent (SSSE)
     assert link.sw("00A4030002DF01") == 0x6A86  # unsupported P1
     assert link.sw("00A4000003DF0101") == 0x6700  # FID of 3 bytes
+
+
+def test_select_mf_without_data(link: Link) -> None:
+    assert link.sw(f"00A4040C0F{SSSE_NAME}") == 0x9000
+    assert link.sw("00A40000") == 0x9000  # P1P2 0000, no data: the MF (case 1: nothing back)
+    assert link.sw("00A4020C02EF05") == 0x6A82  # the MF is current: no EF05 under it
+    fci, sw = link.send("00A4000000")  # case 2: the MF's FCI
+    assert sw == 0x9000 and fci == bytes.fromhex("6F07 820138 83023F00")
+    assert link.sw("00A4000C") == 0x9000
+
+
+def test_select_by_path(link: Link) -> None:
+    assert link.sw(f"00A4040C0F{SSSE_NAME}") == 0x9000
+    fci, sw = link.send("00A4090004DF01EF0500")  # from the current DF (SSSE)
+    # DF01.EF05: linear variable, records of up to 82 bytes, 4 of them
+    assert sw == 0x9000 and fci == bytes.fromhex(
+        "6F0E 820504210052 04 8302EF05 880105".replace(" ", "")
+    )
+    assert link.sw("00B2010400") == 0x6982  # DF01.EF05 is current: its records need DF01's key
+    assert link.sw("00A4090C02DF01") == 0x6A82  # DF01 is current now: it has no child DF01
+    assert link.sw("00A4090C02EF05") == 0x9000  # DF01's EF05
+    assert link.sw("00A4080C02DF01") == 0x6A82  # from the MF: DF01 lies under SSSE (no FID)
+    assert link.sw("00A4080C023F00") == 0x9000  # the MF itself
+    assert link.sw("00A4090C04DF99EF05") == 0x6A82
+    assert link.sw("00A4090C03DF01EF") == 0x6700  # half a FID
+    assert link.sw("00A4080C") == 0x6700  # a path needs at least one FID
+
+
+def test_an_ef_selected_in_the_parent_makes_the_parent_current(link: Link) -> None:
+    link.sw(f"00A4040C0F{SSSE_NAME}")
+    assert link.sw("00A4010C02DF01") == 0x9000
+    assert link.sw("00A4000C02EF06") == 0x9000  # EF06 of SSSE: SSSE is the current DF again
+    ssn, sw = link.send("00B2013400")  # SFI 6 is found in SSSE
+    assert sw == 0x9000 and ssn[:2] == b"\x08\x12"
+
+
+def test_select_answers_fci_fcp_or_nothing_per_p2(link: Link) -> None:
+    link.sw(f"00A4040C0F{SSSE_NAME}")
+    fci, sw = link.send("00A4020002EF0500")
+    # 6F: 82 descriptor (linear variable) ‖ data coding ‖ record length 0012 ‖ 7 records,
+    # 83 FID, 88 SFI; no tag 80 for a record EF
+    assert sw == 0x9000
+    assert fci == bytes.fromhex("6F0E 820504210012 07 8302EF05 880105".replace(" ", ""))
+    fcp, sw = link.send("00A4020402EF0500")
+    assert sw == 0x9000 and fcp == b"\x62" + fci[1:]
+    assert link.send("00A4020C02EF0500") == (b"", 0x9000)
+    assert link.sw("00A4020802EF0500") == 0x6A86  # FMD: not supported
+    df, sw = link.send(f"00A404000F{SSSE_NAME}00")
+    assert sw == 0x9000 and df == bytes.fromhex(f"6F14 820138 840F{SSSE_NAME}")
+
+
+def test_the_card_honours_ne(link: Link) -> None:
+    assert link.send("00A40000023F00") == (b"", 0x9000)  # case 3: the status word only
+    assert link.send("00A40000023F0001") == (b"", 0x6C09)  # Le short: the exact length
+    fci, sw = link.send("00A40000023F0009")
+    assert sw == 0x9000 and len(fci) == 9
+    fci, sw = link.send("00A40000023F0040")  # Le longer: what there is
+    assert sw == 0x9000 and len(fci) == 9
+    link.sw(f"00A4040C0F{SSSE_NAME}")
+    assert link.send("00880001" + "08" + "A5" * 8)[0] == b""  # case 3: no cryptogram back
+    assert link.send("0088000108" + "A5" * 8 + "04")[1] & 0xFF00 == 0x6C00
 
 
 def test_free_records_read_by_sfi_and_current_ef(link: Link) -> None:
@@ -235,6 +296,9 @@ def test_pin_verify_counts_down_blocks_and_change(link: Link) -> None:
     assert link.sw("0020000000") == 0x63C6
     assert link.sw("0020000003000000") == 0x63C5
     assert link.sw(f"0020000003{PIN}") == 0x9000
+    assert link.sw("0020000000") == 0x9000  # verified (ISO 7816-4), no try spent
+    assert c.pin_tries_left() == 6  # the session reads 9000 as a full counter
+    c.select("SSSE", force=True)  # the security state is gone: the tries left again
     assert link.sw("0020000000") == 0x63C6  # reset after success
     assert link.sw(f"805E010007{PIN}FF246802") == 0x9000  # CHANGE PIN
     assert link.sw(f"0020000003{PIN}") == 0x63C5

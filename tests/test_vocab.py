@@ -14,7 +14,7 @@ from sscard.applets.factory import new_memory_card
 from sscard.keys.records import key_record, parse_key_record
 from sscard.keys.scheme import KeySlot
 from sscard.layout import load_profile
-from sscard.layout.fcp import encode_fci, parse_fcp
+from sscard.layout.fcp import TAG_FCP, encode_fci, parse_fcp
 from sscard.vocab import (
     INS,
     SW,
@@ -99,10 +99,27 @@ def test_select_answers_the_fci_layout_fcp_encodes(name: str) -> None:
             assert profile.file("SSSE").df_name is not None
             card.process(commands.select_by_name(profile.file("SSSE").df_name).encode())
         p1 = 0x01 if spec.is_df else 0x02
-        answer = card.process(bytes((0x00, INS.SELECT, p1, 0x00, 2)) + spec.fid)
+        answer = card.process(bytes((0x00, INS.SELECT, p1, 0x00, 2)) + spec.fid + b"\x00")
         assert answer[-2:] == SW.OK.encode()
         fcp = parse_fcp(commands.create_file(spec).data)
         assert answer[:-2] == encode_fci(fcp), spec.id
+
+
+def test_fcp_gives_the_record_structure_in_tag_82() -> None:
+    """ISO 7816-4: descriptor ‖ data coding ‖ record length (2 B) ‖ record count; no tag 80."""
+    profile = load_profile("ss3-sm4")
+    data = commands.create_file(profile.file("EF05")).data
+    assert bytes.fromhex("820504210012" + "07") in data and b"\x80\x02" not in data
+    fcp = parse_fcp(data)
+    assert (fcp.record_length, fcp.record_count, fcp.size) == (0x12, 7, None)
+    old = bytes.fromhex("6211 820104 8302EF05 80020712 8604010001FF".replace(" ", ""))
+    with pytest.raises(ValueError, match="tag 82"):
+        parse_fcp(old)  # the structure in tag 80, as before: refused
+    df = parse_fcp(commands.create_file(profile.file("DF01")).data)
+    assert encode_fci(df) == bytes.fromhex("6F07 820138 8302DF01".replace(" ", ""))
+    extra = bytes.fromhex("9F0C03860103")
+    fci = encode_fci(df, template=TAG_FCP, proprietary=extra)
+    assert fci == bytes.fromhex("620F 820138 8302DF01 A506".replace(" ", "")) + extra
 
 
 def test_the_card_os_serves_the_command_table_by_cla_and_ins() -> None:

@@ -59,6 +59,8 @@ from sscard.layout.fcp import (
     AC_NEVER,
     AC_PIN,
     AC_SM,
+    TAG_FCI,
+    TAG_FCP,
     Fcp,
     condition_byte,
     encode_fci,
@@ -82,6 +84,8 @@ log = logging.getLogger("sscard.applets")
 
 MF_FID = b"\x3f\x00"
 P2_NO_FCI = 0x0C  # SELECT: no response data
+# SELECT P2 (ISO 7816-4): 00 the FCI template, 04 the FCP template, 0C nothing.
+_SELECT_ANSWERS: dict[int, int | None] = {0x00: TAG_FCI, 0x04: TAG_FCP, P2_NO_FCI: None}
 
 
 def _sw(sw: int, data: bytes = b"") -> bytes:
@@ -305,7 +309,7 @@ class EmulatedCard:
         gate = self._lifecycle_gate(ins)
         if gate is not None:
             return _sw(gate)
-        return handler(self, command, challenge)
+        return _honour_ne(command, handler(self, command, challenge))
 
     def _lifecycle_gate(self, ins: int) -> SW | None:
         if self._state.lifecycle == Lifecycle.BLANK and ins not in _BLANK_ALLOWS:
@@ -440,10 +444,12 @@ class EmulatedCard:
 
     def _select(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
         p1, p2, data = cmd.p1, cmd.p2, cmd.data
-        if p2 not in (0x00, P2_NO_FCI):
+        if p2 not in _SELECT_ANSWERS:
             return _sw(SW.INCORRECT_P1P2)
         target: CardFile | None
-        if p1 in (0x00, 0x01, 0x02):  # any / child DF / EF under the current DF (ISO 7816-4)
+        if p1 == 0x00 and not data:  # ISO 7816-4: P1P2 0000 without data selects the MF
+            target = self._state.mf
+        elif p1 in (0x00, 0x01, 0x02):  # any / child DF / EF under the current DF
             if len(data) != 2:
                 return _sw(SW.WRONG_LENGTH)
             if p1 == 0x00:
@@ -457,15 +463,19 @@ class EmulatedCard:
             if not 1 <= len(data) <= 16:
                 return _sw(SW.WRONG_LENGTH)
             target = next((f for f in self._state.walk() if f.df_name == data), None)
+        elif p1 in (0x08, 0x09):  # by path from the MF / from the current DF
+            target = self._by_path(data, from_mf=p1 == 0x08)
         else:
             return _sw(SW.INCORRECT_P1P2)
         if target is None:
             return _sw(SW.FILE_NOT_FOUND)
-        if target.is_df:
-            self._select_df(target)
-        else:
-            self._ef = target
-        fci = b"" if p2 == P2_NO_FCI else self._fci(target)
+        self._make_current(target)
+        template = _SELECT_ANSWERS[p2]
+        fci = b""
+        if template is not None:
+            fci = encode_fci(
+                _fcp_of(target), template=template, proprietary=self._fci_proprietary(target)
+            )
         block = self._state.app_block
         if target.is_df and block == AppBlock.TEMPORARY and target is not self._state.mf:
             return _sw(SW.FILE_DEACTIVATED, fci)
@@ -473,17 +483,23 @@ class EmulatedCard:
             return _sw(SW.APPLICATION_BLOCKED)
         return _sw(SW.OK, fci)
 
-    def _fci(self, target: CardFile) -> bytes:
-        """The FCI of ``target``; the application DF (DDF) also carries the algorithm
-        indicator ``9F0C 03 86 01 xx`` in its proprietary template (docs/card.md)."""
-        fci = encode_fci(_fcp_of(target))
-        spec = self._spec_of(target)
+    def _fci_proprietary(self, f: CardFile) -> bytes:
+        """TLV objects for the proprietary template (``A5``) of ``f``'s FCI: the
+        application DF (DDF) carries the algorithm indicator ``9F0C 03 86 01 xx``
+        (docs/card.md, "Recognising a card")."""
+        spec = self._spec_of(f)
         if spec is None or spec.type != FileType.DDF:
-            return fci
-        indicator = bytes((0x9F, 0x0C, 3, 0x86, 1, self.profile.algorithm.indicator))
-        proprietary = bytes((0xA5, len(indicator))) + indicator
-        body = fci[2:] + proprietary
-        return bytes((fci[0], len(body))) + body
+            return b""
+        return bytes((0x9F, 0x0C, 3, 0x86, 1, self.profile.algorithm.indicator))
+
+    def _make_current(self, target: CardFile) -> None:
+        """``target`` becomes the current file; an EF's DF becomes the current DF."""
+        if target.is_df:
+            self._select_df(target)
+            return
+        if target.parent is not None and target.parent is not self._df:
+            self._select_df(target.parent)
+        self._ef = target
 
     def _by_fid(self, fid: bytes) -> CardFile | None:
         if fid == MF_FID:
@@ -496,6 +512,25 @@ class EmulatedCard:
                 if child.fid == fid:
                     return child
         return None
+
+    def _by_path(self, path: bytes, *, from_mf: bool) -> CardFile | None:
+        """The file at ``path`` (FIDs, 2 bytes each) from the MF or the current DF.
+
+        A path from the MF leaves out 3F00 (ISO 7816-4); one that starts with it
+        is taken as well.
+        """
+        if not path or len(path) % 2:
+            raise _Sw(SW.WRONG_LENGTH)
+        fids = [path[i : i + 2] for i in range(0, len(path), 2)]
+        node = self._state.mf if from_mf else self._df
+        if from_mf and fids[0] == MF_FID:
+            fids = fids[1:]
+        for fid in fids:
+            found = next((c for c in node.children if c.fid == fid), None)
+            if found is None:
+                return None
+            node = found
+        return node
 
     # --- records and binaries ---------------------------------------------------------
 
@@ -693,9 +728,11 @@ class EmulatedCard:
         pin = self._pin()
         if pin.value is None:
             return _sw(SW.CONDITIONS_NOT_SATISFIED)
-        if not cmd.data:  # the tries left, no try spent
+        if not cmd.data:  # ISO 7816-4: is the PIN verified? Else the tries left, none spent
             if pin.tries_left <= 0:
                 return _sw(SW.AUTH_METHOD_BLOCKED)
+            if self._dfs.pin:
+                return OK
             return _sw(tries_left_sw(pin.tries_left))
         if len(cmd.data) != len(pin.value):
             return _sw(SW.WRONG_LENGTH)
@@ -950,6 +987,23 @@ def _tag(ef: CardFile, index: int) -> int | None:
     if record:
         return record[0]
     return ef.templates[index][0] if index < len(ef.templates) else None
+
+
+def _honour_ne(command: CommandApdu, response: bytes) -> bytes:
+    """Apply Ne (ISO 7816-3/4 command cases) to a handler's answer.
+
+    A command without Le (case 1 or 3) gets no response data, only the status
+    word; data longer than Ne answers ``6Cxx``, xx the exact length (00: 256).
+    Le ``00`` means up to 256 bytes.
+    """
+    data = response[:-2]
+    if not data:
+        return response
+    if command.le is None:
+        return response[-2:]
+    if len(data) > command.le:
+        return _sw((WRONG_LE_SW1 << 8) | (len(data) & 0xFF))
+    return response
 
 
 def _is_bcd(data: bytes) -> bool:

@@ -1,11 +1,18 @@
 """File control parameters: CREATE FILE data and SELECT answers (docs/card.md, "Commands").
 
 ISO 7816-4 style template ``62 L {82 descriptor, 83 FID, 84 DF name, 88 SFI,
-80 size | record count ‖ record length, 86 access conditions}`` [ours for the
-details]. Built by the personalization plan from the profile; parsed by the
-emulated card. The emulated card answers SELECT with the file control
-information :func:`encode_fci` builds (``6F`` for a DF: FID, DF name; ``62``
-for an EF: descriptor, FID, size). Access conditions are one byte each:
+80 size, 86 access conditions}`` [ours for the details]. Built by the
+personalization plan from the profile; parsed by the emulated card. The file
+descriptor (tag 82) is the descriptor byte alone for a DF or a transparent EF;
+for a record EF it is, as ISO 7816-4 has it, descriptor byte ‖ data coding byte
+(``21``) ‖ maximum record length (2 bytes) ‖ number of records (1 byte). Tag 80
+is the size of a transparent EF only.
+
+The emulated card answers SELECT with what :func:`encode_fci` builds from the
+same data objects (82, 83, 84, 88, 80; no access conditions), in the FCI
+template ``6F`` (P2 ``00``) or the FCP template ``62`` (P2 ``04``), with an
+optional proprietary template ``A5`` around extra TLV objects. Access
+conditions are one byte each:
 
 ==========  ====================================================
 ``00``      free
@@ -44,6 +51,7 @@ _DESCRIPTOR_KIND = {
 
 TAG_FCP = 0x62
 TAG_FCI = 0x6F
+TAG_PROPRIETARY = 0xA5
 TAG_SIZE = 0x80
 TAG_DESCRIPTOR = 0x82
 TAG_FID = 0x83
@@ -56,6 +64,8 @@ AC_EXT_AUTH = 0x10
 AC_PIN = 0x20
 AC_SM = 0x30
 AC_NEVER = 0xFF
+
+DATA_CODING = 0x21  # ISO 7816-4 data coding byte: proprietary write behaviour, 1-byte units
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,43 +123,53 @@ def _conditions(access: Access | None, parent: str) -> bytes:
 
 def build_fcp(spec: FileSpec) -> bytes:
     """The CREATE FILE data field for ``spec``."""
-    body = _tlv(TAG_DESCRIPTOR, bytes((DESCRIPTORS[spec.type],)))
+    body = _tlv(TAG_DESCRIPTOR, _descriptor(spec.type, spec.record_length, spec.record_count))
     if spec.fid is not None:
         body += _tlv(TAG_FID, spec.fid)
     if spec.df_name is not None:
         body += _tlv(TAG_DF_NAME, spec.df_name)
     if spec.sfi is not None:
         body += _tlv(TAG_SFI, bytes((spec.sfi,)))
+    if spec.type == FileType.TRANSPARENT:
+        body += _tlv(TAG_SIZE, (spec.size or 0).to_bytes(2, "big"))
     if not spec.is_df:
-        body += _size_tlv(spec.type, spec.size, spec.record_count, spec.record_length)
         body += _tlv(TAG_ACCESS, _conditions(spec.access, spec.parent or "MF"))
     return _tlv(TAG_FCP, body)
 
 
-def _size_tlv(kind: FileType, size: int | None, count: int | None, length: int | None) -> bytes:
-    """Tag 80: the size of a transparent EF, or record count ‖ record length."""
-    if kind == FileType.TRANSPARENT:
-        return _tlv(TAG_SIZE, (size or 0).to_bytes(2, "big"))
-    return _tlv(TAG_SIZE, bytes((count or 0, length or 0)))
+def _descriptor(kind: FileType, length: int | None, count: int | None) -> bytes:
+    """Tag 82: the descriptor byte; for a record EF then the data coding byte,
+    the maximum record length (2 bytes) and the number of records (1 byte)."""
+    descriptor = bytes((DESCRIPTORS[kind],))
+    if not kind.is_record:
+        return descriptor
+    return (
+        descriptor + bytes((DATA_CODING,)) + (length or 0).to_bytes(2, "big") + bytes((count or 0,))
+    )
 
 
-def encode_fci(fcp: Fcp) -> bytes:
-    """The file control information SELECT answers with for the file ``fcp`` describes.
+def encode_fci(fcp: Fcp, *, template: int = TAG_FCI, proprietary: bytes = b"") -> bytes:
+    """What SELECT answers for the file ``fcp`` describes [ours: the data objects].
 
-    A DF: ``6F L {83 FID} {84 DF name}``; an EF: ``62 L {82 descriptor} {83
-    FID} {80 size | record count ‖ record length}`` [ours].
+    ``template`` is ``6F`` (FCI, SELECT P2 ``00``) or ``62`` (FCP, P2 ``04``);
+    the body is the same: ``82`` descriptor, ``83`` FID, ``84`` DF name, ``88``
+    SFI, ``80`` size (transparent EFs), then ``A5 L proprietary`` when
+    ``proprietary`` (already encoded TLV objects) is not empty.
     """
-    if fcp.is_df:
-        body = b""
-        if fcp.fid is not None:
-            body += _tlv(TAG_FID, fcp.fid)
-        if fcp.df_name is not None:
-            body += _tlv(TAG_DF_NAME, fcp.df_name)
-        return _tlv(TAG_FCI, body)
-    body = _tlv(TAG_DESCRIPTOR, bytes((DESCRIPTORS[fcp.kind],)))
-    body += bytes((TAG_FID, 2)) + (fcp.fid or b"")
-    body += _size_tlv(fcp.kind, fcp.size, fcp.record_count, fcp.record_length)
-    return _tlv(TAG_FCP, body)
+    if template not in (TAG_FCI, TAG_FCP):
+        raise ValueError(f"SELECT answers template 6F or 62, not {template:02X}")
+    body = _tlv(TAG_DESCRIPTOR, _descriptor(fcp.kind, fcp.record_length, fcp.record_count))
+    if fcp.fid is not None:
+        body += _tlv(TAG_FID, fcp.fid)
+    if fcp.df_name is not None:
+        body += _tlv(TAG_DF_NAME, fcp.df_name)
+    if fcp.sfi is not None:
+        body += _tlv(TAG_SFI, bytes((fcp.sfi,)))
+    if fcp.kind == FileType.TRANSPARENT:
+        body += _tlv(TAG_SIZE, (fcp.size or 0).to_bytes(2, "big"))
+    if proprietary:
+        body += _tlv(TAG_PROPRIETARY, proprietary)
+    return _tlv(template, body)
 
 
 def parse_fcp(data: bytes) -> Fcp:
@@ -170,7 +190,7 @@ def parse_fcp(data: bytes) -> Fcp:
         fields[tag] = value
         i += 2 + length
     desc = fields.get(TAG_DESCRIPTOR)
-    if desc is None or len(desc) != 1 or desc[0] not in _DESCRIPTOR_KIND:
+    if not desc or desc[0] not in _DESCRIPTOR_KIND:
         raise ValueError("FCP needs a known file descriptor (tag 82)")
     kind = _DESCRIPTOR_KIND[desc[0]]
     fid = fields.get(TAG_FID)
@@ -191,14 +211,23 @@ def parse_fcp(data: bytes) -> Fcp:
         sfi = sfi_raw[0]
     size = record_count = record_length = None
     sz = fields.get(TAG_SIZE)
-    if kind == FileType.TRANSPARENT:
+    if kind.is_record:
+        if len(desc) != 5 or sz is not None:
+            raise ValueError(
+                "a record EF gives its structure in tag 82 (descriptor ‖ data coding ‖ "
+                "record length, 2 bytes ‖ record count), not in tag 80"
+            )
+        record_length, record_count = int.from_bytes(desc[2:4], "big"), desc[4]
+        if not 1 <= record_length <= 255 or not record_count:
+            raise ValueError("record length (1..255) and record count (1..255) in tag 82")
+    elif len(desc) != 1:
+        raise ValueError("a DF or a transparent EF has a one-byte descriptor (tag 82)")
+    elif kind == FileType.TRANSPARENT:
         if sz is None or len(sz) != 2:
             raise ValueError("a transparent EF needs its size (tag 80, 2 bytes)")
         size = int.from_bytes(sz, "big")
-    elif kind != FileType.DF:
-        if sz is None or len(sz) != 2 or not sz[0] or not sz[1]:
-            raise ValueError("a record EF needs record count and length (tag 80, 2 bytes)")
-        record_count, record_length = sz[0], sz[1]
+    elif sz is not None:
+        raise ValueError("a DF has no size (tag 80)")
     read, write = bytes((AC_FREE,)), bytes((AC_NEVER,))
     ac = fields.get(TAG_ACCESS)
     if kind != FileType.DF:
