@@ -174,6 +174,7 @@ class SocialSecurityCard:
                     f"{found.spec_version}); profile {profile.name} is for another generation"
                 ).with_hint("leave out --profile: the card says which profile it follows")
             self.recognized = profile or found.profile
+        self.spec_version = found.spec_version  # EF05 item 03 as the card said it
         self.profile: Profile = self.recognized or profile or load_profile()
         self._serial: bytes | None = None
         self._read_open = False  # 3.0 read authentication done in the current SSSE session
@@ -410,7 +411,8 @@ class SocialSecurityCard:
             return self.profile.record_by_tag(ef, tag).codec.decode(raw)
 
         card_id = self.card_id(self.read_item("EF05", 0x01))
-        number, version = value("EF05", 0x07), value("EF05", 0x03)
+        number = value("EF05", 0x07)
+        version = self.spec_version or value("EF05", 0x03)  # recognition read it already
         issued, expires = value("EF05", 0x05), value("EF05", 0x06)
         ssn, name, extension = value("EF06", 0x08), value("EF06", 0x09), value("EF06", 0x4E)
         return BasicInfo(
@@ -450,6 +452,8 @@ class SocialSecurityCard:
             raise errors.BadCardIdentificationCode(
                 f"{shown} is malformed: it must be region (BCD) ‖ D156000005 ‖ card sequence ‖ MAC"
             )
+        if not self._city_known:  # spare read_city() its own read of the same record
+            self._city, self._city_known = self.profile.key_city or value.region, True
         if self.security is not None:
             serial = self.serial
             module = self.security.for_city(self.profile.key_city or value.region)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, ClassVar
 
 import construct as cs
@@ -398,6 +399,7 @@ class _CardIdAdapter(cs.Adapter):  # type: ignore[misc]
         return {"region": obj.region, "sequence": obj.sequence, "mac": obj.mac}
 
 
+@lru_cache(maxsize=512)
 def codec_for(encoding: str, tag: int, length: int, name: str = "record") -> RecordCodec:
-    """The codec of one record as the profile declares it."""
+    """The codec of one record as the profile declares it (built once, then shared)."""
     return RecordCodec.registry[encoding](tag, length, name)

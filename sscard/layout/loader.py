@@ -78,8 +78,13 @@ def _partial_schema() -> dict[str, Any]:
 
 def shipped_profiles() -> list[str]:
     """Names of the profiles shipped in the package."""
+    return list(_shipped_names())
+
+
+@lru_cache(maxsize=1)
+def _shipped_names() -> tuple[str, ...]:
     folder = _package_file("profiles")
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json"))
+    return tuple(sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json")))
 
 
 @lru_cache(maxsize=1)
