@@ -32,6 +32,7 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/transmit.py
 	$(BIN)/python bench/card.py
+	$(BIN)/python bench/read.py
 	$(BIN)/python bench/issuance.py
 	$(BIN)/python bench/keys.py
 
