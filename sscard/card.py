@@ -172,7 +172,7 @@ class SocialSecurityCard:
                 raise UnknownCard(
                     f"the card is a {found.profile.name} card ({found.algorithm}, spec version "
                     f"{found.spec_version}); profile {profile.name} is for another generation"
-                ).with_hint("leave out --profile: the card says which profile it follows")
+                ).with_hint("leave out the profile: the card says which profile it follows")
             self.recognized = profile or found.profile
         self.profile: Profile = self.recognized or profile or load_profile()
         self._serial: bytes | None = None
@@ -370,7 +370,7 @@ class SocialSecurityCard:
             raise KeysRequired(
                 "this card (spec version 3) lets its basic information be read only after "
                 "authentication with the read key RKSSSE: a key store is needed"
-            ).with_hint("pass --keystore with the city's keys (or a zone store)")
+            ).with_hint("give a key store with the city's keys (or a zone store)")
         self.authenticate_for_reading()
 
     def authenticate_for_reading(self) -> None:

@@ -128,7 +128,7 @@ def test_card_id_with_wrong_rid_is_a_decode_error() -> None:
         codec.decode(raw)
 
 
-PUBLIC_CARD_ID = "441800D1560000053030737878EC1A84"  # national.md: CScript::GetCardID
+PUBLIC_CARD_ID = "441800D1560000053030737878EC1A84"  # a real code, docs/card.md
 
 
 def test_card_id_codec_reads_the_public_vector() -> None:
