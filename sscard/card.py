@@ -380,12 +380,13 @@ class SocialSecurityCard:
         security = self._security()
         iak = self._slot("SSSE", KeyType.IAK, 1)
         rk = self._slot("SSSE", KeyType.RK, READ_KEY_ID)
+        serial = self.serial  # GET DATA first: any command between spends a challenge
         self.select("SSSE")
         random = self.get_challenge()
         factor = self.get_challenge()
         response = self.protocol.send(commands.internal_authenticate(iak.id, factor + random))
         if not security.verify_internal_auth(
-            self.serial, iak, random, response.data, process_factor=factor
+            serial, iak, random, response.data, process_factor=factor
         ):
             raise CardNotGenuine(
                 "INTERNAL AUTHENTICATE failed: the card does not hold the key it should; "
@@ -393,7 +394,7 @@ class SocialSecurityCard:
             )
         factor = self.get_challenge()
         challenge = self.get_challenge()
-        cryptogram = security.external_auth(self.serial, rk, challenge, process_factor=factor)
+        cryptogram = security.external_auth(serial, rk, challenge, process_factor=factor)
         self.protocol.send(commands.external_authenticate(rk.id, cryptogram))
         self._read_open = True
 
@@ -550,9 +551,10 @@ class SocialSecurityCard:
         """EXTERNAL AUTHENTICATE to ``df`` with its key (EAK ``key_id``, MK or TK)."""
         security = self._security()
         slot = self._slot(df, key_type, key_id if key_type == KeyType.EAK else 0)
+        serial = self.serial  # GET DATA first: any command between spends the challenge
         self.select(df)
         challenge = self.get_challenge()
-        cryptogram = security.external_auth(self.serial, slot, challenge)
+        cryptogram = security.external_auth(serial, slot, challenge)
         self.protocol.send(commands.external_authenticate(slot.id, cryptogram))
 
     def authenticate_transport(self) -> None:
