@@ -12,6 +12,7 @@ from sscard.errors import ProfileError
 from sscard.keys.scheme import KeyScheme
 from sscard.layout import AccessCondition, load_profile, shipped_profiles
 from sscard.layout.loader import validate_profile_data
+from sscard.vocab import Algorithm
 
 SERIAL = bytes.fromhex("0102030405060708")
 
@@ -56,6 +57,18 @@ def test_shipped_profiles_follow_the_spec_table(
         df = p.df(f"DF0{i}")
         assert df.fid == bytes.fromhex(f"DF0{i}")
         assert df.df_name == bytes.fromhex("D156000005") + bytes([i])
+
+
+def test_algorithm_indicator_of_the_ssse_fci() -> None:
+    """9F0C 03 86 01 xx: 01 DES/3DES, 02 SSF33, 03 SM4; absent means 01 (docs/card.md)."""
+    assert (Algorithm.TDES.indicator, Algorithm.SM4.indicator) == (0x01, 0x03)
+    assert Algorithm.from_indicator(None) is Algorithm.TDES
+    assert Algorithm.from_indicator(0x01) is Algorithm.TDES
+    assert Algorithm.from_indicator(0x03) is Algorithm.SM4
+    assert Algorithm.from_indicator(0x02) is None  # SSF33: no such cards in sscard
+    assert Algorithm.from_indicator(0x00) is None and Algorithm.from_indicator(0xFF) is None
+    for a in Algorithm:
+        assert Algorithm.from_indicator(a.indicator) is a
 
 
 def test_profiles_have_no_atr_and_an_atr_block_is_refused(tmp_path: Path) -> None:
