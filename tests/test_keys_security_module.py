@@ -272,22 +272,22 @@ def _zero_iv_mac(key: bytes, data: bytes, algorithm: str) -> bytes:
 
 
 @pytest.mark.parametrize("algorithm", ["3des", "sm4"])
-def test_card_id_mac_is_the_line_mac_under_the_city_level_iak(algorithm: str) -> None:
+def test_card_id_mac_is_the_line_mac_under_the_cards_own_iak(algorithm: str) -> None:
     roots, at_centre, at_service_point = _modules(algorithm)
     iak = _scheme(algorithm).find("SSSE", "IAK", 1)
     root = roots.get(iak.ref).value
     city_iak = _child(_child(root, PROVINCE, algorithm), CITY_FACTOR, algorithm)
+    card_iak = _child(city_iak, SERIAL, algorithm)
     # region ‖ RID ‖ card sequence (last 4 bytes of the chip serial) ‖ chip serial
     data = bytes.fromhex("310100" + "D156000005") + SERIAL[-4:] + SERIAL
-    expected = _zero_iv_mac(city_iak, data, algorithm)
+    expected = _zero_iv_mac(card_iak, data, algorithm)
     assert at_centre.card_id_mac(SERIAL, iak, data) == expected
     assert at_service_point.card_id_mac(SERIAL, iak, data) == expected
     assert at_service_point.verify_card_id_mac(SERIAL, "SSSE/IAK/01", data, expected)
     assert not at_centre.verify_card_id_mac(SERIAL, iak, data[:-1] + b"\x43", expected)
     assert not at_centre.verify_card_id_mac(SERIAL, iak, data, bytes(4))
-    # one level above the card: the card's own IAK does not make it
-    card_iak = _child(city_iak, SERIAL, algorithm)
-    assert _zero_iv_mac(card_iak, data, algorithm) != expected
+    # the city key does not make it: nothing above the card level is used (or leaves a token)
+    assert _zero_iv_mac(city_iak, data, algorithm) != expected
 
 
 @pytest.mark.parametrize("algorithm", ["3des", "sm4"])
