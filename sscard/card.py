@@ -272,11 +272,12 @@ class SocialSecurityCard:
     def write_key(self, slot: KeySlot, *, under: KeySlot) -> bytes:
         """WRITE KEY ``slot`` into its DF, enciphered and MACed under ``under``; its KCV."""
         security = self._security()
+        serial = self.serial  # before the challenge: any other command uses it up
         self.select(slot.df)
         template = commands.write_key(slot)
         challenge = self.get_challenge()
         data = security.write_key(
-            self.serial, slot, under=under, header=template.header(), challenge=challenge
+            serial, slot, under=under, header=template.header(), challenge=challenge
         )
         self.protocol.send(template.with_data(data.data))
         return data.kcv
@@ -380,12 +381,13 @@ class SocialSecurityCard:
         security = self._security()
         iak = self._slot("SSSE", KeyType.IAK, 1)
         rk = self._slot("SSSE", KeyType.RK, READ_KEY_ID)
+        serial = self.serial  # before the challenges: any other command uses them up
         self.select("SSSE")
         random = self.get_challenge()
         factor = self.get_challenge()
         response = self.protocol.send(commands.internal_authenticate(iak.id, factor + random))
         if not security.verify_internal_auth(
-            self.serial, iak, random, response.data, process_factor=factor
+            serial, iak, random, response.data, process_factor=factor
         ):
             raise CardNotGenuine(
                 "INTERNAL AUTHENTICATE failed: the card does not hold the key it should; "
@@ -393,7 +395,7 @@ class SocialSecurityCard:
             )
         factor = self.get_challenge()
         challenge = self.get_challenge()
-        cryptogram = security.external_auth(self.serial, rk, challenge, process_factor=factor)
+        cryptogram = security.external_auth(serial, rk, challenge, process_factor=factor)
         self.protocol.send(commands.external_authenticate(rk.id, cryptogram))
         self._read_open = True
 
@@ -550,9 +552,10 @@ class SocialSecurityCard:
         """EXTERNAL AUTHENTICATE to ``df`` with its key (EAK ``key_id``, MK or TK)."""
         security = self._security()
         slot = self._slot(df, key_type, key_id if key_type == KeyType.EAK else 0)
+        serial = self.serial  # before the challenge: any other command uses it up
         self.select(df)
         challenge = self.get_challenge()
-        cryptogram = security.external_auth(self.serial, slot, challenge)
+        cryptogram = security.external_auth(serial, slot, challenge)
         self.protocol.send(commands.external_authenticate(slot.id, cryptogram))
 
     def authenticate_transport(self) -> None:
