@@ -102,12 +102,12 @@ def recognize(protocol: ApduProtocol) -> Recognition:
             version = item.codec.decode(read.data)
         except errors.SscardError:
             version = None
+    if version is None:  # the application is still being personalized (or was torn then)
+        return Recognition(None, algorithm)
     for name in card_profiles():
         profile = load_profile(name)
-        if (
-            algorithm is not None
-            and profile.algorithm == algorithm
-            and (version is not None and profile.generation == version[:1])
+        if algorithm is not None and profile.algorithm == algorithm and (
+            profile.generation == version[:1]
         ):
             return Recognition(profile, algorithm, version)
     shown = f"{indicator:02X}" if indicator is not None else "absent (DES)"
@@ -175,6 +175,11 @@ class SocialSecurityCard:
                 ).with_hint("leave out --profile: the card says which profile it follows")
             self.recognized = profile or found.profile
         self.profile: Profile = self.recognized or profile or load_profile()
+        if found.profile is None and found.algorithm not in (None, self.profile.algorithm):
+            raise UnknownCard(  # a personalization begun with another profile
+                f"the card's application uses {found.algorithm}; profile {self.profile.name} "
+                f"uses {self.profile.algorithm}"
+            ).with_hint("give the profile the card's personalization began with (--profile)")
         self._serial: bytes | None = None
         self._read_open = False  # 3.0 read authentication done in the current SSSE session
         self.security = security
@@ -319,10 +324,24 @@ class SocialSecurityCard:
             self.select(ef.id)
 
     def read_record(self, ef_id: str, no: int) -> bytes:
-        """One record of EF ``ef_id`` (raw bytes: tag ‖ len ‖ value)."""
+        """One record of EF ``ef_id`` (raw bytes: tag ‖ len ‖ value).
+
+        A 3.0 card that refuses a basic-information record (6982) gets the read
+        authentication, then the read again; a card still in personalization
+        grants the read without it."""
         ef = self.profile.ef(ef_id)
         self._select_for_records(ef)
-        return self.protocol.send(commands.read_record(ef, no)).data
+        command = commands.read_record(ef, no)
+        response = self.protocol.send(command, check=False)
+        if response.sw == SW.SECURITY_STATUS_NOT_SATISFIED and not self._read_open:
+            item = next((r for r in ef.records if r.no == no), None)
+            if item is not None and self._needs_read_auth((item,)):
+                self._open_for_reading((item,))
+                self._select_for_records(ef)
+                response = self.protocol.send(command, check=False)
+        if response.sw != SW.OK:
+            raise self._error(response.sw, INS.READ_RECORD)
+        return response.data
 
     def update_record(self, ef_id: str, no: int, data: bytes, *, protected: bool = False) -> None:
         """Write one record; ``protected`` adds the line-protection MAC (STK of the EF's DF)."""
@@ -360,12 +379,7 @@ class SocialSecurityCard:
 
     def _open_for_reading(self, items: tuple[RecordItem, ...]) -> None:
         """3.0 cards: the read authentication, once per SSSE session, when an item needs it."""
-        needs = any(
-            i.file in ("EF05", "EF06")
-            and not any(c.kind == "free" for c in self.profile.record_readers(i))
-            for i in items
-        )
-        if not needs or self._read_open:
+        if self._read_open or not self._needs_read_auth(items):
             return
         if self.security is None or not self._has_slot("SSSE", KeyType.RK, READ_KEY_ID):
             raise KeysRequired(
@@ -373,6 +387,14 @@ class SocialSecurityCard:
                 "authentication with the read key RKSSSE: a key store is needed"
             ).with_hint("pass --keystore with the city's keys (or a zone store)")
         self.authenticate_for_reading()
+
+    def _needs_read_auth(self, items: tuple[RecordItem, ...]) -> bool:
+        """Whether reading ``items`` (of EF05 / EF06) needs the 3.0 read authentication."""
+        return any(
+            i.file in ("EF05", "EF06")
+            and not any(c.kind == "free" for c in self.profile.record_readers(i))
+            for i in items
+        )
 
     def authenticate_for_reading(self) -> None:
         """The 3.0 read authentication (docs/card.md, "3.0 cards"): INTERNAL AUTHENTICATE
