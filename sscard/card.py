@@ -130,7 +130,7 @@ class CardInfo:
     """What ``sscard info`` shows."""
 
     atr: bytes
-    serial: bytes
+    serial: bytes | None  # None: a card blocked for good answers no command (6A81)
     profile: str | None  # None: a blank card, its profile comes with issuance
     lifecycle: str
     pin_tries_left: int | None
@@ -138,7 +138,7 @@ class CardInfo:
     def to_json(self) -> dict[str, Any]:
         return {
             "atr": self.atr.hex().upper(),
-            "serial": self.serial.hex().upper(),
+            "serial": self.serial.hex().upper() if self.serial is not None else None,
             "profile": self.profile,
             "lifecycle": self.lifecycle,
             "pin_tries_left": self.pin_tries_left,
@@ -662,7 +662,8 @@ class SocialSecurityCard:
         if life in (Lifecycle.ISSUED, Lifecycle.APP_BLOCKED_TEMPORARY):
             tries = self.pin_tries_left()
         name = self.recognized.name if self.recognized is not None else None
-        return CardInfo(self.protocol.transport.atr, self.serial, name, life, tries)
+        serial = None if life == Lifecycle.CARD_BLOCKED else self.serial
+        return CardInfo(self.protocol.transport.atr, serial, name, life, tries)
 
     def block_application(self, *, permanent: bool = False) -> None:
         """APPLICATION BLOCK (MAC with the SSSE line-protection key)."""
