@@ -487,15 +487,24 @@ class SocialSecurityCard:
         return value
 
     def read_holder(self) -> dict[str, Any]:
-        """EF05 and EF06 decoded with the issuance field names (dates ISO)."""
+        """EF05 and EF06 decoded with the issuance field names (dates ISO).
+
+        The card identification code (a free read) is checked first, as terminals
+        do (:meth:`card_id`): a malformed or forged one stops the read (national −20).
+        """
         life = self.lifecycle()
         if life in (Lifecycle.BLANK, Lifecycle.PERSONALIZATION):
             raise CardNotIssued(
                 f"the card {self.serial.hex().upper()} is not issued yet (lifecycle {life})"
             ).with_hint("issue it first")
-        records: dict[tuple[str, int], bytes] = {}
+        item = self.profile.record_by_tag("EF05", 0x01)
+        raw = self.read_record("EF05", item.no)
+        self.card_id(raw)
+        records: dict[tuple[str, int], bytes] = {("EF05", item.no): raw}
         for ef_id in ("EF05", "EF06"):
-            records.update(self.read_records(ef_id))
+            rest = tuple(r for r in self.profile.ef(ef_id).records if (ef_id, r.no) not in records)
+            self._open_for_reading(rest)
+            records.update({(ef_id, r.no): self.read_record(ef_id, r.no) for r in rest})
         return decode_records(self.profile, records)
 
     # --- authentication ---------------------------------------------------------------
