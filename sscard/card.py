@@ -106,8 +106,10 @@ def recognize(protocol: ApduProtocol) -> Recognition:
         return Recognition(None, algorithm)
     for name in card_profiles():
         profile = load_profile(name)
-        if algorithm is not None and profile.algorithm == algorithm and (
-            profile.generation == version[:1]
+        if (
+            algorithm is not None
+            and profile.algorithm == algorithm
+            and (profile.generation == version[:1])
         ):
             return Recognition(profile, algorithm, version)
     shown = f"{indicator:02X}" if indicator is not None else "absent (DES)"
@@ -461,7 +463,8 @@ class SocialSecurityCard:
 
     def card_id(self, raw: bytes | None = None) -> CardId:
         """The card identification code (EF05 item 01), checked: well formed always, and
-        its MAC when a security module is present (:class:`~sscard.errors.BadCardIdentificationCode`, national −20)."""
+        its MAC when a security module is present
+        (:class:`~sscard.errors.BadCardIdentificationCode`, national −20)."""
         item = self.profile.record_by_tag("EF05", 0x01)
         data = raw if raw is not None else self.read_item("EF05", 0x01)
         try:

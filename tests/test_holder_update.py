@@ -36,8 +36,14 @@ def cli(card: Path, *args: str, kiosk: bool = False) -> subprocess.CompletedProc
     """Run as this test's service operator (or as a kiosk of the main installation)."""
     env = dict(os.environ)
     if kiosk:
-        env.pop("SSCARD_STORE")
-        env["SSCARD_OPERATOR_TOKEN"] = str(token_for("kiosk"))
+        # The kiosk operator lives in the main installation: make (and cache) its token
+        # there, not in this test's store, or later tests get a session that is not valid.
+        store = env.pop("SSCARD_STORE")
+        del os.environ["SSCARD_STORE"]
+        try:
+            env["SSCARD_OPERATOR_TOKEN"] = str(token_for("kiosk"))
+        finally:
+            os.environ["SSCARD_STORE"] = store
     return subprocess.run(
         [SSCARD, "-r", f"virtual:{card}", *args],
         capture_output=True,
