@@ -93,7 +93,7 @@ def main() -> int:
         stdin="802461\n802461\n",
     )
 
-    say("Read the card back (free files, no keys needed)")
+    say("Read the card back (a 3.0 card: the read key RKSSSE from the key store)")
     sscard("-r", f"virtual:{CARD}", "read")
     sscard("-r", f"virtual:{CARD}", "info")
 
