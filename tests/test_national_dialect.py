@@ -67,8 +67,13 @@ def expected_ef06() -> dict[str, bytes]:
 # --- an independent construction of the development card keys (docs/keys.md) ----------
 
 
+def _des3(key: bytes) -> TripleDES:
+    """Two-key 3DES (16 bytes) or single DES (8 bytes) as a 24-byte TripleDES key."""
+    return TripleDES(key * 3 if len(key) == 8 else key + key[:8])
+
+
 def _ecb(key: bytes, data: bytes, algorithm: str) -> bytes:
-    cipher = algorithms.SM4(key) if algorithm == "sm4" else TripleDES(key + key[:8])
+    cipher = algorithms.SM4(key) if algorithm == "sm4" else _des3(key)
     enc = Cipher(cipher, modes.ECB()).encryptor()
     return enc.update(data) + enc.finalize()
 
@@ -107,9 +112,9 @@ def card_id_mac(serial: bytes, data: bytes, algorithm: str) -> bytes:
         enc = Cipher(algorithms.SM4(key), modes.CBC(bytes(16))).encryptor()
         return (enc.update(_pad(data, 16)) + enc.finalize())[-16:][:4]
     left, right = key[:8], key[8:]
-    enc = Cipher(TripleDES(left), modes.CBC(bytes(8))).encryptor()
+    enc = Cipher(_des3(left), modes.CBC(bytes(8))).encryptor()
     last = (enc.update(_pad(data, 8)) + enc.finalize())[-8:]
-    dec = Cipher(TripleDES(right), modes.ECB()).decryptor()
+    dec = Cipher(_des3(right), modes.ECB()).decryptor()
     return _ecb(left, dec.update(last) + dec.finalize(), "3des")[:4]
 
 
