@@ -68,7 +68,8 @@ def personalize(card: EmulatedCard, profile: str) -> int:
         return inner(apdu)
 
     transport.transmit = counting  # type: ignore[method-assign]
-    session = SocialSecurityCard.open(transport, security=_module(profile))
+    # a blank card does not say its profile: issuance gives it
+    session = SocialSecurityCard.open(transport, load_profile(profile), security=_module(profile))
     build_plan(session.profile, HOLDER, session.serial, pin=PIN, sign=session.sign_card_id).run(
         session
     )

@@ -102,12 +102,14 @@ def recognize(protocol: ApduProtocol) -> Recognition:
             version = item.codec.decode(read.data)
         except errors.SscardError:
             version = None
+    if version is None:  # the application is still being personalized (or was torn then)
+        return Recognition(None, algorithm)
     for name in card_profiles():
         profile = load_profile(name)
         if (
             algorithm is not None
             and profile.algorithm == algorithm
-            and (version is not None and profile.generation == version[:1])
+            and (profile.generation == version[:1])
         ):
             return Recognition(profile, algorithm, version)
     shown = f"{indicator:02X}" if indicator is not None else "absent (DES)"
@@ -130,7 +132,7 @@ class CardInfo:
     """What ``sscard info`` shows."""
 
     atr: bytes
-    serial: bytes
+    serial: bytes | None  # None: a card blocked for good answers no command (6A81)
     profile: str | None  # None: a blank card, its profile comes with issuance
     lifecycle: str
     pin_tries_left: int | None
@@ -138,7 +140,7 @@ class CardInfo:
     def to_json(self) -> dict[str, Any]:
         return {
             "atr": self.atr.hex().upper(),
-            "serial": self.serial.hex().upper(),
+            "serial": self.serial.hex().upper() if self.serial is not None else None,
             "profile": self.profile,
             "lifecycle": self.lifecycle,
             "pin_tries_left": self.pin_tries_left,
@@ -176,6 +178,11 @@ class SocialSecurityCard:
             self.recognized = profile or found.profile
         self.spec_version = found.spec_version  # EF05 item 03 as the card said it
         self.profile: Profile = self.recognized or profile or load_profile()
+        if found.profile is None and found.algorithm not in (None, self.profile.algorithm):
+            raise UnknownCard(  # a personalization begun with another profile
+                f"the card's application uses {found.algorithm}; profile {self.profile.name} "
+                f"uses {self.profile.algorithm}"
+            ).with_hint("give the profile the card's personalization began with (--profile)")
         self._serial: bytes | None = None
         self._read_open = False  # 3.0 read authentication done in the current SSSE session
         self.security = security
@@ -273,11 +280,12 @@ class SocialSecurityCard:
     def write_key(self, slot: KeySlot, *, under: KeySlot) -> bytes:
         """WRITE KEY ``slot`` into its DF, enciphered and MACed under ``under``; its KCV."""
         security = self._security()
+        serial = self.serial  # before the challenge: any other command uses it up
         self.select(slot.df)
         template = commands.write_key(slot)
         challenge = self.get_challenge()
         data = security.write_key(
-            self.serial, slot, under=under, header=template.header(), challenge=challenge
+            serial, slot, under=under, header=template.header(), challenge=challenge
         )
         self.protocol.send(template.with_data(data.data))
         return data.kcv
@@ -319,10 +327,24 @@ class SocialSecurityCard:
             self.select(ef.id)
 
     def read_record(self, ef_id: str, no: int) -> bytes:
-        """One record of EF ``ef_id`` (raw bytes: tag ‖ len ‖ value)."""
+        """One record of EF ``ef_id`` (raw bytes: tag ‖ len ‖ value).
+
+        A 3.0 card that refuses a basic-information record (6982) gets the read
+        authentication, then the read again; a card still in personalization
+        grants the read without it."""
         ef = self.profile.ef(ef_id)
         self._select_for_records(ef)
-        return self.protocol.send(commands.read_record(ef, no)).data
+        command = commands.read_record(ef, no)
+        response = self.protocol.send(command, check=False)
+        if response.sw == SW.SECURITY_STATUS_NOT_SATISFIED and not self._read_open:
+            item = next((r for r in ef.records if r.no == no), None)
+            if item is not None and self._needs_read_auth((item,)):
+                self._open_for_reading((item,))
+                self._select_for_records(ef)
+                response = self.protocol.send(command, check=False)
+        if response.sw != SW.OK:
+            raise self._error(response.sw, INS.READ_RECORD)
+        return response.data
 
     def update_record(self, ef_id: str, no: int, data: bytes, *, protected: bool = False) -> None:
         """Write one record; ``protected`` adds the line-protection MAC (STK of the EF's DF)."""
@@ -360,12 +382,7 @@ class SocialSecurityCard:
 
     def _open_for_reading(self, items: tuple[RecordItem, ...]) -> None:
         """3.0 cards: the read authentication, once per SSSE session, when an item needs it."""
-        needs = any(
-            i.file in ("EF05", "EF06")
-            and not any(c.kind == "free" for c in self.profile.record_readers(i))
-            for i in items
-        )
-        if not needs or self._read_open:
+        if self._read_open or not self._needs_read_auth(items):
             return
         if self.security is None or not self._has_slot("SSSE", KeyType.RK, READ_KEY_ID):
             raise KeysRequired(
@@ -374,6 +391,14 @@ class SocialSecurityCard:
             ).with_hint("give a key store with the city's keys (or a zone store)")
         self.authenticate_for_reading()
 
+    def _needs_read_auth(self, items: tuple[RecordItem, ...]) -> bool:
+        """Whether reading ``items`` (of EF05 / EF06) needs the 3.0 read authentication."""
+        return any(
+            i.file in ("EF05", "EF06")
+            and not any(c.kind == "free" for c in self.profile.record_readers(i))
+            for i in items
+        )
+
     def authenticate_for_reading(self) -> None:
         """The 3.0 read authentication (docs/card.md, "3.0 cards"): INTERNAL AUTHENTICATE
         with process factor ‖ random, then EXTERNAL AUTHENTICATE with RKSSSE under a
@@ -381,7 +406,7 @@ class SocialSecurityCard:
         security = self._security()
         iak = self._slot("SSSE", KeyType.IAK, 1)
         rk = self._slot("SSSE", KeyType.RK, READ_KEY_ID)
-        serial = self.serial  # GET DATA first: any command between spends a challenge
+        serial = self.serial  # before the challenges: any other command uses them up
         self.select("SSSE")
         random = self.get_challenge()
         factor = self.get_challenge()
@@ -469,17 +494,24 @@ class SocialSecurityCard:
         return value
 
     def read_holder(self) -> dict[str, Any]:
-        """EF05 and EF06 decoded with the issuance field names (dates ISO)."""
+        """EF05 and EF06 decoded with the issuance field names (dates ISO).
+
+        The card identification code (a free read) is checked first, as terminals
+        do (:meth:`card_id`): a malformed or forged one stops the read (national −20).
+        """
         life = self.lifecycle()
         if life in (Lifecycle.BLANK, Lifecycle.PERSONALIZATION):
             raise CardNotIssued(
                 f"the card {self.serial.hex().upper()} is not issued yet (lifecycle {life})"
             ).with_hint("issue it first")
-        records: dict[tuple[str, int], bytes] = {}
+        item = self.profile.record_by_tag("EF05", 0x01)
+        raw = self.read_record("EF05", item.no)
+        self.card_id(raw)
+        records: dict[tuple[str, int], bytes] = {("EF05", item.no): raw}
         for ef_id in ("EF05", "EF06"):
-            records.update(self.read_records(ef_id))
-        card_id = self.profile.record_by_tag("EF05", 0x01)
-        self.card_id(records[(card_id.file, card_id.no)])
+            rest = tuple(r for r in self.profile.ef(ef_id).records if (ef_id, r.no) not in records)
+            self._open_for_reading(rest)
+            records.update({(ef_id, r.no): self.read_record(ef_id, r.no) for r in rest})
         return decode_records(self.profile, records)
 
     # --- authentication ---------------------------------------------------------------
@@ -558,7 +590,7 @@ class SocialSecurityCard:
         """EXTERNAL AUTHENTICATE to ``df`` with its key (EAK ``key_id``, MK or TK)."""
         security = self._security()
         slot = self._slot(df, key_type, key_id if key_type == KeyType.EAK else 0)
-        serial = self.serial  # GET DATA first: any command between spends the challenge
+        serial = self.serial  # before the challenge: any other command uses it up
         self.select(df)
         challenge = self.get_challenge()
         cryptogram = security.external_auth(serial, slot, challenge)
@@ -648,7 +680,8 @@ class SocialSecurityCard:
         if life in (Lifecycle.ISSUED, Lifecycle.APP_BLOCKED_TEMPORARY):
             tries = self.pin_tries_left()
         name = self.recognized.name if self.recognized is not None else None
-        return CardInfo(self.protocol.transport.atr, self.serial, name, life, tries)
+        serial = None if life == Lifecycle.CARD_BLOCKED else self.serial
+        return CardInfo(self.protocol.transport.atr, serial, name, life, tries)
 
     def block_application(self, *, permanent: bool = False) -> None:
         """APPLICATION BLOCK (MAC with the SSSE line-protection key)."""

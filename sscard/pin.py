@@ -58,17 +58,20 @@ class PinManager:
         self.card = card
         self.policy = policy or PinPolicy(length=card.profile.pin.length)
         self._birth_date: str | None = None
+        self._birth_date_tried = False
 
     def _select(self) -> None:
         self.card.select(self.card.profile.pin.df)
 
     def birth_date(self) -> str | None:
-        """The holder's birth date from EF06 (a free read), for the policy."""
-        if self._birth_date is None:
+        """The holder's birth date from EF06, for the policy; None when it cannot be read
+        (a 3.0 card without the read key). Tried once: later calls send no APDU."""
+        if not self._birth_date_tried:
+            self._birth_date_tried = True
             try:
                 self._birth_date = self.card.read_holder().get("birth_date")
             except errors.SscardError:
-                return None
+                self._birth_date = None
         return self._birth_date
 
     def check_new(self, new: str, *, previous: str | None = None) -> None:

@@ -48,11 +48,14 @@ def test_virtual_new_then_info(tmp_path: Path) -> None:
     info = json.loads(run("--json", "-r", f"virtual:{path}", "info").stdout)
     assert info == {
         "atr": data["atr"],
-        "serial": "00112233445566AA",
-        "profile": "national-2",
+        "serial": "00112233445566AA",  # GET DATA, not the ATR
+        "profile": None,  # a blank card does not say its profile: issuance brings it
         "lifecycle": "BLANK",
         "pin_tries_left": None,
     }
+    issue(open_card_file(path), "national-2")
+    info = json.loads(run("--json", "-r", f"virtual:{path}", "info").stdout)
+    assert info["profile"] == "national-2" and info["lifecycle"] == "ISSUED"  # recognised
     again = run("virtual", "new", str(path))
     assert again.returncode == ExitCode.INVALID_INPUT and "already exists" in again.stderr
 

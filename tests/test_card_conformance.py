@@ -11,6 +11,7 @@ import pytest
 from sscard import errors
 from sscard.apdu import CommandApdu
 from sscard.applets.cos import EmulatedCard
+from sscard.applets.image import DEFAULT_ATR, with_tck
 from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
 from sscard.applets.vpcd import VpcdBridge
 from sscard.card import SocialSecurityCard
@@ -81,17 +82,18 @@ def link(request: pytest.FixtureRequest) -> Iterator[Link]:
 # --- identity and selection ------------------------------------------------------
 
 
-def test_atr_carries_profile_version_and_serial(link: Link) -> None:
+def test_atr_is_the_vendors_and_the_serial_comes_from_get_data(link: Link) -> None:
     atr = link.transport.atr
-    profile = load_profile(link.profile)
-    assert atr == profile.atr(link.card.serial)
-    assert atr[:4] == bytes.fromhex("3B8C8001") and atr[4:7] == b"SSC"
-    assert atr[7] == (3 if link.profile == "national-3" else 2)
-    assert atr[8:16] == link.card.serial
+    assert atr == with_tck(DEFAULT_ATR)  # the same vendor ATR for both generations
+    assert atr[:5] == bytes.fromhex("3B8D800100") and atr[5:14] == b"SSCARDEMU"
+    assert link.card.serial not in atr  # nothing in it identifies the card
     tck = 0
     for b in atr[1:-1]:
         tck ^= b
     assert atr[-1] == tck
+    serial, sw = link.send("80CA000208")  # GET DATA: the chip serial
+    assert sw == 0x9000 and serial == link.card.serial
+    assert link.session().serial == link.card.serial
 
 
 def test_select_by_fid_and_by_name(link: Link) -> None:
@@ -177,6 +179,9 @@ def test_free_records_read_by_sfi_and_current_ef(link: Link) -> None:
     link.sw(f"00A404000F{SSSE_NAME}")
     number, sw = link.send("00B2072C00")  # EF05 (SFI 5) record 7: card number
     assert sw == 0x9000 and number == b"\x07\x09" + SAMPLE_HOLDER["card_number"].encode()
+    if link.profile == "national-3":  # EF06 only after the read authentication
+        assert link.sw("00B2013400") == 0x6982
+        link.session().authenticate_for_reading()
     ssn, sw = link.send("00B2013400")  # EF06 (SFI 6) record 1
     assert sw == 0x9000 and ssn == b"\x08\x12" + SAMPLE_HOLDER["ssn"].encode()
     assert link.sw("00A4000C02EF06") == 0x9000

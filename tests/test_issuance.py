@@ -43,16 +43,24 @@ class Counting(InProcessTransport):
     """An in-process transport that counts APDUs."""
 
     sent = 0
+    apdus: list[bytes]
 
     def transmit(self, apdu: bytes) -> bytes:
         self.sent += 1
+        self.apdus = [*getattr(self, "apdus", []), bytes(apdu)]
         return super().transmit(apdu)
+
+    def reset_count(self) -> None:
+        self.sent, self.apdus = 0, []
 
 
 def _session(card: EmulatedCard) -> tuple[SocialSecurityCard, Counting]:
     transport = Counting(card)
     transport.connect()
     return session(transport, card.profile.name), transport
+
+
+GET_CHIP_SERIAL = bytes.fromhex("80CA000208")
 
 
 def _issue(card: EmulatedCard, conn: sqlite3.Connection, **kw: Any) -> Any:
@@ -87,17 +95,19 @@ def test_second_run_is_idempotent(conn: sqlite3.Connection) -> None:
     card = new_memory_card()
     _issue(card, conn)
     c, transport = _session(card)
+    transport.reset_count()  # the session's recognition is not the issuance's doing
     result = issue_card(
         c, SAMPLE_HOLDER, pin=PIN, conn=conn, operator=None, service_point="sp-test"
     )
     assert result.status == "already-issued"
-    assert transport.sent == 0  # the card was not touched
+    assert transport.apdus == [GET_CHIP_SERIAL]  # its serial read, nothing else
     assert len(outbox.pending(conn)) == 1
 
 
 def test_invalid_holder_or_pin_touches_no_card(conn: sqlite3.Connection) -> None:
     card = new_memory_card()
     c, transport = _session(card)
+    transport.reset_count()  # the session's recognition is not the issuance's doing
     bad = {**SAMPLE_HOLDER, "ssn": "110105194912310021", "gender": "1", "expiry_date": "2020-01-01"}
     with pytest.raises(errors.InvalidInput) as info:
         issue_card(c, bad, pin=PIN, conn=conn, operator=None, service_point="sp-test")

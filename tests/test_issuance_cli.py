@@ -43,13 +43,21 @@ def run(
 
 
 def issue_random_pin(
-    reader: str, store: Path, *, holder: Path = HOLDER, role: str = "issuer", as_json: bool = False
+    reader: str,
+    store: Path,
+    *,
+    holder: Path = HOLDER,
+    role: str = "issuer",
+    as_json: bool = False,
+    profile: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``sscard [--json] -r READER issue --holder HOLDER --keystore dev --random-pin``."""
+    """``sscard [--json] -r READER issue --holder HOLDER --keystore dev --random-pin``
+    (``--profile PROFILE``: a blank card does not say its profile)."""
     flags = ("--json",) if as_json else ()
+    chosen = ("--profile", profile) if profile else ()
     return run(
         *flags, "-r", reader, "issue", "--holder", str(holder), "--keystore", "dev",
-        "--random-pin", role=role, store=store,
+        *chosen, "--random-pin", role=role, store=store,
     )  # fmt: skip
 
 
@@ -97,8 +105,9 @@ def test_issue_through_pcscd_then_read_back(tmp_path: Path, vpcd_port: int) -> N
         data = json.loads(result.stdout)
         assert data["status"] == "issued" and data["serial"] == card.serial.hex().upper()
         assert "initial_pin" not in data and PIN not in result.stdout + result.stderr
-        read = run("--json", "-r", reader, "read")
-        assert json.loads(read.stdout) == SAMPLE_HOLDER
+        read = run("--json", "-r", reader, "read", "--keystore", "dev")  # 3.0: read key
+        data = json.loads(read.stdout)
+        assert data.pop("departments") and data == SAMPLE_HOLDER
         again = issue_random_pin(reader, store)
         assert again.returncode == 0 and "already issued" in again.stdout
 
@@ -256,9 +265,16 @@ def test_batch_needs_readers_or_virtual(tmp_path: Path) -> None:
 def test_issue_other_profile_in_process(tmp_path: Path, profile: str) -> None:
     path = tmp_path / "card.img"
     new_card_file(path, profile)
-    result = issue_random_pin(f"virtual:{path}", tmp_path / "s.db")
+    result = issue_random_pin(f"virtual:{path}", tmp_path / "s.db", profile=profile)
     assert result.returncode == 0, result.stderr
     assert "PIN mailer" in result.stdout
+    again = issue_random_pin(f"virtual:{path}", tmp_path / "s.db")  # now the card says it
+    assert again.returncode == 0 and "already issued" in again.stdout
+    # Without --profile a blank card is issued with the default: a 3DES card then refuses it
+    other = tmp_path / "other.img"
+    new_card_file(other, profile)
+    refused = issue_random_pin(f"virtual:{other}", tmp_path / "s2.db")
+    assert refused.returncode != 0
 
 
 def test_issue_list_shows_the_store(tmp_path: Path) -> None:

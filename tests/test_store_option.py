@@ -107,7 +107,7 @@ def test_every_state_changing_command_audits_into_the_store_it_was_given(tmp_pat
     _pending_update(site.store)
     updated = site.run("--json", "holder", "update", "--keystore", "dev", who="svc")
     assert json.loads(updated.stdout)["applied"]
-    site.run("read", who="svc")
+    site.run("read", "--keystore", "dev", who="svc")  # a 3.0 card: the read key
     keystore = str(tmp_path / "centre.ks")
     site.run("keys", "init", keystore, "--kdf-cost", "10")
     site.run("keys", "generate", keystore, "--profile", "national-3")

@@ -163,8 +163,9 @@ def info(state: CliState) -> None:
     data = facts.to_json()
     tries = "not set" if facts.pin_tries_left is None else str(facts.pin_tries_left)
     profile = data["profile"] or "none yet (no social security application on the card)"
+    serial = data["serial"] or "unreadable (the card is blocked for good)"
     state.emit(
         data,
-        f"ATR        {data['atr']}\nserial     {data['serial']}\nprofile    {profile}\n"
+        f"ATR        {data['atr']}\nserial     {serial}\nprofile    {profile}\n"
         f"lifecycle  {data['lifecycle']}\nPIN tries  {tries}",
     )

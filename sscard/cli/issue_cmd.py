@@ -101,7 +101,11 @@ def read_pin(pin_stdin: bool, random_pin: bool, birth_date: str | None) -> tuple
     help="Why the old card is replaced (with --replace).",
 )
 @service_point_option
-@profile_option("to plan for with --dry-run, and to check 'issue batch' rows against")
+@profile_option(
+    "of the blank card to issue (default national-3; an issued card says its own), to plan "
+    "for with --dry-run, and to check 'issue batch' rows against",
+    default=None,
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan (secrets redacted); touch no card.")
 @require_operator("card.issue", record=False)
 @pass_state
@@ -161,7 +165,9 @@ def issue(
         return
     pin, generated = read_pin(pin_stdin, random_pin, holder.get("birth_date"))
     with connected_transport(state) as transport:
-        card = SocialSecurityCard.open(transport)
+        # A blank card does not say its profile: it is issued with the given one (else the
+        # default); an issued card (a re-run) is recognised and must fit a given one.
+        card = SocialSecurityCard.open(transport, load_profile(profile) if profile else None)
         card.security = security_module(keystore, passphrase_fd, card.profile)
         conn = state.open_store()
         try:
@@ -361,6 +367,7 @@ def batch(
     run = BatchRun(
         rows=good,
         readers=slots,
+        profile=profile,
         open_conn=state.open_store,
         security=security,
         operator=operator(),

@@ -33,6 +33,7 @@ from sscard.issuance import store
 from sscard.issuance.service import IssueResult, issue_card
 from sscard.keys.security_module import SecurityModule
 from sscard.layout.holder_io import HolderRow
+from sscard.layout.model import Profile
 from sscard.pinpolicy import PinPolicy
 from sscard.transport.slot import CardSlot
 
@@ -105,6 +106,7 @@ class BatchRun:
     service_point: str
     on_result: Callable[[RowResult], None]
     on_pin: Callable[[HolderRow, str, str], None]
+    profile: Profile | None = None  # for blank cards; issued ones are recognised (must fit)
     policy: PinPolicy = field(default_factory=PinPolicy)
     stop_event: threading.Event = field(default_factory=threading.Event)
 
@@ -177,7 +179,7 @@ class BatchRun:
                 if transport is None:
                     return
                 try:
-                    card = SocialSecurityCard.open(transport)
+                    card = SocialSecurityCard.open(transport, self.profile)
                     card.security = self.security
                     serial = card.serial.hex().upper()
                     row = self._claim(serial, conn)

@@ -28,7 +28,7 @@ from sscard.card import SocialSecurityCard, TransportKeyRefused, encode_pin
 from sscard.exchange import outbox
 from sscard.issuance import store
 from sscard.issuance.plan import Step, build_plan
-from sscard.layout.holder import normalize_holder
+from sscard.layout.holder import normalize_holder, validate_holder
 from sscard.layout.model import Profile
 from sscard.vocab import KeyType, Lifecycle
 
@@ -101,10 +101,11 @@ def issue_card(
     --virtual``); once the process has ended, a batch closes its unfinished row
     as ``abandoned`` (:func:`sscard.issuance.batch.close_abandoned`).
     """
-    # build_plan validates the holder: nothing runs if it is invalid
+    # Invalid input is refused before the card is touched (not even its serial is read).
+    validate_holder(holder, card.profile)
+    encode_pin(pin, card.profile.pin.length)
     plan = build_plan(card.profile, holder, card.serial, pin=pin, sign=card.sign_card_id)
     holder = normalize_holder(holder)  # the stored forms (ssn "…X", ethnicity 1) everywhere
-    encode_pin(pin, card.profile.pin.length)  # a bad PIN is refused before the card is touched
     if replace_reason not in REPLACE_REASONS:
         raise errors.InvalidInput(
             "invalid replacement reason", [("reason", f"one of {', '.join(REPLACE_REASONS)}")]
