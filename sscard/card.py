@@ -182,7 +182,7 @@ class SocialSecurityCard:
             raise UnknownCard(  # a personalization begun with another profile
                 f"the card's application uses {found.algorithm}; profile {self.profile.name} "
                 f"uses {self.profile.algorithm}"
-            ).with_hint("give the profile the card's personalization began with (--profile)")
+            ).with_hint("name the profile the card's personalization began with")
         self._serial: bytes | None = None
         self._read_open = False  # 3.0 read authentication done in the current SSSE session
         self.security = security

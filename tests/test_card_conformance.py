@@ -144,8 +144,8 @@ def test_an_ef_selected_in_the_parent_makes_the_parent_current(link: Link) -> No
     link.sw(f"00A4040C0F{SSSE_NAME}")
     assert link.sw("00A4010C02DF01") == 0x9000
     assert link.sw("00A4000C02EF06") == 0x9000  # EF06 of SSSE: SSSE is the current DF again
-    ssn, sw = link.send("00B2013400")  # SFI 6 is found in SSSE
-    assert sw == 0x9000 and ssn[:2] == b"\x08\x12"
+    card_id, sw = link.send("00B2012C00")  # SFI 5 is found in SSSE (EF05 item 01: free on 3.0)
+    assert sw == 0x9000 and card_id[:2] == b"\x01\x10"
 
 
 def test_select_answers_fci_fcp_or_nothing_per_p2(link: Link) -> None:
@@ -160,7 +160,11 @@ def test_select_answers_fci_fcp_or_nothing_per_p2(link: Link) -> None:
     assert link.send("00A4020C02EF0500") == (b"", 0x9000)
     assert link.sw("00A4020802EF0500") == 0x6A86  # FMD: not supported
     df, sw = link.send(f"00A404000F{SSSE_NAME}00")
-    assert sw == 0x9000 and df == bytes.fromhex(f"6F14 820138 840F{SSSE_NAME}")
+    # the application's FCI also carries the algorithm indicator in its proprietary template
+    indicator = {"national-3": "03", "national-2": "01"}[link.profile]
+    assert sw == 0x9000 and df == bytes.fromhex(
+        f"6F1C 820138 840F{SSSE_NAME} A506 9F0C03 8601{indicator}".replace(" ", "")
+    )
 
 
 def test_the_card_honours_ne(link: Link) -> None:

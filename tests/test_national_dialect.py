@@ -105,9 +105,9 @@ def _pad(data: bytes, n: int) -> bytes:
 
 
 def card_id_mac(serial: bytes, data: bytes, algorithm: str) -> bytes:
-    """The card identification code's MAC: the city-level IAK, zero IV, CBC-MAC (SM4) or
+    """The card identification code's MAC: the card's own IAK, zero IV, CBC-MAC (SM4) or
     ISO 9797-1 algorithm 3 (3DES), first 4 bytes (docs/card.md) [ours]."""
-    key = dev_key("SSSE/IAK/01", algorithm, serial, levels=2)
+    key = dev_key("SSSE/IAK/01", algorithm, serial)
     if algorithm == "sm4":
         enc = Cipher(algorithms.SM4(key), modes.CBC(bytes(16))).encryptor()
         return (enc.update(_pad(data, 16)) + enc.finalize())[-16:][:4]

@@ -123,7 +123,7 @@ def _dump(data: bytes) -> str:
 def test_opensc_explorer_browses_the_issued_card(vpcd_port: int) -> None:
     """OpenSC's ISO 7816-4 driver finds its way around the card: the FCI (tag 82 with
     the record structure), SELECT by FID, name and path, records by FID and by SFI."""
-    card = issued_card("ss3-sm4")
+    card = issued_card("national-2")
     with card_in_reader(card, vpcd_port):
         steps, err = _explore(VPCD_READERS[vpcd_port], EXPLORER_SCRIPT)
     out = dict(steps)  # by command; the repeated ones ("info", "cd …") by position

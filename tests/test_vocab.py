@@ -107,7 +107,7 @@ def test_select_answers_the_fci_layout_fcp_encodes(name: str) -> None:
 
 def test_fcp_gives_the_record_structure_in_tag_82() -> None:
     """ISO 7816-4: descriptor ‖ data coding ‖ record length (2 B) ‖ record count; no tag 80."""
-    profile = load_profile("ss3-sm4")
+    profile = load_profile("national-3")
     data = commands.create_file(profile.file("EF05")).data
     assert bytes.fromhex("820504210012" + "07") in data and b"\x80\x02" not in data
     fcp = parse_fcp(data)
@@ -116,10 +116,12 @@ def test_fcp_gives_the_record_structure_in_tag_82() -> None:
     with pytest.raises(ValueError, match="tag 82"):
         parse_fcp(old)  # the structure in tag 80, as before: refused
     df = parse_fcp(commands.create_file(profile.file("DF01")).data)
-    assert encode_fci(df) == bytes.fromhex("6F07 820138 8302DF01".replace(" ", ""))
+    # DF01 has its FID and its AID (D156000005 ‖ DF number)
+    assert encode_fci(df) == bytes.fromhex("6F0F 820138 8302DF01 8406D15600000501".replace(" ", ""))
     extra = bytes.fromhex("9F0C03860103")
     fci = encode_fci(df, template=TAG_FCP, proprietary=extra)
-    assert fci == bytes.fromhex("620F 820138 8302DF01 A506".replace(" ", "")) + extra
+    head = "6217 820138 8302DF01 8406D15600000501 A506"
+    assert fci == bytes.fromhex(head.replace(" ", "")) + extra
 
 
 def test_the_card_os_serves_the_command_table_by_cla_and_ins() -> None:
