@@ -16,10 +16,10 @@ import argparse
 import json
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+
+from report import rate, report
 
 from sscard.applets.cos import EmulatedCard
 from sscard.applets.factory import new_card_file, new_memory_card
@@ -38,16 +38,6 @@ HOLDER = json.loads(
     (Path(__file__).resolve().parent.parent / "examples" / "holder.json").read_text("utf-8")
 )
 PIN = "135790"
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds``."""
-    n, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        for _ in range(50):
-            fn()
-        n += 50
-    return n / elapsed
 
 
 @lru_cache(maxsize=4)
@@ -88,13 +78,17 @@ def main() -> int:
     apdus_per_card = personalize(card, "national-3")
     out["apdus_per_personalization"] = apdus_per_card
     out["personalizations_per_s_inprocess_memory"] = round(
-        rate(lambda: personalize(new_memory_card(), "national-3"), args.seconds), 1
+        rate(lambda: personalize(new_memory_card(), "national-3"), args.seconds, batch=50), 1
     )
     card.power_on()
     card.process(SSSE)
-    out["read_record_per_s_inprocess"] = round(rate(lambda: card.process(READ), args.seconds))
+    out["read_record_per_s_inprocess"] = round(
+        rate(lambda: card.process(READ), args.seconds, batch=50)
+    )
     verify = bytes.fromhex("0020000003" + PIN)
-    out["verify_per_s_inprocess_memory"] = round(rate(lambda: card.process(verify), args.seconds))
+    out["verify_per_s_inprocess_memory"] = round(
+        rate(lambda: card.process(verify), args.seconds, batch=50)
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "card.img"
@@ -103,7 +97,7 @@ def main() -> int:
         file_card.power_on()
         file_card.process(SSSE)
         out["verify_per_s_inprocess_file_fsync"] = round(
-            rate(lambda: file_card.process(verify), args.seconds)
+            rate(lambda: file_card.process(verify), args.seconds, batch=50)
         )
         file_card.power_off()
 
@@ -112,14 +106,10 @@ def main() -> int:
             transport.connect()
             transport.transmit(SSSE)
             out["read_record_per_s_pcscd"] = round(
-                rate(lambda: transport.transmit(READ), args.seconds)
+                rate(lambda: transport.transmit(READ), args.seconds, batch=50)
             )
             transport.disconnect()
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        for key, value in out.items():
-            print(f"{key:<42} {value}")
+    report(out, as_json=args.json)
     return 0
 
 

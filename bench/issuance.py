@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from report import report
+
 from sscard.applets.cos import Latency
 from sscard.applets.factory import new_card_file, new_memory_card
 from sscard.applets.pcsc_rig import reader_lock, running_pcscd, served_card
@@ -153,11 +155,7 @@ def main() -> int:
         out["realistic_cards_per_s_by_readers"] = scaling
         out["speedup_8_over_1"] = round(scaling["8"] / scaling["1"], 2)
         out["target_speedup"] = 6.0
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        for key, value in out.items():
-            print(f"{key:<36} {value}")
+    report(out, as_json=args.json)
     return 0
 
 

@@ -20,10 +20,9 @@ import argparse
 import json
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from report import rate, report
 from smartcard import scard
 
 from sscard.applets.factory import new_card_file
@@ -42,15 +41,6 @@ HOLDER = json.loads(
 )
 PIN = "135790"
 PROFILES = ("national-2", "national-3")
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second of ``fn`` over about ``seconds``."""
-    n, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds:
-        fn()
-        n += 1
-    return n / elapsed
 
 
 def module(profile: str) -> SecurityModule:
@@ -147,11 +137,7 @@ def main() -> int:
                             raw_rate / sscard_rate, 2
                         )
                     transport.disconnect()
-    if args.json:
-        print(json.dumps(out, indent=2, ensure_ascii=False))
-    else:
-        for key, value in out.items():
-            print(f"{key:<48} {value}")
+    report(out, as_json=args.json)
     return 0
 
 

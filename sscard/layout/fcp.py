@@ -123,18 +123,41 @@ def _conditions(access: Access | None, parent: str) -> bytes:
 
 def build_fcp(spec: FileSpec) -> bytes:
     """The CREATE FILE data field for ``spec``."""
-    body = _tlv(TAG_DESCRIPTOR, _descriptor(spec.type, spec.record_length, spec.record_count))
-    if spec.fid is not None:
-        body += _tlv(TAG_FID, spec.fid)
-    if spec.df_name is not None:
-        body += _tlv(TAG_DF_NAME, spec.df_name)
-    if spec.sfi is not None:
-        body += _tlv(TAG_SFI, bytes((spec.sfi,)))
-    if spec.type == FileType.TRANSPARENT:
-        body += _tlv(TAG_SIZE, (spec.size or 0).to_bytes(2, "big"))
+    body = _body(
+        spec.type,
+        spec.fid,
+        spec.df_name,
+        spec.sfi,
+        spec.size,
+        spec.record_length,
+        spec.record_count,
+    )
     if not spec.is_df:
         body += _tlv(TAG_ACCESS, _conditions(spec.access, spec.parent or "MF"))
     return _tlv(TAG_FCP, body)
+
+
+def _body(
+    kind: FileType,
+    fid: bytes | None,
+    df_name: bytes | None,
+    sfi: int | None,
+    size: int | None,
+    length: int | None,
+    count: int | None,
+) -> bytes:
+    """The data objects CREATE FILE and SELECT share: 82, 83, 84, 88, and 80 for a
+    transparent EF."""
+    body = _tlv(TAG_DESCRIPTOR, _descriptor(kind, length, count))
+    if fid is not None:
+        body += _tlv(TAG_FID, fid)
+    if df_name is not None:
+        body += _tlv(TAG_DF_NAME, df_name)
+    if sfi is not None:
+        body += _tlv(TAG_SFI, bytes((sfi,)))
+    if kind == FileType.TRANSPARENT:
+        body += _tlv(TAG_SIZE, (size or 0).to_bytes(2, "big"))
+    return body
 
 
 def _descriptor(kind: FileType, length: int | None, count: int | None) -> bytes:
@@ -158,15 +181,9 @@ def encode_fci(fcp: Fcp, *, template: int = TAG_FCI, proprietary: bytes = b"") -
     """
     if template not in (TAG_FCI, TAG_FCP):
         raise ValueError(f"SELECT answers template 6F or 62, not {template:02X}")
-    body = _tlv(TAG_DESCRIPTOR, _descriptor(fcp.kind, fcp.record_length, fcp.record_count))
-    if fcp.fid is not None:
-        body += _tlv(TAG_FID, fcp.fid)
-    if fcp.df_name is not None:
-        body += _tlv(TAG_DF_NAME, fcp.df_name)
-    if fcp.sfi is not None:
-        body += _tlv(TAG_SFI, bytes((fcp.sfi,)))
-    if fcp.kind == FileType.TRANSPARENT:
-        body += _tlv(TAG_SIZE, (fcp.size or 0).to_bytes(2, "big"))
+    body = _body(
+        fcp.kind, fcp.fid, fcp.df_name, fcp.sfi, fcp.size, fcp.record_length, fcp.record_count
+    )
     if proprietary:
         body += _tlv(TAG_PROPRIETARY, proprietary)
     return _tlv(template, body)
