@@ -77,7 +77,9 @@ def issue(
     finally:
         transport.disconnect()
     data = done.to_json()
-    note(**data)
+    note(
+        psam_serial=data["psam_serial"], terminal=terminal, kind=kind, city=city, keys=data["keys"]
+    )
     lines = [
         f"PSAM {data['psam_serial']} issued: {kind}, city {city}, terminal {terminal}",
         *(f"  {k.ref:<12} v{k.version:<3} KCV {k.kcv.hex().upper()}" for k in done.keys),

@@ -98,7 +98,7 @@ def issue_psam(
         header = bytes((CLA.PROPRIETARY_SM, INS.WRITE_KEY, 0x01, code))
         challenge = psam.send(CommandApdu(CLA.ISO, INS.GET_CHALLENGE, 0, 0, le=8)).data
         data = module.psam_key(serial, ref, under=tk, header=header, challenge=challenge)
-        psam.send(CommandApdu(*header, data.data))
+        psam.send(CommandApdu(CLA.PROPRIETARY_SM, INS.WRITE_KEY, 0x01, code, data.data))
         loaded.append(LoadedKey(ref, module.key_info(ref)["version"], data.kcv))
     psam.send(CommandApdu(CLA.ISO, INS.SELECT, 0x00, 0x00, TERMINAL_FID))
     psam.send(CommandApdu(CLA.ISO, INS.UPDATE_BINARY, 0x00, 0x00, bytes.fromhex(terminal)))
