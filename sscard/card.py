@@ -172,7 +172,7 @@ class SocialSecurityCard:
                 raise UnknownCard(
                     f"the card is a {found.profile.name} card ({found.algorithm}, spec version "
                     f"{found.spec_version}); profile {profile.name} is for another generation"
-                ).with_hint("leave out --profile: the card says which profile it follows")
+                ).with_hint("leave out the profile: the card says which profile it follows")
             self.recognized = profile or found.profile
         self.spec_version = found.spec_version  # EF05 item 03 as the card said it
         self.profile: Profile = self.recognized or profile or load_profile()
@@ -371,7 +371,7 @@ class SocialSecurityCard:
             raise KeysRequired(
                 "this card (spec version 3) lets its basic information be read only after "
                 "authentication with the read key RKSSSE: a key store is needed"
-            ).with_hint("pass --keystore with the city's keys (or a zone store)")
+            ).with_hint("give a key store with the city's keys (or a zone store)")
         self.authenticate_for_reading()
 
     def authenticate_for_reading(self) -> None:
@@ -381,12 +381,13 @@ class SocialSecurityCard:
         security = self._security()
         iak = self._slot("SSSE", KeyType.IAK, 1)
         rk = self._slot("SSSE", KeyType.RK, READ_KEY_ID)
+        serial = self.serial  # GET DATA first: any command between spends a challenge
         self.select("SSSE")
         random = self.get_challenge()
         factor = self.get_challenge()
         response = self.protocol.send(commands.internal_authenticate(iak.id, factor + random))
         if not security.verify_internal_auth(
-            self.serial, iak, random, response.data, process_factor=factor
+            serial, iak, random, response.data, process_factor=factor
         ):
             raise CardNotGenuine(
                 "INTERNAL AUTHENTICATE failed: the card does not hold the key it should; "
@@ -394,7 +395,7 @@ class SocialSecurityCard:
             )
         factor = self.get_challenge()
         challenge = self.get_challenge()
-        cryptogram = security.external_auth(self.serial, rk, challenge, process_factor=factor)
+        cryptogram = security.external_auth(serial, rk, challenge, process_factor=factor)
         self.protocol.send(commands.external_authenticate(rk.id, cryptogram))
         self._read_open = True
 
@@ -439,8 +440,8 @@ class SocialSecurityCard:
 
     def card_id(self, raw: bytes | None = None) -> CardId:
         """The card identification code (EF05 item 01), checked: well formed always, and
-        its MAC when a security module is present (national −20,
-        :class:`~sscard.errors.BadCardIdentificationCode`)."""
+        its MAC when a security module is present
+        (:class:`~sscard.errors.BadCardIdentificationCode`, national −20)."""
         item = self.profile.record_by_tag("EF05", 0x01)
         data = raw if raw is not None else self.read_item("EF05", 0x01)
         try:
@@ -557,9 +558,10 @@ class SocialSecurityCard:
         """EXTERNAL AUTHENTICATE to ``df`` with its key (EAK ``key_id``, MK or TK)."""
         security = self._security()
         slot = self._slot(df, key_type, key_id if key_type == KeyType.EAK else 0)
+        serial = self.serial  # GET DATA first: any command between spends the challenge
         self.select(df)
         challenge = self.get_challenge()
-        cryptogram = security.external_auth(self.serial, slot, challenge)
+        cryptogram = security.external_auth(serial, slot, challenge)
         self.protocol.send(commands.external_authenticate(slot.id, cryptogram))
 
     def authenticate_transport(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -14,8 +16,15 @@ import pytest
 from sscard import errors
 from sscard.applets import load_card
 from sscard.applets.cos import EmulatedCard, Latency
-from sscard.applets.factory import new_card_file, open_card_file
-from sscard.applets.image import MAGIC, CorruptCardImage, FileStorage
+from sscard.applets.factory import blank_card_state, new_card_file, open_card_file
+from sscard.applets.image import (
+    DEFAULT_ATR,
+    MAGIC,
+    CorruptCardImage,
+    FileStorage,
+    OutdatedCardImage,
+    with_tck,
+)
 from sscard.keys.dev import development_card_key
 from sscard.layout import load_profile
 from sscard.transport import InProcessTransport
@@ -56,8 +65,11 @@ def test_image_holds_no_secret_in_clear(image: Path) -> None:
 
 def test_reopened_image_is_the_same_card(image: Path) -> None:
     card = open_card_file(image)
-    card.power_on()
+    atr = card.power_on()
     assert card.serial == SERIAL
+    # the chip serial comes from GET DATA 80 CA 00 02, not from the vendor-like ATR
+    assert card.process(bytes.fromhex("80CA000208")) == SERIAL + b"\x90\x00"
+    assert atr == with_tck(DEFAULT_ATR) and SERIAL not in atr
     assert card.state.lifecycle == "ISSUED"
     assert _send(card, "00A404000F7378312E73682EC9E7BBE1B1A3D5CF") == 0x9000
     assert _send(card, f"0020000003{PIN}") == 0x9000
@@ -66,6 +78,48 @@ def test_reopened_image_is_the_same_card(image: Path) -> None:
 def test_new_refuses_to_overwrite(image: Path) -> None:
     with pytest.raises(errors.InvalidInput, match="already exists"):
         new_card_file(image, "national-3")
+
+
+def _outdated_image(path: Path, old_profile: str) -> Path:
+    """A card image as an earlier sscard made it: its state names a retired profile."""
+    state = dataclasses.replace(blank_card_state("national-3", SERIAL), profile=old_profile)
+    FileStorage(path).create(state)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "successor"), [("ss3-sm4", "national-3"), ("ss2-3des", "national-2")]
+)
+def test_an_image_of_a_retired_profile_is_outdated_not_corrupt(
+    tmp_path: Path, old: str, successor: str
+) -> None:
+    path = _outdated_image(tmp_path / "old.img", old)
+    with pytest.raises(OutdatedCardImage) as info:
+        open_card_file(path)
+    assert not isinstance(info.value, CorruptCardImage)
+    message = str(info.value)
+    assert str(path) in message and old in message and f"profile {successor}" in message
+    assert info.value.hint == f"make a new card with profile {successor}"
+
+
+def test_the_cli_refuses_an_outdated_image_with_exit_7_and_no_traceback(tmp_path: Path) -> None:
+    path = _outdated_image(tmp_path / "old.img", "ss3-sm4")
+    env = {k: v for k, v in os.environ.items() if k not in ("SSCARD_READER", "SSCARD_KEYSTORE")}
+    sscard = str(Path(sys.executable).with_name("sscard"))
+    human = subprocess.run(
+        [sscard, "-r", f"virtual:{path}", "info"], capture_output=True, text=True, env=env
+    )
+    assert human.returncode == 7, human.stderr
+    assert "Traceback" not in human.stderr + human.stdout
+    lines = human.stderr.strip().splitlines()
+    assert lines[0].startswith("Error: ") and "earlier sscard" in lines[0]
+    assert "profile national-3" in lines[0]
+    assert lines[1].startswith("hint: ") and "sscard virtual new PATH --profile" in lines[1]
+    machine = subprocess.run(
+        [sscard, "--json", "-r", f"virtual:{path}", "info"], capture_output=True, text=True, env=env
+    )
+    error = json.loads(machine.stderr)
+    assert (error["error"], error["exit_code"]) == ("OutdatedCardImage", 7)
 
 
 def test_corrupt_image_is_refused(image: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from sscard.errors import DevelopmentKeysRefused, InvalidInput, UnknownKeyReference
 from sscard.keys import diversify, line_mac
@@ -28,6 +30,7 @@ from sscard.keys.records import parse_key_record
 from sscard.keys.scheme import KeyScheme, KeySlot
 from sscard.keys.security_module import SoftwareSecurityModule
 from sscard.keys.software_store import SoftwareKeyStore
+from tests.test_keys_algorithms import _retail_mac_reference, _sm4_cbc_mac_reference
 
 SERIAL = bytes.fromhex("3100000000000042")
 CHALLENGE = bytes.fromhex("A1A2A3A4A5A6A7A8")
@@ -238,3 +241,80 @@ def test_protect_builds_mac_and_enciphered_pin_reload(algorithm: str) -> None:
     assert line_mac(card_stk, header + enc, iv=CHALLENGE, algorithm=algorithm) == mac
     with pytest.raises(InvalidInput):
         sm.protect(SERIAL, stk, b"\x84\x1e", challenge=CHALLENGE)
+
+
+# --- issue 14: card identification code MAC, process factor (docs/keys.md) ---------
+# Checked against constructions made here from fresh `cryptography` ciphers, not
+# through sscard.keys.algorithms.
+
+PROCESS_FACTOR = bytes.fromhex("B1B2B3B4B5B6B7B8")
+PROVINCE, CITY_FACTOR = b"310000sh", b"310100sx"  # the spec's province and city factors
+
+
+def _ecb(key: bytes, data: bytes, algorithm: str) -> bytes:
+    cipher = algorithms.SM4(key) if algorithm == "sm4" else TripleDES(key + key[:8])
+    return Cipher(cipher, modes.ECB()).encryptor().update(data)
+
+
+def _child(key: bytes, factor: bytes, algorithm: str) -> bytes:
+    """One diversification level: ECB over F ‖ ~F (E(F) ‖ E(~F) for 3DES)."""
+    return _ecb(key, factor + bytes(b ^ 0xFF for b in factor), algorithm)
+
+
+def _cryptogram(key: bytes, challenge: bytes, algorithm: str) -> bytes:
+    return _ecb(key, challenge + bytes(8 if algorithm == "sm4" else 0), algorithm)
+
+
+def _zero_iv_mac(key: bytes, data: bytes, algorithm: str) -> bytes:
+    if algorithm == "sm4":
+        return _sm4_cbc_mac_reference(key, data, bytes(16))
+    return _retail_mac_reference(key, data, bytes(8))
+
+
+@pytest.mark.parametrize("algorithm", ["3des", "sm4"])
+def test_card_id_mac_is_the_line_mac_under_the_cards_own_iak(algorithm: str) -> None:
+    roots, at_centre, at_service_point = _modules(algorithm)
+    iak = _scheme(algorithm).find("SSSE", "IAK", 1)
+    root = roots.get(iak.ref).value
+    city_iak = _child(_child(root, PROVINCE, algorithm), CITY_FACTOR, algorithm)
+    card_iak = _child(city_iak, SERIAL, algorithm)
+    # region ‖ RID ‖ card sequence (last 4 bytes of the chip serial) ‖ chip serial
+    data = bytes.fromhex("310100" + "D156000005") + SERIAL[-4:] + SERIAL
+    expected = _zero_iv_mac(card_iak, data, algorithm)
+    assert at_centre.card_id_mac(SERIAL, iak, data) == expected
+    assert at_service_point.card_id_mac(SERIAL, iak, data) == expected
+    assert at_service_point.verify_card_id_mac(SERIAL, "SSSE/IAK/01", data, expected)
+    assert not at_centre.verify_card_id_mac(SERIAL, iak, data[:-1] + b"\x43", expected)
+    assert not at_centre.verify_card_id_mac(SERIAL, iak, data, bytes(4))
+    # the city key does not make it: nothing above the card level is used (or leaves a token)
+    assert _zero_iv_mac(city_iak, data, algorithm) != expected
+
+
+@pytest.mark.parametrize("algorithm", ["3des", "sm4"])
+def test_process_factor_makes_a_session_key_one_level_below_the_card_key(algorithm: str) -> None:
+    roots, at_centre, at_service_point = _modules(algorithm)
+    scheme = _scheme(algorithm)
+    eak, iak = scheme.find("SSSE", "EAK", 1), scheme.find("SSSE", "IAK", 1)
+
+    def session_key(slot: KeySlot) -> bytes:
+        key = roots.get(slot.ref).value
+        for factor in (PROVINCE, CITY_FACTOR, SERIAL, PROCESS_FACTOR):
+            key = _child(key, factor, algorithm)
+        return key
+
+    expected = _cryptogram(session_key(eak), CHALLENGE, algorithm)
+    for module in (at_centre, at_service_point):
+        assert module.external_auth(SERIAL, eak, CHALLENGE, process_factor=PROCESS_FACTOR) == (
+            expected
+        )
+    assert at_centre.external_auth(SERIAL, eak, CHALLENGE) != expected  # no factor: card key
+    # INTERNAL AUTHENTICATE with process factor ‖ random: the card answers under its session key
+    answer = _cryptogram(session_key(iak), CHALLENGE, algorithm)
+    assert at_service_point.verify_internal_auth(
+        SERIAL, iak, CHALLENGE, answer, process_factor=PROCESS_FACTOR
+    )
+    assert not at_service_point.verify_internal_auth(SERIAL, iak, CHALLENGE, answer)
+    other = bytes.fromhex("B1B2B3B4B5B6B7B9")
+    assert not at_centre.verify_internal_auth(SERIAL, iak, CHALLENGE, answer, process_factor=other)
+    with pytest.raises(InvalidInput, match="process factor"):
+        at_centre.external_auth(SERIAL, eak, CHALLENGE, process_factor=bytes(7))

@@ -51,6 +51,21 @@ def test_profile_show_human_names_files_records_and_keys() -> None:
     assert "ext-auth(SSSE,01)" in result.output and "EAK 01 v1" in result.output
 
 
+def test_profile_show_names_aids_the_read_key_and_per_record_read_rules() -> None:
+    result = run("profile", "show", "national-3")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "DF name D15600000501" in result.output and "DF name D15600000505" in result.output
+    assert "RK 0A v1" in result.output
+    assert "algorithm indicator 03 and spec version 3.00; any ATR" in result.output
+    protected = "read: ext-auth(SSSE,0A) | ext-auth(SSSE,01)"
+    issue_date = next(line for line in lines if line.strip().startswith("#5  tag 05"))
+    card_number = next(line for line in lines if line.strip().startswith("#7  tag 07"))
+    assert issue_date.endswith(protected) and "read:" not in card_number
+    two = run("profile", "show", "national-2").output
+    assert "RK 0A" not in two and "ext-auth(SSSE,0A)" not in two
+
+
 def test_profile_show_json_is_a_valid_profile(tmp_path: Path) -> None:
     result = run("--json", "profile", "show", "national-3")
     assert result.exit_code == 0
@@ -82,6 +97,18 @@ def test_profile_show_unknown_name_is_exit_7() -> None:
     result = run("profile", "show", "nope")
     assert result.exit_code == 7
     assert "national-3" in result.stderr
+
+
+def test_a_retired_profile_name_is_exit_7_naming_the_successor() -> None:
+    result = run("profile", "show", "ss2-3des")
+    assert result.exit_code == 7
+    assert "ss2-3des" in result.stderr and "use 'national-2'" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    error = json.loads(run("--json", "profile", "show", "ss3-sm4").stderr)
+    assert error["exit_code"] == 7
+    assert {"field": "profile", "problem": "use 'national-3', its national-spec successor"} in (
+        error["problems"]
+    )
 
 
 def test_holder_validate_good_csv(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from sscard.errors import RecordDecodeError, RecordEncodeError
-from sscard.layout import RecordCodec, codec_for, load_profile, shipped_profiles
-from sscard.layout.loader import profile_schema
+from sscard.layout import RecordCodec, codec_for, load_profile
+from sscard.layout.codecs import CardId
+from sscard.layout.loader import card_profiles, profile_schema
 
 CASES = [
     pytest.param(cls, vector, id=f"{encoding}-{n}")
@@ -127,7 +128,49 @@ def test_card_id_with_wrong_rid_is_a_decode_error() -> None:
         codec.decode(raw)
 
 
-@pytest.mark.parametrize("name", [n for n in shipped_profiles() if n != "ss-generic"])
+PUBLIC_CARD_ID = "441800D1560000053030737878EC1A84"  # a real code, docs/card.md
+
+
+def test_card_id_codec_reads_the_public_vector() -> None:
+    codec = codec_for("card-id", 0x01, 16, "EF05 record 1 (card_id)")
+    raw = bytes.fromhex("0110" + PUBLIC_CARD_ID)
+    card_id = codec.decode(raw)
+    assert card_id == CardId("441800", bytes.fromhex("30307378"), bytes.fromhex("78EC1A84"))
+    assert card_id.hex == PUBLIC_CARD_ID and card_id.code == raw[2:]
+    assert codec.encode(card_id) == raw
+    assert any(v[2] == "0110" + PUBLIC_CARD_ID for v in type(codec).vectors)
+
+
+def test_card_id_sequence_and_mac_input() -> None:
+    serial = bytes.fromhex("0102030405060708")
+    assert CardId.sequence_of(serial) == bytes.fromhex("05060708")  # last 4 bytes [ours]
+    card_id = CardId("310000", CardId.sequence_of(serial), bytes(4))
+    # region || RID || card sequence || chip serial; the MAC itself is not covered
+    assert card_id.mac_input(serial) == bytes.fromhex("310000D15600000505060708") + serial
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (CardId("31000", bytes(4), bytes(4)), "6 digits"),
+        (CardId("310000", bytes(3), bytes(4)), "4 bytes"),
+        (CardId("310000", bytes(4), bytes(5)), "4 bytes"),
+        ("441800D1560000053030737878EC1A84", "CardId"),
+    ],
+)
+def test_malformed_card_ids_do_not_encode(value: object, words: str) -> None:
+    codec = codec_for("card-id", 0x01, 16, "EF05 record 1 (card_id)")
+    with pytest.raises(RecordEncodeError, match=words):
+        codec.encode(value)
+
+
+def test_card_id_with_a_region_that_is_not_bcd_is_a_decode_error() -> None:
+    codec = codec_for("card-id", 0x01, 16, "EF05 record 1 (card_id)")
+    with pytest.raises(RecordDecodeError, match="BCD"):
+        codec.decode(bytes.fromhex("0110" + "3A0000" + PUBLIC_CARD_ID[6:]))
+
+
+@pytest.mark.parametrize("name", card_profiles())
 def test_every_profile_record_round_trips_blank_and_constant(name: str) -> None:
     profile = load_profile(name)
     assert profile.records()

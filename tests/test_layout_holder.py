@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from sscard.layout import (
     validate_rows,
 )
 from sscard.layout.cardno import complete
+from sscard.layout.codecs import CardId
 from sscard.layout.gb11643 import PROVINCES, check_digit
 
 SERIAL = bytes.fromhex("0011223344556677")
@@ -30,6 +32,11 @@ PROFILES = {name: load_profile(name) for name in ("national-3", "national-2")}
 # GB 11643-1999, Appendix A: a woman born 1949-12-31 in Chaoyang district,
 # Beijing (address code 110105) has the citizen ID number 11010519491231002X.
 PUBLISHED_ID = "11010519491231002X"
+
+
+def sign(data: bytes) -> bytes:
+    """A stand-in for the security module's card-id MAC: depends on every input byte."""
+    return hashlib.sha256(data).digest()[:4]
 
 
 def good_holder(**changes: Any) -> dict[str, Any]:
@@ -197,19 +204,31 @@ def test_valid_holders_round_trip_through_card_records(
 ) -> None:
     validate_holder(holder)
     p = PROFILES[profile]
-    records = encode_holder(p, holder, serial)
+    records = encode_holder(p, holder, serial, sign)
     for (file_id, no), raw in records.items():
         item = p.ef(file_id).record(no)
         assert raw[:2] == bytes([item.tag, item.length]) and len(raw) == item.length + 2
     assert decode_records(p, records) == holder
     card = decode_records(p, records, holder_only=False)
-    assert card["serial"] == serial.hex().upper()
+    sequence = serial[-4:]  # the card sequence: last 4 bytes of the chip serial
+    mac_input = bytes.fromhex(holder["region"]) + CardId.RID + sequence + serial
+    expected = CardId(holder["region"], sequence, sign(mac_input))
+    assert card["card_id"] == expected.hex
     assert card["spec_version"] == p.ef("EF05").record(3).constant
 
 
 def test_encoded_records_follow_the_spec_layout() -> None:
-    records = encode_holder(PROFILES["national-3"], good_holder(), SERIAL)
-    assert records[("EF05", 1)] == bytes.fromhex("0110310000D1560000050011223344556677")
+    signed: list[bytes] = []
+
+    def recording_sign(data: bytes) -> bytes:
+        signed.append(data)
+        return bytes.fromhex("A1B2C3D4")
+
+    records = encode_holder(PROFILES["national-3"], good_holder(), SERIAL, recording_sign)
+    # region || RID || card sequence (last 4 bytes of the chip serial) || MAC
+    assert records[("EF05", 1)] == bytes.fromhex("0110310000D15600000544556677A1B2C3D4")
+    # the MAC covers region || RID || card sequence || chip serial
+    assert signed == [bytes.fromhex("310000D15600000544556677") + SERIAL]
     assert records[("EF05", 2)] == bytes.fromhex("020131")
     assert records[("EF05", 3)] == b"\x03\x04" + b"3.00"
     assert records[("EF05", 5)] == bytes.fromhex("050420240131")
@@ -222,17 +241,19 @@ def test_encoded_records_follow_the_spec_layout() -> None:
         PROFILES["national-2"]
         .ef("EF05")
         .record(3)
-        .codec.decode(encode_holder(PROFILES["national-2"], good_holder(), SERIAL)[("EF05", 3)])
+        .codec.decode(
+            encode_holder(PROFILES["national-2"], good_holder(), SERIAL, sign)[("EF05", 3)]
+        )
         == "2.00"
     )
 
 
 def test_encode_refuses_invalid_holder_and_bad_serial() -> None:
     with pytest.raises(InvalidInput) as info:
-        encode_holder(PROFILES["national-3"], good_holder(ssn="110105194912310021"), SERIAL)
+        encode_holder(PROFILES["national-3"], good_holder(ssn="110105194912310021"), SERIAL, sign)
     assert dict(info.value.problems).keys() == {"ssn"}
     with pytest.raises(InvalidInput, match="serial"):
-        encode_holder(PROFILES["national-3"], good_holder(), b"\x01")
+        encode_holder(PROFILES["national-3"], good_holder(), b"\x01", sign)
 
 
 def test_profile_with_shorter_name_record_limits_the_name(tmp_path: Path) -> None:
@@ -242,14 +263,14 @@ def test_profile_with_shorter_name_record_limits_the_name(tmp_path: Path) -> Non
     path.write_text(json.dumps(data), encoding="utf-8")
     profile = load_profile(path)
     with pytest.raises(InvalidInput, match="holds 4"):
-        encode_holder(profile, good_holder(name="张三丰"), SERIAL)
+        encode_holder(profile, good_holder(name="张三丰"), SERIAL, sign)
     with pytest.raises(RecordEncodeError):
         profile.ef("EF06").record(2).codec.encode("张三丰")
 
 
 def test_decoding_a_malformed_card_record_names_it() -> None:
     p = PROFILES["national-3"]
-    records = encode_holder(p, good_holder(), SERIAL)
+    records = encode_holder(p, good_holder(), SERIAL, sign)
     records[("EF06", 2)] = records[("EF06", 2)][:-3]
     with pytest.raises(RecordDecodeError) as info:
         decode_records(p, records)
@@ -260,7 +281,7 @@ def test_decoding_a_malformed_card_record_names_it() -> None:
 
 def test_never_written_records_are_absent_from_the_result() -> None:
     p = PROFILES["national-3"]
-    records = encode_holder(p, good_holder(name_ext="\U00020000"), SERIAL)
+    records = encode_holder(p, good_holder(name_ext="\U00020000"), SERIAL, sign)
     records[("EF06", 3)] = p.ef("EF06").record(3).codec.encode(None)
     assert "name_ext" not in decode_records(p, records)
 
@@ -436,7 +457,7 @@ def test_gb3304_codes_are_accepted_as_strings_and_numbers(written: Any, stored: 
     assert validate_holder(holder) is None
     assert normalize_holder(holder)["ethnicity"] == stored
     p = PROFILES["national-3"]
-    records = encode_holder(p, holder, SERIAL)
+    records = encode_holder(p, holder, SERIAL, sign)
     assert records[("EF06", 5)] == bytes([0x0B, 0x01, stored])
     assert decode_records(p, records)["ethnicity"] == stored
 
@@ -460,7 +481,7 @@ def test_a_lower_case_check_digit_is_accepted_and_stored_upper_case() -> None:
     assert validate_holder(holder) is None
     assert normalize_holder(holder)["ssn"] == PUBLISHED_ID
     p = PROFILES["national-3"]
-    records = encode_holder(p, holder, SERIAL)
+    records = encode_holder(p, holder, SERIAL, sign)
     assert records[("EF06", 1)] == b"\x08\x12" + PUBLISHED_ID.encode()
 
 

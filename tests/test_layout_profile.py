@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from functools import reduce
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sscard.errors import InvalidInput, ProfileError
+from sscard.errors import ProfileError
 from sscard.keys.scheme import KeyScheme
 from sscard.layout import AccessCondition, load_profile, shipped_profiles
 from sscard.layout.loader import validate_profile_data
+from sscard.vocab import Algorithm
 
 SERIAL = bytes.fromhex("0102030405060708")
 
@@ -30,44 +30,63 @@ def problems_of(exc: pytest.ExceptionInfo[ProfileError]) -> dict[str, str]:
     return dict(exc.value.problems)
 
 
-def test_default_profile_is_ss3_sm4() -> None:
+def test_default_profile_is_national_3() -> None:
     assert load_profile().name == "national-3"
     assert load_profile(None) == load_profile("national-3")
 
 
 @pytest.mark.parametrize(
-    ("name", "algorithm", "version", "spec_version", "block"),
-    [("national-3", "sm4", 0x03, "3.00", 16), ("national-2", "3des", 0x02, "2.00", 8)],
+    ("name", "algorithm", "indicator", "spec_version", "block"),
+    [("national-3", "sm4", 0x03, "3.00", 16), ("national-2", "3des", 0x01, "2.00", 8)],
 )
 def test_shipped_profiles_follow_the_spec_table(
-    name: str, algorithm: str, version: int, spec_version: str, block: int
+    name: str, algorithm: str, indicator: int, spec_version: str, block: int
 ) -> None:
     p = load_profile(name)
     assert p.algorithm == algorithm
     assert p.production is False
     assert {s.algorithm for s in p.key_scheme.slots} == {algorithm}
     assert p.ef("EF05").record(3).constant == spec_version
+    assert p.spec_version == spec_version and p.generation == spec_version[0]
     assert p.command_set.block_size == block and p.command_set.mac_length == 4
-    atr = p.atr(SERIAL)
-    assert len(atr) == 17
-    assert atr[:4] == bytes.fromhex("3B8C8001")
-    assert atr[4:8] == bytes.fromhex("535343") + bytes([version])
-    assert atr[8:16] == SERIAL  # ATR bytes 9..16, 1-based
-    assert reduce(lambda a, b: a ^ b, atr[1:]) == 0  # ISO 7816-3: T0..TCK XOR to zero
-    assert p.atr_template.serial(atr) == SERIAL
+    # what recognition reads from the card: the FCI's 9F0C indicator and EF05 item 03
+    assert p.algorithm.indicator == indicator
+    assert p.record_by_tag("EF05", 0x03) == p.ef("EF05").record(3)
+    # every DF carries its AID, D156000005 + DF number, beside its FID
+    for i in range(1, 6):
+        df = p.df(f"DF0{i}")
+        assert df.fid == bytes.fromhex(f"DF0{i}")
+        assert df.df_name == bytes.fromhex("D156000005") + bytes([i])
 
 
-def test_atr_of_the_other_profile_or_a_bad_tck_has_no_serial() -> None:
-    ss3, ss2 = load_profile("national-3"), load_profile("national-2")
-    assert ss3.atr_template.serial(ss2.atr(SERIAL)) is None
-    broken = bytearray(ss3.atr(SERIAL))
-    broken[-1] ^= 1
-    assert ss3.atr_template.serial(bytes(broken)) is None
-    with pytest.raises(InvalidInput):
-        ss3.atr(b"\x01\x02")
+def test_algorithm_indicator_of_the_ssse_fci() -> None:
+    """9F0C 03 86 01 xx: 01 DES/3DES, 02 SSF33, 03 SM4; absent means 01 (docs/card.md)."""
+    assert (Algorithm.TDES.indicator, Algorithm.SM4.indicator) == (0x01, 0x03)
+    assert Algorithm.from_indicator(None) is Algorithm.TDES
+    assert Algorithm.from_indicator(0x01) is Algorithm.TDES
+    assert Algorithm.from_indicator(0x03) is Algorithm.SM4
+    assert Algorithm.from_indicator(0x02) is None  # SSF33: no such cards in sscard
+    assert Algorithm.from_indicator(0x00) is None and Algorithm.from_indicator(0xFF) is None
+    for a in Algorithm:
+        assert Algorithm.from_indicator(a.indicator) is a
+
+
+def test_profiles_have_no_atr_and_an_atr_block_is_refused(tmp_path: Path) -> None:
+    """A card is recognised by what it answers, not by its ATR: profiles carry none."""
+    for name in ("national-3", "national-2"):
+        p = load_profile(name)
+        assert "atr" not in p.to_data()
+        assert not hasattr(p, "atr") and not hasattr(p, "atr_template")
+    data = resolved()
+    data["atr"] = {"prefix": "3B8C8001", "historical_prefix": "535343", "serial_length": 8}
+    with pytest.raises(ProfileError) as info:
+        load_profile(write(tmp_path / "old.json", data))
+    assert problems_of(info) == {"atr": "unknown key"}
 
 
 def test_both_profiles_share_one_layout() -> None:
+    """national-3 is national-2's layout plus the 3.0 read protection, nothing else."""
+
     def layout(name: str) -> list[Any]:
         data = resolved(name)
         for f in data["files"]:
@@ -77,7 +96,20 @@ def test_both_profiles_share_one_layout() -> None:
                 r.pop("value", None)
         return data["files"]
 
-    assert layout("national-3") == layout("national-2")
+    three, two = layout("national-3"), layout("national-2")
+    ssse = next(f for f in three if f["id"] == "SSSE")
+    rk = [k for k in ssse["keys"] if k["type"] == "RK"]
+    assert [k["id"] for k in rk] == [0x0A]
+    ssse["keys"] = [k for k in ssse["keys"] if k["type"] != "RK"]
+    protected = ["ext-auth(SSSE,0A)", "ext-auth(SSSE,01)"]
+    ef05 = next(f for f in three if f["id"] == "EF05")
+    assert [r["no"] for r in ef05["records"] if "read" in r] == [5, 6]
+    for r in ef05["records"]:
+        assert r.pop("read", protected) == protected
+    ef06 = next(f for f in three if f["id"] == "EF06")
+    assert ef06["access"]["read"] == protected
+    ef06["access"]["read"] = ["free"]
+    assert three == two
 
 
 def test_file_tree_matches_the_spec() -> None:
@@ -125,6 +157,8 @@ def test_key_scheme_is_built_from_the_profile() -> None:
     assert isinstance(p.key_scheme, KeyScheme)
     assert p.key_scheme.find("SSSE", "IAK", 1).algorithm == "3des"
     assert {s.type for s in p.key_scheme.in_df("SSSE")} == {"MK", "EAK", "IAK", "PUK", "RPK", "STK"}
+    rk = load_profile("national-3").key_scheme.find("SSSE", "RK", 0x0A)  # RKSSSE, the read key
+    assert (rk.algorithm, rk.levels, rk.type.code) == ("sm4", 3, 0x08)
     assert {s.type for s in p.key_scheme.in_df("MF")} == {"MK", "TK"}
     for df in ("DF01", "DF02", "DF03", "DF04", "DF05"):
         assert p.key_scheme.find(df, "EAK", 1).levels == 3
@@ -148,17 +182,78 @@ def test_unknown_profile_name_lists_the_shipped_ones() -> None:
         load_profile("no-such-profile")
 
 
+@pytest.mark.parametrize(
+    ("retired", "successor"),
+    [("ss3-sm4", "national-3"), ("ss2-3des", "national-2"), ("ss-generic", "national-base")],
+)
+def test_retired_profile_names_are_refused_naming_the_successor(
+    retired: str, successor: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ProfileError) as info:
+        load_profile(retired)
+    assert retired in str(info.value)
+    assert problems_of(info) == {"profile": f"use {successor!r}, its national-spec successor"}
+    assert retired not in shipped_profiles()
+    # a city profile that still extends the reference card is refused the same way
+    child = write(tmp_path / "city.json", {"name": "city-x", "extends": retired})
+    with pytest.raises(ProfileError, match=successor):
+        load_profile(child)
+
+
+def test_national_3_protects_issue_expiry_and_ef06_per_record() -> None:
+    p = load_profile("national-3")
+    read_key = AccessCondition("ext-auth", "SSSE", 0x0A)
+    staff = AccessCondition("ext-auth", "SSSE", 0x01)
+    readers = {
+        (r.file, r.tag): p.record_readers(r) for r in p.records() if r.file in ("EF05", "EF06")
+    }
+    for tag in (0x05, 0x06):
+        assert readers[("EF05", tag)] == (read_key, staff)
+    for tag in (0x01, 0x02, 0x03, 0x04, 0x07):  # recognition and the card number stay free
+        assert readers[("EF05", tag)] == (AccessCondition("free"),)
+    assert all(readers[k] == (read_key, staff) for k in readers if k[0] == "EF06")
+    assert p.ef("EF05").access is not None and p.ef("EF05").access.read_is_free
+    # a record without its own rule follows its EF
+    assert p.ef("EF05").record(7).read is None
+    # national-2 reads everything freely
+    two = load_profile("national-2")
+    assert all(
+        two.record_readers(r) == (AccessCondition("free"),)
+        for r in two.records()
+        if r.file in ("EF05", "EF06")
+    )
+
+
+def test_a_record_read_rule_naming_a_missing_key_is_refused(tmp_path: Path) -> None:
+    data = resolved("national-3")
+    ef05 = data["files"][2]
+    assert ef05["id"] == "EF05" and ef05["records"][4]["no"] == 5
+    ef05["records"][4]["read"] = ["ext-auth(SSSE,0B)"]
+    ef05["records"][5]["read"] = ["ext-auth(DF09,0A)"]
+    with pytest.raises(ProfileError) as info:
+        load_profile(write(tmp_path / "bad.json", data))
+    rule = "files[2].records[{}].read[0]"
+    assert problems_of(info) == {
+        rule.format(4): "ext-auth(SSSE,0B): no external authentication key 0B in SSSE",
+        rule.format(5): "ext-auth(DF09,0A): no external authentication key 0A in DF09",
+    }
+    ef05["records"][4]["read"] = ["anybody"]
+    with pytest.raises(ProfileError) as info:
+        load_profile(write(tmp_path / "bad.json", data))
+    assert "files[2].records[4].read[0]" in problems_of(info)
+
+
 def test_unknown_keys_are_errors_naming_their_path(tmp_path: Path) -> None:
     data = resolved()
     data["colour"] = "blue"
     data["files"][2]["records"][0]["tagg"] = "01"
-    data["atr"]["tck"] = True
+    data["command_set"]["tck"] = True
     with pytest.raises(ProfileError) as info:
         load_profile(write(tmp_path / "bad.json", data))
     problems = problems_of(info)
     assert problems["colour"] == "unknown key"
     assert problems["files[2].records[0].tagg"] == "unknown key"
-    assert problems["atr.tck"] == "unknown key"
+    assert problems["command_set.tck"] == "unknown key"
     assert "files[2].records[0].tagg" in str(info.value)
 
 

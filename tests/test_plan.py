@@ -30,8 +30,10 @@ class Recording(InProcessTransport):
 def test_every_step_sends_the_command_it_carries(profile: str) -> None:
     transport = Recording(new_memory_card(profile, SERIALS[profile]))
     transport.connect()
-    card = SocialSecurityCard.open(transport, security=dev_module(profile))
-    plan = build_plan(card.profile, SAMPLE_HOLDER, card.serial, pin=PIN)
+    # a blank card has no application to recognise: issuance names the profile
+    card = SocialSecurityCard.open(transport, load_profile(profile), security=dev_module(profile))
+    assert card.recognized is None and card.profile.name == profile
+    plan = build_plan(card.profile, SAMPLE_HOLDER, card.serial, pin=PIN, sign=card.sign_card_id)
     seen: list[tuple[int, int]] = []
     plan.run(card, progress=lambda _i, _s: seen.append((_i, len(transport.sent))))
     assert [i for i, _ in seen] == list(range(len(plan.steps)))
@@ -47,7 +49,13 @@ def test_every_step_sends_the_command_it_carries(profile: str) -> None:
 
 
 def test_dry_run_text_derives_from_the_commands_and_keeps_secrets_out() -> None:
-    plan = build_plan(load_profile("national-3"), SAMPLE_HOLDER, SERIALS["national-3"], pin=PIN)
+    plan = build_plan(
+        load_profile("national-3"),
+        SAMPLE_HOLDER,
+        SERIALS["national-3"],
+        pin=PIN,
+        sign=lambda _: bytes.fromhex("A1B2C3D4"),
+    )
     described = plan.describe()
     text = "\n".join(d["command"] for d in described) + repr(plan.steps)
     for step, d in zip(plan.steps, described, strict=True):
@@ -55,6 +63,7 @@ def test_dry_run_text_derives_from_the_commands_and_keeps_secrets_out() -> None:
     assert PIN not in text and bytes.fromhex(PIN).hex().upper() not in text
     name = next(v for (ef, no), v in plan.records.items() if ef == "EF06" and no == 2)
     assert name.hex().upper() not in text  # holder data is shown by field name
+    assert "A1B2C3D4" not in text  # so is the card identification code and its MAC
     records = [d["command"] for d in described if d["phase"] == "records"]
     assert records[0].endswith("<card_id>")
     # UPDATE RECORD addresses the EF by its SFI, as the card session sends it.

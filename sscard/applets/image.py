@@ -279,11 +279,12 @@ def state_to_bytes(state: CardState) -> bytes:
 def state_from_bytes(raw: bytes, source: str = "the card image") -> CardState:
     doc = json.loads(raw)
     if doc.get("profile") in RETIRED_PROFILES:
+        successor = RETIRED_PROFILES[doc["profile"]]
         raise OutdatedCardImage(
             f"{source} emulates the reference card of an earlier sscard "
             f"(profile {doc['profile']}), not a national card; make a new card with "
-            f"'sscard virtual new PATH --profile {RETIRED_PROFILES[doc['profile']]}'"
-        )
+            f"profile {successor}"
+        ).with_hint(f"make a new card with profile {successor}")
     return CardState(
         profile=doc["profile"],
         serial=bytes.fromhex(doc["serial"]),

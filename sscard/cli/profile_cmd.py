@@ -124,8 +124,10 @@ def _tree(p: Profile, f: FileSpec, depth: int, lines: list[str]) -> None:
         lines.append(f"{pad}  keys    {keys}")
     for r in f.records:
         const = f" = {r.value}" if r.value is not None else ""
+        rule = f"   read: {' | '.join(str(c) for c in r.read)}" if r.read is not None else ""
         lines.append(
-            f"{pad}  #{r.no:<2} tag {r.tag:02X} len {r.length:<3} {r.encoding:<15} {r.field}{const}"
+            f"{pad}  #{r.no:<2} tag {r.tag:02X} len {r.length:<3} {r.encoding:<15} "
+            f"{r.field}{const}{rule}"
         )
     for child in p.children(f.id):
         _tree(p, child, depth + 1, lines)

@@ -173,18 +173,12 @@ class SecurityModule(ABC):
     def card_id_mac(self, serial: bytes, key: KeyRef, data: bytes) -> bytes:
         """The 4-byte MAC of a card identification code (docs/card.md) [ours].
 
-        Made under the **city-level** key of ``key`` (the card's IAK one level above
-        the card), CBC-MAC as the line MAC with a zero IV, over ``data`` = region ‖
-        RID ‖ card sequence ‖ chip serial, so that a code copied to another chip
-        does not verify.
+        Made under the card's own ``key`` (its IAK: only the card and the holders
+        of the city's keys have it), the line MAC with a zero IV, over ``data`` =
+        region ‖ RID ‖ card sequence ‖ chip serial, so that a code copied to
+        another chip does not verify. No key above the card level leaves a token.
         """
-        meta, factors = self._resolve(serial, key)
-        if meta.levels < 1 or not factors:
-            raise InvalidInput(
-                f"stored key {meta.ref} has no city level",
-                [("key", "the card identification code needs a key with a card level")],
-            )
-        return self._card_mac(meta, factors[:-1], bytes(data), bytes(8))
+        return self.mac(serial, key, data, iv=bytes(8))
 
     def verify_card_id_mac(self, serial: bytes, key: KeyRef, data: bytes, mac: bytes) -> bool:
         """Constant-time check of a card identification code's MAC."""
