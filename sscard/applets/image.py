@@ -71,15 +71,8 @@ class WrongImageKind(InvalidInput):
     """The image holds the other kind of chip: a PSAM where a card was expected, or back."""
 
     def __init__(self, path: Path, found: ImageKind, wanted: ImageKind) -> None:
-        super().__init__(
-            f"{path} is a {found.noun} image, not a {wanted.noun} image; "
-            + (
-                "serve it beside a card ('sscard virtual serve CARD.img PSAM.img') or use it "
-                "as a security module"
-                if found is ImageKind.PSAM
-                else "name a PSAM image (made with 'sscard virtual new PATH --psam')"
-            )
-        )
+        super().__init__(f"{path} is a {found.noun} image, not a {wanted.noun} image")
+        self.found, self.wanted = found, wanted
 
 
 class OutdatedCardImage(InvalidInput):

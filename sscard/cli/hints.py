@@ -10,7 +10,7 @@ it in the ``--json`` error object.
 from __future__ import annotations
 
 from sscard import errors
-from sscard.applets.image import CorruptCardImage
+from sscard.applets.image import CorruptCardImage, WrongImageKind
 from sscard.card import CardNotIssued, KeysRequired, TransportKeyRefused
 from sscard.issuance.service import HolderHasActiveCard
 
@@ -36,6 +36,8 @@ HINTS: dict[type[errors.SscardError], str] = {
     errors.CheckpointKeyMissing: "add one with 'sscard audit init-key STORE'",
     errors.PlatformAuthRefused: "check --ca, --cert and --key, and the platform address",
     CorruptCardImage: "create a new card with 'sscard virtual new PATH'",
+    WrongImageKind: "a PSAM image (made with 'sscard virtual new PATH --psam') goes into the "
+    "reader beside the card: 'sscard virtual serve CARD.img PSAM.img'",
     TransportKeyRefused: "blank cards open with the transport root their vendor keyed them "
     "with: import it with 'sscard keys import-transport STORE'; emulated blank cards for STORE "
     "come from 'sscard virtual new PATH --keystore STORE'",
