@@ -10,7 +10,7 @@ it in the ``--json`` error object.
 from __future__ import annotations
 
 from sscard import errors
-from sscard.applets.image import CorruptCardImage, OutdatedCardImage
+from sscard.applets.image import CorruptCardImage, OutdatedCardImage, WrongImageKind
 from sscard.card import CardNotIssued, KeysRequired, TransportKeyRefused
 from sscard.issuance.service import HolderHasActiveCard
 
@@ -38,6 +38,8 @@ HINTS: dict[type[errors.SscardError], str] = {
     CorruptCardImage: "create a new card with 'sscard virtual new PATH'",
     OutdatedCardImage: "create a new card with 'sscard virtual new PATH --profile PROFILE', "
     "PROFILE the successor the message names",
+    WrongImageKind: "a PSAM image (made with 'sscard virtual new PATH --psam') goes into the "
+    "reader beside the card: 'sscard virtual serve CARD.img PSAM.img'",
     TransportKeyRefused: "blank cards open with the transport root their vendor keyed them "
     "with: import it with 'sscard keys import-transport STORE'; emulated blank cards for STORE "
     "come from 'sscard virtual new PATH --keystore STORE'",

@@ -15,20 +15,20 @@ from dataclasses import dataclass
 from sscard import errors
 from sscard.apdu import CommandApdu, ResponseApdu
 from sscard.keys.algorithms import block_size
-from sscard.keys.psam_scheme import PSAM_TYPES, ref_of, type_code, usage
+from sscard.keys.psam_scheme import PSAM_TYPES, ref_of, type_code
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import KeyMeta, SecurityModule
 from sscard.national import NationalCode
 from sscard.transport.base import Transport
-from sscard.vocab import CLA, INS, SW, Algorithm
+from sscard.vocab import CLA, INS, SW, Algorithm, psam_usage
 
 READ_KEY = "SSSE/RK/0A"
 CARD_LEVELS = 3  # root → province → city → card: the PSAM holds the city level
 CITY_DEPTH = 2
 
 _GET_DATA = INS.GET_DATA
-_DELIVERY_KEY = 0x1A
-_CIPHER_DATA = 0xFA
+_DELIVERY_KEY = INS.DELIVERY_KEY
+_CIPHER_DATA = INS.CIPHER_DATA
 _ENCRYPT, _MAC = 0x00, 0x05
 
 
@@ -151,7 +151,7 @@ class Psam:
         """DELIVERY KEY: the temporary key = stored key diversified by ``factors`` (skipped
         when that very key is the temporary key already)."""
         data = b"".join(factors)
-        wanted = (usage(type_code, len(factors)), version, data)
+        wanted = (psam_usage(type_code, len(factors)), version, data)
         if self._delivered == wanted:
             return
         self._delivered = None

@@ -17,20 +17,11 @@ from dataclasses import dataclass
 
 from sscard.errors import InvalidInput
 from sscard.keys.algorithms import KEY_LENGTH, check_key
-from sscard.vocab import Algorithm
+from sscard.vocab import PSAM_KEY_REFS, PSAM_PTK_TYPE, Algorithm
 
-# Card key slot (DF/type/ID) → the PSAM's type code [ours].
-PSAM_TYPES: dict[str, int] = {
-    "SSSE/EAK/01": 0x01,
-    "SSSE/IAK/01": 0x02,
-    "SSSE/PUK/01": 0x03,
-    "SSSE/RPK/01": 0x04,
-    "SSSE/STK/01": 0x05,
-    "SSSE/RK/0A": 0x06,
-    **{f"DF{n:02d}/EAK/01": 0x08 + n for n in range(1, 6)},
-    **{f"DF{n:02d}/STK/01": 0x10 + n for n in range(1, 6)},
-}
-PTK_TYPE = 0x1F
+# Card key slot (DF/type/ID) → the PSAM's type code [ours]; the card side's table inverted.
+PSAM_TYPES: dict[str, int] = {ref: code for code, ref in PSAM_KEY_REFS.items()}
+PTK_TYPE = PSAM_PTK_TYPE
 """The PSAM's own transport key: it loads the others (issuance session)."""
 
 RECORD_LENGTH = 4 + KEY_LENGTH
@@ -48,23 +39,6 @@ KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def usage(type_code: int, levels: int) -> int:
-    """The usage byte: ``levels`` in bits 8..6, the type in bits 5..1."""
-    if not 0 <= levels <= 7 or not 0 < type_code <= 0x1F:
-        raise InvalidInput("bad PSAM key usage", [("usage", "levels 0..7, type 1..31")])
-    return (levels << 5) | type_code
-
-
-def levels_of(usage_byte: int) -> int:
-    """Diversification levels of a usage byte."""
-    return usage_byte >> 5
-
-
-def type_of(usage_byte: int) -> int:
-    """Key type code of a usage byte."""
-    return usage_byte & 0x1F
-
-
 def type_code(ref: str) -> int:
     """The PSAM type code of a card key slot reference (``SSSE/RK/0A``)."""
     code = PSAM_TYPES.get(ref)
@@ -78,7 +52,7 @@ def type_code(ref: str) -> int:
 
 def ref_of(code: int) -> str | None:
     """The card key slot reference of a PSAM type code (None: the PTK or unknown)."""
-    return next((r for r, c in PSAM_TYPES.items() if c == code), None)
+    return PSAM_KEY_REFS.get(code)
 
 
 def kind_refs(kind: str) -> tuple[str, ...]:
