@@ -69,6 +69,11 @@ class SecurityModule(ABC):
 
     development: bool = False
 
+    @property
+    def terminal_number(self) -> str:
+        """The terminal number (终端机编号) this module stands for: a PSAM's; else none."""
+        return ""
+
     def __init__(self, *, city: str | None) -> None:
         self.city = city
 
