@@ -92,13 +92,10 @@ def issue(
 @pass_state
 def info(state: CliState, reader: str) -> None:
     """Show a PSAM: serial, terminal number, keys (version, algorithm, KCV, tries left)."""
-    from sscard.keys.psam_module import Psam
+    from sscard.keys.psam_module import open_psam
 
-    transport = open_transport(reader)
-    try:
-        held = Psam(transport)
-    finally:
-        transport.disconnect()
+    held = open_psam(reader)
+    held.transport.disconnect()
     data = {
         "psam_serial": held.serial.hex().upper(),
         "terminal_number": held.terminal_number,

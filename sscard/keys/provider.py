@@ -62,10 +62,9 @@ def open_security_module(
         )
     module: SecurityModule
     if spec.startswith(PSAM_PREFIX):
-        from sscard.keys.psam_module import Psam, PsamSecurityModule
-        from sscard.transport.resolve import open_transport
+        from sscard.keys.psam_module import PsamSecurityModule, open_psam
 
-        return PsamSecurityModule(Psam(open_transport(spec[len(PSAM_PREFIX) :])), city=city)
+        return PsamSecurityModule(open_psam(spec[len(PSAM_PREFIX) :]), city=city)
     if spec == DEV:
         module = development_module(slots)
     elif spec.startswith(PKCS11_PREFIX):

@@ -58,6 +58,25 @@ class PsamLacksReadKey(PsamKeyMissing):
 class PsamLacksAlgorithm(errors.MechanismUnavailable):
     """The PSAM holds the key only for another algorithm than the card's (−2202)."""
 
+    def __init__(self, ref: str, card_algorithm: str, held: str) -> None:
+        super().__init__(f"{card_algorithm} keys")
+        self.args = (
+            f"the PSAM holds {ref} for {held}, the card needs {card_algorithm}: "
+            "a PSAM serves the cards of one algorithm",
+        )
+        self.hint = (
+            "use the PSAM issued for this card generation (--profile of 'sscard psam issue')"
+        )
+
+
+class PsamKeyBlocked(errors.KeyBlocked):
+    """The PSAM's key is blocked by its error counter: the PSAM must be issued again."""
+
+    def __init__(self, ref: str, sw: int) -> None:
+        super().__init__(sw, command="PSAM DELIVERY KEY")
+        self.args = (f"the PSAM's key {ref} is blocked (error counter exhausted; SW {sw:04X})",)
+        self.hint = "issue the PSAM's keys again at the centre ('sscard psam issue')"
+
 
 @dataclass(frozen=True, slots=True)
 class PsamKey:
@@ -155,12 +174,29 @@ class Psam:
         if self._delivered == wanted:
             return
         self._delivered = None
-        self.send(CommandApdu(CLA.PROPRIETARY, _DELIVERY_KEY, wanted[0], version, data))
+        try:
+            self.send(CommandApdu(CLA.PROPRIETARY, _DELIVERY_KEY, wanted[0], version, data))
+        except errors.KeyBlocked as exc:
+            raise PsamKeyBlocked(ref_of(type_code) or f"type {type_code:02X}", exc.sw) from None
         self._delivered = wanted
 
     def cipher(self, mode: int, data: bytes, *, le: int) -> bytes:
         """CIPHER DATA with the temporary key."""
         return self.send(CommandApdu(CLA.PROPRIETARY, _CIPHER_DATA, mode, 0x00, data, le=le)).data
+
+
+def open_psam(reader: str) -> Psam:
+    """The PSAM in ``reader`` (a PC/SC reader name or ``virtual:PATH``); :class:`PsamMissing`
+    when the reader or the PSAM is not there."""
+    from sscard.transport.resolve import open_transport
+
+    try:
+        transport = open_transport(reader)
+    except (errors.NoCard, errors.ReaderNotFound) as exc:
+        raise PsamMissing(f"no PSAM in {reader!r}: {exc}").with_hint(
+            "put the service point's PSAM in its reader (--keystore psam:READER)"
+        ) from None
+    return Psam(transport)
 
 
 class PsamSecurityModule(SecurityModule):
@@ -191,9 +227,7 @@ class PsamSecurityModule(SecurityModule):
         return _Meta(key.ref, key.version, key.algorithm, CARD_LEVELS, CITY_DEPTH, self.psam.city)
 
     def _mismatch(self, slot: KeySlot, meta: KeyMeta) -> errors.SscardError:
-        return PsamLacksAlgorithm(
-            f"{slot.algorithm} keys", f"the PSAM holds {meta.ref} for {meta.algorithm}"
-        )
+        return PsamLacksAlgorithm(meta.ref, slot.algorithm, meta.algorithm)
 
     def _card_encrypt(self, meta: KeyMeta, factors: tuple[bytes, ...], blocks: bytes) -> bytes:
         if len(blocks) % block_size(meta.algorithm):
