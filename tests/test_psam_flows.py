@@ -18,6 +18,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,6 @@ from tests.cardkit import PIN, dev_module
 from tests.cardkit import issue as issue_in_process
 from tests.test_psam_applet import ref_mac
 from tests.test_real_keys import PASSPHRASE, Chain, _child, _ecb, _write_holder
-from tests.test_real_keys import chain  # noqa: F401  (fixture)
 
 PROFILES = {"national-3": "sm4", "national-2": "3des"}
 CITY = "310100"
@@ -47,6 +47,13 @@ CARD_SERIAL = bytes.fromhex("5353430300000042")
 CHALLENGE = bytes.fromhex("0102030405060708")
 PROCESS_FACTOR = bytes.fromhex("A1A2A3A4A5A6A7A8")
 NEW_PIN = "246801"
+
+
+@pytest.fixture
+def chain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Chain:
+    """A fresh installation whose CLI processes cannot use the development keys."""
+    monkeypatch.setenv("SSCARD_DATA_DIR", str(tmp_path / "data"))
+    return Chain(tmp_path)
 
 
 # --- an independent construction from the roots ----------------------------------------
@@ -168,7 +175,7 @@ def test_a_psam_pulled_during_a_pin_reset_leaves_the_pin_as_it_was() -> None:
 
     card = new_memory_card("national-3", CARD_SERIAL)
     issue_in_process(card, "national-3")
-    psam, transport = dev_psam("national-3")
+    psam, _ = dev_psam("national-3")
     card_link = InProcessTransport(card)
     for pulled_after in range(30):
         psam_link = InProcessTransport(psam)
@@ -228,10 +235,8 @@ class Served:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(15)
         for reader in self.readers:
-            try:
+            with suppress(errors.TransportError):
                 pcsc.wait_for_card(reader, 15, present=False)
-            except errors.TransportError:
-                pass
 
 
 def _centre(chain: Chain, tmp_path: Path, profile: str) -> str:
@@ -293,8 +298,7 @@ def test_every_service_point_flow_with_a_psam_in_the_second_reader(
         assert {k["algorithm"] for k in info["keys"]} == {PROFILES[profile]}
 
         keystore = f"psam:{psam_reader}"
-        at_desk = {"-r": card_reader}
-        r = ["-r", at_desk["-r"]]
+        r = ["-r", card_reader]
         read = chain.ok(*r, "read", "--keystore", keystore, role="service")
         assert read["name"] == "张三"
         national = chain.ok(*r, "read", "--national", role="service",

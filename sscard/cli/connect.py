@@ -11,8 +11,8 @@ from contextlib import contextmanager
 import click
 
 from sscard.card import SocialSecurityCard
-from sscard.errors import SscardError
 from sscard.cli.context import CliState
+from sscard.errors import SscardError
 from sscard.protocol import ApduProtocol
 from sscard.transport.base import Transport
 from sscard.transport.resolve import open_transport
