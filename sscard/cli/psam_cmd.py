@@ -77,9 +77,8 @@ def issue(
     finally:
         transport.disconnect()
     data = done.to_json()
-    note(
-        psam_serial=data["psam_serial"], terminal=terminal, kind=kind, city=city, keys=data["keys"]
-    )
+    kcvs = ", ".join(f"{k.ref} v{k.version} KCV {k.kcv.hex().upper()}" for k in done.keys)
+    note(psam_serial=data["psam_serial"], terminal=terminal, kind=kind, city=city, keys=kcvs)
     lines = [
         f"PSAM {data['psam_serial']} issued: {kind}, city {city}, terminal {terminal}",
         *(f"  {k.ref:<12} v{k.version:<3} KCV {k.kcv.hex().upper()}" for k in done.keys),
