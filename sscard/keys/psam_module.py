@@ -18,7 +18,7 @@ from sscard.keys.algorithms import block_size
 from sscard.keys.psam_scheme import PSAM_TYPES, ref_of, type_code
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import KeyMeta, SecurityModule
-from sscard.national import NationalCode
+from sscard.national import NationalCode, sw_code
 from sscard.transport.base import Transport
 from sscard.vocab import CLA, INS, SW, Algorithm, psam_usage
 
@@ -46,7 +46,7 @@ class PsamKeyMissing(errors.UnknownKeyReference):
     def __init__(self, ref: str, detail: str) -> None:
         super().__init__(ref)
         self.args = (f"the PSAM has no key {ref}: {detail}",)
-        self.hint = "issue the PSAM for this kind of service point ('sscard psam issue --kind')"
+        self.hint = "the centre issues PSAMs with the keys each kind of service point needs"
 
 
 class PsamLacksReadKey(PsamKeyMissing):
@@ -64,18 +64,18 @@ class PsamLacksAlgorithm(errors.MechanismUnavailable):
             f"the PSAM holds {ref} for {held}, the card needs {card_algorithm}: "
             "a PSAM serves the cards of one algorithm",
         )
-        self.hint = (
-            "use the PSAM issued for this card generation (--profile of 'sscard psam issue')"
-        )
+        self.hint = "use the PSAM issued for this card generation"
 
 
 class PsamKeyBlocked(errors.KeyBlocked):
     """The PSAM's key is blocked by its error counter: the PSAM must be issued again."""
 
+    national = sw_code(SW.AUTH_METHOD_BLOCKED)  # −27011, "key locked"
+
     def __init__(self, ref: str, sw: int) -> None:
         super().__init__(sw, command="PSAM DELIVERY KEY")
         self.args = (f"the PSAM's key {ref} is blocked (error counter exhausted; SW {sw:04X})",)
-        self.hint = "issue the PSAM's keys again at the centre ('sscard psam issue')"
+        self.hint = "the centre must load the PSAM's keys again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +117,7 @@ class Psam:
             self.serial = self.send(CommandApdu(CLA.PROPRIETARY, _GET_DATA, 0, 0x02, le=8)).data
         except (errors.NoCard, errors.TransportError) as exc:
             raise PsamMissing(f"no PSAM answers: {exc}").with_hint(
-                "put the service point's PSAM in its reader (--keystore psam:READER)"
+                "put the service point's PSAM in its reader"
             ) from None
         terminal = self.send(CommandApdu(CLA.ISO, INS.READ_BINARY, 0x96, 0x00, le=6)).data
         self.terminal_number = terminal.hex().upper()
@@ -194,7 +194,7 @@ def open_psam(reader: str) -> Psam:
         transport = open_transport(reader)
     except (errors.NoCard, errors.ReaderNotFound) as exc:
         raise PsamMissing(f"no PSAM in {reader!r}: {exc}").with_hint(
-            "put the service point's PSAM in its reader (--keystore psam:READER)"
+            "put the service point's PSAM in its reader"
         ) from None
     return Psam(transport)
 
