@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/read.py
 	$(BIN)/python bench/issuance.py
 	$(BIN)/python bench/keys.py
+	$(BIN)/python bench/psam.py
 
 bench-exchange: $(STAMP)
 	$(BIN)/python bench/exchange.py

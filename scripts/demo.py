@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 CARD = DEMO / "card.img"
+PSAM = DEMO / "psam.img"
 HOLDER = ROOT / "examples" / "holder.json"
 
 
@@ -218,6 +219,23 @@ def main() -> int:
 
     say("The card.issued event waits in the outbox for the exchange platform (24 h rule)")
     sscard("sync", "status", check=False)
+
+    say("A service point gets a PSAM: the centre loads its city keys (never a root), enciphered")
+    sscard("virtual", "new", str(PSAM), "--psam", "--serial", "5053414D00000001",
+           "--keystore", keystore)  # fmt: skip
+    sscard(
+        "psam", "issue", f"virtual:{PSAM}", "--keystore", keystore, "--kind", "service",
+        "--city", "310100", "--terminal", "310100000001",
+    )  # fmt: skip
+    sscard("psam", "info", f"virtual:{PSAM}")
+
+    say("At that service point no key is in software: a staff PIN reset with the PSAM")
+    sscard(
+        "-r", f"virtual:{CARD}", "pin", "reset", "--pin-stdin",
+        "--keystore", f"psam:virtual:{PSAM}",
+        stdin="197346\n197346\n", token="service.token",
+    )  # fmt: skip
+    sscard("-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="197346\n")
 
     print("\nDemo done. The scratch installation is in .demo/ (delete it at will).")
     return 0

@@ -451,7 +451,8 @@ class SocialSecurityCard:
             spec_version=version or "",
             issue_date=issued.strftime("%Y%m%d") if issued else "",
             expiry_date=expires.strftime("%Y%m%d") if expires else "",
-            terminal_number=terminal_number,
+            terminal_number=terminal_number
+            or (self.security.terminal_number if self.security else ""),
             terminal_device=terminal_device,
         )
 

@@ -98,8 +98,15 @@ def recorded(
     The holder is read from the card first; the one ``category`` event carries
     card serial, card number, holder SSN and ``payload``.
     """
-    holder = card.read_holder()
-    serial, number = card.serial.hex().upper(), str(holder["card_number"])
+    serial = card.serial.hex().upper()
+    try:
+        holder = card.read_holder()  # a 3.0 card: the read key first (a PSAM may lack it)
+    except BaseException as exc:
+        audit.record(
+            action, operator=operator, outcome="failed", error=exc, card_serial=serial, conn=conn
+        )
+        raise
+    number = str(holder["card_number"])
     body = {"card_serial": serial, "card_number": number, "ssn": holder["ssn"], **(payload or {})}
     (event,) = recorded_action(
         action,

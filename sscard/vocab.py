@@ -36,6 +36,7 @@ class SW(IntEnum):
     RECORD_NOT_FOUND = 0x6A83
     INCORRECT_P1P2 = 0x6A86
     REFERENCE_NOT_FOUND = 0x6A88
+    NOT_ENOUGH_MEMORY = 0x6A84  # the PSAM holds no more keys
     FILE_EXISTS = 0x6A89
     WRONG_OFFSET = 0x6B00
     INS_NOT_SUPPORTED = 0x6D00
@@ -69,6 +70,7 @@ class INS(IntEnum):
 
     CARD_BLOCK = 0x16
     APPLICATION_UNBLOCK = 0x18
+    DELIVERY_KEY = 0x1A  # PSAM only: derive the temporary key
     APPLICATION_BLOCK = 0x1E
     VERIFY = 0x20
     PIN_UNBLOCK = 0x24
@@ -87,8 +89,10 @@ class INS(IntEnum):
     UPDATE_RECORD = 0xDC
     CREATE_FILE = 0xE0
     END_PERSONALIZATION = 0xEA
+    CIPHER_DATA = 0xFA  # PSAM only: encipher or MAC with the temporary key
 
     PIN_RELOAD = 0x5E  # alias of CHANGE_PIN (the class byte tells them apart)
+    END_ISSUANCE = 0xEA  # alias of END_PERSONALIZATION: the PSAM's name for it
 
 
 class CLA(IntEnum):
@@ -251,3 +255,39 @@ class Algorithm(StrEnum):
         if indicator is None:
             return Algorithm.TDES
         return next((a for a in cls if a.indicator == indicator), None)
+
+
+# --- PSAM (docs/card.md, "The emulated PSAM") ----------------------------------------
+
+PSAM_KEY_REFS: dict[int, str] = {
+    0x01: "SSSE/EAK/01",
+    0x02: "SSSE/IAK/01",
+    0x03: "SSSE/PUK/01",
+    0x04: "SSSE/RPK/01",
+    0x05: "SSSE/STK/01",
+    0x06: "SSSE/RK/0A",
+    **{0x08 + n: f"DF0{n}/EAK/01" for n in range(1, 6)},
+    **{0x10 + n: f"DF0{n}/STK/01" for n in range(1, 6)},
+}
+"""PSAM key type code (bits 5..1 of a usage byte) → the card key slot it derives [ours]."""
+
+PSAM_PTK_TYPE = 0x1F
+"""The type code of the PSAM's own transport/issuer key (PTK): it loads keys, derives nothing."""
+
+
+def psam_usage(type_code: int, levels: int) -> int:
+    """The usage byte of a PSAM key: ``levels`` (bits 8..6) below the stored key, the type
+    code (bits 5..1)."""
+    if not 0 <= levels <= 7 or not 0 <= type_code <= 0x1F:
+        raise ValueError("a usage byte holds levels 0..7 and a type code 00..1F")
+    return (levels << 5) | type_code
+
+
+def usage_type(usage: int) -> int:
+    """The key type code of a PSAM usage byte."""
+    return usage & 0x1F
+
+
+def usage_levels(usage: int) -> int:
+    """The diversification levels a PSAM usage byte asks for."""
+    return usage >> 5

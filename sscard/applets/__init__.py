@@ -1,7 +1,8 @@
 """The card side: cards implemented in Python and the vpcd bridge to PC/SC.
 
 ``load_card(path)`` opens a card stored in a file: an emulated social security
-card image (``cos.py``, ``image.py``) or a scripted test card (``scripted.py``).
+card image (``cos.py``, ``image.py``), an emulated PSAM image (``psam.py``) or a
+scripted test card (``scripted.py``).
 Importing this package registers it as the ``virtual:PATH`` reader form
 (:func:`sscard.transport.base.register_card_files`).
 """
@@ -25,9 +26,9 @@ def load_card(path: str | Path) -> CardLike:
     if not p.exists():
         raise NoCard(f"no card file at {p}").with_hint("create a new card at that path")
     if is_card_image(p):
-        from sscard.applets.factory import open_card_file
+        from sscard.applets.factory import open_image_file
 
-        return open_card_file(p)
+        return open_image_file(p)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -31,6 +31,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sscard.apdu import CommandApdu
 from sscard.applets.image import (
@@ -137,6 +138,36 @@ class _Sw(Exception):
 
     def __init__(self, sw: int) -> None:
         self.sw = sw
+
+
+class TryCounter(Protocol):
+    """A PIN or a key with an error counter."""
+
+    tries_left: int
+
+    @property
+    def limit(self) -> int: ...
+
+
+def spend_try(
+    counter: TryCounter, matches: Callable[[], bool], persist: Callable[[], None]
+) -> bool:
+    """One try of a PIN or a key (docs/card.md, "Card-grade behaviour").
+
+    6983 when no try is left. Otherwise the counter is decremented and
+    persisted before the comparison, and given back in full (persisted) only
+    after a match. True when it matched.
+    """
+    if counter.tries_left <= 0:
+        raise _Sw(SW.AUTH_METHOD_BLOCKED)
+    counter.tries_left -= 1
+    persist()
+    if not matches():
+        return False
+    if counter.tries_left != counter.limit:
+        counter.tries_left = counter.limit
+        persist()
+    return True
 
 
 # Commands a card in a given state still accepts (docs/card.md, "Choices marked [ours]":
@@ -374,22 +405,8 @@ class EmulatedCard:
     # --- secured operations -----------------------------------------------------------
 
     def _spend_try(self, counter: PinObject | KeyObject, matches: Callable[[], bool]) -> bool:
-        """One try of a PIN or a key (docs/card.md, "Card-grade behaviour").
-
-        6983 when no try is left. Otherwise the counter is decremented and
-        persisted before the comparison, and given back in full (persisted) only
-        after a match. True when it matched.
-        """
-        if counter.tries_left <= 0:
-            raise _Sw(SW.AUTH_METHOD_BLOCKED)
-        counter.tries_left -= 1
-        self._persist()
-        if not matches():
-            return False
-        if counter.tries_left != counter.limit:
-            counter.tries_left = counter.limit
-            self._persist()
-        return True
+        """One try of a PIN or a key: :func:`spend_try`."""
+        return spend_try(counter, matches, self._persist)
 
     def _check_key(self, key: KeyObject, ok: Callable[[], bool], fail: SW | None) -> None:
         """Spend a try of ``key``; on a mismatch answer ``fail`` (None: 63Cx)."""

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sscard.applets.cos import EmulatedCard, Latency, blank_state
-from sscard.applets.image import CardState, FileStorage, MemoryStorage
+from sscard.applets.image import CardState, FileStorage, ImageKind, MemoryStorage, image_kind
+from sscard.applets.psam import EmulatedPsam, PsamState, blank_psam, psam_file, psam_memory
 from sscard.errors import InvalidInput
 from sscard.keys.dev import development_card_key
 from sscard.keys.scheme import KeySlot
@@ -96,5 +97,72 @@ def new_memory_card(
 
 
 def open_card_file(path: str | os.PathLike[str], *, latency: Latency | None = None) -> EmulatedCard:
-    """Open the card image at ``path``."""
+    """Open the card image at ``path`` (a PSAM image is refused: ``WrongImageKind``)."""
     return EmulatedCard(FileStorage(Path(path)), latency=latency)
+
+
+# --- PSAMs (docs/card.md, "The emulated PSAM") -------------------------------------
+
+
+def blank_psam_state(
+    serial: bytes | None = None,
+    *,
+    profile_name: str = DEFAULT_PROFILE,
+    transport: TransportKeys | None = None,
+    atr: bytes | None = None,
+) -> PsamState:
+    """A blank PSAM keyed like a blank card: its PTK is the profile's MF/TK/00 slot
+    diversified for the PSAM serial, from ``transport`` or the development keys."""
+    tk_slot = load_profile(profile_name).key_scheme.find("MF", KeyType.TK, 0)
+    serial = os.urandom(8) if serial is None else serial
+    ptk = development_card_key(tk_slot, serial) if transport is None else transport(serial, tk_slot)
+    state = blank_psam(
+        serial,
+        ptk,
+        algorithm=tk_slot.algorithm,
+        version=tk_slot.version,
+        error_limit=tk_slot.error_limit,
+    )
+    state.atr = bytes(atr) if atr is not None else b""
+    return state
+
+
+def new_psam_file(
+    path: str | os.PathLike[str],
+    serial: bytes | None = None,
+    *,
+    profile_name: str = DEFAULT_PROFILE,
+    transport: TransportKeys | None = None,
+    atr: bytes | None = None,
+) -> EmulatedPsam:
+    """Create a blank PSAM image at ``path`` (refuses to overwrite) and open it."""
+    storage = psam_file(path)
+    storage.create(
+        blank_psam_state(serial, profile_name=profile_name, transport=transport, atr=atr)
+    )
+    return EmulatedPsam(storage)
+
+
+def new_memory_psam(
+    serial: bytes | None = None,
+    *,
+    profile_name: str = DEFAULT_PROFILE,
+    transport: TransportKeys | None = None,
+) -> EmulatedPsam:
+    """A blank PSAM whose EEPROM lives in memory (tests)."""
+    state = blank_psam_state(serial, profile_name=profile_name, transport=transport)
+    return EmulatedPsam(psam_memory(state))
+
+
+def open_psam_file(path: str | os.PathLike[str], *, latency: Latency | None = None) -> EmulatedPsam:
+    """Open the PSAM image at ``path`` (a card image is refused: ``WrongImageKind``)."""
+    return EmulatedPsam(psam_file(Path(path)), latency=latency)
+
+
+def open_image_file(
+    path: str | os.PathLike[str], *, latency: Latency | None = None
+) -> EmulatedCard | EmulatedPsam:
+    """Open the image at ``path`` with the emulator its kind names (card or PSAM)."""
+    if image_kind(path) is ImageKind.PSAM:
+        return open_psam_file(path, latency=latency)
+    return open_card_file(path, latency=latency)

@@ -8,6 +8,11 @@ Writes are atomic (temporary file, fsync, rename, fsync of the directory): a
 killed process leaves the old image or the new one, never a torn one. A file
 that fails authentication is refused as corrupt or foreign.
 
+The emulated PSAM (``psam.py``) keeps its state the same way (:class:`SealedImage`
+with its own :class:`ImageCodec`); the first 12 bytes of an image name its
+kind (``SSCARD-CARD`` or ``SSCARD-PSAM``), so each emulator refuses the other's
+images with :class:`WrongImageKind`.
+
 The emulator key is 32 random bytes in ``$SSCARD_EMULATOR_KEY_FILE``, or
 ``emulator.key`` in the sscard data directory (``$SSCARD_DATA_DIR``, else
 ``$XDG_DATA_HOME/sscard``, else ``~/.local/share/sscard``), created (mode
@@ -19,9 +24,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -32,13 +39,40 @@ from sscard.layout.loader import RETIRED_PROFILES
 from sscard.paths import data_dir
 from sscard.vocab import Algorithm, AppBlock, FileType, KeyType, Lifecycle
 
-MAGIC = b"SSCARD-CARD\x00"
 FORMAT = 1
-_HEADER = MAGIC + bytes((FORMAT,))
+
+
+class ImageKind(StrEnum):
+    """What an image emulates: a social security card or a PSAM (docs/card.md)."""
+
+    CARD = "card"
+    PSAM = "psam"
+
+    @property
+    def magic(self) -> bytes:
+        """The first 12 bytes of an image of this kind (authenticated with the content)."""
+        return b"SSCARD-CARD\x00" if self is ImageKind.CARD else b"SSCARD-PSAM\x00"
+
+    @property
+    def noun(self) -> str:
+        """How messages name the chip."""
+        return "card" if self is ImageKind.CARD else "PSAM"
+
+
+MAGIC = ImageKind.CARD.magic
+S = TypeVar("S")
 
 
 class CorruptCardImage(InvalidInput):
     """The card file is not a card image of this installation, or it was altered."""
+
+
+class WrongImageKind(InvalidInput):
+    """The image holds the other kind of chip: a PSAM where a card was expected, or back."""
+
+    def __init__(self, path: Path, found: ImageKind, wanted: ImageKind) -> None:
+        super().__init__(f"{path} is a {found.noun} image, not a {wanted.noun} image")
+        self.found, self.wanted = found, wanted
 
 
 class OutdatedCardImage(InvalidInput):
@@ -266,6 +300,7 @@ def _file_from_json(d: dict[str, Any], parent: CardFile | None) -> CardFile:
 def state_to_bytes(state: CardState) -> bytes:
     """Serialize the state (clear JSON; only ever encrypted before it leaves memory)."""
     doc = {
+        "kind": ImageKind.CARD,
         "profile": state.profile,
         "serial": state.serial.hex(),
         "lifecycle": state.lifecycle,
@@ -278,6 +313,8 @@ def state_to_bytes(state: CardState) -> bytes:
 
 def state_from_bytes(raw: bytes, source: str = "the card image") -> CardState:
     doc = json.loads(raw)
+    if doc.get("kind", ImageKind.CARD) != ImageKind.CARD:  # images before the PSAM: no kind
+        raise WrongImageKind(Path(source), ImageKind(doc["kind"]), ImageKind.CARD)
     if doc.get("profile") in RETIRED_PROFILES:
         successor = RETIRED_PROFILES[doc["profile"]]
         raise OutdatedCardImage(
@@ -306,18 +343,28 @@ class CardStorage(Protocol):
     def commit(self, state: CardState) -> None: ...
 
 
-class MemoryStorage:
+@dataclass(frozen=True)
+class ImageCodec(Generic[S]):
+    """How one kind of emulated chip turns its state into image bytes and back."""
+
+    kind: ImageKind
+    encode: Callable[[S], bytes]
+    decode: Callable[[bytes, str], S]  # (clear JSON, source for messages) → state
+
+
+class MemoryImage(Generic[S]):
     """EEPROM in memory (tests, benchmarks, batch demos): a serialized snapshot."""
 
-    def __init__(self, state: CardState) -> None:
-        self._snapshot = state_to_bytes(state)
+    def __init__(self, state: S, codec: ImageCodec[S]) -> None:
+        self.codec = codec
+        self._snapshot = codec.encode(state)
         self.writes = 0
 
-    def load(self) -> CardState:
-        return state_from_bytes(self._snapshot)
+    def load(self) -> S:
+        return self.codec.decode(self._snapshot, f"the {self.codec.kind.noun} in memory")
 
-    def commit(self, state: CardState) -> None:
-        self._snapshot = state_to_bytes(state)
+    def commit(self, state: S) -> None:
+        self._snapshot = self.codec.encode(state)
         self.writes += 1
 
 
@@ -343,33 +390,53 @@ def emulator_key() -> bytes:
     return key
 
 
-def is_card_image(path: str | os.PathLike[str]) -> bool:
-    """True if the file starts like a card image (cheap check, no decryption)."""
+def image_kind(path: str | os.PathLike[str]) -> ImageKind | None:
+    """The kind of chip the image at ``path`` holds, from its magic (no decryption);
+    None when the file is no sscard image."""
     try:
         with open(path, "rb") as f:
-            return f.read(len(MAGIC)) == MAGIC
+            head = f.read(len(MAGIC))
     except OSError:
-        return False
+        return None
+    return _kind_of(head)
 
 
-class FileStorage:
+def is_card_image(path: str | os.PathLike[str]) -> bool:
+    """True if the file starts like an sscard image, of a card or a PSAM (no decryption)."""
+    return image_kind(path) is not None
+
+
+def _kind_of(blob: bytes) -> ImageKind | None:
+    return next((k for k in ImageKind if blob.startswith(k.magic)), None)
+
+
+class SealedImage(Generic[S]):
     """EEPROM in an encrypted image file, written atomically.
 
-    While the card is powered, :meth:`acquire` holds an exclusive lock on
-    ``PATH.lock``, so two processes never run the same card at once (a served
-    card and an in-process one, say).
+    The magic at the start names the kind of chip (card or PSAM) and is
+    authenticated with the content; an image of the other kind is refused with
+    :class:`WrongImageKind`. While the chip is powered, :meth:`acquire` holds an
+    exclusive lock on ``PATH.lock``, so two processes never run the same chip at
+    once (a served card and an in-process one, say).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, durable: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], codec: ImageCodec[S], *, durable: bool = True
+    ) -> None:
         self.path = Path(path)
+        self.codec = codec
         self.durable = durable
         self._aead = AESGCM(emulator_key())
         self._lock: int | None = None
         self._held = False
         self.writes = 0
 
+    @property
+    def kind(self) -> ImageKind:
+        return self.codec.kind
+
     def acquire(self) -> None:
-        """Take the card (exclusive lock); :class:`ReaderBusy` if another process has it."""
+        """Take the chip (exclusive lock); :class:`ReaderBusy` if another process has it."""
         if self._lock is not None:
             return
         fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -378,66 +445,90 @@ class FileStorage:
         except BlockingIOError:
             os.close(fd)
             raise ReaderBusy(
-                f"the card {self.path} is in use by another process (is it served into a PC/SC "
-                "reader?); stop that process or use its PC/SC reader"
+                f"the {self.kind.noun} {self.path} is in use by another process (is it served "
+                "into a PC/SC reader?); stop that process or use its PC/SC reader"
             ) from None
         self._lock = fd
 
     def hold(self) -> None:
-        """Take the card for good (until :meth:`unhold`), whatever power cycles happen.
+        """Take the chip for good (until :meth:`unhold`), whatever power cycles happen.
 
-        ``sscard virtual serve`` holds its cards: pcscd powers idle cards off,
-        and a served card must not be taken by another process meanwhile.
+        ``sscard virtual serve`` holds its chips: pcscd powers idle cards off,
+        and a served chip must not be taken by another process meanwhile.
         """
         self.acquire()
         self._held = True
 
     def unhold(self) -> None:
-        """End :meth:`hold` and give the card back."""
+        """End :meth:`hold` and give the chip back."""
         self._held = False
         self.release()
 
     def release(self) -> None:
-        """Give the card back (not while held)."""
+        """Give the chip back (not while held)."""
         if self._lock is not None and not self._held:
             os.close(self._lock)  # closing the descriptor drops the flock
             self._lock = None
 
     def __repr__(self) -> str:
-        return f"FileStorage({str(self.path)!r})"
+        return f"{type(self).__name__}({str(self.path)!r})"
 
-    def load(self) -> CardState:
+    def load(self) -> S:
         try:
             blob = self.path.read_bytes()
         except FileNotFoundError:
-            raise InvalidInput(f"no card image at {self.path}") from None
-        if not blob.startswith(MAGIC):
-            raise CorruptCardImage(f"{self.path} is not an sscard card image")
-        if blob[: len(_HEADER)] != _HEADER:
-            raise CorruptCardImage(f"{self.path}: card image format {blob[len(MAGIC)]} unknown")
-        nonce, sealed = blob[len(_HEADER) : len(_HEADER) + 12], blob[len(_HEADER) + 12 :]
+            raise InvalidInput(f"no {self.kind.noun} image at {self.path}") from None
+        found = _kind_of(blob)
+        if found is None:
+            raise CorruptCardImage(f"{self.path} is not an sscard {self.kind.noun} image")
+        if found != self.kind:
+            raise WrongImageKind(self.path, found, self.kind)
+        header = found.magic + bytes((FORMAT,))
+        if blob[: len(header)] != header:
+            raise CorruptCardImage(
+                f"{self.path}: {found.noun} image format {blob[len(found.magic)]} unknown"
+            )
+        nonce, sealed = blob[len(header) : len(header) + 12], blob[len(header) + 12 :]
         try:
-            raw = self._aead.decrypt(nonce, sealed, _HEADER)
+            raw = self._aead.decrypt(nonce, sealed, header)
         except (InvalidTag, ValueError):
             raw = None
         try:
             if raw is None:
                 raise ValueError("no plaintext")
-            return state_from_bytes(raw, str(self.path))
+            return self.codec.decode(raw, str(self.path))
         except (InvalidTag, ValueError, KeyError, TypeError):
             raise CorruptCardImage(
                 f"{self.path} is corrupt or belongs to another installation (its emulator key "
-                "does not open it); create a new card"
+                f"does not open it); create a new {self.kind.noun}"
             ) from None
 
-    def commit(self, state: CardState) -> None:
+    def commit(self, state: S) -> None:
         nonce = os.urandom(12)
-        blob = _HEADER + nonce + self._aead.encrypt(nonce, state_to_bytes(state), _HEADER)
+        header = self.kind.magic + bytes((FORMAT,))
+        blob = header + nonce + self._aead.encrypt(nonce, self.codec.encode(state), header)
         atomic_write(self.path, blob, durable=self.durable)
         self.writes += 1
 
-    def create(self, state: CardState) -> None:
+    def create(self, state: S) -> None:
         """Write a new image; refuses to overwrite an existing file."""
         if self.path.exists():
             raise InvalidInput(f"{self.path} already exists; choose another path or delete it")
         self.commit(state)
+
+
+CARD_CODEC = ImageCodec(ImageKind.CARD, state_to_bytes, state_from_bytes)
+
+
+class MemoryStorage(MemoryImage[CardState]):
+    """A card's EEPROM in memory."""
+
+    def __init__(self, state: CardState) -> None:
+        super().__init__(state, CARD_CODEC)
+
+
+class FileStorage(SealedImage[CardState]):
+    """A card's EEPROM in an encrypted image file (``sscard virtual new``)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = True) -> None:
+        super().__init__(path, CARD_CODEC, durable=durable)

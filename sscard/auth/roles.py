@@ -44,6 +44,7 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "keys.split": frozenset({_I}),
     "keys.combine": frozenset({_I}),
     "keys.import-transport": frozenset({_I}),
+    "psam.issue": frozenset({_I}),
     "keys.export-zone": frozenset({_I}),
     "keys.token-import": frozenset({_I}),
     # operators (art. 15)

@@ -39,6 +39,7 @@ from sscard.errors import LoginFailed
 F = TypeVar("F", bound=Callable[..., Any])
 _META_OPERATOR = "sscard.operator"
 _META_NOTES = "sscard.audit.notes"
+_META_ACTION = "sscard.action"
 
 
 def authorize(
@@ -108,6 +109,15 @@ def audited(action: str, op: Operator) -> Iterator[None]:
     _record(ctx, action, op, "ok", None)
 
 
+def audit_failure(error: BaseException) -> None:
+    """Record the running command's action as ``failed`` with ``error``: for commands that
+    record their own outcome (``record=False``) and fail before the card action starts."""
+    ctx = click.get_current_context()
+    action = ctx.meta.get(_META_ACTION)
+    if isinstance(action, str):
+        _record(ctx, action, operator(), "failed", error)
+
+
 def _record(
     ctx: click.Context, action: str, op: Operator, outcome: str, error: BaseException | None
 ) -> None:
@@ -155,6 +165,7 @@ def require_operator(
             op = authorize(action, operator_id)
             ctx = click.get_current_context()
             ctx.meta[_META_OPERATOR] = op
+            ctx.meta[_META_ACTION] = action
             if not record:
                 return f(*args, **kwargs)
             with audited(action, op):

@@ -115,7 +115,11 @@ def read(state: CliState, keystore: str | None, passphrase_fd: int | None, natio
                 if card.security is not None:
                     card.external_authenticate(spec.parent)
                 records = card.read_records(spec.id)
-            except (errors.SecurityStatusNotSatisfied, errors.AuthenticationError):
+            except (
+                errors.SecurityStatusNotSatisfied,
+                errors.AuthenticationError,
+                errors.UnknownKeyReference,  # e.g. a PSAM without this department's keys
+            ):
                 skipped.append(spec.parent)
                 card.forget_selection()
                 continue

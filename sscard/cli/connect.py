@@ -12,6 +12,7 @@ import click
 
 from sscard.card import SocialSecurityCard
 from sscard.cli.context import CliState
+from sscard.errors import SscardError
 from sscard.protocol import ApduProtocol
 from sscard.transport.base import Transport
 from sscard.transport.resolve import open_transport
@@ -44,11 +45,17 @@ def staff_card(
     For staff actions that change a card and record it (PIN reset, blocking,
     holder updates); the link and the store are closed afterwards.
     """
+    from sscard.cli.auth import audit_failure, note
     from sscard.cli.keystore import security_module
 
     with connected_transport(state) as transport:
         card = SocialSecurityCard.open(transport)
-        card.security = security_module(keystore, passphrase_fd, card.profile)
+        try:
+            card.security = security_module(keystore, passphrase_fd, card.profile)
+        except SscardError as exc:  # no PSAM, a wrong store: audited, the card untouched
+            note(card_serial=card.serial.hex().upper())
+            audit_failure(exc)
+            raise
         conn = state.open_store()
         try:
             yield card, conn

@@ -10,13 +10,14 @@ it in the ``--json`` error object.
 from __future__ import annotations
 
 from sscard import errors
-from sscard.applets.image import CorruptCardImage, OutdatedCardImage
+from sscard.applets.image import CorruptCardImage, OutdatedCardImage, WrongImageKind
 from sscard.card import CardNotIssued, KeysRequired, TransportKeyRefused
 from sscard.issuance.service import HolderHasActiveCard
+from sscard.keys.psam_module import PsamKeyBlocked, PsamKeyMissing, PsamLacksAlgorithm, PsamMissing
 
 _KEYSTORE = (
     "give a key store with --keystore STORE (or $SSCARD_KEYSTORE): a key store file, "
-    "pkcs11:TOKEN, or 'dev' for the development keys (emulated cards only)"
+    "pkcs11:TOKEN, psam:READER, or 'dev' for the development keys (emulated cards only)"
 )
 _READER = "choose a reader with --reader NAME (or $SSCARD_READER); 'sscard readers' lists them"
 
@@ -38,6 +39,16 @@ HINTS: dict[type[errors.SscardError], str] = {
     CorruptCardImage: "create a new card with 'sscard virtual new PATH'",
     OutdatedCardImage: "create a new card with 'sscard virtual new PATH --profile PROFILE', "
     "PROFILE the successor the message names",
+    WrongImageKind: "a PSAM image (made with 'sscard virtual new PATH --psam') goes into the "
+    "reader beside the card: 'sscard virtual serve CARD.img PSAM.img'",
+    PsamMissing: "put the service point's PSAM in the reader named by --keystore psam:READER "
+    "('sscard readers' lists them; psam:virtual:PATH for an emulated PSAM)",
+    PsamKeyMissing: "the PSAM lacks a key this flow needs: issue it for this kind of service "
+    "point ('sscard psam issue --kind'; 'sscard psam info READER' shows what it holds)",
+    PsamLacksAlgorithm: "use the PSAM issued for this card's generation ('sscard psam issue "
+    "--profile national-3' for SM4 cards, national-2 for 3DES cards)",
+    PsamKeyBlocked: "the PSAM's key is used up: the centre loads its keys again "
+    "('sscard psam issue'); 'sscard psam info READER' shows the counters",
     TransportKeyRefused: "blank cards open with the transport root their vendor keyed them "
     "with: import it with 'sscard keys import-transport STORE'; emulated blank cards for STORE "
     "come from 'sscard virtual new PATH --keystore STORE'",

@@ -23,7 +23,8 @@ def keystore_options(f: F) -> F:
         "--keystore",
         envvar=ENV_KEYSTORE,
         metavar="STORE",
-        help="Keys for this card: a key store file, pkcs11:TOKEN-LABEL, or 'dev' for the "
+        help="Keys for this card: a key store file, pkcs11:TOKEN-LABEL, psam:READER (the "
+        "service point's PSAM; psam:virtual:PATH for an emulated one), or 'dev' for the "
         f"published development keys (emulated cards only). Default: ${ENV_KEYSTORE}.",
     )(f)
     return f

@@ -117,6 +117,7 @@ def _register() -> None:
         ("operator_cmd", "operator"),
         ("platform_cmd", "platform_group"),
         ("profile_cmd", "profile"),
+        ("psam_cmd", "psam"),
         ("readers_cmd", "readers"),
         ("sync_cmd", "sync_group"),
         ("virtual_cmd", "virtual"),

@@ -9,9 +9,16 @@ from types import FrameType
 
 import click
 
-from sscard.applets.cos import Latency
-from sscard.applets.factory import new_card_file, open_card_file, parse_atr, parse_serial
-from sscard.applets.image import FileStorage
+from sscard.applets.cos import EmulatedCard, Latency
+from sscard.applets.factory import (
+    new_card_file,
+    new_psam_file,
+    open_image_file,
+    parse_atr,
+    parse_serial,
+)
+from sscard.applets.image import SealedImage
+from sscard.applets.psam import EmulatedPsam
 from sscard.applets.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdBridge
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options, security_module
@@ -21,13 +28,16 @@ from sscard.layout import load_profile
 
 @click.group()
 def virtual() -> None:
-    """Emulated social security cards (files) and the bridge that puts them in PC/SC readers.
+    """Emulated social security cards and PSAMs (files) and the bridge that puts them in
+    PC/SC readers.
 
     \b
     Examples:
       sscard virtual new card.img --serial 0011223344556677
       sscard -r virtual:card.img info          use it in-process, no pcscd needed
       sscard virtual serve card.img            make it a card in reader 'Virtual PCD 00 00'
+      sscard virtual new psam.img --psam       a blank PSAM (service-point security module)
+      sscard virtual serve card.img psam.img   the PSAM goes into 'Virtual PCD 00 01'
     """
 
 
@@ -35,9 +45,15 @@ def virtual() -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @profile_option("of the new card (national-3: SM4, national-2: two-key 3DES)")
 @click.option(
+    "--psam",
+    is_flag=True,
+    help="Make a blank PSAM (the security module of a service point) instead of a card; "
+    "its transport key (PTK) follows the profile's transport key slot.",
+)
+@click.option(
     "--serial",
     metavar="HEX16",
-    help="Chip serial, 16 hex digits (default: random); the card reports it with GET DATA.",
+    help="Chip serial, 16 hex digits (default: random); the chip reports it with GET DATA.",
 )
 @click.option(
     "--atr",
@@ -51,12 +67,13 @@ def new(
     state: CliState,
     path: Path,
     profile: str,
+    psam: bool,
     serial: str | None,
     atr: str | None,
     keystore: str | None,
     passphrase_fd: int | None,
 ) -> None:
-    """Create a blank card at PATH: MF and the transport key, ready for issuance.
+    """Create a blank card (or with --psam a blank PSAM) at PATH, ready for issuance.
 
     The card is blank until issued: the profile (--profile) is the one issuance
     will follow; once issued, readers recognise the card's generation from the
@@ -67,31 +84,44 @@ def new(
     the published development keys. PATH is encrypted with this installation's
     emulator key and is never overwritten.
 
+    A PSAM (--psam) is keyed the same way: its PTK is the transport root
+    diversified by the PSAM serial; 'sscard psam issue' then loads its keys.
+
     \b
     Examples:
       sscard virtual new card.img --keystore centre.ks
       sscard virtual new card.img --profile national-2 --keystore pkcs11:issuing-hsm
       sscard virtual new dev.img                     development transport key
       sscard virtual new odd.img --atr 3B6D00000087CF20018649618B00930612
+      sscard virtual new psam.img --psam --keystore centre.ks
     """
     card_serial = parse_serial(serial)
     card_atr = parse_atr(atr) if atr is not None else None
     module = security_module(keystore, passphrase_fd, load_profile(profile)) if keystore else None
     transport = None if module is None or module.development else module.blank_card_transport_key
-    card = new_card_file(path, profile, card_serial, transport=transport, atr=card_atr)
+    source = "the development keys" if transport is None else keystore
+    chip: EmulatedPsam | EmulatedCard
+    if psam:
+        chip = new_psam_file(
+            path, card_serial, profile_name=profile, transport=transport, atr=card_atr
+        )
+        noun, use = "PSAM", f"sscard virtual serve CARD.img {path}"
+    else:
+        chip = new_card_file(path, profile, card_serial, transport=transport, atr=card_atr)
+        noun, use = "card", f"sscard -r virtual:{path} info"
     data = {
         "path": str(path),
+        "kind": "psam" if psam else "card",
         "profile": profile,
-        "serial": card.serial.hex().upper(),
-        "atr": card.atr.hex().upper(),
-        "lifecycle": card.state.lifecycle,
+        "serial": chip.serial.hex().upper(),
+        "atr": chip.atr.hex().upper(),
+        "lifecycle": chip.state.lifecycle,
         "transport_keys": "development" if transport is None else "key store",
     }
     state.emit(
         data,
-        f"Blank card created: {path}\n  profile {profile}, serial {data['serial']}, "
-        f"transport key from {'the development keys' if transport is None else keystore}\n"
-        f"  use it with: sscard -r virtual:{path} info",
+        f"Blank {noun} created: {path}\n  profile {profile}, serial {data['serial']}, "
+        f"transport key from {source}\n  use it with: {use}",
     )
 
 
@@ -116,16 +146,22 @@ def new(
 )
 @pass_state
 def serve(state: CliState, paths: tuple[Path, ...], host: str, port: int, latency: str) -> None:
-    """Put the cards at PATHS into vpcd readers of pcscd until Ctrl-C or SIGTERM.
+    """Put the cards and PSAMs at PATHS into vpcd readers of pcscd until Ctrl-C or SIGTERM.
 
-    Each card connects to vpcd on consecutive ports (35963 is reader
+    Each image connects to vpcd on consecutive ports (35963 is reader
     'Virtual PCD 00 00', 35964 'Virtual PCD 00 01') and reconnects when pcscd
-    restarts. Stopping is clean: every EEPROM write of a card is atomic, so its
-    image stays consistent.
+    restarts; the image's kind (made by 'virtual new' or 'virtual new --psam')
+    decides whether a card or a PSAM answers. Stopping is clean: every EEPROM
+    write is atomic, so the images stay consistent.
+
+    \b
+    Examples:
+      sscard virtual serve card.img
+      sscard virtual serve card.img psam.img     card in 00 00, PSAM in 00 01
     """
     model = Latency.named(latency)
-    cards = [open_card_file(p, latency=model) for p in paths]
-    storages = [c.storage for c in cards if isinstance(c.storage, FileStorage)]
+    cards = [open_image_file(p, latency=model) for p in paths]
+    storages = [c.storage for c in cards if isinstance(c.storage, SealedImage)]
     for storage in storages:  # served cards are ours until we stop, power on or off
         storage.hold()
     bridges = [VpcdBridge(card, host, port + i) for i, card in enumerate(cards)]
@@ -138,7 +174,8 @@ def serve(state: CliState, paths: tuple[Path, ...], host: str, port: int, latenc
     try:
         for bridge, path in zip(bridges, paths, strict=True):
             bridge.start()
-            click.echo(f"serving {path} on {host}:{bridge.port}", err=True)
+            noun = "PSAM" if isinstance(bridge.card, EmulatedPsam) else "card"
+            click.echo(f"serving {noun} {path} on {host}:{bridge.port}", err=True)
         stop.wait()
     finally:
         for bridge in bridges:

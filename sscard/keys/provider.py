@@ -6,6 +6,8 @@ GlobalPlatformPro style: callers name a provider, never pass keys around.
   production profile);
 * ``pkcs11:TOKEN-LABEL`` — a PKCS#11 token (SoftHSM2 by default; module path
   from ``SSCARD_PKCS11_MODULE``), user PIN from the passphrase source;
+* ``psam:READER`` — the service point's PSAM in that reader (a PC/SC reader
+  name, or ``virtual:PATH`` for an emulated PSAM): city keys that never leave it;
 * anything else — the path of a software key store file (``sscard keys init``),
   opened with the passphrase source.
 
@@ -26,6 +28,7 @@ from sscard.keys.software_store import SoftwareKeyStore
 ENV_KEYSTORE = "SSCARD_KEYSTORE"
 DEV = "dev"
 PKCS11_PREFIX = "pkcs11:"
+PSAM_PREFIX = "psam:"
 
 
 def keystore_spec(explicit: str | None = None) -> str | None:
@@ -50,9 +53,18 @@ def open_security_module(
     if spec is None:
         raise KeyStoreMissing(
             "no key store",
-            [("keystore", "a key store file, pkcs11:TOKEN, or 'dev' (development keys)")],
+            [
+                (
+                    "keystore",
+                    "a key store file, pkcs11:TOKEN, psam:READER, or 'dev' (development keys)",
+                )
+            ],
         )
     module: SecurityModule
+    if spec.startswith(PSAM_PREFIX):
+        from sscard.keys.psam_module import PsamSecurityModule, open_psam
+
+        return PsamSecurityModule(open_psam(spec[len(PSAM_PREFIX) :]), city=city)
     if spec == DEV:
         module = development_module(slots)
     elif spec.startswith(PKCS11_PREFIX):

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sscard.errors import InvalidInput
+from sscard.errors import InvalidInput, SscardError
 from sscard.keys.algorithms import (
     block_size,
     card_factors,
@@ -27,6 +27,7 @@ from sscard.keys.algorithms import (
     line_mac,
     pad,
 )
+from sscard.keys.psam_scheme import psam_key_record, type_code
 from sscard.keys.records import key_record
 from sscard.keys.scheme import KeySlot
 from sscard.keys.software_store import SoftwareKeyStore
@@ -68,6 +69,11 @@ class SecurityModule(ABC):
 
     development: bool = False
 
+    @property
+    def terminal_number(self) -> str:
+        """The terminal number (终端机编号) this module stands for: a PSAM's; else none."""
+        return ""
+
     def __init__(self, *, city: str | None) -> None:
         self.city = city
 
@@ -102,16 +108,20 @@ class SecurityModule(ABC):
     def _card_mac(self, meta: KeyMeta, factors: tuple[bytes, ...], data: bytes, iv: bytes) -> bytes:
         return line_mac(self._card_key(meta, factors), data, iv=iv, algorithm=meta.algorithm)
 
+    def _mismatch(self, slot: KeySlot, meta: KeyMeta) -> SscardError:
+        """The error for a stored key whose algorithm or levels differ from the profile's."""
+        return InvalidInput(
+            f"stored key {slot.ref} does not match the profile",
+            [("key", f"store has {meta.algorithm}, {meta.levels} levels")],
+        )
+
     # --- resolution ---------------------------------------------------------------
 
     def _resolve(self, serial: bytes, key: KeyRef) -> tuple[KeyMeta, tuple[bytes, ...]]:
         if isinstance(key, KeySlot):
             meta = self._lookup(key.ref, key.version)
             if meta.algorithm != key.algorithm or meta.levels != key.levels:
-                raise InvalidInput(
-                    f"stored key {key.ref} does not match the profile",
-                    [("key", f"store has {meta.algorithm}, {meta.levels} levels")],
-                )
+                raise self._mismatch(key, meta)
         else:
             meta = self._lookup(key, None)
         city = meta.city if meta.depth > 0 else self.city
@@ -236,6 +246,40 @@ class SecurityModule(ABC):
         new_kcv = kcv(value, algorithm=target.algorithm)
         del value
         data = self.protect(serial, under, header, record, challenge=challenge, encipher=True)
+        return WriteKeyData(data, new_kcv)
+
+    def psam_key(
+        self,
+        psam_serial: bytes,
+        key: KeyRef,
+        *,
+        under: KeyRef,
+        header: bytes,
+        challenge: bytes,
+        error_limit: int = 15,
+    ) -> WriteKeyData:
+        """WRITE KEY data that loads the **city-level** ``key`` into a PSAM (docs/keys.md, "PSAM").
+
+        The city key is derived inside this module (root → province → city of the
+        bound city), put in a PSAM key record, enciphered and MACed under ``under``
+        (the PSAM's transport key, diversified by ``psam_serial``) with the PSAM's
+        ``challenge``; only the enciphered record and the key's KCV leave.
+        """
+        if len(header) != 4:
+            raise InvalidInput("bad header", [("header", "must be CLA INS P1 P2 (4 bytes)")])
+        meta, factors = self._resolve(bytes(8), key)  # the card level is dropped below
+        if meta.levels < 1 or not factors:
+            raise InvalidInput(
+                f"stored key {meta.ref} is not a root or zone key of a card key",
+                [("key", "a PSAM takes city-level keys of the card key scheme")],
+            )
+        value = self._card_key(meta, factors[:-1])
+        record = psam_key_record(
+            type_code(meta.ref), meta.version, meta.algorithm, error_limit, value
+        )
+        new_kcv = kcv(value, algorithm=meta.algorithm)
+        del value
+        data = self.protect(psam_serial, under, header, record, challenge=challenge, encipher=True)
         return WriteKeyData(data, new_kcv)
 
     def blank_card_transport_key(self, serial: bytes, slot: KeySlot) -> bytes:

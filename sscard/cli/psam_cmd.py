@@ -1,0 +1,114 @@
+"""``sscard psam issue | info``: the PSAMs of the service points (docs/keys.md, "PSAM")."""
+
+from __future__ import annotations
+
+import click
+
+from sscard.cli.auth import note, require_operator
+from sscard.cli.context import CliState, pass_state
+from sscard.cli.keystore import keystore_options, security_module
+from sscard.cli.options import profile_option
+from sscard.keys.psam_scheme import KINDS
+from sscard.layout import load_profile
+from sscard.transport.resolve import open_transport
+
+
+@click.group()
+def psam() -> None:
+    """The PSAM of a service point: issue one at the centre, show what one holds.
+
+    A PSAM holds the city-level keys a service point needs and computes every
+    cryptogram and MAC itself; the service point names it as its key store
+    with --keystore psam:READER (or $SSCARD_KEYSTORE).
+
+    \b
+    Examples:
+      sscard psam issue "Virtual PCD 00 01" --keystore centre.ks --kind service \\
+          --city 310100 --terminal 310100000001
+      sscard psam info virtual:psam.img
+    """
+
+
+@psam.command()
+@click.argument("reader", metavar="PSAM_READER")
+@keystore_options
+@profile_option("whose key scheme the PSAM serves (national-3: SM4, national-2: 3DES)")
+@click.option(
+    "--kind",
+    type=click.Choice(sorted(KINDS)),
+    required=True,
+    help="What the service point does: service (a counter: PIN reset / unblock, block, "
+    "holder update, reads), kiosk (reads), department:DF0n (reads and that DF).",
+)
+@click.option("--city", required=True, metavar="CITY6", help="The city whose keys it gets.")
+@click.option(
+    "--terminal",
+    required=True,
+    metavar="DIGITS12",
+    help="Its terminal number (终端机编号): 12 digits, starting with the city.",
+)
+@pass_state
+@require_operator("psam.issue")
+def issue(
+    state: CliState,
+    reader: str,
+    keystore: str | None,
+    passphrase_fd: int | None,
+    profile: str,
+    kind: str,
+    city: str,
+    terminal: str,
+) -> None:
+    """Issue the blank PSAM in PSAM_READER with the centre's keys (issuer role; audited).
+
+    The PSAM's transport key is the centre's transport root diversified by the
+    PSAM serial (as for a blank card). Each key goes in enciphered and MACed
+    under it; only KCVs are shown and audited. A PSAM gets city-level keys,
+    never a root.
+    """
+    from sscard.issuance.psam import check_terminal_number, issue_psam
+
+    check_terminal_number(terminal, city)  # before any key store or PSAM is touched
+    card_profile = load_profile(profile)
+    module = security_module(keystore, passphrase_fd, card_profile)
+    transport = open_transport(reader)
+    try:
+        done = issue_psam(transport, module, card_profile, kind=kind, city=city, terminal=terminal)
+    finally:
+        transport.disconnect()
+    data = done.to_json()
+    kcvs = ", ".join(f"{k.ref} v{k.version} KCV {k.kcv.hex().upper()}" for k in done.keys)
+    note(psam_serial=data["psam_serial"], terminal=terminal, kind=kind, city=city, keys=kcvs)
+    lines = [
+        f"PSAM {data['psam_serial']} issued: {kind}, city {city}, terminal {terminal}",
+        *(f"  {k.ref:<12} v{k.version:<3} KCV {k.kcv.hex().upper()}" for k in done.keys),
+    ]
+    state.emit(data, "\n".join(lines))
+
+
+@psam.command()
+@click.argument("reader", metavar="PSAM_READER")
+@pass_state
+def info(state: CliState, reader: str) -> None:
+    """Show a PSAM: serial, terminal number, keys (version, algorithm, KCV, tries left)."""
+    from sscard.keys.psam_module import open_psam
+
+    held = open_psam(reader)
+    held.transport.disconnect()
+    data = {
+        "psam_serial": held.serial.hex().upper(),
+        "terminal_number": held.terminal_number,
+        "city": held.city,
+        "keys": [k.to_json() for k in held.keys],
+    }
+    lines = [
+        f"PSAM      {data['psam_serial']}",
+        f"terminal  {held.terminal_number}",
+        f"city      {held.city or '(not issued)'}",
+        *(
+            f"  {k.ref:<12} v{k.version:<3} {k.algorithm:<4} KCV {k.kcv.hex().upper()} "
+            f"tries {k.tries_left}/{k.error_limit}"
+            for k in held.keys
+        ),
+    ]
+    state.emit(data, "\n".join(lines))

@@ -1,0 +1,115 @@
+"""PSAM issuance at the issuing centre (docs/keys.md, "PSAM").
+
+A blank PSAM arrives from its vendor keyed with a transport key (PTK): the
+centre's transport root diversified by the PSAM serial, like a blank card's TK.
+The centre opens the PSAM's issuance session with EXTERNAL AUTHENTICATE under
+the PTK, loads the city-level keys a service point of one kind needs (each
+enciphered and MACed under the PTK: no key crosses the wire in clear), writes
+the terminal number and ends the issuance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sscard import errors
+from sscard.apdu import CommandApdu
+from sscard.keys.psam_scheme import kind_refs, type_code
+from sscard.keys.security_module import SecurityModule
+from sscard.layout.model import Profile
+from sscard.protocol import ApduProtocol
+from sscard.transport.base import Transport
+from sscard.vocab import CLA, INS, KeyType
+
+TERMINAL_FID = bytes.fromhex("0016")
+TERMINAL_DIGITS = 12
+
+
+@dataclass(frozen=True)
+class LoadedKey:
+    """One key loaded into the PSAM: reference, version, KCV (never the value)."""
+
+    ref: str
+    version: int
+    kcv: bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {"ref": self.ref, "version": self.version, "kcv": self.kcv.hex().upper()}
+
+
+@dataclass(frozen=True)
+class PsamIssued:
+    """What ``sscard psam issue`` did."""
+
+    serial: bytes
+    terminal_number: str
+    kind: str
+    city: str
+    keys: tuple[LoadedKey, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "psam_serial": self.serial.hex().upper(),
+            "terminal_number": self.terminal_number,
+            "kind": self.kind,
+            "city": self.city,
+            "keys": [k.to_json() for k in self.keys],
+        }
+
+
+def check_terminal_number(terminal: str, city: str) -> str:
+    """12 digits, the first 6 the PSAM's city [ours]; a clear error otherwise."""
+    if len(terminal) != TERMINAL_DIGITS or not terminal.isascii() or not terminal.isdigit():
+        raise errors.InvalidInput(
+            "invalid terminal number", [("terminal", f"must be {TERMINAL_DIGITS} digits")]
+        )
+    if not terminal.startswith(city):
+        raise errors.InvalidInput(
+            "invalid terminal number",
+            [("terminal", f"must start with the PSAM's city {city} (docs/keys.md, 'PSAM')")],
+        )
+    return terminal
+
+
+def issue_psam(
+    transport: Transport,
+    security: SecurityModule,
+    profile: Profile,
+    *,
+    kind: str,
+    city: str,
+    terminal: str,
+) -> PsamIssued:
+    """Issue the blank PSAM in ``transport`` for a service point of ``kind`` in ``city``."""
+    refs = [r for r in kind_refs(kind) if _in_profile(profile, r)]
+    check_terminal_number(terminal, city)
+    module = security.for_city(city)
+    tk = profile.key_scheme.find("MF", KeyType.TK, 0)
+    if not transport.connected:
+        transport.connect()
+    psam = ApduProtocol(transport)
+    serial = psam.send(CommandApdu(CLA.PROPRIETARY, INS.GET_DATA, 0x00, 0x02, le=8)).data
+    challenge = psam.send(CommandApdu(CLA.ISO, INS.GET_CHALLENGE, 0, 0, le=8)).data
+    cryptogram = module.external_auth(serial, tk, challenge)
+    psam.send(CommandApdu(CLA.ISO, INS.EXTERNAL_AUTHENTICATE, 0x00, 0x00, cryptogram))
+    loaded = []
+    for ref in refs:
+        code = type_code(ref)
+        header = bytes((CLA.PROPRIETARY_SM, INS.WRITE_KEY, 0x01, code))
+        challenge = psam.send(CommandApdu(CLA.ISO, INS.GET_CHALLENGE, 0, 0, le=8)).data
+        data = module.psam_key(serial, ref, under=tk, header=header, challenge=challenge)
+        psam.send(CommandApdu(CLA.PROPRIETARY_SM, INS.WRITE_KEY, 0x01, code, data.data))
+        loaded.append(LoadedKey(ref, module.key_info(ref)["version"], data.kcv))
+    psam.send(CommandApdu(CLA.ISO, INS.SELECT, 0x00, 0x00, TERMINAL_FID))
+    psam.send(CommandApdu(CLA.ISO, INS.UPDATE_BINARY, 0x00, 0x00, bytes.fromhex(terminal)))
+    psam.send(CommandApdu(CLA.PROPRIETARY, INS.END_PERSONALIZATION, 0x00, 0x00))
+    return PsamIssued(bytes(serial), terminal, kind, city, tuple(loaded))
+
+
+def _in_profile(profile: Profile, ref: str) -> bool:
+    df, type_, key_id = ref.split("/")
+    try:
+        profile.key_scheme.find(df, type_, int(key_id, 16))
+    except KeyError:
+        return False
+    return True
