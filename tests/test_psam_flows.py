@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ from sscard import errors
 from sscard.applets.factory import new_memory_psam, new_psam_file, open_psam_file
 from sscard.applets.pcsc_rig import VPCD_READERS, reader_lock
 from sscard.card import SocialSecurityCard
-from sscard.issuance.psam import issue_psam
+from sscard.issuance.psam import issue_psam, withdraw_psam
+from sscard.keys.dev import development_module
 from sscard.keys.psam_module import Psam, PsamMissing, PsamSecurityModule
 from sscard.layout import load_profile
 from sscard.pin import PinManager
@@ -144,6 +146,31 @@ def test_the_psam_computes_what_the_roots_give(profile: str) -> None:
     # Another card, another key: the PSAM diversifies by the serial it is given.
     other = bytes.fromhex("5353430300000043")
     assert module.external_auth(other, eak, CHALLENGE) != expected
+
+
+def test_a_psam_reissued_gets_new_versions_and_a_withdrawn_one_holds_no_key() -> None:
+    """Rotation: issuing again from a store with version 2 adds it beside version 1; the
+    module takes the highest. Withdrawal: every key deleted, the terminal number kept."""
+    profile = "national-3"
+    _, transport = dev_psam(profile, kind="kiosk")
+    assert {(k.ref, k.version) for k in Psam(transport).keys} == {
+        ("SSSE/IAK/01", 1),
+        ("SSSE/RK/0A", 1),
+    }
+    scheme = load_profile(profile).key_scheme.slots
+    read_key_v2 = [replace(s, version=2) for s in scheme if s.ref == "SSSE/RK/0A"]
+    centre = development_module([*scheme, *read_key_v2])  # a store that also holds RK v2
+    issue_psam(transport, centre, load_profile(profile), kind="kiosk", city=CITY, terminal=TERMINAL)
+    held = Psam(transport)
+    assert ("SSSE/RK/0A", 2) in {(k.ref, k.version) for k in held.keys}
+    assert PsamSecurityModule(held).key_info("SSSE/RK/0A")["version"] == 2
+
+    done = withdraw_psam(transport, dev_module(profile), load_profile(profile))
+    assert {k.ref for k in done.keys} == {"SSSE/IAK/01", "SSSE/RK/0A"}
+    after = Psam(transport)
+    assert after.keys == () and after.terminal_number == TERMINAL
+    with pytest.raises(errors.UnknownKeyReference):
+        PsamSecurityModule(after).external_auth(CARD_SERIAL, "SSSE/IAK/01", bytes(8))
 
 
 def test_a_psam_never_hands_out_a_key() -> None:

@@ -45,6 +45,7 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     "keys.combine": frozenset({_I}),
     "keys.import-transport": frozenset({_I}),
     "psam.issue": frozenset({_I}),
+    "psam.withdraw": frozenset({_I}),
     "keys.export-zone": frozenset({_I}),
     "keys.token-import": frozenset({_I}),
     # operators (art. 15)

@@ -15,7 +15,7 @@ from sscard.transport.resolve import open_transport
 
 @click.group()
 def psam() -> None:
-    """The PSAM of a service point: issue one at the centre, show what one holds.
+    """The PSAM of a service point: issue one at the centre, show what one holds, withdraw it.
 
     A PSAM holds the city-level keys a service point needs and computes every
     cryptogram and MAC itself; the service point names it as its key store
@@ -81,6 +81,42 @@ def issue(
     note(psam_serial=data["psam_serial"], terminal=terminal, kind=kind, city=city, keys=kcvs)
     lines = [
         f"PSAM {data['psam_serial']} issued: {kind}, city {city}, terminal {terminal}",
+        *(f"  {k.ref:<12} v{k.version:<3} KCV {k.kcv.hex().upper()}" for k in done.keys),
+    ]
+    state.emit(data, "\n".join(lines))
+
+
+@psam.command()
+@click.argument("reader", metavar="PSAM_READER")
+@keystore_options
+@profile_option("whose transport key slot (MF/TK/00) the PSAM was keyed with")
+@pass_state
+@require_operator("psam.withdraw")
+def withdraw(
+    state: CliState, reader: str, keystore: str | None, passphrase_fd: int | None, profile: str
+) -> None:
+    """Withdraw the PSAM in PSAM_READER from service: delete every key it holds.
+
+    Issuer role; audited with the deleted keys' KCVs. The PSAM's transport key
+    opens its issuance session, as for 'psam issue'; the terminal number stays
+    so the audit trail still names it. To rotate keys instead, issue the PSAM
+    again from a key store that holds the new versions.
+    """
+    from sscard.issuance.psam import withdraw_psam
+
+    card_profile = load_profile(profile)
+    module = security_module(keystore, passphrase_fd, card_profile)
+    transport = open_transport(reader)
+    try:
+        done = withdraw_psam(transport, module, card_profile)
+    finally:
+        transport.disconnect()
+    data = done.to_json()
+    kcvs = ", ".join(f"{k.ref} v{k.version} KCV {k.kcv.hex().upper()}" for k in done.keys)
+    note(psam_serial=data["psam_serial"], terminal=done.terminal_number, keys=kcvs)
+    lines = [
+        f"PSAM {data['psam_serial']} (terminal {done.terminal_number}) withdrawn: "
+        f"{len(done.keys)} key(s) deleted",
         *(f"  {k.ref:<12} v{k.version:<3} KCV {k.kcv.hex().upper()}" for k in done.keys),
     ]
     state.emit(data, "\n".join(lines))

@@ -10,16 +10,18 @@ the terminal number and ends the issuance.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from sscard import errors
 from sscard.apdu import CommandApdu
-from sscard.keys.psam_scheme import kind_refs, type_code
+from sscard.keys.psam_scheme import kind_refs, psam_key_record, ref_of, type_code
+from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule
 from sscard.layout.model import Profile
 from sscard.protocol import ApduProtocol
 from sscard.transport.base import Transport
-from sscard.vocab import CLA, INS, KeyType
+from sscard.vocab import CLA, INS, PSAM_PTK_TYPE, Algorithm, KeyType
 
 TERMINAL_FID = bytes.fromhex("0016")
 TERMINAL_DIGITS = 12
@@ -85,13 +87,7 @@ def issue_psam(
     check_terminal_number(terminal, city)
     module = security.for_city(city)
     tk = profile.key_scheme.find("MF", KeyType.TK, 0)
-    if not transport.connected:
-        transport.connect()
-    psam = ApduProtocol(transport)
-    serial = psam.send(CommandApdu(CLA.PROPRIETARY, INS.GET_DATA, 0x00, 0x02, le=8)).data
-    challenge = psam.send(CommandApdu(CLA.ISO, INS.GET_CHALLENGE, 0, 0, le=8)).data
-    cryptogram = module.external_auth(serial, tk, challenge)
-    psam.send(CommandApdu(CLA.ISO, INS.EXTERNAL_AUTHENTICATE, 0x00, 0x00, cryptogram))
+    psam, serial = _issuance_session(transport, module, tk)
     loaded = []
     for ref in refs:
         code = type_code(ref)
@@ -104,6 +100,45 @@ def issue_psam(
     psam.send(CommandApdu(CLA.ISO, INS.UPDATE_BINARY, 0x00, 0x00, bytes.fromhex(terminal)))
     psam.send(CommandApdu(CLA.PROPRIETARY, INS.END_PERSONALIZATION, 0x00, 0x00))
     return PsamIssued(bytes(serial), terminal, kind, city, tuple(loaded))
+
+
+def withdraw_psam(transport: Transport, security: SecurityModule, profile: Profile) -> PsamIssued:
+    """Withdraw the PSAM in ``transport`` from service: every key it holds is deleted
+    (WRITE KEY with error limit 00 [ours], under its transport key); the terminal
+    number stays, so the audit trail still names the PSAM."""
+    tk = profile.key_scheme.find("MF", KeyType.TK, 0)
+    psam, serial = _issuance_session(transport, security, tk)
+    info = psam.send(CommandApdu(CLA.PROPRIETARY, INS.GET_DATA, 0x00, 0x03, le=256)).data
+    removed = []
+    for at in range(0, len(info) - len(info) % 8, 8):
+        code, version, algorithm = info[at], info[at + 1], Algorithm.from_code(info[at + 2])
+        if code == PSAM_PTK_TYPE or algorithm is None:
+            continue
+        header = bytes((CLA.PROPRIETARY_SM, INS.WRITE_KEY, 0x01, code))
+        challenge = psam.send(CommandApdu(CLA.ISO, INS.GET_CHALLENGE, 0, 0, le=8)).data
+        record = psam_key_record(code, version, algorithm, 0, os.urandom(16))
+        data = security.protect(serial, tk, header, record, challenge=challenge, encipher=True)
+        psam.send(CommandApdu(CLA.PROPRIETARY_SM, INS.WRITE_KEY, 0x01, code, data))
+        removed.append(
+            LoadedKey(ref_of(code) or f"{code:02X}", version, bytes(info[at + 5 : at + 8]))
+        )
+    terminal = psam.send(CommandApdu(CLA.ISO, INS.READ_BINARY, 0x96, 0x00, le=6)).data
+    psam.send(CommandApdu(CLA.PROPRIETARY, INS.END_PERSONALIZATION, 0x00, 0x00))
+    return PsamIssued(bytes(serial), terminal.hex().upper(), "withdrawn", "", tuple(removed))
+
+
+def _issuance_session(
+    transport: Transport, module: SecurityModule, tk: KeySlot
+) -> tuple[ApduProtocol, bytes]:
+    """Open the PSAM's issuance session: EXTERNAL AUTHENTICATE under its transport key."""
+    if not transport.connected:
+        transport.connect()
+    psam = ApduProtocol(transport)
+    serial = psam.send(CommandApdu(CLA.PROPRIETARY, INS.GET_DATA, 0x00, 0x02, le=8)).data
+    challenge = psam.send(CommandApdu(CLA.ISO, INS.GET_CHALLENGE, 0, 0, le=8)).data
+    cryptogram = module.external_auth(serial, tk, challenge)
+    psam.send(CommandApdu(CLA.ISO, INS.EXTERNAL_AUTHENTICATE, 0x00, 0x00, cryptogram))
+    return psam, bytes(serial)
 
 
 def _in_profile(profile: Profile, ref: str) -> bool:
