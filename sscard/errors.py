@@ -180,6 +180,65 @@ class CommunicationError(TransportError):
     national = NationalCode.NO_ANSWER
 
 
+class ReaderControlUnsupported(OperationFailed):
+    """The reader has no control interface, or not the feature asked for (no PIN pad).
+
+    An in-process card in a plain reader has none; a PC/SC reader whose driver
+    refuses the control code answers this too.
+    """
+
+
+# --- PIN pads (PC/SC part 10; docs/card.md "PIN pads") ------------------------
+
+
+class PinEntryFailed(OperationFailed):
+    """The PIN pad ended PIN entry itself: the card got no command, no try was spent.
+
+    ``sw`` is the status word the pad answered instead of the card's (64xx,
+    PC/SC part 10).
+    """
+
+    def __init__(self, sw: int, message: str) -> None:
+        self.sw = sw
+        super().__init__(f"{message} (SW {sw:04X})")
+
+
+class PinEntryTimedOut(PinEntryFailed):
+    """The cardholder typed nothing (or not all of the PIN) before the pad's timeout (6400)."""
+
+    national = NationalCode.PIN_ENTRY_TIMED_OUT
+
+    def __init__(self, sw: int = 0x6400) -> None:
+        super().__init__(sw, "PIN entry timed out on the PIN pad; ask the cardholder to retry")
+
+
+class PinEntryCancelled(PinEntryFailed):
+    """The cardholder pressed Cancel on the PIN pad (6401)."""
+
+    national = NationalCode.PIN_ENTRY_CANCELLED
+
+    def __init__(self, sw: int = 0x6401) -> None:
+        super().__init__(sw, "the cardholder cancelled PIN entry on the PIN pad")
+
+
+class PinsDiffer(PinEntryFailed, InvalidInput):
+    """The new PIN and its confirmation typed on the pad differ (6402)."""
+
+    national = NationalCode.PINS_DIFFER
+
+    def __init__(self, sw: int = 0x6402) -> None:
+        super().__init__(sw, "the two new PINs typed on the PIN pad differ; nothing was changed")
+
+
+class PinLengthWrong(PinEntryFailed, InvalidInput):
+    """The PIN typed on the pad is too short or too long (6403)."""
+
+    national = NationalCode.PIN_LENGTH_WRONG
+
+    def __init__(self, sw: int = 0x6403) -> None:
+        super().__init__(sw, "the PIN typed on the PIN pad has the wrong length")
+
+
 # --- status words ------------------------------------------------------------
 
 

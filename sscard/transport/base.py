@@ -18,7 +18,8 @@ class Transport(Protocol):
     """A connection to one card in one reader.
 
     ``transmit`` takes an encoded command APDU and returns the raw response
-    (data ‖ SW1 SW2). Errors are the typed ``TransportError`` subclasses.
+    (data ‖ SW1 SW2); ``control`` talks to the reader (PIN pads). Errors are
+    the typed ``TransportError`` subclasses.
     """
 
     @property
@@ -48,6 +49,16 @@ class Transport(Protocol):
 
     def transmit(self, apdu: bytes) -> bytes:
         """Send one command APDU and return the response bytes."""
+        ...
+
+    def control(self, code: int, data: bytes = b"") -> bytes:
+        """Send a control command to the reader itself (PC/SC ``SCardControl``).
+
+        ``code`` is the reader's control code (:mod:`sscard.transport.part10`:
+        the feature request, a PIN pad's VERIFY / MODIFY PIN DIRECT); returns
+        the reader's answer. A reader without a control interface raises
+        :class:`~sscard.errors.ReaderControlUnsupported`.
+        """
         ...
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sscard.errors import CardRemoved, NoCard
+from sscard.errors import CardRemoved, NoCard, ReaderControlUnsupported
 from sscard.transport.base import CardLike
 
 
@@ -75,6 +75,13 @@ class InProcessTransport:
         except CardRemoved:  # the card lost power mid-command (a tear): the link is gone
             self._atr = None
             raise
+
+    def control(self, code: int, data: bytes = b"") -> bytes:
+        """An in-process card sits in a plain reader: no control interface, no PIN pad."""
+        raise ReaderControlUnsupported(
+            f"{self._name}: this reader has no control interface (no PIN pad); "
+            f"control code 0x{code & 0xFFFFFFFF:08X} refused"
+        )
 
     def __repr__(self) -> str:
         return f"InProcessTransport({self._name!r}, connected={self.connected})"

@@ -284,6 +284,31 @@ class PcscTransport:
             raise map_error(hresult, self._reader, "sending a command")
         return bytes(response)
 
+    def control(self, code: int, data: bytes = b"") -> bytes:
+        """``SCardControl`` on the connection: a control command to the reader.
+
+        A driver that does not know ``code`` (SCARD_E_UNSUPPORTED_FEATURE, as
+        pcsc-lite reports IFD_ERROR_NOT_SUPPORTED) is
+        :class:`~sscard.errors.ReaderControlUnsupported`; other results map as
+        for :meth:`transmit`. A PIN pad's VERIFY / MODIFY PIN DIRECT waits for
+        the cardholder, so this call can take as long as the pad's timeout.
+        """
+        card = self._card
+        if card is None:
+            raise errors.NoCard(f"{self._reader}: not connected to a card; connect first")
+        hresult, response = scard.SCardControl(card, code, list(data))
+        if hresult == scard.SCARD_W_RESET_CARD:
+            self.reconnect()  # as transmit: a reset seen since connect, retry once
+            hresult, response = scard.SCardControl(self._card, code, list(data))
+        if hresult == scard.SCARD_E_UNSUPPORTED_FEATURE:
+            raise errors.ReaderControlUnsupported(
+                f"{self._reader}: the reader does not support control code 0x{code:08X} "
+                "(no PIN pad, or not this feature)"
+            )
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise map_error(hresult, self._reader, "sending a control command to the reader")
+        return bytes(response)
+
     def __enter__(self) -> PcscTransport:
         self.connect()
         return self
