@@ -14,6 +14,7 @@ from sscard.applets import ScriptedCard
 from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
 from sscard.protocol import ApduProtocol
 from sscard.transport import pcsc
+from sscard.transport.part10 import CM_IOCTL_GET_FEATURE_REQUEST, reader_features
 from sscard.transport.resolve import open_transport
 from tests.conftest import PluggedCard
 
@@ -154,3 +155,11 @@ def test_no_reader_and_unknown_reader_errors(scripted_card: PluggedCard) -> None
     transport = pcsc.PcscTransport("No Such Reader 00 00")
     with pytest.raises(errors.ReaderNotFound):
         transport.connect()
+
+
+def test_vpcd_has_no_part_10(scripted_card: PluggedCard) -> None:
+    """vpcd has no PC/SC part 10 (vsmartcard issues 264, 276): no features, no PIN pad."""
+    with pcsc.PcscTransport(scripted_card.reader, shared=True) as transport:
+        assert reader_features(transport) == {}
+        with pytest.raises(errors.ReaderControlUnsupported, match="0x42000D48"):
+            transport.control(CM_IOCTL_GET_FEATURE_REQUEST)

@@ -24,6 +24,7 @@ PCSC_TLV_STRUCTURE).
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -40,7 +41,7 @@ from sscard.errors import (
 from sscard.transport.base import Transport
 
 
-def SCARD_CTL_CODE(code: int) -> int:  # noqa: N802 - the name pcsc-lite and pyscard give it
+def SCARD_CTL_CODE(code: int) -> int:
     """A reader control code as pcsc-lite numbers it: ``0x42000000 + code`` (reader.h)."""
     return 0x42000000 + code
 
@@ -70,19 +71,20 @@ FEATURE_GET_TLV_PROPERTIES: Final = 0x12
 FEATURE_CCID_ESC_COMMAND: Final = 0x13
 FEATURE_EXECUTE_PACE: Final = 0x20
 
-# Properties in the FEATURE_GET_TLV_PROPERTIES answer (reader.h PCSCv2_PART10_PROPERTY_*).
-PROPERTY_wLcdLayout: Final = 0x01  # noqa: N816 - the specification's field names
-PROPERTY_bEntryValidationCondition: Final = 0x02  # noqa: N816
-PROPERTY_bTimeOut2: Final = 0x03  # noqa: N816
-PROPERTY_wLcdMaxCharacters: Final = 0x04  # noqa: N816
-PROPERTY_wLcdMaxLines: Final = 0x05  # noqa: N816
-PROPERTY_bMinPINSize: Final = 0x06  # noqa: N816
-PROPERTY_bMaxPINSize: Final = 0x07  # noqa: N816
-PROPERTY_sFirmwareID: Final = 0x08  # noqa: N816
-PROPERTY_bPPDUSupport: Final = 0x09  # noqa: N816
-PROPERTY_dwMaxAPDUDataSize: Final = 0x0A  # noqa: N816
-PROPERTY_wIdVendor: Final = 0x0B  # noqa: N816
-PROPERTY_wIdProduct: Final = 0x0C  # noqa: N816
+# Properties in the FEATURE_GET_TLV_PROPERTIES answer (reader.h PCSCv2_PART10_PROPERTY_*),
+# named after the specification's fields.
+PROPERTY_wLcdLayout: Final = 0x01
+PROPERTY_bEntryValidationCondition: Final = 0x02
+PROPERTY_bTimeOut2: Final = 0x03
+PROPERTY_wLcdMaxCharacters: Final = 0x04
+PROPERTY_wLcdMaxLines: Final = 0x05
+PROPERTY_bMinPINSize: Final = 0x06
+PROPERTY_bMaxPINSize: Final = 0x07
+PROPERTY_sFirmwareID: Final = 0x08
+PROPERTY_bPPDUSupport: Final = 0x09
+PROPERTY_dwMaxAPDUDataSize: Final = 0x0A
+PROPERTY_wIdVendor: Final = 0x0B
+PROPERTY_wIdProduct: Final = 0x0C
 
 # Status words a PIN pad answers instead of the card's (PC/SC part 10, the
 # result of VERIFY / MODIFY PIN DIRECT; the CCID driver's CCID_Receive turns
@@ -92,7 +94,7 @@ SW_PIN_CANCELLED: Final = 0x6401
 SW_PINS_DIFFER: Final = 0x6402
 SW_PIN_LENGTH_WRONG: Final = 0x6403
 
-PAD_ERRORS: Final[dict[int, type[PinEntryFailed]]] = {
+PAD_ERRORS: Final[dict[int, Callable[[int], PinEntryFailed]]] = {
     SW_PIN_TIMEOUT: PinEntryTimedOut,
     SW_PIN_CANCELLED: PinEntryCancelled,
     SW_PINS_DIFFER: PinsDiffer,
