@@ -339,7 +339,8 @@ def _check_format(fmt: PinFormat, apdu: bytes, offsets: tuple[int, ...]) -> None
         base = fmt.position_bits + offset * 8
         if base + fmt.block_bits > data_bits:
             raise _Refused(SW.WRONG_DATA, "the PIN block lies outside the APDU data")
-        if fmt.length_bits and base + fmt.length_position_bits + fmt.length_bits > data_bits:
+        length_end = offset * 8 + fmt.length_position_bits + fmt.length_bits
+        if fmt.length_bits and length_end > data_bits:
             raise _Refused(SW.WRONG_DATA, "the PIN length field lies outside the APDU data")
 
 
@@ -374,7 +375,8 @@ def _insert(data: bytearray, fmt: PinFormat, offset: int, digits: str) -> None:
         value = int(digit) if fmt.pin_type == 0x01 else ord(digit)
         _write_bits(data, start + i * fmt.digit_bits, fmt.digit_bits, value)
     if fmt.length_bits:
-        _write_bits(data, base + fmt.length_position_bits, fmt.length_bits, len(digits))
+        at = offset * 8 + fmt.length_position_bits  # like the PIN's, from the data's start
+        _write_bits(data, at, fmt.length_bits, len(digits))
 
 
 class EmulatedPinPad(InProcessTransport):
