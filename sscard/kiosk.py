@@ -10,6 +10,15 @@ fails, so no try is lost).
 
 The screen and keypad are a :class:`KioskUI`; the reader is a
 :class:`~sscard.transport.slot.CardSlot`.
+
+With a PIN pad reader (``pinpad`` "auto" finds one, "required" insists, "off"
+never uses it) the holder types every PIN on the pad and the host never holds
+one (docs/card.md, "PIN pads"). If the card leaves during CHANGE PIN, the
+session learns the outcome without a PIN where it can: the tries left (VERIFY
+without data, no try spent) below the limit mean the PIN did not change (a
+successful change resets the counter). Only when the counter is full does it ask
+the holder to type the new PIN on the pad, saying why: no try is spent silently.
+Every prompt is in :data:`SCREEN` for the kiosk's screen.
 """
 
 from __future__ import annotations
@@ -24,6 +33,33 @@ from sscard.pin import PinManager
 from sscard.pinpolicy import PinPolicyError
 from sscard.transport.base import Transport
 from sscard.transport.slot import CardSlot
+
+SCREEN: dict[str, str] = {
+    "insert": "Please insert your social security card.",
+    "take": "Please take your card.",
+    "no_pin": "This card has no PIN yet. Please see the staff.",
+    "blocked": "Your PIN is blocked. Please visit a service point.",
+    "now_blocked": "Your PIN is now blocked. Please visit a service point.",
+    "pad_change": "On the keypad: enter your current PIN, then the new PIN twice "
+    "({tries} tries left).",
+    "pad_needed": "This kiosk needs a PIN pad reader. Please see the staff.",
+    "changed": "Your PIN has been changed.",
+    "not_changed": "Your PIN was not changed.",
+    "time_up": "Time is up. Your PIN was not changed.",
+    "cancelled": "You cancelled. Your PIN was not changed.",
+    "differ": "The two new PINs differ. Your PIN was not changed.",
+    "length": "A PIN has 6 digits. Your PIN was not changed.",
+    "wrong": "Wrong PIN, {tries} tries left. Your PIN was not changed.",
+    "pulled": "The card was taken out. Your PIN was not changed.",
+    "reinsert": "The card was taken out too early. Please insert it again.",
+    "confirm_new": "To find out whether your PIN changed, enter your NEW PIN on the keypad.",
+    "not_changed_tries": "Your PIN was not changed ({tries} tries left); your old PIN still works.",
+    "unknown_insert": "Unknown whether the PIN changed: insert the card again to find out.",
+    "unknown_staff": "Unknown whether the PIN changed: please see the staff.",
+}
+"""Every message the kiosk shows, by id (the kiosk's screen and voice prompts)."""
+
+PINPAD_MODES = ("auto", "required", "off")
 
 
 class KioskUI(Protocol):
@@ -58,10 +94,14 @@ class KioskSession:
         ui: KioskUI,
         *,
         reinsert_timeout: float = 60.0,
+        pinpad: str = "auto",
     ) -> None:
+        if pinpad not in PINPAD_MODES:
+            raise errors.InvalidInput("bad PIN pad mode", [("pinpad", "auto, required or off")])
         self.source = source
         self.ui = ui
         self.reinsert_timeout = reinsert_timeout
+        self.pinpad = pinpad
 
     def run_once(self, stop: threading.Event | None = None) -> KioskOutcome | None:
         """One flow; None when stopped before a card came."""
@@ -85,11 +125,16 @@ class KioskSession:
         old = new = ""
         try:
             manager = PinManager(SocialSecurityCard.open(transport))
+            features = manager.pad_features() if self.pinpad != "off" else None
+            if features is None and self.pinpad == "required":
+                return KioskOutcome(False, SCREEN["pad_needed"])
             status = manager.status()
             if not status.set:
-                return KioskOutcome(False, "This card has no PIN yet. Please see the staff.")
+                return KioskOutcome(False, SCREEN["no_pin"])
             if status.blocked:
-                return KioskOutcome(False, "Your PIN is blocked. Please visit a service point.")
+                return KioskOutcome(False, SCREEN["blocked"])
+            if features is not None:
+                return self._flow_on_pad(manager, features, status.tries_left or 0, stop)
             manager.birth_date()  # read now (for the policy): after the PINs only CHANGE PIN
             old = self.ui.ask_pin(f"Current PIN ({status.tries_left} tries left):") or ""
             if not old:
@@ -117,6 +162,57 @@ class KioskSession:
             if not sent:
                 return KioskOutcome(False, "The card was taken out. Your PIN was not changed.")
             return self._settle(old, new, stop)
+
+    def _flow_on_pad(
+        self, manager: PinManager, features: dict[int, int], tries: int, stop: threading.Event
+    ) -> KioskOutcome:
+        """CHANGE PIN with every PIN typed on the reader's pad."""
+        self.ui.show(SCREEN["pad_change"].format(tries=tries))
+        try:
+            manager.change_on_pad(features)
+            return KioskOutcome(True, SCREEN["changed"])
+        except errors.PinEntryCancelled:
+            return KioskOutcome(False, SCREEN["cancelled"])
+        except errors.PinEntryTimedOut:
+            return KioskOutcome(False, SCREEN["time_up"])
+        except errors.PinsDiffer:
+            return KioskOutcome(False, SCREEN["differ"])
+        except errors.PinLengthWrong:
+            return KioskOutcome(False, SCREEN["length"])
+        except errors.PinIncorrect as exc:
+            return KioskOutcome(False, SCREEN["wrong"].format(tries=exc.tries_left))
+        except errors.PinBlocked:
+            return KioskOutcome(False, SCREEN["now_blocked"])
+        except errors.TransportError:
+            return self._settle_on_pad(stop)
+
+    def _settle_on_pad(self, stop: threading.Event) -> KioskOutcome:
+        """The card left during CHANGE PIN on the pad: find out, without a PIN if possible."""
+        self.ui.show(SCREEN["reinsert"])
+        transport = self.source.wait_card(stop, self.reinsert_timeout)
+        if transport is None:
+            return KioskOutcome(None, SCREEN["unknown_insert"])
+        try:
+            manager = PinManager(SocialSecurityCard.open(transport))
+            status = manager.status()
+            if status.tries_left is not None and status.tries_left < status.try_limit:
+                # a successful CHANGE PIN gives the counter back in full: this one did not
+                return KioskOutcome(
+                    False, SCREEN["not_changed_tries"].format(tries=status.tries_left)
+                )
+            features = manager.pad_features()
+            if features is None:
+                return KioskOutcome(None, SCREEN["unknown_staff"])
+            self.ui.show(SCREEN["confirm_new"])
+            try:
+                manager.verify_on_pad(features)
+                return KioskOutcome(True, SCREEN["changed"])
+            except errors.PinIncorrect as exc:
+                return KioskOutcome(False, SCREEN["not_changed_tries"].format(tries=exc.tries_left))
+        except errors.SscardError:
+            return KioskOutcome(None, SCREEN["unknown_staff"])
+        finally:
+            transport.disconnect()
 
     def _settle(self, old: str, new: str, stop: threading.Event) -> KioskOutcome:
         """The card left during CHANGE PIN: ask for it back and find out what happened."""

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sscard import cardevents, commands, errors
+from sscard.apdu import CommandApdu, ResponseApdu
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, encode_pin
 from sscard.pinpolicy import PinPolicy, PinPolicyError
-from sscard.vocab import KeyType
+from sscard.protocol import error_for
+from sscard.vocab import CLA, INS, SW, KeyType
 
 __all__ = ["PinManager", "PinPolicy", "PinPolicyError", "PinStatus", "staff_action"]
 
@@ -98,6 +100,42 @@ class PinManager:
         new_block = encode_pin(new, length)
         self._select()
         self.card.protocol.send(commands.change_pin(old_block, new_block))
+
+    # --- on the reader's PIN pad: the host never holds a PIN (docs/card.md, "PIN pads") ---
+
+    def pad_features(self) -> dict[int, int] | None:
+        """The reader's PIN pad features, or None when it has no PIN pad (or no control)."""
+        from sscard.transport.part10 import has_pin_pad, reader_features
+
+        try:
+            features = reader_features(self.card.protocol.transport)
+        except (errors.ReaderControlUnsupported, errors.TransportError, errors.ProtocolError):
+            return None
+        return features if has_pin_pad(features) else None
+
+    def verify_on_pad(self, features: dict[int, int]) -> None:
+        """VERIFY with the PIN typed on the pad. The pad's cancel / timeout / length
+        errors come as typed errors (no try spent); the card's answer as for :meth:`verify`."""
+        from sscard.securepin import secure_verify
+
+        self._select()
+        self._card_answer(secure_verify(self.card.protocol.transport, features), INS.VERIFY)
+
+    def change_on_pad(self, features: dict[int, int]) -> None:
+        """CHANGE PIN with the current PIN and the new one (twice) typed on the pad.
+
+        The host never sees a PIN, so the PIN policy cannot be applied here: the pad
+        checks the length, the card the current PIN (docs/card.md, "PIN pads")."""
+        from sscard.securepin import secure_change
+
+        self._select()
+        answer = secure_change(self.card.protocol.transport, features)
+        self._card_answer(answer, INS.CHANGE_PIN, cla=CLA.PROPRIETARY)
+
+    def _card_answer(self, answer: bytes, ins: int, *, cla: int = CLA.ISO) -> None:
+        response = ResponseApdu.parse(answer)
+        if response.sw != SW.OK:
+            raise error_for(CommandApdu(cla, ins), response.sw)
 
     def reload(self, new: str) -> None:
         """PIN RELOAD (staff): a new PIN and a fresh counter, with the RPK of this card."""

@@ -4,7 +4,9 @@
 card image (``cos.py``, ``image.py``), an emulated PSAM image (``psam.py``) or a
 scripted test card (``scripted.py``).
 Importing this package registers it as the ``virtual:PATH`` reader form
-(:func:`sscard.transport.base.register_card_files`).
+(:func:`sscard.transport.base.register_card_files`), and ``pinpad:PATH``: the
+same card behind an emulated PIN pad whose key presses come from
+``$SSCARD_PINPAD_KEYS`` (emulated cards only: tests and demos).
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from pathlib import Path
 from sscard.applets.image import is_card_image
 from sscard.applets.scripted import ScriptedCard
 from sscard.errors import InvalidInput, NoCard
-from sscard.transport.base import VIRTUAL_PREFIX, CardLike, register_card_files
+from sscard.transport.base import (
+    VIRTUAL_PREFIX,
+    CardLike,
+    Transport,
+    register_card_files,
+    register_reader_form,
+)
 
 __all__ = ["ScriptedCard", "load_card"]
 
@@ -45,3 +53,24 @@ def load_card(path: str | Path) -> CardLike:
 
 
 register_card_files(VIRTUAL_PREFIX, load_card)
+
+PINPAD_PREFIX = "pinpad:"
+ENV_PINPAD_KEYS = "SSCARD_PINPAD_KEYS"
+"""Key presses of the emulated pad, comma-separated entries: digits (then OK),
+``cancel`` or ``timeout`` (e.g. ``123456,654321,654321``). Emulated pads only."""
+
+
+def open_pin_pad(path: str) -> Transport:
+    """The card at ``path`` in an emulated PIN pad reader, keys from ``$SSCARD_PINPAD_KEYS``."""
+    import os
+
+    from sscard.applets.pinpad import EmulatedPinPad, Key
+
+    pad = EmulatedPinPad(load_card(path), PINPAD_PREFIX + path)
+    words = {"cancel": Key.CANCEL, "timeout": Key.TIMEOUT}
+    for entry in filter(None, os.environ.get(ENV_PINPAD_KEYS, "").split(",")):
+        pad.press(words.get(entry.strip().lower(), entry.strip()))
+    return pad
+
+
+register_reader_form(PINPAD_PREFIX, open_pin_pad)

@@ -26,7 +26,8 @@ from sscard.transport.slot import ReaderSlot, open_slot
 _pin_stdin = click.option(
     "--pin-stdin",
     is_flag=True,
-    help="Read PINs from stdin, one per line, in the order the prompts would ask them.",
+    help="Read PINs from stdin, one per line, in the order the prompts would ask them "
+    "(scripts and tests; without it a reader's PIN pad is used when it has one).",
 )
 
 
@@ -40,10 +41,13 @@ def _manager(state: CliState) -> Iterator[PinManager]:
 def pin() -> None:
     """The cardholder PIN: status, verify, change; staff reset and unblock.
 
-    PINs come from a hidden prompt (a new PIN is asked twice) or, for
-    automation, from stdin lines with --pin-stdin; never from the command
-    line. Exit codes: 3 wrong PIN (tries left in the message), 4 blocked,
-    7 refused by the PIN policy.
+    On a reader with a PIN pad (PC/SC part 10; 'sscard readers' shows them)
+    the holder types every PIN on the pad and sscard never sees it. Else PINs
+    come from a hidden prompt (a new PIN is asked twice) or, for automation,
+    from stdin lines with --pin-stdin; never from the command line. Exit
+    codes: 3 wrong PIN (tries left in the message), 4 blocked, 7 refused by
+    the PIN policy or a PIN of the wrong length on the pad, 1 PIN entry
+    cancelled, timed out, or the two new PINs differ on the pad.
 
     \b
     Examples:
@@ -67,12 +71,17 @@ def status(state: CliState) -> None:
 @_pin_stdin
 @pass_state
 def verify(state: CliState, pin_stdin: bool) -> None:
-    """Check a PIN (a wrong one spends a try)."""
-    (value,) = read_pins(pin_stdin, [("PIN", False)])
+    """Check a PIN (a wrong one spends a try); on the reader's PIN pad when it has one."""
     with _manager(state) as manager:
-        manager.verify(value)
+        features = None if pin_stdin else manager.pad_features()
+        if features is not None:
+            click.echo("Type the PIN on the reader's keypad.", err=True)
+            manager.verify_on_pad(features)
+        else:
+            (value,) = read_pins(pin_stdin, [("PIN", False)])
+            manager.verify(value)
         st = manager.status()
-    state.emit({"verified": True, **st.to_json()}, "PIN correct.")
+    state.emit({"verified": True, "pin_pad": features is not None, **st.to_json()}, "PIN correct.")
 
 
 @pin.command()
@@ -82,12 +91,19 @@ def verify(state: CliState, pin_stdin: bool) -> None:
 def change(state: CliState, pin_stdin: bool) -> None:
     """The holder changes the PIN: current PIN, then the new one twice.
 
-    The new PIN is checked against the PIN policy before the card is asked.
+    The new PIN is checked against the PIN policy before the card is asked. On a
+    reader with a PIN pad all three are typed on the pad instead (the host never
+    sees them, so the pad checks the length and the card the current PIN).
     """
-    old, new = read_pins(pin_stdin, [("Current PIN", False), ("New PIN", True)])
     with _manager(state) as manager:
-        manager.change(old, new)
-    state.emit({"changed": True}, "PIN changed.")
+        features = None if pin_stdin else manager.pad_features()
+        if features is not None:
+            click.echo("On the reader's keypad: the current PIN, then the new PIN twice.", err=True)
+            manager.change_on_pad(features)
+        else:
+            old, new = read_pins(pin_stdin, [("Current PIN", False), ("New PIN", True)])
+            manager.change(old, new)
+    state.emit({"changed": True, "pin_pad": features is not None}, "PIN changed.")
 
 
 def _staff(
@@ -200,9 +216,17 @@ def _read_hidden_line(timeout: float) -> str | None:
     help="Seconds to wait for each PIN before going back to the start.",
 )
 @click.option("--once", is_flag=True, help="Run one flow and exit (always so for virtual: cards).")
+@click.option(
+    "--pinpad",
+    type=click.Choice(["auto", "required", "off"]),
+    default="auto",
+    show_default=True,
+    help="auto: PINs on the reader's PIN pad when it has one; required: refuse a reader "
+    "without one; off: PINs typed at this terminal.",
+)
 @require_operator("pin.change", record=False)
 @pass_state
-def kiosk(state: CliState, timeout: float, once: bool) -> None:
+def kiosk(state: CliState, timeout: float, once: bool, pinpad: str) -> None:
     """A terminal PIN-change kiosk for one reader: insert, current PIN, new PIN twice, remove.
 
     Timeouts go back to the start; pulling the card at any step never leaves a
@@ -213,7 +237,7 @@ def kiosk(state: CliState, timeout: float, once: bool) -> None:
       sscard operator login kiosk-07 && sscard -r "ACS ACR39U" kiosk
     """
     source = open_slot(state.reader)
-    session = KioskSession(source, TerminalUI(timeout), reinsert_timeout=timeout)
+    session = KioskSession(source, TerminalUI(timeout), reinsert_timeout=timeout, pinpad=pinpad)
     stop = threading.Event()
     try:
         while not stop.is_set():

@@ -93,6 +93,26 @@ CardLoader = Callable[[str], CardLike]
 _CARD_FILES: dict[str, CardLoader] = {}
 
 
+ReaderOpener = Callable[[str], "Transport"]
+"""Opens a reader of a registered form from the rest of its name."""
+
+_READER_FORMS: dict[str, ReaderOpener] = {}
+
+
+def register_reader_form(prefix: str, opener: ReaderOpener) -> None:
+    """Let the reader name ``PREFIX + REST`` be the transport ``opener(REST)`` returns
+    (``sscard.applets`` registers ``pinpad:PATH``, an emulated card behind a PIN pad)."""
+    _READER_FORMS[prefix] = opener
+
+
+def reader_form(spec: str) -> tuple[ReaderOpener, str] | None:
+    """The opener of a registered reader form ``spec`` starts with, and the rest."""
+    for prefix, opener in _READER_FORMS.items():
+        if spec.startswith(prefix):
+            return opener, spec[len(prefix) :]
+    return None
+
+
 def register_card_files(prefix: str, loader: CardLoader) -> None:
     """Let the reader name ``PREFIX + PATH`` open the card that ``loader(PATH)`` returns."""
     _CARD_FILES[prefix] = loader

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 from sscard.errors import NoCard, ReaderNotFound
-from sscard.transport.base import VIRTUAL_PREFIX, Transport, card_files
+from sscard.transport.base import VIRTUAL_PREFIX, Transport, card_files, reader_form
 from sscard.transport.inprocess import InProcessTransport
 
 ENV_READER = "SSCARD_READER"
@@ -29,6 +29,10 @@ def reader_spec(explicit: str | None = None) -> str | None:
 def open_transport(spec: str | None = None, *, shared: bool = False) -> Transport:
     """A transport for ``spec`` (not yet connected)."""
     spec = reader_spec(spec)
+    form = reader_form(spec) if spec is not None else None
+    if form is not None:
+        opener, rest = form
+        return opener(rest)
     if spec is not None and spec.startswith(VIRTUAL_PREFIX):
         load_card = card_files(VIRTUAL_PREFIX)
         if load_card is None:
