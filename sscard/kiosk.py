@@ -56,6 +56,10 @@ SCREEN: dict[str, str] = {
     "not_changed_tries": "Your PIN was not changed ({tries} tries left); your old PIN still works.",
     "unknown_insert": "Unknown whether the PIN changed: insert the card again to find out.",
     "unknown_staff": "Unknown whether the PIN changed: please see the staff.",
+    "ask_current": "Current PIN ({tries} tries left):",
+    "ask_new": "New PIN (6 digits):",
+    "ask_again": "New PIN again:",
+    "not_allowed": "That PIN is not allowed: it {rule}. Not changed.",
 }
 """Every message the kiosk shows, by id (the kiosk's screen and voice prompts)."""
 
@@ -106,7 +110,7 @@ class KioskSession:
     def run_once(self, stop: threading.Event | None = None) -> KioskOutcome | None:
         """One flow; None when stopped before a card came."""
         stop = stop or threading.Event()
-        self.ui.show("Please insert your social security card.")
+        self.ui.show(SCREEN["insert"])
         transport = self.source.wait_card(stop)
         if transport is None:
             return None
@@ -116,7 +120,7 @@ class KioskSession:
             transport.disconnect()
         self.ui.show(outcome.message)
         if outcome.changed is not None:
-            self.ui.show("Please take your card.")
+            self.ui.show(SCREEN["take"])
             self.source.wait_removal(stop)
         return outcome
 
@@ -136,31 +140,29 @@ class KioskSession:
             if features is not None:
                 return self._flow_on_pad(manager, features, status.tries_left or 0, stop)
             manager.birth_date()  # read now (for the policy): after the PINs only CHANGE PIN
-            old = self.ui.ask_pin(f"Current PIN ({status.tries_left} tries left):") or ""
+            old = self.ui.ask_pin(SCREEN["ask_current"].format(tries=status.tries_left)) or ""
             if not old:
-                return KioskOutcome(False, "Time is up. Your PIN was not changed.")
-            new = self.ui.ask_pin("New PIN (6 digits):") or ""
-            again = (self.ui.ask_pin("New PIN again:") or "") if new else ""
+                return KioskOutcome(False, SCREEN["time_up"])
+            new = self.ui.ask_pin(SCREEN["ask_new"]) or ""
+            again = (self.ui.ask_pin(SCREEN["ask_again"]) or "") if new else ""
             if not new or not again:
-                return KioskOutcome(False, "Time is up. Your PIN was not changed.")
+                return KioskOutcome(False, SCREEN["time_up"])
             if new != again:
-                return KioskOutcome(False, "The two new PINs differ. Your PIN was not changed.")
+                return KioskOutcome(False, SCREEN["differ"])
             manager.check_new(new, previous=old)
             sent = True
             manager.change(old, new)
-            return KioskOutcome(True, "Your PIN has been changed.")
+            return KioskOutcome(True, SCREEN["changed"])
         except PinPolicyError as exc:
             rule = exc.problems[0][1] if exc.problems else exc.rule
-            return KioskOutcome(False, f"That PIN is not allowed: it {rule}. Not changed.")
+            return KioskOutcome(False, SCREEN["not_allowed"].format(rule=rule))
         except errors.PinIncorrect as exc:
-            return KioskOutcome(
-                False, f"Wrong PIN, {exc.tries_left} tries left. Your PIN was not changed."
-            )
+            return KioskOutcome(False, SCREEN["wrong"].format(tries=exc.tries_left))
         except errors.PinBlocked:
-            return KioskOutcome(False, "Your PIN is now blocked. Please visit a service point.")
+            return KioskOutcome(False, SCREEN["now_blocked"])
         except errors.TransportError:
             if not sent:
-                return KioskOutcome(False, "The card was taken out. Your PIN was not changed.")
+                return KioskOutcome(False, SCREEN["pulled"])
             return self._settle(old, new, stop)
 
     def _flow_on_pad(
@@ -216,21 +218,19 @@ class KioskSession:
 
     def _settle(self, old: str, new: str, stop: threading.Event) -> KioskOutcome:
         """The card left during CHANGE PIN: ask for it back and find out what happened."""
-        self.ui.show("The card was taken out too early. Please insert it again.")
+        self.ui.show(SCREEN["reinsert"])
         transport = self.source.wait_card(stop, self.reinsert_timeout)
         if transport is None:
-            return KioskOutcome(
-                None, "Unknown whether the PIN changed: insert the card again to find out."
-            )
+            return KioskOutcome(None, SCREEN["unknown_insert"])
         try:
             manager = PinManager(SocialSecurityCard.open(transport))
             try:
                 manager.verify(new)
-                return KioskOutcome(True, "Your PIN has been changed.")
+                return KioskOutcome(True, SCREEN["changed"])
             except errors.PinIncorrect:
                 manager.verify(old)  # resets the try the check above spent
-                return KioskOutcome(False, "Your PIN was not changed.")
+                return KioskOutcome(False, SCREEN["not_changed"])
         except errors.SscardError:
-            return KioskOutcome(None, "Unknown whether the PIN changed: please see the staff.")
+            return KioskOutcome(None, SCREEN["unknown_staff"])
         finally:
             transport.disconnect()
