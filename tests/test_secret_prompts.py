@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from sscard.applets.factory import new_card_file
 from sscard.cli.exit_codes import ExitCode
 from sscard.cli.main import cli
+from tests.cardkit import issue
 from tests.operatorkit import PASSWORD, Installation, audit_records
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
@@ -61,7 +63,9 @@ def test_failed_own_password_change_is_audited_like_a_failed_login(
         (["operator", "list", "--operator", "admin"], "sscard operator login"),
         (["keys", "init", "--kdf-cost", "10", "{tmp}/c.ks"], "--passphrase-fd"),
         (["backup", "create", "{tmp}/bak"], "--passphrase-fd"),
-        (["-r", "virtual:{tmp}/none.img", "pin", "verify"], "--pin-stdin"),
+        # a card in the reader (one without a PIN pad): the PIN prompt comes after the
+        # reader is asked whether it has a pad
+        (["-r", "virtual:{tmp}/card.img", "pin", "verify"], "--pin-stdin"),
         (["keys", "token-list", "--token", "t"], "--pin-fd"),
     ],
 )
@@ -72,6 +76,8 @@ def test_no_terminal_means_no_prompt_not_an_echoing_read(
     installation.login("admin", "issuer")
     installation.add("zhang", "service")
     token = installation.token.read_bytes()
+    if any("card.img" in a for a in args):
+        issue(new_card_file(tmp_path / "card.img"), "national-3")
     env = {
         k: v
         for k, v in os.environ.items()
