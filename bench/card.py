@@ -12,14 +12,13 @@ Usage: ``.venv/bin/python bench/card.py [--seconds 2] [--json]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from report import rate, report
+from report import arguments, rate, report
 
 from sscard.applets.cos import EmulatedCard
 from sscard.applets.factory import new_card_file, new_memory_card
@@ -68,10 +67,7 @@ def personalize(card: EmulatedCard, profile: str) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     out: dict[str, object] = {}
 
     card = new_memory_card()

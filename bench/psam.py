@@ -18,7 +18,6 @@ Usage: ``.venv/bin/python bench/psam.py [--seconds 2] [--json]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import subprocess
@@ -28,6 +27,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from report import arguments
 
 from sscard.applets.factory import new_card_file, new_psam_file
 from sscard.applets.pcsc_rig import VPCD_READERS, reader_lock, running_pcscd
@@ -130,10 +131,7 @@ OPERATIONS: dict[str, Callable[[Transport, SecurityModule], object]] = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     out: dict[str, object] = {}
     software = development_module(load_profile(PROFILE).key_scheme.slots)
     with (

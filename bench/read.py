@@ -16,13 +16,12 @@ Usage: ``.venv/bin/python bench/read.py [--seconds 2] [--json]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 
-from report import rate, report
+from report import arguments, rate, report
 from smartcard import scard
 
 from sscard.applets.factory import new_card_file
@@ -87,10 +86,7 @@ def replay(handle: int, apdus: list[list[int]]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     out: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         paths = {p: Path(tmp) / f"{p}.img" for p in PROFILES}

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable, Mapping
+
+
+def arguments(doc: str | None) -> argparse.Namespace:
+    """The options every benchmark takes: ``--seconds`` per measurement and ``--json``."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--json", action="store_true")
+    return parser.parse_args()
 
 
 def rate(fn: Callable[[], object], seconds: float, *, batch: int = 1) -> float:

@@ -60,6 +60,22 @@ def issued_card(profile: str = "national-3", serial: bytes | None = None) -> Emu
     return card
 
 
+def pin_works(card: EmulatedCard, pin: str) -> bool:
+    """Whether ``pin`` is the card's PIN (a fresh in-process session; a wrong one spends a try)."""
+    from sscard import errors
+    from sscard.pin import PinManager
+
+    transport = InProcessTransport(card)
+    transport.connect()
+    try:
+        PinManager(SocialSecurityCard.open(transport)).verify(pin)
+        return True
+    except errors.PinIncorrect:
+        return False
+    finally:
+        transport.disconnect()
+
+
 class Slot:
     """A card socket for the vpcd bridge whose card can be swapped between tests."""
 

@@ -25,7 +25,7 @@ from sscard.paths import default_store
 from sscard.pin import PinManager
 from sscard.transport import InProcessTransport
 from sscard.transport.base import Transport
-from tests.cardkit import PIN, issue, issued_card
+from tests.cardkit import PIN, issue, issued_card, pin_works
 from tests.operatorkit import env_for
 
 NEW = "802461"
@@ -65,18 +65,6 @@ class PadSlot:
         return None
 
 
-def _pin_works(card: EmulatedCard, pin: str) -> bool:
-    transport = InProcessTransport(card)
-    transport.connect()
-    try:
-        PinManager(SocialSecurityCard.open(transport)).verify(pin)
-        return True
-    except errors.PinIncorrect:
-        return False
-    finally:
-        transport.disconnect()
-
-
 def _tries(card: EmulatedCard) -> int | None:
     transport = InProcessTransport(card)
     transport.connect()
@@ -102,7 +90,7 @@ def test_the_pin_changes_on_the_pad_and_no_pin_reaches_the_host(
         "请输入新密码",
         "请再次输入新密码",
     ]
-    assert _pin_works(card, NEW)
+    assert pin_works(card, NEW)
     for secret in (PIN, NEW):
         assert secret not in caplog.text
         assert secret not in repr(slot.pad)
@@ -127,7 +115,7 @@ def test_cancel_timeout_mismatch_and_length_change_nothing_and_spend_no_try(
     outcome = KioskSession(slot, NoKeypadUI()).run_once()
     assert outcome is not None and outcome.changed is False
     assert outcome.message == SCREEN[message]
-    assert _tries(card) == 6 and _pin_works(card, PIN)
+    assert _tries(card) == 6 and pin_works(card, PIN)
 
 
 def test_a_wrong_current_pin_says_the_tries_left() -> None:
@@ -150,7 +138,7 @@ def test_card_pulled_while_the_holder_types_changes_nothing(after: int) -> None:
     ui = NoKeypadUI()
     outcome = KioskSession(slot, ui).run_once()
     assert SCREEN["reinsert"] in ui.shown and SCREEN["confirm_new"] in ui.shown
-    assert _pin_works(card, PIN)
+    assert pin_works(card, PIN)
     assert outcome is not None and outcome.changed is False
     assert outcome.message == SCREEN["not_changed_tries"].format(tries=5)
 
@@ -167,10 +155,10 @@ def test_card_pulled_during_change_pin_the_outcome_is_what_the_card_holds(writes
     ui = NoKeypadUI()
     outcome = KioskSession(slot, ui).run_once()
     assert outcome is not None
-    changed = _pin_works(card, NEW)
+    changed = pin_works(card, NEW)
     assert outcome.changed is changed
     if not changed:
-        assert _pin_works(card, PIN)
+        assert pin_works(card, PIN)
     if SCREEN["confirm_new"] not in ui.shown:
         assert slot.pad.queued == 1  # nobody was asked for a PIN a second time
 

@@ -18,7 +18,6 @@ from sscard import errors
 from sscard.applets.cos import EmulatedCard
 from sscard.applets.factory import new_card_file
 from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
-from sscard.card import SocialSecurityCard
 from sscard.cli.exit_codes import ExitCode
 from sscard.keys.dev import DEV_CITY
 from sscard.keys.entry import KeyEntry
@@ -30,7 +29,7 @@ from sscard.pin import PinManager
 from sscard.pinpolicy import PinPolicyError
 from sscard.transport import InProcessTransport, pcsc
 from sscard.transport.base import Transport
-from tests.cardkit import PIN, issue, issued_card, session
+from tests.cardkit import PIN, issue, issued_card, pin_works, session
 from tests.operatorkit import env_for
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
@@ -293,24 +292,12 @@ class Slot:
         self.transport.remove()
 
 
-def _pin_works(card: EmulatedCard, pin: str) -> bool:
-    transport = InProcessTransport(card)
-    transport.connect()
-    try:
-        PinManager(SocialSecurityCard.open(transport)).verify(pin)
-        return True
-    except errors.PinIncorrect:
-        return False
-    finally:
-        transport.disconnect()
-
-
 def test_kiosk_changes_the_pin() -> None:
     card = issued_card()
     ui = ScriptedUI([PIN, NEW, NEW])
     outcome = KioskSession(Slot(card), ui).run_once()
     assert outcome is not None and outcome.changed is True
-    assert _pin_works(card, NEW)
+    assert pin_works(card, NEW)
 
 
 @pytest.mark.parametrize("step", [1, 2, 3])
@@ -321,7 +308,7 @@ def test_kiosk_card_pulled_before_the_change(step: int) -> None:
     outcome = KioskSession(slot, ui).run_once()
     assert outcome is not None and outcome.changed is False
     assert "not changed" in outcome.message
-    assert _pin_works(card, PIN)
+    assert pin_works(card, PIN)
 
 
 @pytest.mark.parametrize("writes", [0, 1, 2, 3])
@@ -341,8 +328,8 @@ def test_kiosk_card_pulled_during_the_change(writes: int) -> None:
     assert card.tear is not None and card.tear.fired  # the power really went during CHANGE PIN
     assert any("insert it again" in m for m in ui.shown)
     assert outcome is not None and outcome.changed is (writes == 3)
-    assert _pin_works(card, NEW) is outcome.changed
-    assert _pin_works(card, PIN) is (not outcome.changed)
+    assert pin_works(card, NEW) is outcome.changed
+    assert pin_works(card, PIN) is (not outcome.changed)
 
 
 def test_kiosk_wrong_pin_and_timeout() -> None:

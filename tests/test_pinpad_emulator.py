@@ -20,9 +20,8 @@ from sscard.applets.pinpad import (
 from sscard.card import SocialSecurityCard
 from sscard.errors import CardRemoved, OperationFailed
 from sscard.layout import load_profile
-from sscard.pin import PinManager
 from sscard.transport import InProcessTransport
-from tests.cardkit import PIN, issued_card, session
+from tests.cardkit import PIN, issued_card, pin_works, session
 
 NEW_PIN = "246813"
 WRONG_PIN = "111111"
@@ -148,18 +147,6 @@ def tries_left(card: EmulatedCard) -> int | None:
     transport.connect()
     try:
         return SocialSecurityCard.open(transport).pin_tries_left()
-    finally:
-        transport.disconnect()
-
-
-def pin_works(card: EmulatedCard, pin: str) -> bool:
-    transport = InProcessTransport(card)
-    transport.connect()
-    try:
-        PinManager(SocialSecurityCard.open(transport)).verify(pin)
-        return True
-    except Exception:
-        return False
     finally:
         transport.disconnect()
 
