@@ -1,7 +1,11 @@
 """The emulated social security card: a card OS answering APDUs as docs/card.md says.
 
 ``EmulatedCard`` is a :class:`~sscard.transport.base.CardLike`: the in-process
-transport and the vpcd bridge drive it. It never raises out of ``process``
+transport and the vpcd bridge drive it. Its plumbing (power, the ``process``
+loop, the header checks, ``_persist``, tear plans) is
+:class:`~sscard.applets.chip.EmulatedChip`, shared with the emulated PSAM; this
+module holds the card's command table, its volatile state and its lifecycle
+gate. It never raises out of ``process``
 (except :class:`~sscard.errors.CardRemoved` when a tear plan cuts the power):
 every APDU gets a status word. Card-grade rules it keeps:
 
@@ -26,14 +30,14 @@ data of ``sscard.layout``, the APDU values and the vocabulary
 
 from __future__ import annotations
 
-import logging
 import os
-import time
+import time  # noqa: F401  # tests patch sscard.applets.cos.time.sleep (the latency)
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from sscard.apdu import CommandApdu
+from sscard.applets.chip import OK, EmulatedChip, _Sw, _sw
+from sscard.applets.chip import Latency as Latency  # its home before chip.py
 from sscard.applets.image import (
     DEFAULT_ATR,
     CardFile,
@@ -41,9 +45,8 @@ from sscard.applets.image import (
     CardStorage,
     KeyObject,
     PinObject,
-    with_tck,
 )
-from sscard.errors import CardRemoved, InvalidInput
+from sscard.errors import InvalidInput
 from sscard.keys.algorithms import (
     auth_cryptogram,
     block_size,
@@ -81,46 +84,10 @@ from sscard.vocab import (
     tries_left_sw,
 )
 
-log = logging.getLogger("sscard.applets")
-
 MF_FID = b"\x3f\x00"
 P2_NO_FCI = 0x0C  # SELECT: no response data
 # SELECT P2 (ISO 7816-4): 00 the FCI template, 04 the FCP template, 0C nothing.
 _SELECT_ANSWERS: dict[int, int | None] = {0x00: TAG_FCI, 0x04: TAG_FCP, P2_NO_FCI: None}
-
-
-def _sw(sw: int, data: bytes = b"") -> bytes:
-    """A response: ``data`` followed by the status word."""
-    return data + sw.to_bytes(2, "big")
-
-
-OK = _sw(SW.OK)
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Delays that model a real card: per APDU and per EEPROM write, in seconds."""
-
-    apdu: float = 0.0
-    write: float = 0.0
-
-    @classmethod
-    def named(cls, name: str) -> Latency:
-        """``none`` or ``realistic`` (5 ms per APDU, 20 ms per EEPROM write)."""
-        presets = {"none": cls(), "realistic": cls(0.005, 0.020)}
-        if name not in presets:
-            raise InvalidInput("unknown latency model", [("latency", "use none or realistic")])
-        return presets[name]
-
-
-@dataclass
-class TearPlan:
-    """Cut the power during APDU number ``apdu`` (1-based, counted from arming),
-    after ``writes`` of its EEPROM writes have completed (0: before any)."""
-
-    apdu: int
-    writes: int = 0
-    fired: bool = False
 
 
 @dataclass
@@ -131,43 +98,6 @@ class _DfState:
     mk: bool = False
     pin: bool = False
     internal: bool = False  # a process-factor INTERNAL AUTHENTICATE ran (3.0 reading)
-
-
-class _Sw(Exception):
-    """Internal: answer with this status word."""
-
-    def __init__(self, sw: int) -> None:
-        self.sw = sw
-
-
-class TryCounter(Protocol):
-    """A PIN or a key with an error counter."""
-
-    tries_left: int
-
-    @property
-    def limit(self) -> int: ...
-
-
-def spend_try(
-    counter: TryCounter, matches: Callable[[], bool], persist: Callable[[], None]
-) -> bool:
-    """One try of a PIN or a key (docs/card.md, "Card-grade behaviour").
-
-    6983 when no try is left. Otherwise the counter is decremented and
-    persisted before the comparison, and given back in full (persisted) only
-    after a match. True when it matched.
-    """
-    if counter.tries_left <= 0:
-        raise _Sw(SW.AUTH_METHOD_BLOCKED)
-    counter.tries_left -= 1
-    persist()
-    if not matches():
-        return False
-    if counter.tries_left != counter.limit:
-        counter.tries_left = counter.limit
-        persist()
-    return True
 
 
 # Commands a card in a given state still accepts (docs/card.md, "Choices marked [ours]":
@@ -196,8 +126,18 @@ _TEMPORARY_BLOCK_REFUSES = frozenset(
 )
 
 
-class EmulatedCard:
+class EmulatedCard(EmulatedChip[CardState]):
     """The reference social security card, emulated over a :class:`CardStorage`."""
+
+    DEFAULT_ATR = DEFAULT_ATR
+    NAME = "card"
+
+    _df: CardFile
+    _ef: CardFile | None
+    _dfs: _DfState
+    _process_factor: bytes | None  # the challenge before the current one
+    _pf_now: bytes | None  # the process factor the current APDU may use
+    _tk_session: bool
 
     def __init__(
         self,
@@ -206,143 +146,33 @@ class EmulatedCard:
         latency: Latency | None = None,
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        self.storage = storage
-        self.latency = latency or Latency()
-        self._random = random
-        self._state = storage.load()
+        super().__init__(storage, latency=latency, random=random)
         self.profile = load_profile(self._state.profile)
-        self.powered = False
-        self.tear: TearPlan | None = None
-        self._apdus_since_arm = 0
-        self._writes_this_apdu = 0
-        self._df: CardFile = self._state.mf
-        self._ef: CardFile | None = None
-        self._dfs = _DfState()
-        self._challenge: bytes | None = None
-        self._process_factor: bytes | None = None  # the challenge before the current one
-        self._pf_now: bytes | None = None  # the process factor the current APDU may use
-        self._tk_session = False
 
-    # --- CardLike ---------------------------------------------------------------------
-
-    @property
-    def atr(self) -> bytes:
-        """The vendor's answer to reset: nothing in it identifies the card or its serial."""
-        return self._state.atr or with_tck(DEFAULT_ATR)
-
-    @property
-    def serial(self) -> bytes:
-        return self._state.serial
-
-    @property
-    def state(self) -> CardState:
-        """The card's non-volatile state as it is in RAM (read-only use)."""
-        return self._state
-
-    def power_on(self) -> bytes:
-        """Cold reset: RAM is rebuilt from the EEPROM; security state is gone."""
-        acquire = getattr(self.storage, "acquire", None)
-        if acquire is not None:
-            acquire()
-        self._state = self.storage.load()
-        self._reset_volatile()
-        self.powered = True
-        return self.atr
-
-    def power_off(self) -> None:
-        self.powered = False
-        self._reset_volatile()
-        release = getattr(self.storage, "release", None)
-        if release is not None:
-            release()
-
-    def arm_tear(self, apdu: int, writes: int = 0) -> None:
-        """Cut the power during the ``apdu``-th next APDU after ``writes`` EEPROM writes."""
-        self.tear = TearPlan(apdu, writes)
-        self._apdus_since_arm = 0
-
-    def process(self, apdu: bytes) -> bytes:
-        if self.latency.apdu:
-            time.sleep(self.latency.apdu)
-        if not self.powered:
-            self.power_on()  # a reader always powers the card before the first APDU
-        self._apdus_since_arm += 1
-        self._writes_this_apdu = 0
-        challenge, self._challenge = self._challenge, None
-        self._pf_now = self._process_factor
-        self._process_factor = None
-        try:
-            response = self._dispatch(bytes(apdu), challenge)
-        except _Sw as answer:
-            response = _sw(answer.sw)
-        except CardRemoved:
-            raise
-        except Exception:  # a card never crashes: log the bug, answer "no precise diagnosis"
-            log.exception("emulated card: unexpected error")
-            response = _sw(SW.NO_PRECISE_DIAGNOSIS)
-        self._maybe_tear(end_of_apdu=True)
-        return response
-
-    # --- volatile state and persistence ---------------------------------------------
+    # --- volatile state ---------------------------------------------------------------
 
     def _reset_volatile(self) -> None:
+        super()._reset_volatile()
         self._df = self._state.mf
         self._ef = None
         self._dfs = _DfState()
-        self._challenge = None
         self._process_factor = None
         self._pf_now = None
         self._tk_session = False
 
+    def _begin_apdu(self) -> None:
+        self._pf_now = self._process_factor
+        self._process_factor = None
+
     def _select_df(self, df: CardFile) -> None:
         self._df, self._ef, self._dfs = df, None, _DfState()
 
-    def _maybe_tear(self, *, end_of_apdu: bool = False) -> None:
-        plan = self.tear
-        if plan is None or plan.fired or self._apdus_since_arm != plan.apdu:
-            return
-        if end_of_apdu or self._writes_this_apdu >= plan.writes:
-            plan.fired = True
-            self.power_off()
-            raise CardRemoved("emulated card: power cut by the tear plan")
-
-    def _persist(self) -> None:
-        """One EEPROM write: the whole state, atomically."""
-        self._maybe_tear()
-        if self.latency.write:
-            time.sleep(self.latency.write)
-        self.storage.commit(self._state)
-        self._writes_this_apdu += 1
-
     # --- dispatch ---------------------------------------------------------------------
 
-    def _dispatch(self, raw: bytes, challenge: bytes | None) -> bytes:
-        """Header checks in ISO order (length, CLA, INS, CLA for this INS, body), then
-        the lifecycle gate, then the handler of ``(CLA, INS)``."""
-        if len(raw) < 4:
-            return _sw(SW.WRONG_LENGTH)
-        cla, ins = raw[0], raw[1]
-        if cla not in _VALID_CLA:
-            return _sw(SW.CLA_NOT_SUPPORTED)
-        if ins not in _KNOWN_INS:
-            return _sw(SW.INS_NOT_SUPPORTED)
-        handler = _COMMANDS.get((cla, ins))
-        if handler is None:
-            return _sw(SW.CLA_NOT_SUPPORTED)
-        try:
-            command = CommandApdu.parse(raw)
-        except ValueError:
-            return _sw(SW.WRONG_LENGTH)
-        if command.is_extended:  # a short-APDU card
-            return _sw(SW.WRONG_LENGTH)
+    def _gate(self, ins: int) -> SW | None:
+        """A card-blocked card answers 6A81 to all; then the lifecycle gate."""
         if self._state.lifecycle == Lifecycle.CARD_BLOCKED:
-            return _sw(SW.FUNC_NOT_SUPPORTED)
-        gate = self._lifecycle_gate(ins)
-        if gate is not None:
-            return _sw(gate)
-        return _honour_ne(command, handler(self, command, challenge))
-
-    def _lifecycle_gate(self, ins: int) -> SW | None:
+            return SW.FUNC_NOT_SUPPORTED
         if self._state.lifecycle == Lifecycle.BLANK and ins not in _BLANK_ALLOWS:
             return SW.CONDITIONS_NOT_SATISFIED
         block = self._state.app_block
@@ -403,15 +233,6 @@ class EmulatedCard:
         return None
 
     # --- secured operations -----------------------------------------------------------
-
-    def _spend_try(self, counter: PinObject | KeyObject, matches: Callable[[], bool]) -> bool:
-        """One try of a PIN or a key: :func:`spend_try`."""
-        return spend_try(counter, matches, self._persist)
-
-    def _check_key(self, key: KeyObject, ok: Callable[[], bool], fail: SW | None) -> None:
-        """Spend a try of ``key``; on a mismatch answer ``fail`` (None: 63Cx)."""
-        if not self._spend_try(key, ok):
-            raise _Sw(fail if fail is not None else tries_left_sw(key.tries_left))
 
     def _check_pin(self, pin: PinObject, candidate: bytes) -> None:
         """Spend a try of the PIN; a mismatch answers 63Cx, or 6983 on the last try."""
@@ -668,16 +489,12 @@ class EmulatedCard:
     # --- authentication ---------------------------------------------------------------
 
     def _get_challenge(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
-        if cmd.p1 or cmd.p2:
-            return _sw(SW.INCORRECT_P1P2)
-        if cmd.data or cmd.le != 8:
-            return _sw(SW.WRONG_LENGTH)
-        challenge = self._random(8)
-        self._challenge = challenge
-        # Two GET CHALLENGEs in a row: the first is the process factor of a 3.0
-        # read authentication (docs/card.md), usable by the next command only.
-        self._process_factor = ch
-        return _sw(SW.OK, challenge)
+        answer = super()._get_challenge(cmd, ch)
+        if self._challenge is not None:
+            # Two GET CHALLENGEs in a row: the first is the process factor of a 3.0
+            # read authentication (docs/card.md), usable by the next command only.
+            self._process_factor = ch
+        return answer
 
     def _external_auth(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
         p2 = cmd.p2
@@ -962,9 +779,6 @@ class EmulatedCard:
         assert life.code is not None  # a card-blocked card answered 6A81 before
         return _sw(SW.OK, bytes((life.code,)))
 
-    def _get_response(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
-        return _sw(SW.CONDITIONS_NOT_SATISFIED)  # T=1 card: nothing is ever pending
-
 
 Handler = Callable[[EmulatedCard, CommandApdu, "bytes | None"], bytes]
 
@@ -994,8 +808,7 @@ _COMMANDS: dict[tuple[int, int], Handler] = {
     (CLA.ISO, INS.GET_RESPONSE): EmulatedCard._get_response,
     (CLA.PROPRIETARY, INS.GET_DATA): EmulatedCard._get_data,
 }
-_VALID_CLA = frozenset(CLA)
-_KNOWN_INS = frozenset(ins for _, ins in _COMMANDS)
+EmulatedCard._define_commands(_COMMANDS)
 
 
 def _tag(ef: CardFile, index: int) -> int | None:
@@ -1004,23 +817,6 @@ def _tag(ef: CardFile, index: int) -> int | None:
     if record:
         return record[0]
     return ef.templates[index][0] if index < len(ef.templates) else None
-
-
-def _honour_ne(command: CommandApdu, response: bytes) -> bytes:
-    """Apply Ne (ISO 7816-3/4 command cases) to a handler's answer.
-
-    A command without Le (case 1 or 3) gets no response data, only the status
-    word; data longer than Ne answers ``6Cxx``, xx the exact length (00: 256).
-    Le ``00`` means up to 256 bytes.
-    """
-    data = response[:-2]
-    if not data:
-        return response
-    if command.le is None:
-        return response[-2:]
-    if len(data) > command.le:
-        return _sw((WRONG_LE_SW1 << 8) | (len(data) & 0xFF))
-    return response
 
 
 def _is_bcd(data: bytes) -> bool:

@@ -97,8 +97,34 @@ def _xor(data: bytes) -> int:
     return out
 
 
+class SecretKey:
+    """What a card's key and a PSAM's key share: an error counter reset to its limit
+    after a successful use, and a repr that never shows the value."""
+
+    version: int
+    algorithm: Algorithm
+    error_limit: int
+    tries_left: int
+    value: bytes
+
+    @property
+    def limit(self) -> int:
+        """What a successful use resets the counter to."""
+        return self.error_limit
+
+    def _name(self) -> str:
+        """What identifies the key in its repr."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._name()} v{self.version} {self.algorithm}, "
+            f"tries {self.tries_left}/{self.error_limit}, value=<redacted>)"
+        )
+
+
 @dataclass(repr=False)
-class KeyObject:
+class KeyObject(SecretKey):
     """One key in a DF (spec "Keys"): value, version, algorithm, error counter."""
 
     type: KeyType
@@ -109,16 +135,8 @@ class KeyObject:
     tries_left: int
     value: bytes
 
-    @property
-    def limit(self) -> int:
-        """What a successful authentication resets the counter to."""
-        return self.error_limit
-
-    def __repr__(self) -> str:
-        return (
-            f"KeyObject({self.type}/{self.id:02X} v{self.version} {self.algorithm}, "
-            f"tries {self.tries_left}/{self.error_limit}, value=<redacted>)"
-        )
+    def _name(self) -> str:
+        return f"{self.type}/{self.id:02X}"
 
 
 @dataclass(repr=False)

@@ -6,7 +6,8 @@ the card's diversification factors) and then to encipher or MAC with it
 (CIPHER DATA). Keys come in under the PSAM's own transport/issuer key (PTK)
 in an issuance session opened by EXTERNAL AUTHENTICATE.
 
-``EmulatedPsam`` is a sibling of :class:`~sscard.applets.cos.EmulatedCard`: a
+``EmulatedPsam`` is a sibling of :class:`~sscard.applets.cos.EmulatedCard`
+(both extend :class:`~sscard.applets.chip.EmulatedChip`): a
 :class:`~sscard.transport.base.CardLike` over an encrypted, atomically written
 image (:class:`~sscard.applets.image.SealedImage` with :data:`PSAM_CODEC`),
 locked while powered; every APDU gets a status word and ``process`` never
@@ -18,33 +19,22 @@ command only. Key values never appear in logs or reprs.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from sscard.apdu import CommandApdu
-from sscard.applets.cos import (
-    _SELECT_ANSWERS,
-    MF_FID,
-    OK,
-    Latency,
-    _honour_ne,
-    _is_bcd,
-    _Sw,
-    _sw,
-    spend_try,
-)
+from sscard.applets.chip import OK, EmulatedChip, _Sw, _sw
+from sscard.applets.cos import _SELECT_ANSWERS, MF_FID, _is_bcd
 from sscard.applets.image import (
     ImageCodec,
     ImageKind,
     MemoryImage,
     SealedImage,
+    SecretKey,
     WrongImageKind,
-    with_tck,
 )
 from sscard.errors import InvalidInput
 from sscard.keys.algorithms import (
@@ -69,12 +59,9 @@ from sscard.vocab import (
     Algorithm,
     FileType,
     Lifecycle,
-    tries_left_sw,
     usage_levels,
     usage_type,
 )
-
-log = logging.getLogger("sscard.applets")
 
 PSAM_ATR = bytes.fromhex("3B8E800100" + b"SSCARDPSAM".hex() + "039000")
 """The PSAM's vendor-like T=1 ATR without its TCK [ours]: 14 historical bytes, category
@@ -99,7 +86,7 @@ CIPHER_ENCRYPT, CIPHER_MAC = 0x00, 0x05
 
 
 @dataclass(repr=False)
-class PsamKey:
+class PsamKey(SecretKey):
     """One PSAM key: its type code and version identify it; the value never leaves."""
 
     type: int
@@ -109,10 +96,8 @@ class PsamKey:
     tries_left: int
     value: bytes
 
-    @property
-    def limit(self) -> int:
-        """What a successful use resets the counter to."""
-        return self.error_limit
+    def _name(self) -> str:
+        return f"type {self.type:02X}"
 
     def info(self) -> bytes:
         """The GET KEY INFO entry: usage ‖ version ‖ algorithm ‖ limit ‖ tries left ‖ KCV."""
@@ -120,12 +105,6 @@ class PsamKey:
             (self.type, self.version, self.algorithm.code, self.error_limit, self.tries_left)
         )
         return head + kcv(self.value, algorithm=self.algorithm)
-
-    def __repr__(self) -> str:
-        return (
-            f"PsamKey(type {self.type:02X} v{self.version} {self.algorithm}, "
-            f"tries {self.tries_left}/{self.error_limit}, value=<redacted>)"
-        )
 
 
 @dataclass
@@ -234,97 +213,20 @@ class _Volatile:
     issuance: bool = False  # EXTERNAL AUTHENTICATE with the PTK succeeded
     temporary: PsamKey | None = None  # the key DELIVERY KEY derived
     discarded: bool = False  # the last DELIVERY KEY failed: its predecessor is gone
-    challenge: bytes | None = field(default=None, repr=False)
 
 
-class EmulatedPsam:
+class EmulatedPsam(EmulatedChip[PsamState]):
     """The emulated PSAM over a :class:`PsamStorage`."""
 
-    def __init__(
-        self,
-        storage: PsamStorage,
-        *,
-        latency: Latency | None = None,
-        random: Callable[[int], bytes] = os.urandom,
-    ) -> None:
-        self.storage = storage
-        self.latency = latency or Latency()
-        self._random = random
-        self._state = storage.load()
-        self.powered = False
+    DEFAULT_ATR = PSAM_ATR
+    NAME = "PSAM"
+
+    _ram: _Volatile
+
+    def _reset_volatile(self) -> None:
+        """Power on and off: sessions and the temporary key are gone."""
+        super()._reset_volatile()
         self._ram = _Volatile()
-
-    # --- CardLike ---------------------------------------------------------------------
-
-    @property
-    def atr(self) -> bytes:
-        return self._state.atr or with_tck(PSAM_ATR)
-
-    @property
-    def serial(self) -> bytes:
-        return self._state.serial
-
-    @property
-    def state(self) -> PsamState:
-        """The non-volatile state as it is in RAM (read-only use)."""
-        return self._state
-
-    def power_on(self) -> bytes:
-        """Cold reset: RAM is rebuilt from the EEPROM; sessions and the temporary key are gone."""
-        acquire = getattr(self.storage, "acquire", None)
-        if acquire is not None:
-            acquire()
-        self._state = self.storage.load()
-        self._ram = _Volatile()
-        self.powered = True
-        return self.atr
-
-    def power_off(self) -> None:
-        self.powered = False
-        self._ram = _Volatile()
-        release = getattr(self.storage, "release", None)
-        if release is not None:
-            release()
-
-    def process(self, apdu: bytes) -> bytes:
-        if self.latency.apdu:
-            time.sleep(self.latency.apdu)
-        if not self.powered:
-            self.power_on()
-        challenge, self._ram.challenge = self._ram.challenge, None
-        try:
-            return self._dispatch(bytes(apdu), challenge)
-        except _Sw as answer:
-            return _sw(answer.sw)
-        except Exception:  # a PSAM never crashes: log the bug, answer "no precise diagnosis"
-            log.exception("emulated PSAM: unexpected error")
-            return _sw(SW.NO_PRECISE_DIAGNOSIS)
-
-    def _persist(self) -> None:
-        if self.latency.write:
-            time.sleep(self.latency.write)
-        self.storage.commit(self._state)
-
-    def _dispatch(self, raw: bytes, challenge: bytes | None) -> bytes:
-        """Header checks in ISO order (length, CLA, INS, CLA for this INS, body), then
-        the handler of ``(CLA, INS)``."""
-        if len(raw) < 4:
-            return _sw(SW.WRONG_LENGTH)
-        cla, ins = raw[0], raw[1]
-        if cla not in _VALID_CLA:
-            return _sw(SW.CLA_NOT_SUPPORTED)
-        if ins not in _KNOWN_INS:
-            return _sw(SW.INS_NOT_SUPPORTED)
-        handler = _COMMANDS.get((cla, ins))
-        if handler is None:
-            return _sw(SW.CLA_NOT_SUPPORTED)
-        try:
-            command = CommandApdu.parse(raw)
-        except ValueError:
-            return _sw(SW.WRONG_LENGTH)
-        if command.is_extended:
-            return _sw(SW.WRONG_LENGTH)
-        return _honour_ne(command, handler(self, command, challenge))
 
     # --- files ------------------------------------------------------------------------
 
@@ -401,20 +303,9 @@ class EmulatedPsam:
 
     # --- issuance ---------------------------------------------------------------------
 
-    def _get_challenge(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
-        """GET CHALLENGE ``00 84 00 00 08``: for the next command only."""
-        if cmd.p1 or cmd.p2:
-            return _sw(SW.INCORRECT_P1P2)
-        if cmd.data or cmd.le != FACTOR_LENGTH:
-            return _sw(SW.WRONG_LENGTH)
-        self._ram.challenge = self._random(FACTOR_LENGTH)
-        return _sw(SW.OK, self._ram.challenge)
-
     def _spend_ptk(self, matches: Callable[[], bool], fail: SW | None) -> None:
         """Spend a try of the PTK; on a mismatch answer ``fail`` (None: 63Cx)."""
-        ptk = self._state.ptk
-        if not spend_try(ptk, matches, self._persist):
-            raise _Sw(fail if fail is not None else tries_left_sw(ptk.tries_left))
+        self._check_key(self._state.ptk, matches, fail)
 
     def _external_auth(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
         """EXTERNAL AUTHENTICATE ``00 82 00 00 Lc E_PTK(challenge)``: opens the issuance
@@ -569,9 +460,6 @@ class EmulatedPsam:
         keys = sorted(state.keys, key=lambda k: (k.type, k.version))
         return _sw(SW.OK, b"".join(k.info() for k in keys))
 
-    def _get_response(self, cmd: CommandApdu, ch: bytes | None) -> bytes:
-        return _sw(SW.CONDITIONS_NOT_SATISFIED)  # T=1: nothing is ever pending
-
 
 _EFS: dict[bytes, tuple[int, int]] = {
     TERMINAL_FID: (TERMINAL_SFI, TERMINAL_SIZE),
@@ -594,5 +482,4 @@ _COMMANDS: dict[tuple[int, int], Handler] = {
     (CLA.PROPRIETARY, INS.GET_DATA): EmulatedPsam._get_data,
     (CLA.ISO, INS.GET_RESPONSE): EmulatedPsam._get_response,
 }
-_VALID_CLA = frozenset(CLA)
-_KNOWN_INS = frozenset(ins for _, ins in _COMMANDS)
+EmulatedPsam._define_commands(_COMMANDS)
