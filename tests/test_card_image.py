@@ -264,7 +264,7 @@ def test_latency_model_delays_apdus_and_writes(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(errors.InvalidInput, match="unknown latency model"):
         Latency.named("warp")
     slept: list[float] = []
-    monkeypatch.setattr("sscard.applets.cos.time.sleep", slept.append)
+    monkeypatch.setattr("sscard.applets.chip.time.sleep", slept.append)
     card = issued_card()
     card.latency = Latency.named("realistic")
     card.power_on()

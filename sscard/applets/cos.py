@@ -31,7 +31,6 @@ data of ``sscard.layout``, the APDU values and the vocabulary
 from __future__ import annotations
 
 import os
-import time  # noqa: F401  # tests patch sscard.applets.cos.time.sleep (the latency)
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
