@@ -676,6 +676,8 @@ class SocialSecurityCard:
 
     def info(self) -> CardInfo:
         """ATR, serial, profile, lifecycle and PIN tries left."""
+        if self.recognized is None:
+            self._refuse_a_psam()
         life = self.lifecycle()
         tries = None
         if life in (Lifecycle.ISSUED, Lifecycle.APP_BLOCKED_TEMPORARY):
@@ -683,6 +685,17 @@ class SocialSecurityCard:
         name = self.recognized.name if self.recognized is not None else None
         serial = None if life == Lifecycle.CARD_BLOCKED else self.serial
         return CardInfo(self.protocol.transport.atr, serial, name, life, tries)
+
+    def _refuse_a_psam(self) -> None:
+        """A PSAM in the card's reader would pass for a blank card: it answers READ BINARY
+        of its EF 0015 (serial ‖ version ‖ algorithms), which no social security card has."""
+        probe = CommandApdu(CLA.ISO, INS.READ_BINARY, 0x95, 0x00, le=14)
+        response = self.protocol.send(probe, check=False)
+        if response.sw == SW.OK and len(response.data) == 14:
+            raise UnknownCard(
+                f"the card in the reader is a PSAM (serial {response.data[:8].hex().upper()}), "
+                "not a social security card"
+            ).with_hint("a PSAM is shown with 'psam info'; put the cardholder's card in")
 
     def block_application(self, *, permanent: bool = False) -> None:
         """APPLICATION BLOCK (MAC with the SSSE line-protection key)."""

@@ -494,3 +494,18 @@ def test_an_empty_psam_reader_is_no_psam(
         served.stop()
     assert ("failed", "PsamMissing") in _audit(chain, "card.block")
     assert ("failed", "PsamMissing") in _audit(chain, "pin.unblock")
+
+
+def test_info_on_a_psam_says_it_is_a_psam_not_a_blank_card(tmp_path: Path) -> None:
+    path = tmp_path / "psam.img"
+    new_psam_file(path)
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("sscard")), "--json", "-r", f"virtual:{path}", "info"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 7, result.stderr
+    error = json.loads(result.stderr.strip().splitlines()[-1])
+    assert error["error"] == "UnknownCard" and "is a PSAM" in error["message"]
+    assert error["national_code"] == -1
