@@ -277,31 +277,12 @@ def _centre(chain: Chain, tmp_path: Path, profile: str) -> str:
 def _issued_card(chain: Chain, tmp_path: Path, centre: str, profile: str) -> Path:
     card = tmp_path / f"card-{profile}.img"
     chain.ok("virtual", "new", str(card), "--profile", profile, "--keystore", centre)
-    if profile == "national-3":
-        holder = _write_holder(tmp_path / "holder.json")
-        issued = chain.ok(
-            "-r", f"virtual:{card}", "issue", "--keystore", centre, "--holder", str(holder),
-            "--pin-stdin", input=f"{PIN}\n{PIN}\n",
-        )  # fmt: skip
-        assert issued["status"] == "issued"
-        return card
-    # `sscard issue` opens a blank card with the default profile (an open issue-14 failure,
-    # tests/test_real_keys.py's 3DES chain): issue the 2.0 card here with the same store.
-    from sscard.applets.factory import open_card_file
-    from sscard.issuance.plan import build_plan
-    from sscard.keys.security_module import SoftwareSecurityModule
-    from sscard.keys.software_store import SoftwareKeyStore
-    from tests.cardkit import SAMPLE_HOLDER
-
-    module = SoftwareSecurityModule(SoftwareKeyStore.open(centre, PASSPHRASE))
-    transport = InProcessTransport(open_card_file(card))
-    transport.connect()
-    try:
-        c = SocialSecurityCard.open(transport, load_profile(profile), security=module)
-        plan = build_plan(c.profile, SAMPLE_HOLDER, c.serial, pin=PIN, sign=c.sign_card_id)
-        plan.run(c)
-    finally:
-        transport.disconnect()
+    holder = _write_holder(tmp_path / "holder.json")
+    issued = chain.ok(
+        "-r", f"virtual:{card}", "issue", "--profile", profile, "--keystore", centre,
+        "--holder", str(holder), "--pin-stdin", input=f"{PIN}\n{PIN}\n",
+    )  # fmt: skip
+    assert issued["status"] == "issued"
     return card
 
 
