@@ -147,7 +147,7 @@ class Psam:
                     entry[3],
                     entry[4],
                     bytes(entry[5:8]),
-                    city=None,
+                    city=self.city,
                 )
             )
         return out
@@ -224,7 +224,7 @@ class PsamSecurityModule(SecurityModule):
             missing = PsamLacksReadKey if ref == READ_KEY else PsamKeyMissing
             raise missing(ref, "not loaded" + (f" in version {version}" if version else ""))
         key = max(held, key=lambda k: k.version)
-        return _Meta(key.ref, key.version, key.algorithm, CARD_LEVELS, CITY_DEPTH, self.psam.city)
+        return key
 
     def _mismatch(self, slot: KeySlot, meta: KeyMeta) -> errors.SscardError:
         return PsamLacksAlgorithm(meta.ref, slot.algorithm, meta.algorithm)
@@ -244,13 +244,3 @@ class PsamSecurityModule(SecurityModule):
             f"a PSAM never gives out a key ({meta.ref}): loading keys into a card needs the "
             "issuing centre's key store"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class _Meta:
-    ref: str
-    version: int
-    algorithm: str
-    levels: int
-    depth: int
-    city: str | None
