@@ -24,6 +24,7 @@ Every prompt is in :data:`SCREEN` for the kiosk's screen.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -163,7 +164,7 @@ class KioskSession:
         except errors.TransportError:
             if not sent:
                 return KioskOutcome(False, SCREEN["pulled"])
-            return self._settle(old, new, stop)
+            return self._settle(stop, self._by_verifying(old, new))
 
     def _flow_on_pad(
         self, manager: PinManager, features: dict[int, int], tries: int, stop: threading.Event
@@ -186,51 +187,49 @@ class KioskSession:
         except errors.PinBlocked:
             return KioskOutcome(False, SCREEN["now_blocked"])
         except errors.TransportError:
-            return self._settle_on_pad(stop)
+            return self._settle(stop, self._on_pad)
 
-    def _settle_on_pad(self, stop: threading.Event) -> KioskOutcome:
-        """The card left during CHANGE PIN on the pad: find out, without a PIN if possible."""
+    def _settle(
+        self, stop: threading.Event, find_out: Callable[[PinManager], KioskOutcome]
+    ) -> KioskOutcome:
+        """The card left during CHANGE PIN: ask for it back, then ``find_out`` what it holds."""
         self.ui.show(SCREEN["reinsert"])
         transport = self.source.wait_card(stop, self.reinsert_timeout)
         if transport is None:
             return KioskOutcome(None, SCREEN["unknown_insert"])
         try:
-            manager = PinManager(SocialSecurityCard.open(transport))
-            status = manager.status()
-            if status.tries_left is not None and status.tries_left < status.try_limit:
-                # a successful CHANGE PIN gives the counter back in full: this one did not
-                return KioskOutcome(
-                    False, SCREEN["not_changed_tries"].format(tries=status.tries_left)
-                )
-            features = manager.pad_features()
-            if features is None:
-                return KioskOutcome(None, SCREEN["unknown_staff"])
-            self.ui.show(SCREEN["confirm_new"])
-            try:
-                manager.verify_on_pad(features)
-                return KioskOutcome(True, SCREEN["changed"])
-            except errors.PinIncorrect as exc:
-                return KioskOutcome(False, SCREEN["not_changed_tries"].format(tries=exc.tries_left))
+            return find_out(PinManager(SocialSecurityCard.open(transport)))
         except errors.SscardError:
             return KioskOutcome(None, SCREEN["unknown_staff"])
         finally:
             transport.disconnect()
 
-    def _settle(self, old: str, new: str, stop: threading.Event) -> KioskOutcome:
-        """The card left during CHANGE PIN: ask for it back and find out what happened."""
-        self.ui.show(SCREEN["reinsert"])
-        transport = self.source.wait_card(stop, self.reinsert_timeout)
-        if transport is None:
-            return KioskOutcome(None, SCREEN["unknown_insert"])
-        try:
-            manager = PinManager(SocialSecurityCard.open(transport))
+    @staticmethod
+    def _by_verifying(old: str, new: str) -> Callable[[PinManager], KioskOutcome]:
+        """Host keypad: VERIFY the new PIN, and the old one if that fails (its try back)."""
+
+        def find_out(manager: PinManager) -> KioskOutcome:
             try:
                 manager.verify(new)
                 return KioskOutcome(True, SCREEN["changed"])
             except errors.PinIncorrect:
                 manager.verify(old)  # resets the try the check above spent
                 return KioskOutcome(False, SCREEN["not_changed"])
-        except errors.SscardError:
+
+        return find_out
+
+    def _on_pad(self, manager: PinManager) -> KioskOutcome:
+        """PIN pad: the tries left first (no PIN); the new PIN on the pad only if they are full."""
+        status = manager.status()
+        if status.tries_left is not None and status.tries_left < status.try_limit:
+            # a successful CHANGE PIN gives the counter back in full: this one did not
+            return KioskOutcome(False, SCREEN["not_changed_tries"].format(tries=status.tries_left))
+        features = manager.pad_features()
+        if features is None:
             return KioskOutcome(None, SCREEN["unknown_staff"])
-        finally:
-            transport.disconnect()
+        self.ui.show(SCREEN["confirm_new"])
+        try:
+            manager.verify_on_pad(features)
+            return KioskOutcome(True, SCREEN["changed"])
+        except errors.PinIncorrect as exc:
+            return KioskOutcome(False, SCREEN["not_changed_tries"].format(tries=exc.tries_left))

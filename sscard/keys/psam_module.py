@@ -223,8 +223,7 @@ class PsamSecurityModule(SecurityModule):
         if not held:
             missing = PsamLacksReadKey if ref == READ_KEY else PsamKeyMissing
             raise missing(ref, "not loaded" + (f" in version {version}" if version else ""))
-        key = max(held, key=lambda k: k.version)
-        return key
+        return max(held, key=lambda k: k.version)
 
     def _mismatch(self, slot: KeySlot, meta: KeyMeta) -> errors.SscardError:
         return PsamLacksAlgorithm(meta.ref, slot.algorithm, meta.algorithm)
