@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ os.environ["SSCARD_DATA_DIR"] = tempfile.mkdtemp(prefix="sscard-test-")
 os.environ["SSCARD_OPERATOR_TOKEN"] = os.path.join(os.environ["SSCARD_DATA_DIR"], "operator.token")
 
 from sscard.applets import ScriptedCard
+from sscard.applets.factory import new_card_file
 from sscard.applets.pcsc_rig import (
     VPCD_READERS,
     card_in_reader,
@@ -24,6 +26,7 @@ from sscard.applets.pcsc_rig import (
     running_pcscd,
 )
 from sscard.applets.vpcd import VpcdBridge
+from tests.cardkit import issue
 from tests.operatorkit import installation, session_issuer  # noqa: F401  (fixtures)
 
 
@@ -64,3 +67,11 @@ def t0_card(vpcd_port: int) -> Iterator[PluggedCard]:
     card = ScriptedCard(t0=True)
     with card_in_reader(card, vpcd_port) as bridge:
         yield PluggedCard(card, VPCD_READERS[vpcd_port], bridge)
+
+
+@pytest.fixture
+def card_file(tmp_path: Path) -> Path:
+    """An issued card image: national-3, the sample holder, the development keys."""
+    path = tmp_path / "card.img"
+    issue(new_card_file(path), "national-3")
+    return path

@@ -9,23 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from sscard.applets.factory import new_card_file
 from sscard.cli.exit_codes import ExitCode
 from sscard.db import open_store, transaction
 from sscard.exchange import inbox
-from tests.cardkit import SAMPLE_HOLDER, issue
+from tests.cardkit import SAMPLE_HOLDER
 from tests.operatorkit import env_for
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
-
-
-@pytest.fixture
-def card_file(tmp_path: Path) -> Path:
-    path = tmp_path / "card.img"
-    issue(new_card_file(path), "national-3")
-    return path
 
 
 def cli(card: Path, *args: str, role: str = "service") -> subprocess.CompletedProcess[str]:

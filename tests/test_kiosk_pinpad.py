@@ -17,7 +17,6 @@ import pytest
 
 from sscard import errors
 from sscard.applets.cos import EmulatedCard
-from sscard.applets.factory import new_card_file
 from sscard.applets.pinpad import EmulatedPinPad, Key, PullAt
 from sscard.card import SocialSecurityCard
 from sscard.kiosk import SCREEN, KioskSession
@@ -25,7 +24,7 @@ from sscard.paths import default_store
 from sscard.pin import PinManager
 from sscard.transport import InProcessTransport
 from sscard.transport.base import Transport
-from tests.cardkit import PIN, issue, issued_card, pin_works
+from tests.cardkit import PIN, issued_card, pin_works
 from tests.operatorkit import env_for
 
 NEW = "802461"
@@ -212,13 +211,6 @@ def test_pinpad_required_refuses_a_plain_reader_and_off_uses_the_host() -> None:
 # --- the CLI on a PIN pad reader (the emulated pad: reader form pinpad:PATH) --------------
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
-
-
-@pytest.fixture
-def card_file(tmp_path: Path) -> Path:
-    path = tmp_path / "card.img"
-    issue(new_card_file(path), "national-3")
-    return path
 
 
 def pad_cli(

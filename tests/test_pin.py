@@ -16,7 +16,6 @@ import pytest
 
 from sscard import errors
 from sscard.applets.cos import EmulatedCard
-from sscard.applets.factory import new_card_file
 from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
 from sscard.cli.exit_codes import ExitCode
 from sscard.keys.dev import DEV_CITY
@@ -29,7 +28,7 @@ from sscard.pin import PinManager
 from sscard.pinpolicy import PinPolicyError
 from sscard.transport import InProcessTransport, pcsc
 from sscard.transport.base import Transport
-from tests.cardkit import PIN, issue, issued_card, pin_works, session
+from tests.cardkit import PIN, issued_card, pin_works, session
 from tests.operatorkit import env_for
 
 SSCARD = str(Path(sys.executable).with_name("sscard"))
@@ -133,13 +132,6 @@ def test_reload_with_a_wrong_key_is_refused_and_counts_down(
 
 
 # --- CLI -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def card_file(tmp_path: Path) -> Path:
-    path = tmp_path / "card.img"
-    issue(new_card_file(path), "national-3")
-    return path
 
 
 def cli(
