@@ -24,7 +24,7 @@ from pathlib import Path
 from report import arguments, rate, report
 from smartcard import scard
 
-from sscard.applets.factory import new_card_file
+from sscard.applets.factory import new_card_file, open_card_file
 from sscard.applets.pcsc_rig import reader_lock, running_pcscd, served_card
 from sscard.card import SocialSecurityCard
 from sscard.issuance.plan import build_plan
@@ -93,8 +93,6 @@ def main() -> int:
         for profile, path in paths.items():
             issue(path, profile)
         for profile, path in paths.items():
-            from sscard.applets.factory import open_card_file
-
             card = open_card_file(path)
             transport = InProcessTransport(card)
             transport.connect()
