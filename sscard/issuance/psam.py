@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 from sscard import errors
 from sscard.apdu import CommandApdu
-from sscard.keys.psam_scheme import kind_refs, psam_key_record, ref_of, type_code
+from sscard.keys.psam_module import Psam
+from sscard.keys.psam_scheme import kind_refs, psam_key_record, type_code
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule
 from sscard.layout.model import Profile
 from sscard.protocol import ApduProtocol
 from sscard.transport.base import Transport
-from sscard.vocab import CLA, INS, PSAM_PTK_TYPE, Algorithm, KeyType
+from sscard.vocab import CLA, INS, KeyType
 
 TERMINAL_FID = bytes.fromhex("0016")
 TERMINAL_DIGITS = 12
@@ -107,24 +108,18 @@ def withdraw_psam(transport: Transport, security: SecurityModule, profile: Profi
     (WRITE KEY with error limit 00 [ours], under its transport key); the terminal
     number stays, so the audit trail still names the PSAM."""
     tk = profile.key_scheme.find("MF", KeyType.TK, 0)
+    held = Psam(transport)  # its key directory and terminal number, as 'psam info' reads them
     psam, serial = _issuance_session(transport, security, tk)
-    info = psam.send(CommandApdu(CLA.PROPRIETARY, INS.GET_DATA, 0x00, 0x03, le=256)).data
     removed = []
-    for at in range(0, len(info) - len(info) % 8, 8):
-        code, version, algorithm = info[at], info[at + 1], Algorithm.from_code(info[at + 2])
-        if code == PSAM_PTK_TYPE or algorithm is None:
-            continue
-        header = bytes((CLA.PROPRIETARY_SM, INS.WRITE_KEY, 0x01, code))
+    for key in held.keys:
+        header = bytes((CLA.PROPRIETARY_SM, INS.WRITE_KEY, 0x01, key.type_code))
         challenge = psam.send(CommandApdu(CLA.ISO, INS.GET_CHALLENGE, 0, 0, le=8)).data
-        record = psam_key_record(code, version, algorithm, 0, os.urandom(16))
+        record = psam_key_record(key.type_code, key.version, key.algorithm, 0, os.urandom(16))
         data = security.protect(serial, tk, header, record, challenge=challenge, encipher=True)
-        psam.send(CommandApdu(CLA.PROPRIETARY_SM, INS.WRITE_KEY, 0x01, code, data))
-        removed.append(
-            LoadedKey(ref_of(code) or f"{code:02X}", version, bytes(info[at + 5 : at + 8]))
-        )
-    terminal = psam.send(CommandApdu(CLA.ISO, INS.READ_BINARY, 0x96, 0x00, le=6)).data
+        psam.send(CommandApdu(CLA.PROPRIETARY_SM, INS.WRITE_KEY, 0x01, key.type_code, data))
+        removed.append(LoadedKey(key.ref, key.version, key.kcv))
     psam.send(CommandApdu(CLA.PROPRIETARY, INS.END_PERSONALIZATION, 0x00, 0x00))
-    return PsamIssued(bytes(serial), terminal.hex().upper(), "withdrawn", "", tuple(removed))
+    return PsamIssued(serial, held.terminal_number, "withdrawn", "", tuple(removed))
 
 
 def _issuance_session(
