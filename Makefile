@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck pytest bench bench-exchange deps clean
+.PHONY: test demo lint typecheck pytest bench bench-exchange deps clean i18n
 
 test: $(STAMP) lint typecheck pytest
 
@@ -39,6 +39,10 @@ bench: $(STAMP)
 
 bench-exchange: $(STAMP)
 	$(BIN)/python bench/exchange.py
+
+# Message catalogs (docs/i18n.md): extract from the code, merge into each .po, compile.
+i18n: $(STAMP)
+	$(BIN)/python scripts/i18n.py all
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
