@@ -72,11 +72,12 @@ def _click_texts(tree: ast.AST) -> Iterator[tuple[int, str]]:
                     and isinstance(value.value, str)
                 ):
                     yield value.lineno, inspect.cleandoc(value.value)
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            if any(_decorator_name(d) in COMMAND_DECORATORS for d in node.decorator_list):
-                doc = ast.get_docstring(node, clean=True)
-                if doc:
-                    yield node.lineno, doc
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and any(
+            _decorator_name(d) in COMMAND_DECORATORS for d in node.decorator_list
+        ):
+            doc = ast.get_docstring(node, clean=True)
+            if doc:
+                yield node.lineno, doc
 
 
 def extract_sscard(
@@ -214,8 +215,13 @@ def cmd_check() -> int:
 
 def cmd_msgids(paths: list[str]) -> None:
     catalog = extract_catalog(Path(p) for p in paths)
-    print(json.dumps({m.id: "" for m in catalog if m.id and isinstance(m.id, str)},
-                     ensure_ascii=False, indent=1))
+    print(
+        json.dumps(
+            {m.id: "" for m in catalog if m.id and isinstance(m.id, str)},
+            ensure_ascii=False,
+            indent=1,
+        )
+    )
 
 
 def cmd_fill(lang: str, parts: list[str]) -> int:

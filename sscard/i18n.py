@@ -21,6 +21,7 @@ from __future__ import annotations
 import gettext as _gettext
 import os
 import threading
+import unicodedata
 from pathlib import Path
 
 __all__ = [
@@ -30,7 +31,9 @@ __all__ = [
     "N_",
     "UnsupportedLanguage",
     "_",
+    "columns",
     "language",
+    "ljust",
     "ngettext",
     "normalize",
     "resolve",
@@ -152,3 +155,13 @@ def reload_catalogs() -> None:
     """Forget loaded catalogs (after ``make i18n`` rebuilt them in a running test)."""
     with _lock:
         _catalogs.clear()
+
+
+def columns(text: str) -> int:
+    """How many terminal columns ``text`` takes: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def ljust(text: str, width: int) -> str:
+    """``text`` padded with spaces to ``width`` terminal columns (aligns Chinese labels)."""
+    return text + " " * max(0, width - columns(text))
