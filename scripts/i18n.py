@@ -37,7 +37,7 @@ DOMAIN = "sscard"
 TEMPLATE = LOCALE / f"{DOMAIN}.pot"
 LANGUAGES = ("zh_CN", "en")
 SOURCES = (PACKAGE, ROOT / "scripts" / "demo.py")
-KEYWORDS: dict[str, Any] = {"_": None, "N_": None, "ngettext": (1, 2)}
+KEYWORDS: dict[str, Any] = {"_": None, "N_": None, "ngettext": (1, 2), "N_plural": (1, 2)}
 CLICK_KEYWORDS = ("help", "short_help", "epilog")
 COMMAND_DECORATORS = ("command", "group")
 
@@ -215,13 +215,8 @@ def cmd_check() -> int:
 
 def cmd_msgids(paths: list[str]) -> None:
     catalog = extract_catalog(Path(p) for p in paths)
-    print(
-        json.dumps(
-            {m.id: "" for m in catalog if m.id and isinstance(m.id, str)},
-            ensure_ascii=False,
-            indent=1,
-        )
-    )
+    ids = [m.id[0] if isinstance(m.id, tuple | list) else m.id for m in catalog if m.id]
+    print(json.dumps(dict.fromkeys(ids, ""), ensure_ascii=False, indent=1))
 
 
 def cmd_fill(lang: str, parts: list[str]) -> int:
@@ -232,8 +227,10 @@ def cmd_fill(lang: str, parts: list[str]) -> int:
         wanted.update(json.loads(Path(part).read_text(encoding="utf-8")))
     filled = 0
     for message in catalog:
-        if isinstance(message.id, str) and message.id and wanted.get(message.id):
-            message.string = wanted[message.id]
+        key = message.id[0] if isinstance(message.id, tuple | list) else message.id
+        if key and wanted.get(key):
+            text = wanted[key]
+            message.string = (text,) * catalog.num_plurals if message.pluralizable else text
             message.flags.discard("fuzzy")
             filled += 1
     _write_po(path, catalog)

@@ -29,6 +29,7 @@ __all__ = [
     "LANGUAGES",
     "LOCALE_DIR",
     "N_",
+    "N_plural",
     "UnsupportedLanguage",
     "_",
     "columns",
@@ -149,6 +150,11 @@ def ngettext(singular: str, plural: str, n: int) -> str:
 def N_(message: str) -> str:
     """Mark ``message`` for translation without translating it (translate with ``_(message)``)."""
     return message
+
+
+def N_plural(singular: str, plural: str) -> tuple[str, str]:
+    """Mark a singular/plural pair for translation (translate later with :func:`ngettext`)."""
+    return singular, plural
 
 
 def reload_catalogs() -> None:

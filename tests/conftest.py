@@ -13,6 +13,9 @@ import pytest
 # Everything sscard writes by default (emulator key, stores) goes to a scratch
 # directory, for this process and the sscard subprocesses the tests start.
 os.environ["SSCARD_DATA_DIR"] = tempfile.mkdtemp(prefix="sscard-test-")
+# The tests read sscard's English texts, whatever the developer's locale
+# (tests/test_i18n.py switches language on purpose).
+os.environ["SSCARD_LANG"] = "en"
 # Operators (docs/operators.md): the session runs as a logged-in issuer (token in the
 # scratch dir); `installation` gives a test its own empty installation instead.
 os.environ["SSCARD_OPERATOR_TOKEN"] = os.path.join(os.environ["SSCARD_DATA_DIR"], "operator.token")

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from sscard import db
+from sscard.i18n import N_, _
 from sscard.layout.controls import escape_json_controls
 from sscard.paths import default_store
 
@@ -50,9 +51,9 @@ class CliState:
             payload = {"error": kind, "message": message, "exit_code": code, **extra}
             sys.stderr.write(escape_json_controls(json.dumps(payload, ensure_ascii=False)) + "\n")
         else:
-            click.echo(f"Error: {message}", err=True)
+            click.echo(_("Error: {message}").format(message=message), err=True)
             if extra.get("hint"):
-                click.echo(f"hint: {extra['hint']}", err=True)
+                click.echo(_("hint: {hint}").format(hint=extra["hint"]), err=True)
 
 
 def state() -> CliState:
@@ -74,7 +75,7 @@ def _set_store(ctx: click.Context, _param: click.Parameter, value: Path | None) 
         ctx.ensure_object(CliState).store = value
 
 
-STORE_HELP = (
+STORE_HELP = N_(
     "The local store (operators, audit trail, issuance, outbox): $SSCARD_STORE, else "
     "sscard.db in the data directory ($SSCARD_DATA_DIR, else ~/.local/share/sscard)."
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,26 @@ import click
 import sscard.applets  # noqa: F401  (registers the 'virtual:PATH' reader form)
 from sscard import __version__, errors
 from sscard import log as sslog
+from sscard.cli import language
 from sscard.cli.context import STORE_HELP, CliState, add_json_options
 from sscard.cli.exit_codes import ExitCode, error_kind, exit_code_for
+from sscard.i18n import _
 from sscard.paths import ENV_STORE, default_store
 
 
 class SscardGroup(click.Group):
-    """A group that turns library errors into one message and a stable exit code."""
+    """A group that turns library errors into one message and a stable exit code.
+
+    It also sets the run's language before Click parses the arguments, and
+    shows every help text in it (:mod:`sscard.cli.language`).
+    """
+
+    def main(self, args: Sequence[str] | None = None, *a: Any, **kw: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        language.choose(argv)
+        language.install_click_texts()
+        language.localize(self)
+        return super().main(argv, *a, **kw)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -26,6 +40,9 @@ class SscardGroup(click.Group):
             st = ctx.find_object(CliState) or CliState()
             code = exit_code_for(exc)
             extra: dict[str, Any] = {"national_code": int(exc.national_code)}
+            national = _national_message(int(exc.national_code))
+            if national:
+                extra["national_message"] = national
             for attr in ("sw", "tries_left"):
                 value = getattr(exc, attr, None)
                 if value is not None:
@@ -66,6 +83,14 @@ class SscardGroup(click.Group):
     help=STORE_HELP,
 )
 @click.option(
+    "--lang",
+    metavar="LANG",
+    expose_value=False,
+    is_eager=True,
+    callback=language.lang_callback,
+    help=language.LANG_HELP,
+)
+@click.option(
     "--log-level",
     type=click.Choice(list(sslog.LEVELS)),
     default="warning",
@@ -92,6 +117,17 @@ def cli(
         reader=reader, json=as_json, log_level=log_level, store=store or default_store()
     )
     sslog.configure(log_level)
+
+
+def _national_message(code: int) -> str | None:
+    """The national interface's text for ``code`` in the active language (None: unnamed)."""
+    from sscard.national import NationalCode
+
+    try:
+        named = NationalCode(code)
+    except ValueError:
+        return None
+    return _(named.english)
 
 
 def _register() -> None:
@@ -134,5 +170,5 @@ def main() -> None:
     try:
         cli.main(prog_name="sscard")
     except KeyboardInterrupt:  # pragma: no cover - interactive
-        click.echo("Interrupted.", err=True)
+        click.echo(_("Interrupted."), err=True)
         sys.exit(int(ExitCode.FAILED))

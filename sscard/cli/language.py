@@ -1,0 +1,112 @@
+"""The CLI in the active language: ``--lang``, Click's own texts, help of every command.
+
+The language is chosen once per run, before Click parses anything (so a usage
+error is already in the right language): ``--lang`` on the command line, else
+``$SSCARD_LANG``, else the locale (docs/cli.md, "Language"). Help texts stay
+English in the code (docstrings, ``help=``); :func:`localize` swaps in their
+translations before Click renders them, keeping the English text to translate
+again when a later run in the same process picks another language (tests).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import click
+
+from sscard import i18n
+
+ENV_LANG = i18n.ENV_LANG
+LANG_HELP = i18n.N_(
+    "Interface language: zh_CN (Simplified Chinese) or en. "
+    "Default: $SSCARD_LANG, else the locale (LC_ALL, LC_MESSAGES, LANG), else en."
+)
+
+_SOURCE = "_sscard_source_help"
+"""Attribute keeping a command's or parameter's English help texts."""
+
+
+def lang_in_args(args: Sequence[str]) -> str | None:
+    """The value of a ``--lang`` given before the sub-command's own ``--`` (None: not given)."""
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return None
+        if arg == "--lang" and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith("--lang="):
+            return arg.partition("=")[2]
+    return None
+
+
+def choose(args: Sequence[str]) -> str:
+    """Set the run's language from the arguments or the environment; an unknown one is English.
+
+    An unsupported ``--lang`` is reported by the option itself (:func:`lang_callback`).
+    """
+    try:
+        return i18n.set_language(lang_in_args(args))
+    except i18n.UnsupportedLanguage:
+        return i18n.set_language(None)
+
+
+def lang_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--lang``: check the value and make it the language of this run."""
+    if value is None:
+        return None
+    try:
+        i18n.set_language(value)
+    except i18n.UnsupportedLanguage:
+        raise click.BadParameter(
+            i18n._("unsupported language {value!r}: choose one of {choices}").format(
+                value=value, choices=", ".join(i18n.LANGUAGES)
+            ),
+            ctx=ctx,
+            param=param,
+        ) from None
+    return value
+
+
+def _texts(obj: object, names: Sequence[str]) -> dict[str, str | None]:
+    kept: dict[str, str | None] | None = getattr(obj, _SOURCE, None)
+    if kept is None:
+        kept = {name: getattr(obj, name, None) for name in names}
+        setattr(obj, _SOURCE, kept)
+    return kept
+
+
+def _translated(text: str | None) -> str | None:
+    return None if text is None else i18n._(inspect.cleandoc(text))
+
+
+def localize(command: click.Command) -> None:
+    """Put the help texts of ``command``, its parameters and sub-commands in the active language."""
+    texts = _texts(command, ("help", "short_help", "epilog"))
+    command.help = _translated(texts["help"])
+    command.short_help = _translated(texts["short_help"])
+    command.epilog = _translated(texts["epilog"])
+    for param in command.params:
+        if isinstance(param, click.Option):
+            param.help = _translated(_texts(param, ("help",))["help"])
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            localize(sub)
+
+
+_CLICK_MODULES = ("core", "decorators", "exceptions", "formatting", "parser", "termui", "types")
+
+
+def install_click_texts() -> None:
+    """Make Click's own texts ("Usage:", "Missing argument" …) come from sscard's catalogs.
+
+    Click translates with module-level ``_``/``ngettext`` (the standard gettext
+    functions); each is pointed at :mod:`sscard.i18n`'s, which follow the active language.
+    """
+    import importlib
+
+    for name in _CLICK_MODULES:
+        module = importlib.import_module(f"click.{name}")
+        if hasattr(module, "_"):
+            module._ = i18n._  # type: ignore[attr-defined]
+        if hasattr(module, "ngettext"):
+            module.ngettext = i18n.ngettext  # type: ignore[attr-defined]
