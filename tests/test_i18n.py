@@ -308,6 +308,8 @@ def test_cli_follows_the_locale_and_lang_overrides_it() -> None:
     """LANG=zh_CN.UTF-8 gives Chinese help; --lang en and $SSCARD_LANG=en give English."""
     code, out, _err = _run(["--help"], LANG="zh_CN.UTF-8")
     assert code == 0 and "用法：" in out and "显示本帮助并退出。" in out
+    # Chinese help wraps by terminal columns (a Chinese character takes two).
+    assert max(i18n.columns(line) for line in out.splitlines()) <= 80
     code, out, _err = _run(["--lang", "en", "--help"], LANG="zh_CN.UTF-8")
     assert code == 0 and "Show this message and exit." in out
     code, out, _err = _run(["--help"], LANG="zh_CN.UTF-8", SSCARD_LANG="en")

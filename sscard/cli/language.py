@@ -11,6 +11,7 @@ again when a later run in the same process picks another language (tests).
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Sequence
 
 import click
@@ -96,6 +97,39 @@ def localize(command: click.Command) -> None:
 _CLICK_MODULES = ("core", "decorators", "exceptions", "formatting", "parser", "termui", "types")
 
 
+_WIDE_CHARS = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
+_WIDE = re.compile(f"[{_WIDE_CHARS}]")
+_PIECES = re.compile(f"[{_WIDE_CHARS}]|[^{_WIDE_CHARS}]+")
+"""One wide character, or a run of anything else (a Latin word stays whole)."""
+
+
+def _terminal_columns(text: str) -> int:
+    """Click's ``term_len`` counting wide (Chinese) characters as the two columns they take."""
+    from click._compat import strip_ansi
+
+    return i18n.columns(strip_ansi(text))
+
+
+def _column_wrapper() -> type:
+    """Click's help wrapper, able to break Chinese text between any two characters."""
+    from click import _textwrap
+
+    base: type = getattr(_textwrap, "_SscardBase", _textwrap.TextWrapper)
+
+    class ColumnWrapper(base):  # type: ignore[misc,valid-type]
+        def _split(self, text: str) -> list[str]:
+            chunks: list[str] = []
+            for chunk in super()._split(text):
+                if _WIDE.search(chunk):
+                    chunks.extend(_PIECES.findall(chunk))
+                else:
+                    chunks.append(chunk)
+            return chunks
+
+    ColumnWrapper._SscardBase = base  # type: ignore[attr-defined]
+    return ColumnWrapper
+
+
 def install_click_texts() -> None:
     """Make Click's own texts ("Usage:", "Missing argument" …) come from sscard's catalogs.
 
@@ -110,3 +144,12 @@ def install_click_texts() -> None:
             module._ = i18n._  # type: ignore[attr-defined]
         if hasattr(module, "ngettext"):
             module.ngettext = i18n.ngettext  # type: ignore[attr-defined]
+    # Help text is wrapped by terminal columns, and Chinese may break anywhere.
+    from click import _textwrap, formatting
+
+    if not getattr(_textwrap.TextWrapper, "_sscard", False):
+        wrapper = _column_wrapper()
+        wrapper._sscard = True  # type: ignore[attr-defined]
+        _textwrap.TextWrapper = wrapper  # type: ignore[misc]
+        _textwrap.term_len = _terminal_columns
+        formatting.term_len = _terminal_columns
