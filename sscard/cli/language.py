@@ -114,19 +114,15 @@ def _column_wrapper() -> type:
     """Click's help wrapper, able to break Chinese text between any two characters."""
     from click import _textwrap
 
-    base: type = getattr(_textwrap, "_SscardBase", _textwrap.TextWrapper)
+    class ColumnWrapper(_textwrap.TextWrapper):
+        _sscard = True
 
-    class ColumnWrapper(base):  # type: ignore[misc,valid-type]
         def _split(self, text: str) -> list[str]:
             chunks: list[str] = []
             for chunk in super()._split(text):
-                if _WIDE.search(chunk):
-                    chunks.extend(_PIECES.findall(chunk))
-                else:
-                    chunks.append(chunk)
+                chunks.extend(_PIECES.findall(chunk) if _WIDE.search(chunk) else [chunk])
             return chunks
 
-    ColumnWrapper._SscardBase = base  # type: ignore[attr-defined]
     return ColumnWrapper
 
 
@@ -148,8 +144,6 @@ def install_click_texts() -> None:
     from click import _textwrap, formatting
 
     if not getattr(_textwrap.TextWrapper, "_sscard", False):
-        wrapper = _column_wrapper()
-        wrapper._sscard = True  # type: ignore[attr-defined]
-        _textwrap.TextWrapper = wrapper  # type: ignore[misc]
-        _textwrap.term_len = _terminal_columns
-        formatting.term_len = _terminal_columns
+        setattr(_textwrap, "TextWrapper", _column_wrapper())  # noqa: B010
+        setattr(_textwrap, "term_len", _terminal_columns)  # noqa: B010
+        setattr(formatting, "term_len", _terminal_columns)  # noqa: B010
