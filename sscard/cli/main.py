@@ -98,7 +98,14 @@ class SscardGroup(click.Group):
     help="Log detail on stderr; 'trace' adds every APDU in hex "
     "(PINs, keys and cryptograms redacted).",
 )
-@click.version_option(__version__, "--version", prog_name="sscard")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _show_version(ctx) if value else None,
+    help="Show the version and exit.",
+)
 @click.pass_context
 def cli(
     ctx: click.Context, reader: str | None, as_json: bool, store: Path | None, log_level: str
@@ -117,6 +124,12 @@ def cli(
         reader=reader, json=as_json, log_level=log_level, store=store or default_store()
     )
     sslog.configure(log_level)
+
+
+def _show_version(ctx: click.Context) -> None:
+    """``--version``: Click's wording, in the run's language."""
+    click.echo(_("%(prog)s, version %(version)s") % {"prog": "sscard", "version": __version__})
+    ctx.exit()
 
 
 def _national_message(code: int) -> str | None:
