@@ -81,9 +81,9 @@ def _chain(rows: list[AuditRecord]) -> tuple[dict[int, str], AuditLogBroken | No
         if rec.prev_hash != prev_hash:
             return heads, AuditLogBroken(
                 rec.seq,
-                _(
-                    "does not follow record {seq} (a record was deleted, inserted or moved)"
-                ).format(seq=rec.seq - 1),
+                _("does not follow record {seq} (a record was deleted, inserted or moved)").format(
+                    seq=rec.seq - 1
+                ),
             )
         why = rec.unreadable()
         if why is not None:
