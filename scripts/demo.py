@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sscard.i18n import _
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
 SSCARD = str(Path(sys.executable).with_name("sscard"))
@@ -34,7 +36,7 @@ def sscard(
     env = {**ENV, "SSCARD_OPERATOR_TOKEN": str(DEMO / token)}
     result = subprocess.run([SSCARD, *args], input=stdin, text=True, env=env, check=False)
     if check and result.returncode != 0:
-        sys.exit(f"demo step failed (exit {result.returncode})")
+        sys.exit(_("demo step failed (exit {code})").format(code=result.returncode))
     return result.returncode
 
 
@@ -51,7 +53,7 @@ ENV = {
 def main() -> int:
     shutil.rmtree(DEMO, ignore_errors=True)
     DEMO.mkdir()
-    say("A new installation: the first operator (an issuer) is created and logs in")
+    say(_("A new installation: the first operator (an issuer) is created and logs in"))
     password = "demo password 2026"
     sscard(
         "operator",
@@ -68,22 +70,22 @@ def main() -> int:
     )
     sscard("operator", "login", "li.na", "--password-fd", "0", stdin=password + "\n")
 
-    say("Key ceremony: a new encrypted root key store, random roots for every key slot")
+    say(_("Key ceremony: a new encrypted root key store, random roots for every key slot"))
     keystore = str(DEMO / "centre.ks")
     sscard("keys", "init", "--kdf-cost", "12", keystore)
     sscard("keys", "generate", keystore, "--profile", "national-3")
     sscard("audit", "init-key", keystore)  # signs the audit trail's checkpoints
     sscard("keys", "list", keystore)
 
-    say("A blank card from the card vendor, keyed from the transport root (emulated; SM4)")
+    say(_("A blank card from the card vendor, keyed from the transport root (emulated; SM4)"))
     sscard("virtual", "new", str(CARD), "--serial", "0310000000000001", "--keystore", keystore)
     sscard("-r", f"virtual:{CARD}", "info")
 
-    say("The holder's data (validated before any card is touched)")
+    say(_("The holder's data (validated before any card is touched)"))
     print(HOLDER.read_text(encoding="utf-8"), end="")
 
-    say("Issue the card: keys diversified for this card, records, initial PIN, verification")
-    print("(the holder types a PIN twice; here it comes from stdin, never from argv)")
+    say(_("Issue the card: keys diversified for this card, records, initial PIN, verification"))
+    print(_("(the holder types a PIN twice; here it comes from stdin, never from argv)"))
     sscard(
         "-r",
         f"virtual:{CARD}",
@@ -94,15 +96,15 @@ def main() -> int:
         stdin="802461\n802461\n",
     )
 
-    say("Read the card back: a 3.0 card shows its basic information after authentication")
-    print("(internal authentication, then the read key RKSSSE from the key store)")
+    say(_("Read the card back: a 3.0 card shows its basic information after authentication"))
+    print(_("(internal authentication, then the read key RKSSSE from the key store)"))
     sscard("-r", f"virtual:{CARD}", "read")
     sscard("-r", f"virtual:{CARD}", "info")
 
-    say("The national read result (iReadCardBas), as business systems receive it")
+    say(_("The national read result (iReadCardBas), as business systems receive it"))
     sscard("-r", f"virtual:{CARD}", "read", "--national")
 
-    say("The same card issued again: nothing to do (issuance is idempotent)")
+    say(_("The same card issued again: nothing to do (issuance is idempotent)"))
     sscard(
         "-r",
         f"virtual:{CARD}",
@@ -113,7 +115,7 @@ def main() -> int:
         stdin="802461\n802461\n",
     )
 
-    say("More operators: a kiosk (cardholders change their PIN there) and service staff")
+    say(_("More operators: a kiosk (cardholders change their PIN there) and service staff"))
     for op_id, name, role in (
         ("kiosk-01", "Kiosk 1", "kiosk"),
         ("zhao.lei", "Zhao Lei", "service"),
@@ -142,7 +144,7 @@ def main() -> int:
             token=f"{role}.token",
         )
 
-    say("At the kiosk, the holder changes the PIN: the current one, then the new one twice")
+    say(_("At the kiosk, the holder changes the PIN: the current one, then the new one twice"))
     sscard(
         "-r",
         f"virtual:{CARD}",
@@ -154,7 +156,7 @@ def main() -> int:
     )
     sscard("-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="975310\n")
 
-    say("A weak new PIN is refused before the card is asked (exit 7)")
+    say(_("A weak new PIN is refused before the card is asked (exit 7)"))
     sscard(
         "-r",
         f"virtual:{CARD}",
@@ -166,19 +168,19 @@ def main() -> int:
         check=False,
     )
 
-    say("Someone tries wrong PINs: the card counts down, then blocks the PIN (exit 3, then 4)")
-    for _ in range(6):
+    say(_("Someone tries wrong PINs: the card counts down, then blocks the PIN (exit 3, then 4)"))
+    for _attempt in range(6):
         sscard(
             "-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="111222\n", check=False
         )
     sscard("-r", f"virtual:{CARD}", "pin", "status")
     sscard("-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="975310\n", check=False)
 
-    say("Service staff unblock the PIN with the service point's keys; the PIN stays the same")
+    say(_("Service staff unblock the PIN with the service point's keys; the PIN stays the same"))
     sscard("-r", f"virtual:{CARD}", "pin", "unblock", token="service.token")
     sscard("-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="975310\n")
 
-    say("The holder forgot the PIN: staff set a new one (the holder types it twice)")
+    say(_("The holder forgot the PIN: staff set a new one (the holder types it twice)"))
     sscard(
         "-r",
         f"virtual:{CARD}",
@@ -190,7 +192,7 @@ def main() -> int:
     )
     sscard("-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="586420\n")
 
-    say("Every step is in the audit trail (an auditor reads it), hash-chained and verifiable")
+    say(_("Every step is in the audit trail (an auditor reads it), hash-chained and verifiable"))
     sscard(
         "operator",
         "add",
@@ -217,10 +219,10 @@ def main() -> int:
     sscard("audit", "show", token="auditor.token")
     sscard("audit", "verify")
 
-    say("The card.issued event waits in the outbox for the exchange platform (24 h rule)")
+    say(_("The card.issued event waits in the outbox for the exchange platform (24 h rule)"))
     sscard("sync", "status", check=False)
 
-    say("A service point gets a PSAM: the centre loads its city keys (never a root), enciphered")
+    say(_("A service point gets a PSAM: the centre loads its city keys (never a root), enciphered"))
     sscard("virtual", "new", str(PSAM), "--psam", "--serial", "5053414D00000001",
            "--keystore", keystore)  # fmt: skip
     sscard(
@@ -229,7 +231,7 @@ def main() -> int:
     )  # fmt: skip
     sscard("psam", "info", f"virtual:{PSAM}")
 
-    say("At that service point no key is in software: a staff PIN reset with the PSAM")
+    say(_("At that service point no key is in software: a staff PIN reset with the PSAM"))
     sscard(
         "-r", f"virtual:{CARD}", "pin", "reset", "--pin-stdin",
         "--keystore", f"psam:virtual:{PSAM}",
@@ -237,7 +239,7 @@ def main() -> int:
     )  # fmt: skip
     sscard("-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="197346\n")
 
-    print("\nDemo done. The scratch installation is in .demo/ (delete it at will).")
+    print("\n" + _("Demo done. The scratch installation is in .demo/ (delete it at will)."))
     return 0
 
 

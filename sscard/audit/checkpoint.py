@@ -45,6 +45,7 @@ from sscard.audit.schema import ensure_schema
 from sscard.clock import iso, now_utc
 from sscard.db import transaction
 from sscard.errors import CheckpointKeyMissing, InvalidInput
+from sscard.i18n import _
 from sscard.keys.entry import KeyEntry
 from sscard.keys.software_store import SoftwareKeyStore
 
@@ -138,8 +139,8 @@ class CheckpointSigner:
                 best, self._current = entry.version, kid
         if self._current is None:
             raise CheckpointKeyMissing(
-                f"the key store holds no audit checkpoint key {KEY_REF}"
-            ).with_hint("add a checkpoint key to the store first")
+                _("the key store holds no audit checkpoint key {key}").format(key=KEY_REF)
+            ).with_hint(_("add a checkpoint key to the store first"))
 
     def __repr__(self) -> str:
         return f"CheckpointSigner(key_id={self._current}, versions={len(self._keys)})"
@@ -198,11 +199,11 @@ def open_signer(spec: str, secret: Callable[[str], str]) -> CheckpointSigner:
         return CheckpointSigner.development_signer()
     if spec.startswith("pkcs11:"):
         raise InvalidInput(
-            "no checkpoint key in a token",
-            [("keystore", "the audit checkpoint key lives in a software key store file")],
+            _("no checkpoint key in a token"),
+            [("keystore", _("the audit checkpoint key lives in a software key store file"))],
         )
     return CheckpointSigner.from_store(
-        SoftwareKeyStore.open(spec, secret(f"Passphrase for {spec}"))
+        SoftwareKeyStore.open(spec, secret(_("Passphrase for {store}").format(store=spec)))
     )
 
 
@@ -309,19 +310,23 @@ def auto_signer() -> CheckpointSigner | None:
     try:
         st = os.stat(spec)
     except OSError:
-        log.warning("%s=%s: no such key store; no automatic checkpoints", ENV_AUDIT_KEYSTORE, spec)
+        log.warning(
+            _("%s=%s: no such key store; no automatic checkpoints"), ENV_AUDIT_KEYSTORE, spec
+        )
         return None
     digest = hashlib.sha256((passphrase or "").encode()).hexdigest()
     cache_key = (spec, st.st_mtime_ns, st.st_size, digest)
     if cache_key not in _from_env:
         signer: CheckpointSigner | None = None
         if passphrase is None:
-            log.warning("%s is set but no passphrase: no automatic checkpoints", ENV_AUDIT_KEYSTORE)
+            log.warning(
+                _("%s is set but no passphrase: no automatic checkpoints"), ENV_AUDIT_KEYSTORE
+            )
         else:
             try:
                 signer = CheckpointSigner.from_store(SoftwareKeyStore.open(spec, passphrase))
             except Exception as exc:  # never let the audit trail stop an action
-                log.warning("no automatic checkpoints: %s", type(exc).__name__)
+                log.warning(_("no automatic checkpoints: %s"), type(exc).__name__)
         _from_env[cache_key] = signer
     return _from_env[cache_key]
 

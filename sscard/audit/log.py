@@ -32,6 +32,7 @@ from sscard.audit.schema import ensure_schema
 from sscard.clock import iso, now_utc
 from sscard.db import transaction
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 
 GENESIS = "0" * 64
 OUTCOMES = ("ok", "refused", "failed")
@@ -77,14 +78,14 @@ class AuditRecord:
         texts = (self.time, self.action, self.outcome, self.prev_hash, self.hash)
         optional = (self.operator, self.role, self.card_serial, self.card_number, self.error)
         if not isinstance(self.seq, int) or not all(isinstance(t, str) for t in texts):
-            return "a field has the wrong type"
+            return _("a field has the wrong type")
         if not all(t is None or isinstance(t, str) for t in (*optional, self.detail)):
-            return "a field has the wrong type"
+            return _("a field has the wrong type")
         if self.detail:
             try:
                 json.loads(self.detail)
             except (ValueError, RecursionError):
-                return "its detail is not valid JSON"
+                return _("its detail is not valid JSON")
         return None
 
     def info(self) -> dict[str, object]:
@@ -97,7 +98,7 @@ class AuditRecord:
             data = {k: _plain(v) for k, v in data.items()}
             data["detail"] = None
             data["raw_detail"] = _plain(self.detail)
-            data["unreadable"] = f"{why} (tampered?): run 'sscard audit verify'"
+            data["unreadable"] = _("{why} (tampered?): run 'sscard audit verify'").format(why=why)
         return data
 
 
@@ -200,8 +201,8 @@ def _since(value: str) -> str:
         t = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidInput(
-            "bad time",
-            [("since", "a date/time like 2025-01-31 or 2025-01-31T08:00, or 24h, 7d")],
+            _("bad time"),
+            [("since", _("a date/time like 2025-01-31 or 2025-01-31T08:00, or 24h, 7d"))],
         ) from None
     if t.tzinfo is None:
         t = t.astimezone()  # local time of this machine

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from sscard.audit.checkpoint import Checkpoint, CheckpointSigner, checkpoints
 from sscard.audit.log import GENESIS, AuditRecord, all_records, record_hash
 from sscard.errors import AuditLogBroken, AuditTrailTruncated
+from sscard.i18n import _
 
 
 @dataclass
@@ -71,18 +72,24 @@ def _chain(rows: list[AuditRecord]) -> tuple[dict[int, str], AuditLogBroken | No
     prev_hash = GENESIS
     for expected, rec in enumerate(rows, start=1):
         if rec.seq != expected:
-            what = "is missing (deleted?)" if rec.seq > expected else "is out of sequence"
-            return heads, AuditLogBroken(expected, f"record {expected} {what}")
+            what = (
+                _("record {seq} is missing (deleted?)")
+                if rec.seq > expected
+                else _("record {seq} is out of sequence")
+            )
+            return heads, AuditLogBroken(expected, what.format(seq=expected))
         if rec.prev_hash != prev_hash:
             return heads, AuditLogBroken(
                 rec.seq,
-                f"does not follow record {rec.seq - 1} (a record was deleted, inserted or moved)",
+                _("does not follow record {seq} (a record was deleted, inserted or moved)").format(
+                    seq=rec.seq - 1
+                ),
             )
         why = rec.unreadable()
         if why is not None:
-            return heads, AuditLogBroken(rec.seq, f"unreadable: {why} (edited)")
+            return heads, AuditLogBroken(rec.seq, _("unreadable: {why} (edited)").format(why=why))
         if record_hash(rec.prev_hash, rec.content()) != rec.hash:
-            return heads, AuditLogBroken(rec.seq, "content does not match its hash (edited)")
+            return heads, AuditLogBroken(rec.seq, _("content does not match its hash (edited)"))
         heads[rec.seq] = rec.hash
         prev_hash = rec.hash
     return heads, None
@@ -93,17 +100,24 @@ def _check_point(
 ) -> AuditLogBroken | None:
     if signer is not None and not signer.valid(cp):
         why = (
-            "bad signature" if signer.knows(cp.key_id) else "signed by a key not in this key store"
+            _("checkpoint {id} covering this record: bad signature")
+            if signer.knows(cp.key_id)
+            else _("checkpoint {id} covering this record: signed by a key not in this key store")
         )
-        return AuditLogBroken(cp.seq, f"checkpoint {cp.id} covering this record: {why}")
+        return AuditLogBroken(cp.seq, why.format(id=cp.id))
     if cp.seq > count:
         return AuditLogBroken(
-            count + 1, f"records {count + 1}..{cp.seq} are missing (checkpoint {cp.id} covers them)"
+            count + 1,
+            _("records {first}..{last} are missing (checkpoint {id} covers them)").format(
+                first=count + 1, last=cp.seq, id=cp.id
+            ),
         )
     if heads.get(cp.seq) != cp.hash:
         return AuditLogBroken(
             cp.seq,
-            f"differs from what checkpoint {cp.id} signed: records up to {cp.seq} were rewritten",
+            _(
+                "differs from what checkpoint {id} signed: records up to {seq} were rewritten"
+            ).format(id=cp.id, seq=cp.seq),
         )
     return None
 
@@ -119,7 +133,9 @@ def witness_problem(seq: int, hash: str, local: str | None, ends_at: int) -> Aud
     if local != hash:
         return AuditLogBroken(
             seq,
-            f"differs from the record the platform witnessed: records up to {seq} were rewritten",
+            _(
+                "differs from the record the platform witnessed: records up to {seq} were rewritten"
+            ).format(seq=seq),
         )
     return None
 
@@ -129,7 +145,9 @@ def _check_witnessed(
 ) -> AuditLogBroken | None:
     problem = witness_problem(cp.seq, cp.hash, heads.get(cp.seq), count)
     if problem is None and signer is not None and cp.signed and not signer.valid(cp):
-        return AuditLogBroken(cp.seq, "the checkpoint the platform witnessed has a bad signature")
+        return AuditLogBroken(
+            cp.seq, _("the checkpoint the platform witnessed has a bad signature")
+        )
     return problem
 
 
@@ -168,13 +186,17 @@ def verify(
             report.problem = truncated[0]  # the clearer name for a cut tail
     if signer is None and cps:
         report.notes.append(
-            f"{len(cps)} checkpoint signature(s) not checked: give the key store to check them"
+            _(
+                "{count} checkpoint signature(s) not checked: give the key store to check them"
+            ).format(count=len(cps))
         )
     if signer is not None and signer.development:
-        report.notes.append("checked with the DEVELOPMENT checkpoint key (published)")
+        report.notes.append(_("checked with the DEVELOPMENT checkpoint key (published)"))
     if not cps:
         report.notes.append(
-            "no signed checkpoint yet: 'sscard audit checkpoint' makes one "
-            "($SSCARD_AUDIT_KEYSTORE makes them automatic)"
+            _(
+                "no signed checkpoint yet: 'sscard audit checkpoint' makes one "
+                "($SSCARD_AUDIT_KEYSTORE makes them automatic)"
+            )
         )
     return report

@@ -18,6 +18,7 @@ from sscard import audit
 from sscard.auth.session import current_operator
 from sscard.auth.store import Operator, OperatorStore
 from sscard.errors import NotAuthorized, NotLoggedIn
+from sscard.i18n import _
 
 
 def require(
@@ -59,7 +60,11 @@ def require(
         else:
             found = store.find(operator.id)
             if found is None or found.disabled:
-                raise NotLoggedIn(f"operator {operator.id!r} is unknown or disabled")
+                raise NotLoggedIn(
+                    _("operator {operator} is unknown or disabled").format(
+                        operator=repr(operator.id)
+                    )
+                )
             op = found
     except NotLoggedIn as exc:
         refused(exc, None)

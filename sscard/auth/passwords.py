@@ -12,6 +12,7 @@ import hmac
 import secrets
 
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 
 MIN_PASSWORD = 8
 DEFAULT_COST = 15  # log2(N): 32 MiB, ~0.1 s
@@ -35,7 +36,8 @@ def check_password(password: str) -> None:
     """Refuse a password too short to keep (:class:`InvalidInput`, no echo of the value)."""
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(
-            "password too short", [("password", f"at least {MIN_PASSWORD} characters")]
+            _("password too short"),
+            [("password", _("at least {count} characters").format(count=MIN_PASSWORD))],
         )
 
 
@@ -43,7 +45,10 @@ def hash_password(password: str, *, cost: int = DEFAULT_COST) -> str:
     """A new credential string for ``password``."""
     check_password(password)
     if not _MIN_COST <= cost <= _MAX_COST:
-        raise InvalidInput("bad cost", [("kdf-cost", f"between {_MIN_COST} and {_MAX_COST}")])
+        raise InvalidInput(
+            _("bad cost"),
+            [("kdf-cost", _("between {low} and {high}").format(low=_MIN_COST, high=_MAX_COST))],
+        )
     salt = secrets.token_bytes(16)
     digest = _scrypt(password, salt, cost, 8, 1)
     return f"scrypt${cost}$8$1${salt.hex()}${digest.hex()}"

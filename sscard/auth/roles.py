@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sscard.i18n import N_
+
 ISSUER = "issuer"
 SERVICE = "service"
 KIOSK = "kiosk"
@@ -16,11 +18,12 @@ AUDITOR = "auditor"
 ROLES: tuple[str, ...] = (ISSUER, SERVICE, KIOSK, AUDITOR)
 
 ROLE_DESCRIPTIONS: Mapping[str, str] = {
-    ISSUER: "issuing centre staff: issue cards, key ceremony, operators, restore",
-    SERVICE: "service point staff: read cards, PIN reset/unblock, block/unblock, sync",
-    KIOSK: "self-service kiosk: the cardholder's PIN change only",
-    AUDITOR: "read and verify the audit trail",
+    ISSUER: N_("issuing centre staff: issue cards, key ceremony, operators, restore"),
+    SERVICE: N_("service point staff: read cards, PIN reset/unblock, block/unblock, sync"),
+    KIOSK: N_("self-service kiosk: the cardholder's PIN change only"),
+    AUDITOR: N_("read and verify the audit trail"),
 }
+"""What each role is for (English; show them translated: ``_(ROLE_DESCRIPTIONS[role])``)."""
 
 _I, _S, _K, _A = ISSUER, SERVICE, KIOSK, AUDITOR
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from sscard import audit
 from sscard.auth.store import DEFAULT_TTL, Operator, OperatorStore
 from sscard.errors import LoginFailed, NotLoggedIn
+from sscard.i18n import _
 from sscard.paths import data_dir
 
 ENV_TOKEN = "SSCARD_OPERATOR_TOKEN"
@@ -68,13 +69,17 @@ def read_token(path: Path | None = None) -> str:
         st = path.stat()
         text = path.read_text(encoding="ascii").strip()
     except (FileNotFoundError, NotADirectoryError):
-        raise NotLoggedIn("no operator is logged in") from None
+        raise NotLoggedIn(_("no operator is logged in")) from None
     except (OSError, UnicodeDecodeError):
-        raise NotLoggedIn(f"cannot read the operator token {path}; log in again") from None
+        raise NotLoggedIn(
+            _("cannot read the operator token {path}; log in again").format(path=path)
+        ) from None
     if stat.S_IMODE(st.st_mode) & 0o077 or st.st_uid != os.geteuid():
         raise NotLoggedIn(
-            f"the operator token {path} is readable by others or not yours; it is refused: "
-            "log in again"
+            _(
+                "the operator token {path} is readable by others or not yours; it is refused: "
+                "log in again"
+            ).format(path=path)
         )
     return text
 

@@ -25,6 +25,7 @@ from sscard.auth.passwords import DEFAULT_COST, dummy_verify, hash_password, ver
 from sscard.auth.roles import ISSUER, ROLES, allowed
 from sscard.clock import iso, now_utc
 from sscard.errors import BootstrapRefused, InvalidInput, LoginFailed, NotLoggedIn
+from sscard.i18n import _
 
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS operators (
@@ -72,8 +73,13 @@ def check_id(operator_id: str) -> str:
     """Operator ids: 2-32 of ``a-z 0-9 . _ -``, starting with a letter or digit."""
     if not _ID.match(operator_id):
         raise InvalidInput(
-            "invalid operator id",
-            [("id", "2-32 characters a-z, 0-9, '.', '_', '-', starting with a letter or digit")],
+            _("invalid operator id"),
+            [
+                (
+                    "id",
+                    _("2-32 characters a-z, 0-9, '.', '_', '-', starting with a letter or digit"),
+                )
+            ],
         )
     return operator_id
 
@@ -120,22 +126,27 @@ class OperatorStore:
         """
         check_id(operator_id)
         if role not in ROLES:
-            raise InvalidInput("unknown role", [("role", f"one of {', '.join(ROLES)}")])
+            raise InvalidInput(
+                _("unknown role"),
+                [("role", _("one of {roles}").format(roles=", ".join(ROLES)))],
+            )
         if not name.strip():
-            raise InvalidInput("operator needs a name", [("name", "the person's name")])
+            raise InvalidInput(_("operator needs a name"), [("name", _("the person's name"))])
         if bootstrap and role != ISSUER:
             raise InvalidInput(
-                "bootstrap operator must be an issuer",
-                [("role", "the first operator is an issuer")],
+                _("bootstrap operator must be an issuer"),
+                [("role", _("the first operator is an issuer"))],
             )
         credential = hash_password(password, cost=cost)
         stamp = iso(now_utc())
         with db.transaction(self.conn):
             if bootstrap and not self.is_empty():
                 raise BootstrapRefused(
-                    "this installation already has operators; bootstrapping only creates the "
-                    "first one"
-                ).with_hint("log in as an issuer and add the operator")
+                    _(
+                        "this installation already has operators; bootstrapping only creates the "
+                        "first one"
+                    )
+                ).with_hint(_("log in as an issuer and add the operator"))
             try:
                 self.conn.execute(
                     "INSERT INTO operators (id, name, role, credential, disabled, created, changed)"
@@ -144,7 +155,15 @@ class OperatorStore:
                 )
             except sqlite3.IntegrityError:
                 raise InvalidInput(
-                    "operator exists", [("id", f"{operator_id!r} is already an operator")]
+                    _("operator exists"),
+                    [
+                        (
+                            "id",
+                            _("{operator} is already an operator").format(
+                                operator=repr(operator_id)
+                            ),
+                        )
+                    ],
                 ) from None
         return Operator(operator_id, name.strip(), role)
 
@@ -160,9 +179,9 @@ class OperatorStore:
         op = self.find(operator_id)
         if op is None:
             raise InvalidInput(
-                "unknown operator",
-                [("id", f"no operator {operator_id!r}")],
-            ).with_hint("list the operators to see who exists")
+                _("unknown operator"),
+                [("id", _("no operator {operator}").format(operator=repr(operator_id)))],
+            ).with_hint(_("list the operators to see who exists"))
         return op
 
     def list(self) -> list[Operator]:
@@ -202,8 +221,10 @@ class OperatorStore:
         op = self.find(operator_id)
         if row is None or op is None or not verify_password(password, row[0]) or op.disabled:
             raise LoginFailed(
-                f"login refused for operator {operator_id!r}: unknown operator, wrong password "
-                "or disabled operator"
+                _(
+                    "login refused for operator {operator}: unknown operator, wrong password "
+                    "or disabled operator"
+                ).format(operator=repr(operator_id))
             )
         return op
 
@@ -214,7 +235,9 @@ class OperatorStore:
     ) -> tuple[str, datetime]:
         """A new session token for ``operator`` and its expiry (``ttl`` at most 12 h)."""
         if not timedelta(0) < ttl <= MAX_TTL:
-            raise InvalidInput("bad session lifetime", [("ttl", "between 1 minute and 12 hours")])
+            raise InvalidInput(
+                _("bad session lifetime"), [("ttl", _("between 1 minute and 12 hours"))]
+            )
         token = secrets.token_hex(32)
         start = now_utc()
         expires = start + ttl
@@ -235,13 +258,13 @@ class OperatorStore:
         ).fetchone()
         if row is None:
             raise NotLoggedIn(
-                "the operator session is not valid (logged out, or another installation's)"
-            ).with_hint("log in again")
+                _("the operator session is not valid (logged out, or another installation's)")
+            ).with_hint(_("log in again"))
         if row[1] < iso(now_utc()):
-            raise NotLoggedIn("the operator session has expired; log in again")
+            raise NotLoggedIn(_("the operator session has expired; log in again"))
         op = self.find(row[0])
         if op is None or op.disabled:
-            raise NotLoggedIn("the operator of this session is disabled")
+            raise NotLoggedIn(_("the operator of this session is disabled"))
         return op
 
     def end_session(self, token: str) -> None:

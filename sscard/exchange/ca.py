@@ -19,6 +19,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sscard.errors import InvalidInput
 from sscard.exchange.outbox import SERVICE_POINT
+from sscard.i18n import _
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -79,7 +80,9 @@ def _load_ca(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivate
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise InvalidInput("existing CA key is not an EC key", [(str(key_path), "unexpected type")])
+        raise InvalidInput(
+            _("existing CA key is not an EC key"), [(str(key_path), _("unexpected type"))]
+        )
     return cert, key
 
 
@@ -148,12 +151,13 @@ def init_ca(
     ``CLIENT.pem`` / ``CLIENT-key.pem`` per client (CN = service point id).
     Existing certificates are kept. Returns what exists, by name.
     """
-    bad = [(f"client {c!r}", "1-64 letters, digits, '.', '_' or '-'") for c in clients]
+    rule = _("1-64 letters, digits, '.', '_' or '-'")
+    bad = [(_("client {name}").format(name=repr(c)), rule) for c in clients]
     bad = [b for b, c in zip(bad, clients, strict=True) if not SERVICE_POINT.match(c)]
     if any(c in ("ca", "server") for c in clients):
-        bad.append(("client", "'ca' and 'server' are reserved names"))
+        bad.append(("client", _("'ca' and 'server' are reserved names")))
     if bad:
-        raise InvalidInput("cannot make certificates", bad)
+        raise InvalidInput(_("cannot make certificates"), bad)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     ca = _load_ca(directory) or _new_ca(directory, days * 5)
     out = {"ca": Issued(directory / "ca.pem", directory / "ca-key.pem")}

@@ -26,6 +26,7 @@ from sscard.errors import (
 )
 from sscard.exchange.events import Event
 from sscard.exchange.schema import message_problems
+from sscard.i18n import _
 
 DEFAULT_TIMEOUT = 30.0
 WITNESS_PATH = "/v1/audit/checkpoint"
@@ -40,7 +41,7 @@ class PlatformClient:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise InvalidInput(
-                "bad platform address", [("platform", "must be https://HOST[:PORT]")]
+                _("bad platform address"), [("platform", _("must be https://HOST[:PORT]"))]
             )
         self.url = url
         self._host = parts.hostname
@@ -81,7 +82,9 @@ class PlatformClient:
         answer = self._checked("push-response", self._request("POST", "/v1/events", body))
         results: list[dict[str, Any]] = answer["results"]
         if [r["id"] for r in results] != [e.id for e in events]:
-            raise PlatformProtocolError("the platform acknowledged other events than it was sent")
+            raise PlatformProtocolError(
+                _("the platform acknowledged other events than it was sent")
+            )
         return results
 
     def pull(self, after: int, limit: int = 500) -> dict[str, Any]:
@@ -111,7 +114,11 @@ class PlatformClient:
         problems = message_problems(message, data)
         if problems:
             where = "; ".join(f"{p or '/'}: {m}" for p, m in problems[:5])
-            raise PlatformProtocolError(f"the platform sent an invalid {message}: {where}")
+            raise PlatformProtocolError(
+                _("the platform sent an invalid {message}: {problems}").format(
+                    message=message, problems=where
+                )
+            )
         result: dict[str, Any] = data
         return result
 
@@ -131,8 +138,10 @@ class PlatformClient:
             except ssl.SSLCertVerificationError as exc:
                 self.close()
                 raise PlatformAuthRefused(
-                    f"the platform's certificate is not trusted ({exc.verify_message}); "
-                    "check the trusted CA certificate and the platform address"
+                    _(
+                        "the platform's certificate is not trusted ({reason}); "
+                        "check the trusted CA certificate and the platform address"
+                    ).format(reason=exc.verify_message)
                 ) from None
             except (
                 ssl.SSLEOFError,
@@ -146,18 +155,22 @@ class PlatformClient:
                 if attempt == 1 and not fresh:
                     continue
                 raise PlatformUnavailable(
-                    f"the platform closed the connection ({_why(exc)})"
+                    _("the platform closed the connection ({reason})").format(reason=_why(exc))
                 ) from None
             except ssl.SSLError as exc:
                 self.close()
                 raise PlatformAuthRefused(
-                    f"the platform refused the TLS handshake ({exc.reason or 'TLS error'}); "
-                    "check this service point's certificate and key"
+                    _(
+                        "the platform refused the TLS handshake ({reason}); "
+                        "check this service point's certificate and key"
+                    ).format(reason=exc.reason or _("TLS error"))
                 ) from None
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 raise PlatformUnavailable(
-                    f"cannot reach the platform at {self.url} ({_why(exc)})"
+                    _("cannot reach the platform at {url} ({reason})").format(
+                        url=self.url, reason=_why(exc)
+                    )
                 ) from None
         try:
             data = json.loads(raw) if raw else None
@@ -166,7 +179,9 @@ class PlatformClient:
         if status == 200:
             return data
         if status >= 500 or status in (408, 429) or not isinstance(data, dict):
-            raise PlatformUnavailable(f"the platform answered HTTP {status}; retry later")
+            raise PlatformUnavailable(
+                _("the platform answered HTTP {status}; retry later").format(status=status)
+            )
         problems = [
             (str(e.get("path", "")), str(e.get("message", ""))) for e in data.get("errors", [])
         ]
@@ -174,16 +189,28 @@ class PlatformClient:
         message = str(data.get("message", f"HTTP {status}"))
         if status == 403 and data.get("error") == "unknown_client":
             raise PlatformAuthRefused(
-                f"the platform knows no department for this certificate: {message}"
+                _("the platform knows no department for this certificate: {message}").format(
+                    message=message
+                )
             )
         if status == 409 and data.get("error") == "audit_conflict":
-            raise AuditWitnessRefused(f"the platform refused the audit checkpoint: {message}")
+            raise AuditWitnessRefused(
+                _("the platform refused the audit checkpoint: {message}").format(message=message)
+            )
         if status == 403:
-            raise ScopeRefused(f"refused by the platform: {message}", problems, ids)
-        raise EventsRejected(f"rejected by the platform (HTTP {status}): {message}", problems, ids)
+            raise ScopeRefused(
+                _("refused by the platform: {message}").format(message=message), problems, ids
+            )
+        raise EventsRejected(
+            _("rejected by the platform (HTTP {status}): {message}").format(
+                status=status, message=message
+            ),
+            problems,
+            ids,
+        )
 
 
 def _why(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
-        return "timed out"
+        return _("timed out")
     return getattr(exc, "strerror", None) or type(exc).__name__

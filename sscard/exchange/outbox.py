@@ -27,6 +27,7 @@ from sscard import db
 from sscard.errors import InvalidInput
 from sscard.exchange.events import Event, new_event_id, parse_utc, utc_text
 from sscard.exchange.schema import CATEGORIES, payload_problems
+from sscard.i18n import _
 
 MAX_AGE = timedelta(hours=24)
 """Art. 11: a change reaches the shared database within 24 hours; older is a violation."""
@@ -82,17 +83,19 @@ def enqueue(
     """
     problems: list[tuple[str, str]] = []
     if category not in CATEGORIES:
-        problems.append(("category", f"unknown; known: {', '.join(CATEGORIES)}"))
+        problems.append(
+            ("category", _("unknown; known: {categories}").format(categories=", ".join(CATEGORIES)))
+        )
     else:
         problems += [
             (f"payload{path}", text) for path, text in payload_problems(category, dict(payload))
         ]
     if not SERVICE_POINT.match(service_point):
-        problems.append(("service_point", "1-64 letters, digits, '.', '_' or '-'"))
+        problems.append(("service_point", _("1-64 letters, digits, '.', '_' or '-'")))
     if occurred_at is not None and occurred_at.tzinfo is None:
-        problems.append(("occurred_at", "must be time-zone aware (e.g. datetime.now(UTC))"))
+        problems.append(("occurred_at", _("must be time-zone aware (e.g. datetime.now(UTC))")))
     if problems:
-        raise InvalidInput(f"invalid {category} event", problems)
+        raise InvalidInput(_("invalid {category} event").format(category=category), problems)
     event_id = new_event_id()
     now = utc_text()
     conn.execute(

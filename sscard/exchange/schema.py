@@ -4,6 +4,8 @@ Every message on the wire and every event payload has a schema shipped in
 ``sscard/exchange/schemas/``. Problems are reported as ``(JSON Pointer, message)``
 pairs; messages name the rule that failed, never the offending value, so that
 holder data does not end up in an error text or a log (regulation art. 17).
+The messages are in the active language (:mod:`sscard.i18n`) unless
+``localize=False`` asks for English, as the platform's HTTP answers have them.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
+
+from sscard.i18n import N_, _
 
 CATEGORIES: tuple[str, ...] = (
     "card.issued",
@@ -43,6 +47,26 @@ MESSAGES: tuple[str, ...] = (
 )
 
 Problem = tuple[str, str]
+
+_RULE_TEXTS: dict[str, str] = {
+    "type": N_("must be of type {value}"),
+    "pattern": N_("does not match the pattern {value}"),
+    "enum": N_("must be one of {value}"),
+    "const": N_("must be {value}"),
+    "minLength": N_("must have at least {value} character(s)"),
+    "maxLength": N_("must have at most {value} character(s)"),
+    "minItems": N_("must have at least {value} item(s)"),
+    "maxItems": N_("must have at most {value} item(s)"),
+    "minimum": N_("must be at least {value}"),
+    "maximum": N_("must be at most {value}"),
+    "uniqueItems": N_("items must be unique"),
+    "propertyNames": N_("a property name is not allowed"),
+}
+"""The message of each rule that failed (English; translated where used)."""
+
+
+def _english(text: str) -> str:
+    return text
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -78,14 +102,17 @@ def pointer(parts: Any) -> str:
     return out
 
 
-def _problems(validator: Draft202012Validator, data: Any, prefix: str) -> list[Problem]:
+def _problems(
+    validator: Draft202012Validator, data: Any, prefix: str, localize: bool
+) -> list[Problem]:
+    tr = _ if localize else _english
     found: list[Problem] = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.path))):
-        found.extend(_describe(error, prefix))
+        found.extend(_describe(error, prefix, tr))
     return list(dict.fromkeys(found))  # one "required" error per missing key names them all
 
 
-def _describe(error: ValidationError, prefix: str) -> list[Problem]:
+def _describe(error: ValidationError, prefix: str, tr: Callable[[str], str]) -> list[Problem]:
     """Turn one jsonschema error into problems without quoting the instance's value."""
     where = prefix + pointer(error.absolute_path)
     rule, instance = error.validator, error.instance
@@ -93,50 +120,61 @@ def _describe(error: ValidationError, prefix: str) -> list[Problem]:
     subschema: Any = error.schema
     if rule == "required" and isinstance(instance, dict):
         return [
-            (f"{where}/{k}", "required property is missing") for k in value if k not in instance
+            (f"{where}/{k}", tr(N_("required property is missing")))
+            for k in value
+            if k not in instance
         ]
     if rule == "additionalProperties" and isinstance(instance, dict):
         allowed = set(subschema.get("properties", {}))
         extra = sorted(k for k in instance if k not in allowed)
-        return [(f"{where}{pointer([k])}", "unknown property (not allowed)") for k in extra]
+        text = tr(N_("unknown property (not allowed)"))
+        return [(f"{where}{pointer([k])}", text) for k in extra]
     if rule in ("anyOf", "oneOf") and error.context:
-        return _describe(min(error.context, key=lambda e: len(e.path)), prefix)
-    messages: dict[str, Callable[[], str]] = {
-        "type": lambda: f"must be of type {value}",
-        "pattern": lambda: f"does not match the pattern {value}",
-        "enum": lambda: "must be one of " + ", ".join(json.dumps(v) for v in value),
-        "const": lambda: f"must be {json.dumps(value)}",
-        "minLength": lambda: f"must have at least {value} character(s)",
-        "maxLength": lambda: f"must have at most {value} character(s)",
-        "minItems": lambda: f"must have at least {value} item(s)",
-        "maxItems": lambda: f"must have at most {value} item(s)",
-        "minProperties": lambda: (
-            f"must have at least {value} propert{'y' if value == 1 else 'ies'}"
-        ),
-        "minimum": lambda: f"must be at least {value}",
-        "maximum": lambda: f"must be at most {value}",
-        "uniqueItems": lambda: "items must be unique",
-        "propertyNames": lambda: "a property name is not allowed",
-    }
-    text = messages.get(str(rule), lambda: f"fails the '{rule}' rule")()
-    return [(where or "/", text)]
+        return _describe(min(error.context, key=lambda e: len(e.path)), prefix, tr)
+    shown: Any = value
+    if rule == "enum":
+        shown = ", ".join(json.dumps(v) for v in value)
+    elif rule == "const":
+        shown = json.dumps(value)
+    if rule == "minProperties":
+        template = (
+            N_("must have at least {value} property")
+            if value == 1
+            else N_("must have at least {value} properties")
+        )
+    else:
+        template = _RULE_TEXTS.get(str(rule), "")
+    if not template:
+        return [(where or "/", tr(N_("fails the '{rule}' rule")).format(rule=rule))]
+    return [(where or "/", tr(template).format(value=shown))]
 
 
-def message_problems(name: str, data: Any, prefix: str = "") -> list[Problem]:
-    """Problems of ``data`` as message ``name`` (see :data:`MESSAGES`); empty when valid."""
-    return _problems(_validator(name), data, prefix)
+def message_problems(
+    name: str, data: Any, prefix: str = "", *, localize: bool = True
+) -> list[Problem]:
+    """Problems of ``data`` as message ``name`` (see :data:`MESSAGES`); empty when valid.
+
+    ``localize=False``: the messages in English (the platform's HTTP answers).
+    """
+    return _problems(_validator(name), data, prefix, localize)
 
 
-def payload_problems(category: str, payload: Any, prefix: str = "") -> list[Problem]:
+def payload_problems(
+    category: str, payload: Any, prefix: str = "", *, localize: bool = True
+) -> list[Problem]:
     """Problems of an event ``payload`` for ``category``; an unknown category is a problem."""
     if category not in CATEGORIES:
-        return [(prefix or "/", f"unknown category; known: {', '.join(CATEGORIES)}")]
-    return _problems(_validator(f"payload.{category}"), payload, prefix)
+        tr = _ if localize else _english
+        text = tr(N_("unknown category; known: {categories}"))
+        return [(prefix or "/", text.format(categories=", ".join(CATEGORIES)))]
+    return _problems(_validator(f"payload.{category}"), payload, prefix, localize)
 
 
-def event_problems(event: Any, prefix: str = "") -> list[Problem]:
+def event_problems(event: Any, prefix: str = "", *, localize: bool = True) -> list[Problem]:
     """Problems of a whole event: the envelope, then the payload against its category."""
-    found = message_problems("event", event, prefix)
+    found = message_problems("event", event, prefix, localize=localize)
     if not found and isinstance(event, dict):
-        found = payload_problems(event["category"], event["payload"], prefix + "/payload")
+        found = payload_problems(
+            event["category"], event["payload"], prefix + "/payload", localize=localize
+        )
     return found

@@ -32,6 +32,7 @@ from sscard.errors import (
 from sscard.exchange import inbox, outbox
 from sscard.exchange.client import PlatformClient
 from sscard.exchange.events import Event, utc_text
+from sscard.i18n import _
 
 log = logging.getLogger("sscard.exchange.sync")
 
@@ -132,7 +133,7 @@ def witness_audit(
     try:
         answer = client.witness(send.wire(), extends)
     except AuditWitnessRefused:
-        log.error("the platform refused the audit head at record %d", send.seq)
+        log.error(_("the platform refused the audit head at record %d"), send.seq)
         raise
     return int(answer["checkpoint"]["seq"])
 
@@ -218,7 +219,7 @@ def pull_updates(
     while True:
         page = client.pull(report.cursor, limit)
         if page["cursor"] < report.cursor:
-            raise PlatformProtocolError("the platform moved the pull cursor backwards")
+            raise PlatformProtocolError(_("the platform moved the pull cursor backwards"))
         with db.transaction(conn):
             applied = inbox.apply_pulled(conn, page["items"], page["cursor"])
         report.items += len(page["items"])
@@ -290,14 +291,14 @@ def run(
                     cycle.pull = pull_updates(conn, client)
                 except ScopeRefused as exc:
                     pull = False  # this department's agreement has nothing to pull
-                    log.warning("not pulling any more: %s", exc)
+                    log.warning(_("not pulling any more: %s"), exc)
             backoff.reset()
             cycle.wait = period
         except PlatformUnavailable as exc:
             failures += 1
             cycle.error = str(exc)
             cycle.wait = backoff.next_delay()
-            log.warning("platform unavailable (%s); next try in %.1f s", exc, cycle.wait)
+            log.warning(_("platform unavailable (%s); next try in %.1f s"), exc, cycle.wait)
         if on_cycle:
             on_cycle(cycle)
         if cycles is None or number < cycles:

@@ -12,25 +12,36 @@ from pathlib import Path
 from typing import Any
 
 from sscard.errors import InvalidInput
+from sscard.i18n import N_, _
 
 
 def _load(ctx: ssl.SSLContext, cert: Path, key: Path, ca: Path) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    for label, path in (("certificate", cert), ("private key", key), ("CA certificate", ca)):
+    missing = (
+        (N_("cannot set up TLS: certificate not found"), cert),
+        (N_("cannot set up TLS: private key not found"), key),
+        (N_("cannot set up TLS: CA certificate not found"), ca),
+    )
+    for message, path in missing:
         if not Path(path).is_file():
-            raise InvalidInput(
-                f"cannot set up TLS: {label} not found", [(str(path), "no such file")]
-            )
+            raise InvalidInput(_(message), [(str(path), _("no such file"))])
     try:
         ctx.load_verify_locations(cafile=str(ca))
     except ssl.SSLError:
-        raise InvalidInput("cannot set up TLS", [(str(ca), "not a PEM CA certificate")]) from None
+        raise InvalidInput(
+            _("cannot set up TLS"), [(str(ca), _("not a PEM CA certificate"))]
+        ) from None
     try:
         ctx.load_cert_chain(str(cert), str(key))
     except ssl.SSLError:
         raise InvalidInput(
-            "cannot set up TLS",
-            [(str(cert), "not a PEM certificate matching the private key " + str(key))],
+            _("cannot set up TLS"),
+            [
+                (
+                    str(cert),
+                    _("not a PEM certificate matching the private key {key}").format(key=key),
+                )
+            ],
         ) from None
     return ctx
 

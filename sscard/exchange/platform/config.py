@@ -21,6 +21,7 @@ from typing import Any
 
 from sscard.errors import PlatformConfigError
 from sscard.exchange.schema import message_problems
+from sscard.i18n import _
 
 
 @dataclass(frozen=True)
@@ -52,18 +53,27 @@ class PlatformConfig:
         """Build from parsed data; :class:`PlatformConfigError` names each bad path."""
         problems = message_problems("platform-config", data)
         if problems:
-            raise PlatformConfigError(f"invalid platform config {source}", problems)
+            raise PlatformConfigError(
+                _("invalid platform config {source}").format(source=source), problems
+            )
         seen: dict[str, str] = {}
         clash: list[tuple[str, str]] = []
         for dept_id, d in data["departments"].items():
             for client in d["clients"]:
                 if client in seen:
                     clash.append(
-                        (f"/departments/{dept_id}/clients", f"{client} is also in {seen[client]}")
+                        (
+                            f"/departments/{dept_id}/clients",
+                            _("{client} is also in {department}").format(
+                                client=client, department=seen[client]
+                            ),
+                        )
                     )
                 seen[client] = dept_id
         if clash:
-            raise PlatformConfigError(f"invalid platform config {source}", clash)
+            raise PlatformConfigError(
+                _("invalid platform config {source}").format(source=source), clash
+            )
         return cls(
             {
                 dept_id: Department(
@@ -84,7 +94,8 @@ def load_config(path: Path) -> PlatformConfig:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise PlatformConfigError(
-            "cannot read the platform config", [(str(path), exc.strerror or "unreadable")]
+            _("cannot read the platform config"),
+            [(str(path), exc.strerror or _("unreadable"))],
         ) from None
     try:
         if str(path).endswith(".toml"):
@@ -93,6 +104,6 @@ def load_config(path: Path) -> PlatformConfig:
             data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise PlatformConfigError(
-            "cannot parse the platform config", [(str(path), str(exc))]
+            _("cannot parse the platform config"), [(str(path), str(exc))]
         ) from None
     return PlatformConfig.from_data(data, str(path))

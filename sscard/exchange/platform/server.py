@@ -14,6 +14,10 @@ Endpoints (JSON, HTTP/1.1 keep-alive):
 
 The TLS handshake runs in the connection's own thread; a client without a
 certificate from the platform CA is refused there and the refusal is audited.
+
+The HTTP answers are in English whatever the interface language (a protocol:
+the client shows them as the platform's words); warnings logged for the
+person who runs the platform are translated.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from sscard.exchange.platform.config import Department, PlatformConfig
 from sscard.exchange.platform.store import PlatformStore, WitnessConflict
 from sscard.exchange.schema import CATEGORIES, message_problems, payload_problems
 from sscard.exchange.tls import common_name
+from sscard.i18n import _
 
 log = logging.getLogger("sscard.exchange.platform")
 
@@ -65,7 +70,9 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A connection that broke mid-request is logged, not printed as a traceback."""
-        log.warning("connection from %s failed", client_address[0], exc_info=log.isEnabledFor(10))
+        log.warning(
+            _("connection from %s failed"), client_address[0], exc_info=log.isEnabledFor(10)
+        )
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """TLS handshake in this connection's thread, then HTTP."""
@@ -81,7 +88,7 @@ class _Server(ThreadingHTTPServer):
         except (ssl.SSLError, OSError) as exc:
             _linger_close(tls)
             reason = getattr(exc, "reason", None) or type(exc).__name__
-            log.warning("TLS handshake refused from %s: %s", client_address[0], reason)
+            log.warning(_("TLS handshake refused from %s: %s"), client_address[0], reason)
             self.platform.store.audit(
                 None, None, "handshake_refused", 0, {"peer": client_address[0], "reason": reason}
             )
@@ -226,14 +233,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _push(self, client: str, dept: Department) -> tuple[int, dict[str, Any], dict[str, Any]]:
         data = self._body()
-        problems = message_problems("push-request", data)  # envelopes included
+        problems = message_problems("push-request", data, localize=False)  # envelopes included
         events: list[Any] = data.get("events", []) if isinstance(data, dict) else []
         events = events if isinstance(events, list) else []
         for i, event in enumerate(events):
             if isinstance(event, dict) and isinstance(event.get("payload"), dict):
                 category = event.get("category")
                 if category in CATEGORIES:
-                    problems += payload_problems(category, event["payload"], f"/events/{i}/payload")
+                    problems += payload_problems(
+                        category, event["payload"], f"/events/{i}/payload", localize=False
+                    )
         if problems:
             raise _Refusal(
                 400,
@@ -305,7 +314,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _witness(self, client: str, dept: Department) -> tuple[int, dict[str, Any], dict[str, Any]]:
         data = self._body()
-        problems = message_problems("audit-witness-request", data)
+        problems = message_problems("audit-witness-request", data, localize=False)
         if problems:
             raise _Refusal(
                 400,
@@ -330,7 +339,7 @@ def _as_refusal(exc: Exception) -> _Refusal:
         return exc
     if isinstance(exc, RecursionError):
         return _Refusal(400, "invalid_request", "the body is nested too deeply")
-    log.error("request failed", exc_info=exc)
+    log.error(_("request failed"), exc_info=exc)
     return _Refusal(500, "internal_error", "the platform failed on this request; retry later")
 
 
