@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sscard.errors import MalformedResponse
+from sscard.i18n import _
 from sscard.status import describe
 from sscard.vocab import INS, SW, tries_left
 
@@ -157,7 +158,7 @@ class CommandApdu:
         raw = bytes(raw)
         n = len(raw)
         if n < 4:
-            raise ValueError(f"a command APDU needs at least 4 header bytes, got {n}")
+            raise ValueError(_("a command APDU needs at least 4 header bytes, got {n}").format(n=n))
         cla, ins, p1, p2 = raw[0], raw[1], raw[2], raw[3]
         if n == 4:
             return cls(cla, ins, p1, p2, extended=False)
@@ -170,24 +171,30 @@ class CommandApdu:
             if n == 6 + b:
                 return cls(cla, ins, p1, p2, raw[5:-1], le=raw[-1] or 256, extended=False)
             raise ValueError(
-                f"short APDU with Lc={b} must be {5 + b} or {6 + b} bytes long, got {n}"
+                _("short APDU with Lc={lc} must be {short} or {long} bytes long, got {n}").format(
+                    lc=b, short=5 + b, long=6 + b, n=n
+                )
             )
         # Extended: the byte after the header is 00.
         if n == 6:
-            raise ValueError("6-byte APDU with a 00 byte after the header is not a valid encoding")
+            raise ValueError(
+                _("6-byte APDU with a 00 byte after the header is not a valid encoding")
+            )
         if n == 7:
             le = (raw[5] << 8) | raw[6]
             return cls(cla, ins, p1, p2, le=le or 65536, extended=True)
         lc = (raw[5] << 8) | raw[6]
         if lc == 0:
-            raise ValueError("extended APDU with Lc=0000 and a body is not a valid encoding")
+            raise ValueError(_("extended APDU with Lc=0000 and a body is not a valid encoding"))
         if n == 7 + lc:
             return cls(cla, ins, p1, p2, raw[7:], extended=True)
         if n == 9 + lc:
             le = (raw[-2] << 8) | raw[-1]
             return cls(cla, ins, p1, p2, raw[7:-2], le=le or 65536, extended=True)
         raise ValueError(
-            f"extended APDU with Lc={lc} must be {7 + lc} or {9 + lc} bytes long, got {n}"
+            _("extended APDU with Lc={lc} must be {short} or {long} bytes long, got {n}").format(
+                lc=lc, short=7 + lc, long=9 + lc, n=n
+            )
         )
 
     def __repr__(self) -> str:

@@ -45,6 +45,7 @@ from sscard import __version__
 from sscard.clock import iso, now_utc
 from sscard.errors import CorruptBackup, InvalidInput, WrongBackupPassphrase
 from sscard.fileio import atomic_write, fsync_dir
+from sscard.i18n import _
 from sscard.keys.software_store import ScryptParams
 from sscard.paths import data_dir
 
@@ -95,7 +96,8 @@ def _check_value(mac_key: bytes) -> bytes:
 def _seal(body: bytes, passphrase: str, params: ScryptParams, created: str) -> bytes:
     if len(passphrase) < MIN_PASSPHRASE:
         raise InvalidInput(
-            "passphrase too short", [("passphrase", f"at least {MIN_PASSPHRASE} characters")]
+            _("passphrase too short"),
+            [("passphrase", _("at least {count} characters").format(count=MIN_PASSPHRASE))],
         )
     params.check()
     salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
@@ -112,34 +114,34 @@ def _seal(body: bytes, passphrase: str, params: ScryptParams, created: str) -> b
 
 def _open_sealed(blob: bytes, passphrase: str) -> tuple[dict[str, Any], bytes]:
     if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 2:
-        raise CorruptBackup("not an sscard backup archive")
+        raise CorruptBackup(_("not an sscard backup archive"))
     (n,) = struct.unpack(">H", blob[len(MAGIC) : len(MAGIC) + 2])
     end = len(MAGIC) + 2 + n
     if len(blob) < end + 16:
-        raise CorruptBackup("the backup archive is truncated")
+        raise CorruptBackup(_("the backup archive is truncated"))
     try:
         header = json.loads(blob[len(MAGIC) + 2 : end].decode("utf-8"))
         params = ScryptParams(int(header["n"]), int(header["r"]), int(header["p"]))
         salt, nonce = bytes.fromhex(header["salt"]), bytes.fromhex(header["nonce"])
         check = bytes.fromhex(header["check"])
     except (UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise CorruptBackup("the backup archive header is not readable") from None
+        raise CorruptBackup(_("the backup archive header is not readable")) from None
     if header.get("format") != FORMAT:
-        raise CorruptBackup("unsupported backup format")
+        raise CorruptBackup(_("unsupported backup format"))
     try:
         params.check()
     except InvalidInput:
-        raise CorruptBackup("the backup archive has out-of-range scrypt parameters") from None
+        raise CorruptBackup(_("the backup archive has out-of-range scrypt parameters")) from None
     key, mac_key = _derive(passphrase, salt, params)
     if not hmac.compare_digest(_check_value(mac_key), check):
         raise WrongBackupPassphrase(
-            "wrong passphrase for this backup (or its header was altered); nothing was restored"
+            _("wrong passphrase for this backup (or its header was altered); nothing was restored")
         )
     try:
         body = AESGCM(key).decrypt(nonce, blob[end:], blob[:end])
     except InvalidTag:
         raise CorruptBackup(
-            "the backup archive failed its integrity check (tampered or damaged)"
+            _("the backup archive failed its integrity check (tampered or damaged)")
         ) from None
     return header, body
 
@@ -202,7 +204,15 @@ def create(
     dbs = databases(src_dir)
     if not dbs and not keystores:
         raise InvalidInput(
-            "nothing to back up", [("data", f"no sscard database in {src_dir} and no key store")]
+            _("nothing to back up"),
+            [
+                (
+                    "data",
+                    _("no sscard database in {directory} and no key store").format(
+                        directory=src_dir
+                    ),
+                )
+            ],
         )
     created = iso(now_utc())
     info = BackupInfo(path=Path(), created=created)
@@ -222,9 +232,11 @@ def create(
             try:
                 data = Path(ks).read_bytes()
             except OSError as exc:
-                raise InvalidInput("cannot read key store", [(str(ks), str(exc))]) from None
+                raise InvalidInput(_("cannot read key store"), [(str(ks), str(exc))]) from None
             if not data.startswith(b"SSCARDKS"):
-                raise InvalidInput("not a key store", [(str(ks), "not an sscard key store file")])
+                raise InvalidInput(
+                    _("not a key store"), [(str(ks), _("not an sscard key store file"))]
+                )
             name = f"{i:02d}-{Path(ks).name}"
             files.append((f"keystores/{name}", data))
             info.keystores.append(
@@ -254,27 +266,31 @@ def _unpack(body: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
             members: dict[str, bytes] = {}
             for m in tar.getmembers():
                 if not m.isfile():
-                    raise CorruptBackup(f"unexpected archive member {m.name!r}")
+                    raise CorruptBackup(
+                        _("unexpected archive member {name}").format(name=repr(m.name))
+                    )
                 f = tar.extractfile(m)
                 assert f is not None
                 members[m.name] = f.read()
         manifest = json.loads(members.pop("manifest.json").decode("utf-8"))
     except (tarfile.TarError, KeyError, ValueError, OSError):
-        raise CorruptBackup("the backup archive content is not valid") from None
+        raise CorruptBackup(_("the backup archive content is not valid")) from None
     expected: dict[str, str] = {}
     for db in manifest.get("databases", []):
         if not _DB_NAME.match(str(db.get("name", ""))):
-            raise CorruptBackup("the backup names a database file it may not restore")
+            raise CorruptBackup(_("the backup names a database file it may not restore"))
         expected[f"db/{db['name']}"] = db["sha256"]
     for ks in manifest.get("keystores", []):
         if not _KS_NAME.match(str(ks.get("name", ""))):
-            raise CorruptBackup("the backup names a key store file it may not restore")
+            raise CorruptBackup(_("the backup names a key store file it may not restore"))
         expected[f"keystores/{ks['name']}"] = ks["sha256"]
     if set(members) != set(expected):
-        raise CorruptBackup("the backup archive does not match its manifest")
+        raise CorruptBackup(_("the backup archive does not match its manifest"))
     for name, digest in expected.items():
         if hashlib.sha256(members[name]).hexdigest() != digest:
-            raise CorruptBackup(f"{name} does not match its hash in the manifest")
+            raise CorruptBackup(
+                _("{name} does not match its hash in the manifest").format(name=name)
+            )
     return manifest, members
 
 
@@ -297,12 +313,14 @@ def _check_database(path: Path) -> None:
     except sqlite3.DatabaseError:
         result = "not a database"
     if result != "ok":
-        raise CorruptBackup(f"{path.name} in the backup fails SQLite's integrity check")
+        raise CorruptBackup(
+            _("{name} in the backup fails SQLite's integrity check").format(name=path.name)
+        )
 
 
 def inspect(archive: Path, passphrase: str) -> BackupInfo:
     """Decrypt and check an archive without restoring it."""
-    manifest, _ = _unpack(_open_sealed(_read(archive), passphrase)[1])
+    manifest, _members = _unpack(_open_sealed(_read(archive), passphrase)[1])
     return BackupInfo(archive, manifest["created"], manifest["databases"], manifest["keystores"])
 
 
@@ -310,7 +328,7 @@ def _read(archive: Path) -> bytes:
     try:
         return Path(archive).read_bytes()
     except OSError as exc:
-        raise InvalidInput("cannot read the backup", [(str(archive), str(exc))]) from None
+        raise InvalidInput(_("cannot read the backup"), [(str(archive), str(exc))]) from None
 
 
 def restore(
@@ -324,7 +342,7 @@ def restore(
     original paths (or into ``keystore_dir``). Checks everything first; all or nothing."""
     target_dir = directory or data_dir()
     finish_pending(target_dir)
-    _, body = _open_sealed(_read(archive), passphrase)
+    _header, body = _open_sealed(_read(archive), passphrase)
     manifest, members = _unpack(body)
     target_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=target_dir))
@@ -343,7 +361,7 @@ def restore(
             atomic_write(staged, members[f"keystores/{ks['name']}"])
             moves.append((str(staged), str(dest)))
     except BaseException:
-        for staged, _ in moves:
+        for staged, _target in moves:
             Path(staged).unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -362,7 +380,9 @@ def finish_pending(directory: Path | None = None) -> bool:
     except FileNotFoundError:
         return False
     except (ValueError, KeyError, OSError):
-        raise CorruptBackup(f"{journal} is damaged; restore the backup again") from None
+        raise CorruptBackup(
+            _("{journal} is damaged; restore the backup again").format(journal=journal)
+        ) from None
     for staged, target in moves:
         src, dest = Path(staged), Path(target)
         if not src.exists():

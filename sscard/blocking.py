@@ -17,6 +17,7 @@ from sscard import cardevents
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 
 LEVELS = ("app", "app-permanent", "card")
 REASONS = ("lost", "stolen", "damaged", "deceased", "fraud", "replaced", "other")
@@ -33,9 +34,15 @@ def block(
 ) -> dict[str, Any]:
     """Block ``card`` at ``level`` for ``reason``; audit and report it."""
     if level not in LEVELS:
-        raise InvalidInput("unknown block level", [("level", f"one of {', '.join(LEVELS)}")])
+        raise InvalidInput(
+            _("unknown block level"),
+            [("level", _("one of {choices}").format(choices=", ".join(LEVELS)))],
+        )
     if reason not in REASONS:
-        raise InvalidInput("unknown block reason", [("reason", f"one of {', '.join(REASONS)}")])
+        raise InvalidInput(
+            _("unknown block reason"),
+            [("reason", _("one of {choices}").format(choices=", ".join(REASONS)))],
+        )
 
     def do() -> None:
         if level == "card":

@@ -18,6 +18,7 @@ from typing import Any
 from sscard import commands, errors
 from sscard.apdu import CommandApdu, ResponseApdu
 from sscard.basic_info import BasicInfo
+from sscard.i18n import _
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule
 from sscard.layout import card_profiles, decode_records, load_profile
@@ -112,11 +113,17 @@ def recognize(protocol: ApduProtocol) -> Recognition:
             and (profile.generation == version[:1])
         ):
             return Recognition(profile, algorithm, version)
-    shown = f"{indicator:02X}" if indicator is not None else "absent (DES)"
+    shown = f"{indicator:02X}" if indicator is not None else _("absent (DES)")
     raise UnknownCard(
-        f"the card's application has algorithm indicator {shown} and spec version "
-        f"{version or 'unreadable'}; no card profile ({', '.join(card_profiles())}) fits"
-    ).with_hint("is this a social security card of a generation sscard supports (2.0, 3.0)?")
+        _(
+            "the card's application has algorithm indicator {indicator} and spec version "
+            "{version}; no card profile ({profiles}) fits"
+        ).format(
+            indicator=shown,
+            version=version or _("unreadable"),
+            profiles=", ".join(card_profiles()),
+        )
+    ).with_hint(_("is this a social security card of a generation sscard supports (2.0, 3.0)?"))
 
 
 def algorithm_indicator(fci: bytes) -> int | None:
@@ -172,17 +179,30 @@ class SocialSecurityCard:
                 or profile.generation != found.profile.generation
             ):
                 raise UnknownCard(
-                    f"the card is a {found.profile.name} card ({found.algorithm}, spec version "
-                    f"{found.spec_version}); profile {profile.name} is for another generation"
-                ).with_hint("leave out the profile: the card says which profile it follows")
+                    _(
+                        "the card is a {card_profile} card ({algorithm}, spec version "
+                        "{version}); profile {profile} is for another generation"
+                    ).format(
+                        card_profile=found.profile.name,
+                        algorithm=found.algorithm,
+                        version=found.spec_version,
+                        profile=profile.name,
+                    )
+                ).with_hint(_("leave out the profile: the card says which profile it follows"))
             self.recognized = profile or found.profile
         self.spec_version = found.spec_version  # EF05 item 03 as the card said it
         self.profile: Profile = self.recognized or profile or load_profile()
         if found.profile is None and found.algorithm not in (None, self.profile.algorithm):
             raise UnknownCard(  # a personalization begun with another profile
-                f"the card's application uses {found.algorithm}; profile {self.profile.name} "
-                f"uses {self.profile.algorithm}"
-            ).with_hint("name the profile the card's personalization began with")
+                _(
+                    "the card's application uses {card_algorithm}; profile {profile} "
+                    "uses {algorithm}"
+                ).format(
+                    card_algorithm=found.algorithm,
+                    profile=self.profile.name,
+                    algorithm=self.profile.algorithm,
+                )
+            ).with_hint(_("name the profile the card's personalization began with"))
         self._serial: bytes | None = None
         self._read_open = False  # 3.0 read authentication done in the current SSSE session
         self.security = security
@@ -214,7 +234,9 @@ class SocialSecurityCard:
             data = self.protocol.send(commands.get_chip_serial()).data
             if len(data) != SERIAL_LENGTH:
                 raise errors.ProtocolError(
-                    f"the card answered a {len(data)}-byte chip serial ({SERIAL_LENGTH} expected)"
+                    _("the card answered a {length}-byte chip serial ({expected} expected)").format(
+                        length=len(data), expected=SERIAL_LENGTH
+                    )
                 )
             self._serial = bytes(data)
         return self._serial
@@ -305,7 +327,7 @@ class SocialSecurityCard:
         region's city (or the profile's ``key_city``).
         """
         if self.security is None:
-            raise KeysRequired("issuing a card needs the card's keys: a key store is needed")
+            raise KeysRequired(_("issuing a card needs the card's keys: a key store is needed"))
         module = self.security.for_city(self.profile.key_city or bytes(data[:3]).hex())
         return module.card_id_mac(self.serial, self._slot("SSSE", KeyType.IAK, 1), data)
 
@@ -386,9 +408,11 @@ class SocialSecurityCard:
             return
         if self.security is None or not self._has_slot("SSSE", KeyType.RK, READ_KEY_ID):
             raise KeysRequired(
-                "this card (spec version 3) lets its basic information be read only after "
-                "authentication with the read key RKSSSE: a key store is needed"
-            ).with_hint("give a key store with the city's keys (or a zone store)")
+                _(
+                    "this card (spec version 3) lets its basic information be read only after "
+                    "authentication with the read key RKSSSE: a key store is needed"
+                )
+            ).with_hint(_("give a key store with the city's keys (or a zone store)"))
         self.authenticate_for_reading()
 
     def _needs_read_auth(self, items: tuple[RecordItem, ...]) -> bool:
@@ -415,8 +439,10 @@ class SocialSecurityCard:
             serial, iak, random, response.data, process_factor=factor
         ):
             raise CardNotGenuine(
-                "INTERNAL AUTHENTICATE failed: the card does not hold the key it should; "
-                "it may be counterfeit or personalized with other keys"
+                _(
+                    "INTERNAL AUTHENTICATE failed: the card does not hold the key it should; "
+                    "it may be counterfeit or personalized with other keys"
+                )
             )
         factor = self.get_challenge()
         challenge = self.get_challenge()
@@ -461,8 +487,10 @@ class SocialSecurityCard:
         if self.recognized is None:
             life = self.lifecycle()
             raise CardNotIssued(
-                f"the card has no readable social security application (lifecycle {life})"
-            ).with_hint("a blank card must be issued first; a blocked one cannot be read")
+                _(
+                    "the card has no readable social security application (lifecycle {lifecycle})"
+                ).format(lifecycle=life)
+            ).with_hint(_("a blank card must be issued first; a blocked one cannot be read"))
 
     def card_id(self, raw: bytes | None = None) -> CardId:
         """The card identification code (EF05 item 01), checked: well formed always, and
@@ -475,10 +503,18 @@ class SocialSecurityCard:
         except errors.SscardError:
             value = None
         if not isinstance(value, CardId):
-            shown = bytes(data or b"").hex().upper() or "nothing"
-            raise errors.BadCardIdentificationCode(
-                f"{shown} is malformed: it must be region (BCD) ‖ D156000005 ‖ card sequence ‖ MAC"
-            )
+            shown = bytes(data or b"").hex().upper()
+            if shown:
+                text = _(
+                    "{code} is malformed: it must be region (BCD) ‖ D156000005 ‖ "
+                    "card sequence ‖ MAC"
+                ).format(code=shown)
+            else:
+                text = _(
+                    "nothing is malformed: it must be region (BCD) ‖ D156000005 ‖ "
+                    "card sequence ‖ MAC"
+                )
+            raise errors.BadCardIdentificationCode(text)
         if not self._city_known:  # spare read_city() its own read of the same record
             self._city, self._city_known = self.profile.key_city or value.region, True
         if self.security is not None:
@@ -489,8 +525,10 @@ class SocialSecurityCard:
                 serial, slot, value.mac_input(serial), value.mac
             ):
                 raise errors.BadCardIdentificationCode(
-                    f"{value.hex} does not verify: it was not made for this chip with this "
-                    "city's keys (a forged or copied code)"
+                    _(
+                        "{code} does not verify: it was not made for this chip with this "
+                        "city's keys (a forged or copied code)"
+                    ).format(code=value.hex)
                 )
         return value
 
@@ -503,8 +541,10 @@ class SocialSecurityCard:
         life = self.lifecycle()
         if life in (Lifecycle.BLANK, Lifecycle.PERSONALIZATION):
             raise CardNotIssued(
-                f"the card {self.serial.hex().upper()} is not issued yet (lifecycle {life})"
-            ).with_hint("issue it first")
+                _("the card {serial} is not issued yet (lifecycle {lifecycle})").format(
+                    serial=self.serial.hex().upper(), lifecycle=life
+                )
+            ).with_hint(_("issue it first"))
         item = self.profile.record_by_tag("EF05", 0x01)
         raw = self.read_record("EF05", item.no)
         self.card_id(raw)
@@ -563,7 +603,7 @@ class SocialSecurityCard:
         read EF05, which selects SSSE (and would clear another DF's security state).
         """
         if self.security is None:
-            raise KeysRequired("this operation needs the card's keys: a key store is needed")
+            raise KeysRequired(_("this operation needs the card's keys: a key store is needed"))
         return self.security.for_city(self.read_city())
 
     def _has_slot(self, df: str, type: KeyType, id: int) -> bool:
@@ -578,7 +618,9 @@ class SocialSecurityCard:
             return self.profile.key_scheme.find(df, type, id)
         except KeyError:
             raise errors.InvalidInput(
-                f"profile {self.profile.name} has no key {df}/{type}/{id:02X}"
+                _("profile {profile} has no key {df}/{type}/{id:02X}").format(
+                    profile=self.profile.name, df=df, type=type, id=id
+                )
             ) from None
 
     def get_challenge(self) -> bytes:
@@ -608,7 +650,7 @@ class SocialSecurityCard:
             raise TransportKeyRefused(
                 exc.tries_left, exc.sw, command="EXTERNAL AUTHENTICATE"
             ).with_hint(
-                "the blank card was keyed from another transport root than the key store's"
+                _("the blank card was keyed from another transport root than the key store's")
             ) from None
 
     def internal_authenticate(self, key_id: int = 1) -> None:
@@ -620,8 +662,10 @@ class SocialSecurityCard:
         response = self.protocol.send(commands.internal_authenticate(key_id, challenge))
         if not security.verify_internal_auth(self.serial, slot, challenge, response.data):
             raise CardNotGenuine(
-                "INTERNAL AUTHENTICATE failed: the card does not hold the key it should; "
-                "it may be counterfeit or personalized with other keys"
+                _(
+                    "INTERNAL AUTHENTICATE failed: the card does not hold the key it should; "
+                    "it may be counterfeit or personalized with other keys"
+                )
             )
 
     def send_protected(
@@ -650,7 +694,7 @@ class SocialSecurityCard:
             return Lifecycle.CARD_BLOCKED
         if response.sw != SW.OK or len(response.data) != 1:
             raise errors.ProtocolError(
-                f"the card did not report its lifecycle (SW {response.sw:04X})"
+                _("the card did not report its lifecycle (SW {sw:04X})").format(sw=response.sw)
             )
         life = Lifecycle.from_code(response.data[0])
         return life if life is not None else f"UNKNOWN({response.data[0]:02X})"
@@ -693,9 +737,10 @@ class SocialSecurityCard:
         response = self.protocol.send(probe, check=False)
         if response.sw == SW.OK and len(response.data) == 14:
             raise UnknownCard(
-                f"the card in the reader is a PSAM (serial {response.data[:8].hex().upper()}), "
-                "not a social security card"
-            ).with_hint("a PSAM is shown with 'psam info'; put the cardholder's card in")
+                _(
+                    "the card in the reader is a PSAM (serial {serial}), not a social security card"
+                ).format(serial=response.data[:8].hex().upper())
+            ).with_hint(_("a PSAM is shown with 'psam info'; put the cardholder's card in"))
 
     def block_application(self, *, permanent: bool = False) -> None:
         """APPLICATION BLOCK (MAC with the SSSE line-protection key)."""
@@ -723,7 +768,10 @@ def encode_pin(pin: str, length: int = 6) -> bytes:
     The error never repeats the PIN.
     """
     if len(pin) != length or not pin.isascii() or not pin.isdigit():
-        raise errors.InvalidInput("invalid PIN", [("pin", f"must be exactly {length} digits")])
+        raise errors.InvalidInput(
+            _("invalid PIN"),
+            [("pin", _("must be exactly {length} digits").format(length=length))],
+        )
     if length % 2:
-        raise errors.InvalidInput("invalid PIN", [("pin", "packed BCD needs an even length")])
+        raise errors.InvalidInput(_("invalid PIN"), [("pin", _("packed BCD needs an even length"))])
     return bytes.fromhex(pin)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 from sscard.paths import default_store
 
 BUSY_TIMEOUT_MS = 10_000
@@ -95,11 +96,14 @@ def open_db(path: Path | str) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
     except (sqlite3.DatabaseError, OSError) as exc:
-        raise InvalidInput("cannot open the local store", [(str(target), _reason(exc))]) from None
+        raise InvalidInput(
+            _("cannot open the local store"), [(str(target), _reason(exc))]
+        ) from None
     if str(mode).lower() != "wal":
         conn.close()
         raise InvalidInput(
-            "cannot open the local store", [(str(target), f"journal mode {mode}, WAL needed")]
+            _("cannot open the local store"),
+            [(str(target), _("journal mode {mode}, WAL needed").format(mode=mode))],
         )
     return conn
 
@@ -122,7 +126,7 @@ def open_store(path: Path | str | None = None) -> sqlite3.Connection:
 def _reason(exc: BaseException) -> str:
     text = str(exc)
     if "not a database" in text:
-        return "not an sscard store (not an SQLite database)"
+        return _("not an sscard store (not an SQLite database)")
     return text or type(exc).__name__
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import ClassVar, Self
 
+from sscard.i18n import _
 from sscard.national import UNCLASSIFIED, NationalCode, code_for_sw, sw_code
 from sscard.vocab import SW, tries_left_sw
 
@@ -70,10 +71,17 @@ class InvalidInput(SscardError):
 
     def __init__(self, message: str, problems: Iterable[tuple[str, str]] = ()) -> None:
         self.problems: list[tuple[str, str]] = list(problems)
-        if self.problems:
-            details = "; ".join(f"{field}: {problem}" for field, problem in self.problems)
-            message = f"{message}: {details}"
-        super().__init__(message)
+        super().__init__(_with_details(message, self.problems))
+
+
+def _with_details(message: str, problems: Sequence[tuple[str, str]]) -> str:
+    """``message: field: problem; field: problem`` in the active language."""
+    if not problems:
+        return message
+    details = "; ".join(
+        _("{field}: {problem}").format(field=field, problem=problem) for field, problem in problems
+    )
+    return _("{message}: {details}").format(message=message, details=details)
 
 
 class OperationFailed(SscardError):
@@ -126,8 +134,10 @@ class MalformedResponse(ProtocolError):
     def __init__(self, length: int) -> None:
         self.length = length
         super().__init__(
-            f"malformed response from the card: {length} byte(s), a response needs at least "
-            "the 2 status bytes; check the reader and reinsert the card"
+            _(
+                "malformed response from the card: {length} byte(s), a response needs at least "
+                "the 2 status bytes; check the reader and reinsert the card"
+            ).format(length=length)
         )
 
 
@@ -144,9 +154,11 @@ class ReaderNotFound(TransportError):
     def __init__(self, message: str, available: Sequence[str] = ()) -> None:
         self.available = list(available)
         if self.available:
-            message += "; readers present: " + ", ".join(repr(r) for r in self.available)
+            message = _("{message}; readers present: {readers}").format(
+                message=message, readers=", ".join(repr(r) for r in self.available)
+            )
         else:
-            message += "; no reader is connected"
+            message = _("{message}; no reader is connected").format(message=message)
         super().__init__(message)
 
 
@@ -200,7 +212,7 @@ class PinEntryFailed(OperationFailed):
 
     def __init__(self, sw: int, message: str) -> None:
         self.sw = sw
-        super().__init__(f"{message} (SW {sw:04X})")
+        super().__init__(_("{message} (SW {sw:04X})").format(message=message, sw=sw))
 
 
 class PinEntryTimedOut(PinEntryFailed):
@@ -209,7 +221,7 @@ class PinEntryTimedOut(PinEntryFailed):
     national = NationalCode.PIN_ENTRY_TIMED_OUT
 
     def __init__(self, sw: int = 0x6400) -> None:
-        super().__init__(sw, "PIN entry timed out on the PIN pad; ask the cardholder to retry")
+        super().__init__(sw, _("PIN entry timed out on the PIN pad; ask the cardholder to retry"))
 
 
 class PinEntryCancelled(PinEntryFailed):
@@ -218,7 +230,7 @@ class PinEntryCancelled(PinEntryFailed):
     national = NationalCode.PIN_ENTRY_CANCELLED
 
     def __init__(self, sw: int = 0x6401) -> None:
-        super().__init__(sw, "the cardholder cancelled PIN entry on the PIN pad")
+        super().__init__(sw, _("the cardholder cancelled PIN entry on the PIN pad"))
 
 
 class PinsDiffer(PinEntryFailed, InvalidInput):
@@ -227,7 +239,7 @@ class PinsDiffer(PinEntryFailed, InvalidInput):
     national = NationalCode.PINS_DIFFER
 
     def __init__(self, sw: int = 0x6402) -> None:
-        super().__init__(sw, "the two new PINs typed on the PIN pad differ; nothing was changed")
+        super().__init__(sw, _("the two new PINs typed on the PIN pad differ; nothing was changed"))
 
 
 class PinLengthWrong(PinEntryFailed, InvalidInput):
@@ -236,7 +248,7 @@ class PinLengthWrong(PinEntryFailed, InvalidInput):
     national = NationalCode.PIN_LENGTH_WRONG
 
     def __init__(self, sw: int = 0x6403) -> None:
-        super().__init__(sw, "the PIN typed on the PIN pad has the wrong length")
+        super().__init__(sw, _("the PIN typed on the PIN pad has the wrong length"))
 
 
 # --- status words ------------------------------------------------------------
@@ -258,8 +270,13 @@ class ApduError(OperationFailed):
         self.sw = sw
         self.command = command
         text = message or describe(sw)
-        where = f"{command}: " if command else ""
-        super().__init__(f"{where}{text} (SW {sw:04X})")
+        if command:
+            text = _("{command}: {message} (SW {sw:04X})").format(
+                command=command, message=text, sw=sw
+            )
+        else:
+            text = _("{message} (SW {sw:04X})").format(message=text, sw=sw)
+        super().__init__(text)
 
     @property
     def national_code(self) -> int:
@@ -279,10 +296,13 @@ class PinIncorrect(ApduError, AuthenticationError):
         self, tries_left: int, sw: int | None = None, *, command: str | None = None
     ) -> None:
         self.tries_left = tries_left
-        plural = "try" if tries_left == 1 else "tries"
+        if tries_left == 1:
+            text = _("wrong PIN, {tries} try left")
+        else:
+            text = _("wrong PIN, {tries} tries left")
         super().__init__(
             tries_left_sw(tries_left) if sw is None else sw,
-            f"wrong PIN, {tries_left} {plural} left",
+            text.format(tries=tries_left),
             command=command,
         )
 
@@ -298,10 +318,13 @@ class AuthenticationFailed(ApduError, AuthenticationError):
         self.tries_left = tries_left
         if sw is None:
             sw = 0x6300 if tries_left is None else tries_left_sw(tries_left)  # 6300: no count
-        extra = "" if tries_left is None else f", {tries_left} tries left on this key"
-        super().__init__(
-            sw, f"authentication failed: wrong key or cryptogram{extra}", command=command
-        )
+        if tries_left is None:
+            text = _("authentication failed: wrong key or cryptogram")
+        else:
+            text = _(
+                "authentication failed: wrong key or cryptogram, {tries} tries left on this key"
+            ).format(tries=tries_left)
+        super().__init__(sw, text, command=command)
 
 
 class PinBlocked(ApduError, BlockedError):
@@ -311,7 +334,9 @@ class PinBlocked(ApduError, BlockedError):
 
     def __init__(self, sw: int = SW.AUTH_METHOD_BLOCKED, *, command: str | None = None) -> None:
         super().__init__(
-            sw, "the PIN is blocked; visit a service point to have it unblocked", command=command
+            sw,
+            _("the PIN is blocked; visit a service point to have it unblocked"),
+            command=command,
         )
 
 
@@ -321,7 +346,7 @@ class KeyBlocked(ApduError, BlockedError):
     sw_is_pin = False  # 6983 of a key: −27011, "key locked"
 
     def __init__(self, sw: int = SW.AUTH_METHOD_BLOCKED, *, command: str | None = None) -> None:
-        super().__init__(sw, "the key is blocked (error counter exhausted)", command=command)
+        super().__init__(sw, _("the key is blocked (error counter exhausted)"), command=command)
 
 
 class ApplicationBlocked(ApduError, BlockedError):
@@ -346,8 +371,12 @@ class BadCardIdentificationCode(AuthenticationError):
 
     def __init__(self, problem: str) -> None:
         self.problem = problem
-        super().__init__(f"the card identification code is not valid: {problem}")
-        self.hint = "the card may be forged or altered: keep it and check it with the card's issuer"
+        super().__init__(
+            _("the card identification code is not valid: {problem}").format(problem=problem)
+        )
+        self.hint = _(
+            "the card may be forged or altered: keep it and check it with the card's issuer"
+        )
 
 
 class BadMac(ApduError, AuthenticationError):
@@ -392,8 +421,15 @@ class WrongKeyLength(InvalidInput):
         self.algorithm = algorithm
         self.length = length
         super().__init__(
-            "wrong key length",
-            [("key", f"a {algorithm} key must be 16 bytes, got {length}")],
+            _("wrong key length"),
+            [
+                (
+                    "key",
+                    _("a {algorithm} key must be 16 bytes, got {length}").format(
+                        algorithm=algorithm, length=length
+                    ),
+                )
+            ],
         )
 
 
@@ -417,9 +453,14 @@ class UnknownKeyReference(KeyStoreError, InvalidInput):
     def __init__(self, ref: str, version: int | None = None) -> None:
         self.ref = ref
         self.version = version
-        which = ref if version is None else f"{ref} version {version}"
-        super().__init__(f"no key {which} in the key store")
-        self.hint = "list the keys the store holds"
+        if version is None:
+            text = _("no key {ref} in the key store").format(ref=ref)
+        else:
+            text = _("no key {ref} version {version} in the key store").format(
+                ref=ref, version=version
+            )
+        super().__init__(text)
+        self.hint = _("list the keys the store holds")
 
 
 class KeyStoreMissing(KeyStoreError, InvalidInput):
@@ -439,8 +480,13 @@ class MechanismUnavailable(KeyStoreError, InvalidInput):
 
     def __init__(self, mechanism: str, detail: str = "") -> None:
         self.mechanism = mechanism
-        extra = f" ({detail})" if detail else ""
-        super().__init__(f"the token does not support {mechanism}{extra}")
+        if detail:
+            text = _("the token does not support {mechanism} ({detail})").format(
+                mechanism=mechanism, detail=detail
+            )
+        else:
+            text = _("the token does not support {mechanism}").format(mechanism=mechanism)
+        super().__init__(text)
 
 
 class TokenError(KeyStoreError):
@@ -491,7 +537,7 @@ class RecordDecodeError(ProtocolError):
     def __init__(self, record: str, problem: str) -> None:
         self.record = record
         self.problem = problem
-        super().__init__(f"{record}: {problem}")
+        super().__init__(_("{record}: {problem}").format(record=record, problem=problem))
 
 
 # --- exchange platform (docs/exchange.md) --------------------------------------
@@ -522,8 +568,7 @@ class ScopeRefused(ExchangeError, AuthenticationError):
     ) -> None:
         self.problems = list(problems)
         self.event_ids = list(event_ids)
-        details = "; ".join(f"{p}: {m}" for p, m in self.problems[:10])
-        super().__init__(f"{message}: {details}" if details else message)
+        super().__init__(_with_details(message, self.problems[:10]))
 
 
 class EventsRejected(ExchangeError, InvalidInput):
@@ -570,9 +615,16 @@ class NotAuthorized(OperatorError):
         self.operator = operator
         self.role = role
         self.action = action
-        who = f"operator {operator!r} (role {role})" if operator else "nobody"
-        super().__init__(f"{who} may not do {action!r}")
-        self.hint = "log in as an operator whose role allows it (docs/operators.md lists the roles)"
+        if operator:
+            text = _("operator {operator} (role {role}) may not do {action}").format(
+                operator=repr(operator), role=role, action=repr(action)
+            )
+        else:
+            text = _("nobody may not do {action}").format(action=repr(action))
+        super().__init__(text)
+        self.hint = _(
+            "log in as an operator whose role allows it (docs/operators.md lists the roles)"
+        )
 
 
 class BootstrapRefused(OperatorError):
@@ -589,8 +641,11 @@ class AuditLogBroken(AuditError):
     def __init__(self, seq: int | None, problem: str) -> None:
         self.seq = seq
         self.problem = problem
-        where = f"audit record {seq}" if seq is not None else "audit trail"
-        super().__init__(f"{where}: {problem}")
+        if seq is not None:
+            text = _("audit record {seq}: {problem}").format(seq=seq, problem=problem)
+        else:
+            text = _("audit trail: {problem}").format(problem=problem)
+        super().__init__(text)
 
 
 class AuditTrailTruncated(AuditLogBroken):
@@ -599,11 +654,17 @@ class AuditTrailTruncated(AuditLogBroken):
     def __init__(self, witnessed: int, ends_at: int) -> None:
         self.witnessed, self.ends_at = witnessed, ends_at
         self.seq = ends_at + 1
-        self.problem = (
-            f"truncated: the platform witnessed record {witnessed} but the local trail ends "
-            f"at {ends_at}"
+        self.problem = _(
+            "truncated: the platform witnessed record {witnessed} but the local trail ends "
+            "at {ends_at}"
+        ).format(witnessed=witnessed, ends_at=ends_at)
+        AuditError.__init__(
+            self,
+            _(
+                "audit trail truncated: the platform witnessed record {witnessed} but the "
+                "local trail ends at {ends_at}"
+            ).format(witnessed=witnessed, ends_at=ends_at),
         )
-        AuditError.__init__(self, f"audit trail {self.problem}")
 
 
 class AuditWitnessRefused(ExchangeError, AuditError):
@@ -622,7 +683,7 @@ class CorruptBackup(BackupError, InvalidInput):
     """Not an sscard backup, truncated, tampered with, or made by another installation's key."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(f"{message}; refused, nothing was restored")
+        super().__init__(_("{message}; refused, nothing was restored").format(message=message))
 
 
 class WrongBackupPassphrase(BackupError, AuthenticationError):

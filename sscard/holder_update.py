@@ -21,6 +21,7 @@ from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard
 from sscard.errors import InvalidInput
 from sscard.exchange import inbox
+from sscard.i18n import _
 from sscard.issuance.plan import VerificationFailed
 from sscard.layout import encode_holder, validate_holder
 
@@ -39,7 +40,9 @@ def _write_records(card: SocialSecurityCard, records: dict[tuple[str, int], byte
         card.update_record(ef, no, data)
     for (ef, no), data in sorted(records.items()):
         if card.read_record(ef, no) != data:
-            raise VerificationFailed(f"{ef} record {no} reads back different")
+            raise VerificationFailed(
+                _("{ef} record {no} reads back different").format(ef=ef, no=no)
+            )
 
 
 def apply_pending(
@@ -58,20 +61,29 @@ def apply_pending(
     for update in inbox.pending_updates(conn, number):
         if update.ssn != current["ssn"]:
             raise InvalidInput(
-                "update is for another holder",
-                [("ssn", f"update {update.event_id} does not match the card's holder")],
+                _("update is for another holder"),
+                [
+                    (
+                        "ssn",
+                        _("update {event} does not match the card's holder").format(
+                            event=update.event_id
+                        ),
+                    )
+                ],
             )
         if (
             card.profile.key_city is None
             and update.changes.get("region", current["region"]) != (current["region"])
         ):
             raise InvalidInput(
-                "the region cannot change on an issued card",
+                _("the region cannot change on an issued card"),
                 [
                     (
                         "region",
-                        f"update {update.event_id}: the card's keys are diversified for region "
-                        f"{current['region']}; a holder who moved to another city gets a new card",
+                        _(
+                            "update {event}: the card's keys are diversified for region "
+                            "{region}; a holder who moved to another city gets a new card"
+                        ).format(event=update.event_id, region=current["region"]),
                     )
                 ],
             )
@@ -118,4 +130,4 @@ def apply_pending(
 
 def _same_mac(mac: bytes) -> Callable[[bytes], bytes]:
     """A signer that keeps the card identification code's MAC as it is."""
-    return lambda _: mac
+    return lambda _data: mac

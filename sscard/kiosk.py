@@ -30,39 +30,51 @@ from typing import Protocol
 
 from sscard import errors
 from sscard.card import SocialSecurityCard
+from sscard.i18n import N_, _
 from sscard.pin import PinManager
 from sscard.pinpolicy import PinPolicyError
 from sscard.transport.base import Transport
 from sscard.transport.slot import CardSlot
 
 SCREEN: dict[str, str] = {
-    "insert": "Please insert your social security card.",
-    "take": "Please take your card.",
-    "no_pin": "This card has no PIN yet. Please see the staff.",
-    "blocked": "Your PIN is blocked. Please visit a service point.",
-    "now_blocked": "Your PIN is now blocked. Please visit a service point.",
-    "pad_change": "On the keypad: enter your current PIN, then the new PIN twice "
-    "({tries} tries left).",
-    "pad_needed": "This kiosk needs a PIN pad reader. Please see the staff.",
-    "changed": "Your PIN has been changed.",
-    "not_changed": "Your PIN was not changed.",
-    "time_up": "Time is up. Your PIN was not changed.",
-    "cancelled": "You cancelled. Your PIN was not changed.",
-    "differ": "The two new PINs differ. Your PIN was not changed.",
-    "length": "A PIN has 6 digits. Your PIN was not changed.",
-    "wrong": "Wrong PIN, {tries} tries left. Your PIN was not changed.",
-    "pulled": "The card was taken out. Your PIN was not changed.",
-    "reinsert": "The card was taken out too early. Please insert it again.",
-    "confirm_new": "To find out whether your PIN changed, enter your NEW PIN on the keypad.",
-    "not_changed_tries": "Your PIN was not changed ({tries} tries left); your old PIN still works.",
-    "unknown_insert": "Unknown whether the PIN changed: insert the card again to find out.",
-    "unknown_staff": "Unknown whether the PIN changed: please see the staff.",
-    "ask_current": "Current PIN ({tries} tries left):",
-    "ask_new": "New PIN (6 digits):",
-    "ask_again": "New PIN again:",
-    "not_allowed": "That PIN is not allowed: it {rule}. Not changed.",
+    "insert": N_("Please insert your social security card."),
+    "take": N_("Please take your card."),
+    "no_pin": N_("This card has no PIN yet. Please see the staff."),
+    "blocked": N_("Your PIN is blocked. Please visit a service point."),
+    "now_blocked": N_("Your PIN is now blocked. Please visit a service point."),
+    "pad_change": N_(
+        "On the keypad: enter your current PIN, then the new PIN twice ({tries} tries left)."
+    ),
+    "pad_needed": N_("This kiosk needs a PIN pad reader. Please see the staff."),
+    "changed": N_("Your PIN has been changed."),
+    "not_changed": N_("Your PIN was not changed."),
+    "time_up": N_("Time is up. Your PIN was not changed."),
+    "cancelled": N_("You cancelled. Your PIN was not changed."),
+    "differ": N_("The two new PINs differ. Your PIN was not changed."),
+    "length": N_("A PIN has 6 digits. Your PIN was not changed."),
+    "wrong": N_("Wrong PIN, {tries} tries left. Your PIN was not changed."),
+    "pulled": N_("The card was taken out. Your PIN was not changed."),
+    "reinsert": N_("The card was taken out too early. Please insert it again."),
+    "confirm_new": N_("To find out whether your PIN changed, enter your NEW PIN on the keypad."),
+    "not_changed_tries": N_(
+        "Your PIN was not changed ({tries} tries left); your old PIN still works."
+    ),
+    "unknown_insert": N_("Unknown whether the PIN changed: insert the card again to find out."),
+    "unknown_staff": N_("Unknown whether the PIN changed: please see the staff."),
+    "ask_current": N_("Current PIN ({tries} tries left):"),
+    "ask_new": N_("New PIN (6 digits):"),
+    "ask_again": N_("New PIN again:"),
+    "not_allowed": N_("That PIN is not allowed: it {rule}. Not changed."),
 }
-"""Every message the kiosk shows, by id (the kiosk's screen and voice prompts)."""
+"""Every message the kiosk shows, by id (the kiosk's screen and voice prompts), in English:
+:func:`screen` gives one in the active language."""
+
+
+def screen(key: str, **fields: object) -> str:
+    """The message ``key`` of :data:`SCREEN` in the active language, ``fields`` filled in."""
+    text = _(SCREEN[key])
+    return text.format(**fields) if fields else text
+
 
 PINPAD_MODES = ("auto", "required", "off")
 
@@ -102,7 +114,9 @@ class KioskSession:
         pinpad: str = "auto",
     ) -> None:
         if pinpad not in PINPAD_MODES:
-            raise errors.InvalidInput("bad PIN pad mode", [("pinpad", "auto, required or off")])
+            raise errors.InvalidInput(
+                _("bad PIN pad mode"), [("pinpad", _("auto, required or off"))]
+            )
         self.source = source
         self.ui = ui
         self.reinsert_timeout = reinsert_timeout
@@ -111,7 +125,7 @@ class KioskSession:
     def run_once(self, stop: threading.Event | None = None) -> KioskOutcome | None:
         """One flow; None when stopped before a card came."""
         stop = stop or threading.Event()
-        self.ui.show(SCREEN["insert"])
+        self.ui.show(screen("insert"))
         transport = self.source.wait_card(stop)
         if transport is None:
             return None
@@ -121,7 +135,7 @@ class KioskSession:
             transport.disconnect()
         self.ui.show(outcome.message)
         if outcome.changed is not None:
-            self.ui.show(SCREEN["take"])
+            self.ui.show(screen("take"))
             self.source.wait_removal(stop)
         return outcome
 
@@ -132,60 +146,60 @@ class KioskSession:
             manager = PinManager(SocialSecurityCard.open(transport))
             features = manager.pad_features() if self.pinpad != "off" else None
             if features is None and self.pinpad == "required":
-                return KioskOutcome(False, SCREEN["pad_needed"])
+                return KioskOutcome(False, screen("pad_needed"))
             status = manager.status()
             if not status.set:
-                return KioskOutcome(False, SCREEN["no_pin"])
+                return KioskOutcome(False, screen("no_pin"))
             if status.blocked:
-                return KioskOutcome(False, SCREEN["blocked"])
+                return KioskOutcome(False, screen("blocked"))
             if features is not None:
                 return self._flow_on_pad(manager, features, status.tries_left or 0, stop)
             manager.birth_date()  # read now (for the policy): after the PINs only CHANGE PIN
-            old = self.ui.ask_pin(SCREEN["ask_current"].format(tries=status.tries_left)) or ""
+            old = self.ui.ask_pin(screen("ask_current", tries=status.tries_left)) or ""
             if not old:
-                return KioskOutcome(False, SCREEN["time_up"])
-            new = self.ui.ask_pin(SCREEN["ask_new"]) or ""
-            again = (self.ui.ask_pin(SCREEN["ask_again"]) or "") if new else ""
+                return KioskOutcome(False, screen("time_up"))
+            new = self.ui.ask_pin(screen("ask_new")) or ""
+            again = (self.ui.ask_pin(screen("ask_again")) or "") if new else ""
             if not new or not again:
-                return KioskOutcome(False, SCREEN["time_up"])
+                return KioskOutcome(False, screen("time_up"))
             if new != again:
-                return KioskOutcome(False, SCREEN["differ"])
+                return KioskOutcome(False, screen("differ"))
             manager.check_new(new, previous=old)
             sent = True
             manager.change(old, new)
-            return KioskOutcome(True, SCREEN["changed"])
+            return KioskOutcome(True, screen("changed"))
         except PinPolicyError as exc:
             rule = exc.problems[0][1] if exc.problems else exc.rule
-            return KioskOutcome(False, SCREEN["not_allowed"].format(rule=rule))
+            return KioskOutcome(False, screen("not_allowed", rule=rule))
         except errors.PinIncorrect as exc:
-            return KioskOutcome(False, SCREEN["wrong"].format(tries=exc.tries_left))
+            return KioskOutcome(False, screen("wrong", tries=exc.tries_left))
         except errors.PinBlocked:
-            return KioskOutcome(False, SCREEN["now_blocked"])
+            return KioskOutcome(False, screen("now_blocked"))
         except errors.TransportError:
             if not sent:
-                return KioskOutcome(False, SCREEN["pulled"])
+                return KioskOutcome(False, screen("pulled"))
             return self._settle(stop, self._by_verifying(old, new))
 
     def _flow_on_pad(
         self, manager: PinManager, features: dict[int, int], tries: int, stop: threading.Event
     ) -> KioskOutcome:
         """CHANGE PIN with every PIN typed on the reader's pad."""
-        self.ui.show(SCREEN["pad_change"].format(tries=tries))
+        self.ui.show(screen("pad_change", tries=tries))
         try:
             manager.change_on_pad(features)
-            return KioskOutcome(True, SCREEN["changed"])
+            return KioskOutcome(True, screen("changed"))
         except errors.PinEntryCancelled:
-            return KioskOutcome(False, SCREEN["cancelled"])
+            return KioskOutcome(False, screen("cancelled"))
         except errors.PinEntryTimedOut:
-            return KioskOutcome(False, SCREEN["time_up"])
+            return KioskOutcome(False, screen("time_up"))
         except errors.PinsDiffer:
-            return KioskOutcome(False, SCREEN["differ"])
+            return KioskOutcome(False, screen("differ"))
         except errors.PinLengthWrong:
-            return KioskOutcome(False, SCREEN["length"])
+            return KioskOutcome(False, screen("length"))
         except errors.PinIncorrect as exc:
-            return KioskOutcome(False, SCREEN["wrong"].format(tries=exc.tries_left))
+            return KioskOutcome(False, screen("wrong", tries=exc.tries_left))
         except errors.PinBlocked:
-            return KioskOutcome(False, SCREEN["now_blocked"])
+            return KioskOutcome(False, screen("now_blocked"))
         except errors.TransportError:
             return self._settle(stop, self._on_pad)
 
@@ -193,14 +207,14 @@ class KioskSession:
         self, stop: threading.Event, find_out: Callable[[PinManager], KioskOutcome]
     ) -> KioskOutcome:
         """The card left during CHANGE PIN: ask for it back, then ``find_out`` what it holds."""
-        self.ui.show(SCREEN["reinsert"])
+        self.ui.show(screen("reinsert"))
         transport = self.source.wait_card(stop, self.reinsert_timeout)
         if transport is None:
-            return KioskOutcome(None, SCREEN["unknown_insert"])
+            return KioskOutcome(None, screen("unknown_insert"))
         try:
             return find_out(PinManager(SocialSecurityCard.open(transport)))
         except errors.SscardError:
-            return KioskOutcome(None, SCREEN["unknown_staff"])
+            return KioskOutcome(None, screen("unknown_staff"))
         finally:
             transport.disconnect()
 
@@ -211,10 +225,10 @@ class KioskSession:
         def find_out(manager: PinManager) -> KioskOutcome:
             try:
                 manager.verify(new)
-                return KioskOutcome(True, SCREEN["changed"])
+                return KioskOutcome(True, screen("changed"))
             except errors.PinIncorrect:
                 manager.verify(old)  # resets the try the check above spent
-                return KioskOutcome(False, SCREEN["not_changed"])
+                return KioskOutcome(False, screen("not_changed"))
 
         return find_out
 
@@ -223,13 +237,13 @@ class KioskSession:
         status = manager.status()
         if status.tries_left is not None and status.tries_left < status.try_limit:
             # a successful CHANGE PIN gives the counter back in full: this one did not
-            return KioskOutcome(False, SCREEN["not_changed_tries"].format(tries=status.tries_left))
+            return KioskOutcome(False, screen("not_changed_tries", tries=status.tries_left))
         features = manager.pad_features()
         if features is None:
-            return KioskOutcome(None, SCREEN["unknown_staff"])
-        self.ui.show(SCREEN["confirm_new"])
+            return KioskOutcome(None, screen("unknown_staff"))
+        self.ui.show(screen("confirm_new"))
         try:
             manager.verify_on_pad(features)
-            return KioskOutcome(True, SCREEN["changed"])
+            return KioskOutcome(True, screen("changed"))
         except errors.PinIncorrect as exc:
-            return KioskOutcome(False, SCREEN["not_changed_tries"].format(tries=exc.tries_left))
+            return KioskOutcome(False, screen("not_changed_tries", tries=exc.tries_left))

@@ -7,13 +7,14 @@ lists the codes that interface names, each with the wording terminals show
 negated status word (6A82 → −27266), as terminals report it. Every sscard error
 carries its code as ``national_code`` (:mod:`sscard.errors`).
 
-Imports only :mod:`sscard.vocab`.
+Imports only :mod:`sscard.vocab` and :mod:`sscard.i18n`.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
 
+from sscard.i18n import N_, _
 from sscard.vocab import SW
 
 __all__ = ["UNCLASSIFIED", "NationalCode", "code_for_sw", "sw_code"]
@@ -59,57 +60,65 @@ class NationalCode(IntEnum):
         """An English text for this code."""
         return _TEXTS[self][1]
 
+    @property
+    def message(self) -> str:
+        """The text of this code in the active language (zh_CN: the terminals' wording)."""
+        return _(self.english)
+
 
 # (Chinese, English). The Chinese wording is that of public terminal pages'
 # error tables; HSM_DISAGREES has none there, its wording is ours.
 _TEXTS: dict[NationalCode, tuple[str, str]] = {
-    NationalCode.WRONG_CARD_TYPE: ("卡类型不正确", "wrong card type"),
-    NationalCode.NO_CARD: ("无卡", "no card"),
-    NationalCode.CARD_NOT_POWERED: ("有卡未上电", "card present but not powered"),
-    NationalCode.NO_ANSWER: ("卡无应答", "the card does not answer"),
-    NationalCode.READER_CONNECTION: ("读卡器连接错误", "reader connection error"),
-    NationalCode.NOT_CONNECTED: ("未建立连接", "no connection established"),
+    NationalCode.WRONG_CARD_TYPE: ("卡类型不正确", N_("wrong card type")),
+    NationalCode.NO_CARD: ("无卡", N_("no card")),
+    NationalCode.CARD_NOT_POWERED: ("有卡未上电", N_("card present but not powered")),
+    NationalCode.NO_ANSWER: ("卡无应答", N_("the card does not answer")),
+    NationalCode.READER_CONNECTION: ("读卡器连接错误", N_("reader connection error")),
+    NationalCode.NOT_CONNECTED: ("未建立连接", N_("no connection established")),
     NationalCode.BAD_CARD_IDENTIFICATION_CODE: (
         "卡识别码格式错误",
-        "bad card identification code",
+        N_("bad card identification code"),
     ),
     NationalCode.INTERNAL_AUTHENTICATION_FAILED: (
         "内部认证失败（用户卡不合法）",
-        "internal authentication failed (the card is not genuine)",
+        N_("internal authentication failed (the card is not genuine)"),
     ),
-    NationalCode.DATA_DIFFER_FROM_CARD: ("传入数据与卡内不符", "the data differ from the card's"),
-    NationalCode.INVALID_INPUT: ("传入数据不合法", "invalid input data"),
-    NationalCode.PSAM_KEY_LEVEL_TOO_LOW: ("PSAM卡密钥级别不够", "PSAM key level too low"),
+    NationalCode.DATA_DIFFER_FROM_CARD: (
+        "传入数据与卡内不符",
+        N_("the data differ from the card's"),
+    ),
+    NationalCode.INVALID_INPUT: ("传入数据不合法", N_("invalid input data")),
+    NationalCode.PSAM_KEY_LEVEL_TOO_LOW: ("PSAM卡密钥级别不够", N_("PSAM key level too low")),
     NationalCode.HSM_DISAGREES: (
         "内部认证结果与加密机不符",
-        "internal authentication disagrees with the HSM",
+        N_("internal authentication disagrees with the HSM"),
     ),
-    NationalCode.PIN_ENTRY_CANCELLED: ("用户取消密码输入", "PIN entry cancelled"),
-    NationalCode.PIN_ENTRY_TIMED_OUT: ("密码输入操作超时", "PIN entry timed out"),
-    NationalCode.PIN_LENGTH_WRONG: ("输入密码长度错误", "wrong PIN length"),
-    NationalCode.PINS_DIFFER: ("两次输入密码不一致", "the two PINs entered differ"),
+    NationalCode.PIN_ENTRY_CANCELLED: ("用户取消密码输入", N_("PIN entry cancelled")),
+    NationalCode.PIN_ENTRY_TIMED_OUT: ("密码输入操作超时", N_("PIN entry timed out")),
+    NationalCode.PIN_LENGTH_WRONG: ("输入密码长度错误", N_("wrong PIN length")),
+    NationalCode.PINS_DIFFER: ("两次输入密码不一致", N_("the two PINs entered differ")),
     NationalCode.INITIAL_PIN_CANNOT_TRANSACT: (
         "初始密码不能交易",
-        "the initial PIN cannot be used to transact",
+        N_("the initial PIN cannot be used to transact"),
     ),
     NationalCode.CANNOT_CHANGE_TO_INITIAL_PIN: (
         "不能改为初始密码",
-        "the PIN cannot be changed to the initial PIN",
+        N_("the PIN cannot be changed to the initial PIN"),
     ),
-    NationalCode.BAD_DATA_CHARACTERS: ("运算数据含非法字符", "bad data: invalid characters"),
-    NationalCode.BAD_DATA_LENGTH: ("运算数据长度错误", "bad data: wrong length"),
-    NationalCode.WRONG_PIN: ("PIN校验失败", "wrong PIN"),
-    NationalCode.PIN_BLOCKED: ("PIN锁定", "PIN blocked"),
-    NationalCode.NO_PSAM: ("无PSAM卡", "no PSAM"),
+    NationalCode.BAD_DATA_CHARACTERS: ("运算数据含非法字符", N_("bad data: invalid characters")),
+    NationalCode.BAD_DATA_LENGTH: ("运算数据长度错误", N_("bad data: wrong length")),
+    NationalCode.WRONG_PIN: ("PIN校验失败", N_("wrong PIN")),
+    NationalCode.PIN_BLOCKED: ("PIN锁定", N_("PIN blocked")),
+    NationalCode.NO_PSAM: ("无PSAM卡", N_("no PSAM")),
     NationalCode.PSAM_LACKS_ALGORITHM: (
         "PSAM卡算法不支持",
-        "the PSAM lacks the card's algorithm",
+        N_("the PSAM lacks the card's algorithm"),
     ),
     NationalCode.PSAM_LACKS_RKSSSE: (
         "PSAM卡内没有RKSSSE密钥",
-        "the PSAM has no RKSSSE key (3.0 cards need it to read basic information)",
+        N_("the PSAM has no RKSSSE key (3.0 cards need it to read basic information)"),
     ),
-    NationalCode.HSM_NOT_NEEDED: ("不需要加密机认证", "no HSM authentication needed"),
+    NationalCode.HSM_NOT_NEEDED: ("不需要加密机认证", N_("no HSM authentication needed")),
 }
 
 

@@ -21,6 +21,7 @@ from sscard import cardevents, commands, errors
 from sscard.apdu import CommandApdu, ResponseApdu
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, encode_pin
+from sscard.i18n import _
 from sscard.pinpolicy import PinPolicy, PinPolicyError
 from sscard.protocol import error_for
 from sscard.vocab import CLA, INS, SW, KeyType
@@ -47,10 +48,12 @@ class PinStatus:
 
     def describe(self) -> str:
         if not self.set:
-            return "no PIN set yet (the card is not issued)"
+            return _("no PIN set yet (the card is not issued)")
         if self.blocked:
-            return "PIN blocked: visit a service point to have it unblocked"
-        return f"PIN active, {self.tries_left} of {self.try_limit} tries left"
+            return _("PIN blocked: visit a service point to have it unblocked")
+        return _("PIN active, {tries} of {limit} tries left").format(
+            tries=self.tries_left, limit=self.try_limit
+        )
 
 
 class PinManager:
@@ -167,7 +170,7 @@ def staff_action(
     do: Callable[[], None]
     if action == "pin.reset":
         if new_pin is None:
-            raise errors.InvalidInput("no new PIN", [("pin", "a reset needs the new PIN")])
+            raise errors.InvalidInput(_("no new PIN"), [("pin", _("a reset needs the new PIN"))])
         pin = new_pin
 
         def do() -> None:

@@ -13,15 +13,17 @@ import secrets
 from dataclasses import dataclass
 
 from sscard.errors import InvalidInput
+from sscard.i18n import N_, _
 from sscard.national import NationalCode
 
 RULES = {
-    "length": "must be exactly {length} digits",
-    "same-digits": "must not be one digit repeated",
-    "sequence": "must not be a run of ascending or descending digits",
-    "birth-date": "must not be taken from the holder's birth date",
-    "previous": "must differ from the previous PIN",
+    "length": N_("must be exactly {length} digits"),
+    "same-digits": N_("must not be one digit repeated"),
+    "sequence": N_("must not be a run of ascending or descending digits"),
+    "birth-date": N_("must not be taken from the holder's birth date"),
+    "previous": N_("must differ from the previous PIN"),
 }
+"""The rules by name, in English (``_(RULES[rule])`` in the active language)."""
 
 
 class PinPolicyError(InvalidInput):
@@ -29,9 +31,10 @@ class PinPolicyError(InvalidInput):
 
     def __init__(self, rule: str, length: int = 6) -> None:
         self.rule = rule
+        text = _(RULES[rule]).format(length=length)
         super().__init__(
-            "the PIN was refused by the PIN policy",
-            [("pin", f"{RULES[rule].format(length=length)} (rule: {rule})")],
+            _("the PIN was refused by the PIN policy"),
+            [("pin", _("{text} (rule: {rule})").format(text=text, rule=rule))],
         )
 
     @property
@@ -70,7 +73,7 @@ class PinPolicy:
     def random(self, *, birth_date: str | None = None, previous: str | None = None) -> str:
         """A random PIN that passes the policy (from the OS's CSPRNG)."""
         while True:
-            pin = "".join(secrets.choice("0123456789") for _ in range(self.length))
+            pin = "".join(secrets.choice("0123456789") for _digit in range(self.length))
             try:
                 self.check(pin, birth_date=birth_date, previous=previous)
             except PinPolicyError:

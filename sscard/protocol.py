@@ -16,6 +16,7 @@ from typing import Protocol as TypingProtocol
 
 from sscard import errors
 from sscard.apdu import REDACTED, CommandApdu, ResponseApdu, command_name
+from sscard.i18n import _
 from sscard.log import TRACE
 from sscard.transport.base import Transport
 from sscard.vocab import INS, MORE_DATA_SW1, SM_CLASS_BIT, SW, WRONG_LE_SW1, tries_left
@@ -64,7 +65,7 @@ def t0_step(command: CommandApdu, send: Send) -> ResponseApdu:
     if response.sw1 != MORE_DATA_SW1:
         return response
     chunks = [response.data]
-    for _ in range(MAX_GET_RESPONSE):
+    for _attempt in range(MAX_GET_RESPONSE):
         # GET RESPONSE uses the command's channel bits in CLA (ISO 7816-4 5.4.1).
         response = send(
             CommandApdu(command.cla & 0x03, INS.GET_RESPONSE, 0, 0, b"", response.sw2 or 256)
@@ -73,8 +74,10 @@ def t0_step(command: CommandApdu, send: Send) -> ResponseApdu:
         if response.sw1 != MORE_DATA_SW1:
             return ResponseApdu(b"".join(chunks), response.sw)
     raise errors.ProtocolError(
-        f"{command.name}: the card kept answering 61xx after {MAX_GET_RESPONSE} GET RESPONSE "
-        "commands; reinsert the card"
+        _(
+            "{command}: the card kept answering 61xx after {count} GET RESPONSE "
+            "commands; reinsert the card"
+        ).format(command=command.name, count=MAX_GET_RESPONSE)
     )
 
 

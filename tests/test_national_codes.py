@@ -13,6 +13,7 @@ import pytest
 
 from sscard import errors
 from sscard.applets.factory import new_card_file
+from sscard.i18n import set_language
 from sscard.national import UNCLASSIFIED, NationalCode, code_for_sw, sw_code
 from sscard.pin import PinManager
 from sscard.pinpolicy import PinPolicyError
@@ -62,6 +63,14 @@ def test_every_national_code_has_its_wording() -> None:
         assert not code.chinese.isascii()
     assert NationalCode(-20).chinese == "卡识别码格式错误"
     assert NationalCode.PSAM_LACKS_RKSSSE == -2203
+
+
+def test_a_national_code_message_is_in_the_active_language() -> None:
+    set_language("en")
+    try:
+        assert all(code.message == code.english for code in NationalCode)
+    finally:
+        set_language(None)
 
 
 # --- every error class has a code, and docs/cli.md says which -------------------
