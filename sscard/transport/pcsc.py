@@ -209,9 +209,9 @@ def wait_for_card(reader: str, timeout: float | None, *, present: bool = True) -
                         )
                     )
                 raise errors.CardNotRemoved(
-                    _("{reader}: the card was not removed within {timeout:g} s; take it out").format(
-                        reader=reader, timeout=timeout
-                    )
+                    _(
+                        "{reader}: the card was not removed within {timeout:g} s; take it out"
+                    ).format(reader=reader, timeout=timeout)
                 )
 
 
