@@ -17,6 +17,7 @@ from pathlib import Path
 from sscard.applets.image import is_card_image
 from sscard.applets.scripted import ScriptedCard
 from sscard.errors import InvalidInput, NoCard
+from sscard.i18n import _
 from sscard.transport.base import (
     VIRTUAL_PREFIX,
     CardLike,
@@ -32,7 +33,9 @@ def load_card(path: str | Path) -> CardLike:
     """Open the card stored at ``path``; clear errors for a missing or foreign file."""
     p = Path(path)
     if not p.exists():
-        raise NoCard(f"no card file at {p}").with_hint("create a new card at that path")
+        raise NoCard(_("no card file at {path}").format(path=p)).with_hint(
+            _("create a new card at that path")
+        )
     if is_card_image(p):
         from sscard.applets.factory import open_image_file
 
@@ -41,15 +44,21 @@ def load_card(path: str | Path) -> CardLike:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(
-            f"{p} is not a card file this version of sscard can open ({exc})"
+            _("{path} is not a card file this version of sscard can open ({error})").format(
+                path=p, error=exc
+            )
         ) from None
     kind = data.get("sscard_card") if isinstance(data, dict) else None
     if kind == "scripted":
         try:
             return ScriptedCard.from_json(data)
         except ValueError as exc:
-            raise InvalidInput(f"{p}: {exc}") from None
-    raise InvalidInput(f"{p} is not a card file this version of sscard can open (kind {kind!r})")
+            raise InvalidInput(_("{path}: {error}").format(path=p, error=exc)) from None
+    raise InvalidInput(
+        _("{path} is not a card file this version of sscard can open (kind {kind})").format(
+            path=p, kind=repr(kind)
+        )
+    )
 
 
 register_card_files(VIRTUAL_PREFIX, load_card)
@@ -69,7 +78,15 @@ def open_pin_pad(path: str) -> Transport:
     pad = EmulatedPinPad(load_card(path), PINPAD_PREFIX + path)
     words = {"cancel": Key.CANCEL, "timeout": Key.TIMEOUT}
     for entry in filter(None, os.environ.get(ENV_PINPAD_KEYS, "").split(",")):
-        pad.press(words.get(entry.strip().lower(), entry.strip()))
+        try:
+            pad.press(words.get(entry.strip().lower(), entry.strip()))
+        except ValueError:  # not digits: the entry is not echoed (it may be a PIN)
+            raise InvalidInput(
+                _(
+                    "${variable}: a PIN pad has only digit keys; give digits, cancel or "
+                    "timeout, separated by commas"
+                ).format(variable=ENV_PINPAD_KEYS)
+            ) from None
     return pad
 
 

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from sscard.apdu import CommandApdu
 from sscard.applets.image import with_tck
 from sscard.errors import CardRemoved, InvalidInput
+from sscard.i18n import _
 from sscard.keys.algorithms import FACTOR_LENGTH
 from sscard.vocab import CLA, SW, WRONG_LE_SW1, tries_left_sw
 
@@ -59,7 +60,9 @@ class Latency:
         """``none`` or ``realistic`` (5 ms per APDU, 20 ms per EEPROM write)."""
         presets = {"none": cls(), "realistic": cls(0.005, 0.020)}
         if name not in presets:
-            raise InvalidInput("unknown latency model", [("latency", "use none or realistic")])
+            raise InvalidInput(
+                _("unknown latency model"), [("latency", _("use none or realistic"))]
+            )
         return presets[name]
 
 
@@ -233,7 +236,7 @@ class EmulatedChip(Generic[S]):
         except CardRemoved:
             raise
         except Exception:  # a chip never crashes: log the bug, answer "no precise diagnosis"
-            log.exception("emulated %s: unexpected error", self.NAME)
+            log.exception(_("emulated %s: unexpected error"), _(self.NAME))
             response = _sw(SW.NO_PRECISE_DIAGNOSIS)
         self._maybe_tear(end_of_apdu=True)
         return response
@@ -254,7 +257,9 @@ class EmulatedChip(Generic[S]):
         if end_of_apdu or self._writes_this_apdu >= plan.writes:
             plan.fired = True
             self.power_off()
-            raise CardRemoved(f"emulated {self.NAME}: power cut by the tear plan")
+            raise CardRemoved(
+                _("emulated {chip}: power cut by the tear plan").format(chip=_(self.NAME))
+            )
 
     def _persist(self) -> None:
         """One EEPROM write: the whole state, atomically."""

@@ -10,6 +10,7 @@ from sscard.applets.cos import EmulatedCard, Latency, blank_state
 from sscard.applets.image import CardState, FileStorage, ImageKind, MemoryStorage, image_kind
 from sscard.applets.psam import EmulatedPsam, PsamState, blank_psam, psam_file, psam_memory
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 from sscard.keys.dev import development_card_key
 from sscard.keys.scheme import KeySlot
 from sscard.layout import load_profile, shipped_profiles
@@ -30,7 +31,9 @@ def parse_serial(text: str | None) -> bytes:
     except ValueError:
         serial = b""
     if len(serial) != 8:
-        raise InvalidInput("bad serial", [("serial", "must be 16 hexadecimal digits (8 bytes)")])
+        raise InvalidInput(
+            _("bad serial"), [("serial", _("must be 16 hexadecimal digits (8 bytes)"))]
+        )
     return serial
 
 
@@ -41,7 +44,9 @@ def parse_atr(text: str) -> bytes:
     except ValueError:
         atr = b""
     if not 2 <= len(atr) <= 33 or atr[0] not in (0x3B, 0x3F):
-        raise InvalidInput("bad ATR", [("atr", "must be 2..33 bytes of hex starting 3B or 3F")])
+        raise InvalidInput(
+            _("bad ATR"), [("atr", _("must be 2..33 bytes of hex starting 3B or 3F"))]
+        )
     return atr
 
 

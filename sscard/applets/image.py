@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from sscard.errors import InvalidInput, ReaderBusy
 from sscard.fileio import atomic_write
+from sscard.i18n import _
 from sscard.layout.loader import RETIRED_PROFILES
 from sscard.paths import data_dir
 from sscard.vocab import Algorithm, AppBlock, FileType, KeyType, Lifecycle
@@ -56,7 +57,7 @@ class ImageKind(StrEnum):
     @property
     def noun(self) -> str:
         """How messages name the chip."""
-        return "card" if self is ImageKind.CARD else "PSAM"
+        return _("card") if self is ImageKind.CARD else _("PSAM")
 
 
 MAGIC = ImageKind.CARD.magic
@@ -71,7 +72,11 @@ class WrongImageKind(InvalidInput):
     """The image holds the other kind of chip: a PSAM where a card was expected, or back."""
 
     def __init__(self, path: Path, found: ImageKind, wanted: ImageKind) -> None:
-        super().__init__(f"{path} is a {found.noun} image, not a {wanted.noun} image")
+        super().__init__(
+            _("{path} is a {found} image, not a {wanted} image").format(
+                path=path, found=found.noun, wanted=wanted.noun
+            )
+        )
         self.found, self.wanted = found, wanted
 
 
@@ -329,17 +334,20 @@ def state_to_bytes(state: CardState) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def state_from_bytes(raw: bytes, source: str = "the card image") -> CardState:
+def state_from_bytes(raw: bytes, source: str | None = None) -> CardState:
+    source = source or _("the card image")
     doc = json.loads(raw)
     if doc.get("kind", ImageKind.CARD) != ImageKind.CARD:  # images before the PSAM: no kind
         raise WrongImageKind(Path(source), ImageKind(doc["kind"]), ImageKind.CARD)
     if doc.get("profile") in RETIRED_PROFILES:
         successor = RETIRED_PROFILES[doc["profile"]]
         raise OutdatedCardImage(
-            f"{source} emulates the reference card of an earlier sscard "
-            f"(profile {doc['profile']}), not a national card; make a new card with "
-            f"profile {successor}"
-        ).with_hint(f"make a new card with profile {successor}")
+            _(
+                "{source} emulates the reference card of an earlier sscard "
+                "(profile {profile}), not a national card; make a new card with "
+                "profile {successor}"
+            ).format(source=source, profile=doc["profile"], successor=successor)
+        ).with_hint(_("make a new card with profile {successor}").format(successor=successor))
     return CardState(
         profile=doc["profile"],
         serial=bytes.fromhex(doc["serial"]),
@@ -379,7 +387,9 @@ class MemoryImage(Generic[S]):
         self.writes = 0
 
     def load(self) -> S:
-        return self.codec.decode(self._snapshot, f"the {self.codec.kind.noun} in memory")
+        return self.codec.decode(
+            self._snapshot, _("the {chip} in memory").format(chip=self.codec.kind.noun)
+        )
 
     def commit(self, state: S) -> None:
         self._snapshot = self.codec.encode(state)
@@ -404,7 +414,9 @@ def emulator_key() -> bytes:
                 out.flush()
                 os.fsync(out.fileno())
     if len(key) != 32:
-        raise CorruptCardImage(f"the emulator key {path} is not 32 bytes; restore or delete it")
+        raise CorruptCardImage(
+            _("the emulator key {path} is not 32 bytes; restore or delete it").format(path=path)
+        )
     return key
 
 
@@ -463,8 +475,10 @@ class SealedImage(Generic[S]):
         except BlockingIOError:
             os.close(fd)
             raise ReaderBusy(
-                f"the {self.kind.noun} {self.path} is in use by another process (is it served "
-                "into a PC/SC reader?); stop that process or use its PC/SC reader"
+                _(
+                    "the {chip} {path} is in use by another process (is it served "
+                    "into a PC/SC reader?); stop that process or use its PC/SC reader"
+                ).format(chip=self.kind.noun, path=self.path)
             ) from None
         self._lock = fd
 
@@ -495,16 +509,24 @@ class SealedImage(Generic[S]):
         try:
             blob = self.path.read_bytes()
         except FileNotFoundError:
-            raise InvalidInput(f"no {self.kind.noun} image at {self.path}") from None
+            raise InvalidInput(
+                _("no {chip} image at {path}").format(chip=self.kind.noun, path=self.path)
+            ) from None
         found = _kind_of(blob)
         if found is None:
-            raise CorruptCardImage(f"{self.path} is not an sscard {self.kind.noun} image")
+            raise CorruptCardImage(
+                _("{path} is not an sscard {chip} image").format(
+                    path=self.path, chip=self.kind.noun
+                )
+            )
         if found != self.kind:
             raise WrongImageKind(self.path, found, self.kind)
         header = found.magic + bytes((FORMAT,))
         if blob[: len(header)] != header:
             raise CorruptCardImage(
-                f"{self.path}: {found.noun} image format {blob[len(found.magic)]} unknown"
+                _("{path}: {chip} image format {version} unknown").format(
+                    path=self.path, chip=found.noun, version=blob[len(found.magic)]
+                )
             )
         nonce, sealed = blob[len(header) : len(header) + 12], blob[len(header) + 12 :]
         try:
@@ -517,8 +539,10 @@ class SealedImage(Generic[S]):
             return self.codec.decode(raw, str(self.path))
         except (InvalidTag, ValueError, KeyError, TypeError):
             raise CorruptCardImage(
-                f"{self.path} is corrupt or belongs to another installation (its emulator key "
-                f"does not open it); create a new {self.kind.noun}"
+                _(
+                    "{path} is corrupt or belongs to another installation (its emulator key "
+                    "does not open it); create a new {chip}"
+                ).format(path=self.path, chip=self.kind.noun)
             ) from None
 
     def commit(self, state: S) -> None:
@@ -531,7 +555,9 @@ class SealedImage(Generic[S]):
     def create(self, state: S) -> None:
         """Write a new image; refuses to overwrite an existing file."""
         if self.path.exists():
-            raise InvalidInput(f"{self.path} already exists; choose another path or delete it")
+            raise InvalidInput(
+                _("{path} already exists; choose another path or delete it").format(path=self.path)
+            )
         self.commit(state)
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 
 from sscard.errors import CardRemoved, NoCard, OperationFailed
+from sscard.i18n import _
 from sscard.transport.base import CardLike
 from sscard.transport.inprocess import InProcessTransport
 from sscard.vocab import SW
@@ -456,7 +457,9 @@ class EmulatedPinPad(InProcessTransport):
             return self._secure(bytes(data), self._verify)
         if feature is Feature.MODIFY_PIN_DIRECT:
             return self._secure(bytes(data), self._modify)
-        raise OperationFailed(f"{self.name}: no reader control code {code:#010x}")
+        raise OperationFailed(
+            _("{reader}: no reader control code {code:#010x}").format(reader=self.name, code=code)
+        )
 
     def _tlv_properties(self) -> bytes:
         values: list[tuple[Property, bytes]] = [
@@ -476,14 +479,18 @@ class EmulatedPinPad(InProcessTransport):
     def _secure(self, data: bytes, operation: Callable[[bytes], bytes]) -> bytes:
         """Run a secure PIN operation; reader outcomes and refusals become status words."""
         if self.card is None:
-            raise CardRemoved(f"{self.name}: the card was removed; reinsert it and retry")
+            raise CardRemoved(
+                _("{reader}: the card was removed; reinsert it and retry").format(reader=self.name)
+            )
         if not self.connected:
-            raise NoCard(f"{self.name}: not connected to a card; connect first")
+            raise NoCard(
+                _("{reader}: not connected to a card; connect first").format(reader=self.name)
+            )
         try:
             response = operation(data)
         except _Refused as refused:
             self.refusals.append(refused.reason)
-            log.warning("%s: structure refused (%s)", self.name, refused.reason)
+            log.warning(_("%s: structure refused (%s)"), self.name, refused.reason)
             return SW(refused.sw).encode()
         except _Outcome as outcome:
             log.info("%s: PIN entry ended: %s", self.name, outcome.status.name.lower())
@@ -535,7 +542,9 @@ class EmulatedPinPad(InProcessTransport):
         if self._pull is not None and self._pull == (PullAt.ENTRY, entered):
             self._pull = None
             self.remove()
-            raise CardRemoved(f"{self.name}: the card was pulled during PIN entry")
+            raise CardRemoved(
+                _("{reader}: the card was pulled during PIN entry").format(reader=self.name)
+            )
         if msg_index is not None:
             zh, en = MESSAGES[msg_index]
             self.prompts.append(Prompt(msg_index, fmt.lang_id, zh, en))

@@ -37,6 +37,7 @@ from sscard.applets.image import (
     WrongImageKind,
 )
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 from sscard.keys.algorithms import (
     FACTOR_LENGTH,
     KEY_LENGTH,
@@ -148,7 +149,8 @@ def psam_to_bytes(state: PsamState) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def psam_from_bytes(raw: bytes, source: str = "the PSAM image") -> PsamState:
+def psam_from_bytes(raw: bytes, source: str | None = None) -> PsamState:
+    source = source or _("the PSAM image")
     doc = json.loads(raw)
     if doc.get("kind", ImageKind.CARD) != ImageKind.PSAM:
         raise WrongImageKind(Path(source), ImageKind(doc.get("kind", "card")), ImageKind.PSAM)
@@ -200,7 +202,13 @@ def blank_psam(
 ) -> PsamState:
     """A PSAM as the vendor delivers it: the PTK, no other key, terminal number zero."""
     if len(serial) != FACTOR_LENGTH or len(ptk) != KEY_LENGTH:
-        raise InvalidInput("bad PSAM", [("serial", "8 bytes"), ("ptk", "16 bytes")])
+        raise InvalidInput(
+            _("bad PSAM"),
+            [
+                ("serial", _("{count} bytes").format(count=8)),
+                ("ptk", _("{count} bytes").format(count=16)),
+            ],
+        )
     key = PsamKey(PSAM_PTK_TYPE, version, algorithm, error_limit, error_limit, bytes(ptk))
     return PsamState(serial=bytes(serial), lifecycle=Lifecycle.BLANK, keys=[key])
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sscard.i18n import _
+
 SW_OK = b"\x90\x00"
 
 # 17-byte T=1 ATR in the shape of the card spec, historical bytes "SSC" 00 + serial.
@@ -125,17 +127,23 @@ class ScriptedCard:
     def from_json(cls, data: dict[str, Any]) -> ScriptedCard:
         """Build from the JSON form (see the module docstring)."""
         if data.get("sscard_card") != "scripted":
-            raise ValueError('not a scripted card file (missing "sscard_card": "scripted")')
+            raise ValueError(_('not a scripted card file (missing "sscard_card": "scripted")'))
         unknown = set(data) - {"sscard_card", "atr", "t0", "rules"}
         if unknown:
-            raise ValueError(f"unknown keys in scripted card file: {', '.join(sorted(unknown))}")
+            raise ValueError(
+                _("unknown keys in scripted card file: {keys}").format(
+                    keys=", ".join(sorted(unknown))
+                )
+            )
         rules: dict[bytes, bytes] = {}
         for i, rule in enumerate(data.get("rules", [])):
             try:
                 rules[bytes.fromhex(rule["command"])] = bytes.fromhex(rule["response"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(
-                    f"rules[{i}]: needs hex strings 'command' and 'response' ({exc})"
+                    _(
+                        "rules[{index}]: needs hex strings 'command' and 'response' ({error})"
+                    ).format(index=i, error=exc)
                 ) from None
         atr = bytes.fromhex(data["atr"]) if "atr" in data else _with_tck(DEFAULT_ATR)
         return cls(atr=atr, rules=rules, t0=bool(data.get("t0", False)))

@@ -20,6 +20,7 @@ import struct
 import threading
 import time
 
+from sscard.i18n import _
 from sscard.transport.base import CardLike
 
 log = logging.getLogger("sscard.vpcd")
@@ -149,7 +150,7 @@ class VpcdBridge:
                 try:
                     self.card.power_on()
                 except Exception as exc:  # e.g. the image is in use elsewhere: the card is mute
-                    log.warning("card did not power on: %s", exc)
+                    log.warning(_("card did not power on: %s"), exc)
             elif code == _GET_ATR:
                 return bytes(self.card.atr)
             return None
@@ -157,7 +158,7 @@ class VpcdBridge:
         try:
             return bytes(self.card.process(message))
         except Exception:  # a card never crashes the reader: answer "no precise diagnosis"
-            log.exception("card raised while processing an APDU")
+            log.exception(_("card raised while processing an APDU"))
             return b"\x6f\x00"
 
     def _close(self) -> None:

@@ -13,6 +13,8 @@ check character is the one whose value c makes (P + c) mod 36 = 1.
 
 from __future__ import annotations
 
+from sscard.i18n import _
+
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 LENGTH = 9  # with the check character
 BODY = LENGTH - 1
@@ -62,8 +64,8 @@ def check_problem(number: str) -> str | None:
     """What is wrong with the check character of a 9-character card number, or None."""
     expected = check_character(number[:BODY])
     if number[BODY] != expected:
-        return (
-            f"wrong check character {number[BODY]}: ISO 7064 MOD 37,36 gives {expected} "
-            f"for {number[:BODY]} (give the 8 characters alone to have it appended)"
-        )
+        return _(
+            "wrong check character {char}: ISO 7064 MOD 37,36 gives {expected} "
+            "for {body} (give the 8 characters alone to have it appended)"
+        ).format(char=number[BODY], expected=expected, body=number[:BODY])
     return None

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import construct as cs
 
 from sscard.errors import RecordDecodeError, RecordEncodeError
+from sscard.i18n import N_, _
 
 # (tag, length, record hex, decoded value); the value ``None`` is never used here:
 # the generic test checks the all-FF record of every class itself.
@@ -53,7 +54,7 @@ class CardId:
         return bytes(chip_serial[-4:])
 
 
-_DOES_NOT_FIT = "value does not fit its card record"
+_DOES_NOT_FIT = N_("value does not fit its card record")
 
 
 class _ValueError(Exception):
@@ -66,12 +67,12 @@ class _Bcd(cs.Adapter):  # type: ignore[misc]
     def _decode(self, obj: bytes, context: Any, path: str) -> str:
         text = obj.hex().upper()
         if not text.isdigit():
-            raise _ValueError(f"not BCD digits: {text}")
+            raise _ValueError(_("not BCD digits: {digits}").format(digits=text))
         return text
 
     def _encode(self, obj: str, context: Any, path: str) -> bytes:
         if not isinstance(obj, str) or not obj.isascii() or not obj.isdigit():
-            raise _ValueError("must be a string of digits")
+            raise _ValueError(_("must be a string of digits"))
         return bytes.fromhex(obj)
 
 
@@ -82,11 +83,11 @@ class _BcdDate(cs.Adapter):  # type: ignore[misc]
         try:
             return dt.date(int(obj[:4]), int(obj[4:6]), int(obj[6:8]))
         except ValueError:
-            raise _ValueError(f"not a real date: {obj}") from None
+            raise _ValueError(_("not a real date: {digits}").format(digits=obj)) from None
 
     def _encode(self, obj: dt.date, context: Any, path: str) -> str:
         if not isinstance(obj, dt.date):
-            raise _ValueError("must be a date")
+            raise _ValueError(_("must be a date"))
         return f"{obj.year:04d}{obj.month:02d}{obj.day:02d}"
 
 
@@ -103,24 +104,30 @@ class _PaddedText(cs.Adapter):  # type: ignore[misc]
         try:
             return obj.rstrip(b"\x00").decode(self.encoding)
         except UnicodeDecodeError:
-            raise _ValueError(f"not valid {self.encoding.upper()} text") from None
+            raise _ValueError(
+                _("not valid {encoding} text").format(encoding=self.encoding.upper())
+            ) from None
 
     def _encode(self, obj: str, context: Any, path: str) -> bytes:
         if not isinstance(obj, str):
-            raise _ValueError("must be text")
+            raise _ValueError(_("must be text"))
         try:
             raw = obj.encode(self.encoding)
         except UnicodeEncodeError as exc:
             bad = obj[exc.start]
             raise _ValueError(
-                f"character {bad!r} (U+{ord(bad):04X}) cannot be encoded in {self.encoding.upper()}"
+                _("character {char} (U+{code:04X}) cannot be encoded in {encoding}").format(
+                    char=repr(bad), code=ord(bad), encoding=self.encoding.upper()
+                )
             ) from None
         if len(raw) > self.length:
             raise _ValueError(
-                f"{len(raw)} bytes in {self.encoding.upper()}, the record holds {self.length}"
+                _("{size} bytes in {encoding}, the record holds {length}").format(
+                    size=len(raw), encoding=self.encoding.upper(), length=self.length
+                )
             )
         if b"\x00" in raw:
-            raise _ValueError("must not contain NUL characters")
+            raise _ValueError(_("must not contain NUL characters"))
         return raw.ljust(self.length, b"\x00")
 
 
@@ -133,14 +140,18 @@ class _Ascii(cs.Adapter):  # type: ignore[misc]
 
     def _decode(self, obj: str, context: Any, path: str) -> str:
         if not obj.isprintable():
-            raise _ValueError("not printable ASCII")
+            raise _ValueError(_("not printable ASCII"))
         return obj
 
     def _encode(self, obj: str, context: Any, path: str) -> str:
         if not isinstance(obj, str) or not obj.isascii() or not obj.isprintable():
-            raise _ValueError("must be printable ASCII text")
+            raise _ValueError(_("must be printable ASCII text"))
         if len(obj) > self.length:
-            raise _ValueError(f"{len(obj)} characters, the record holds {self.length}")
+            raise _ValueError(
+                _("{count} characters, the record holds {length}").format(
+                    count=len(obj), length=self.length
+                )
+            )
         return obj
 
 
@@ -211,15 +222,24 @@ class RecordCodec:
     def decode(self, data: bytes) -> Any:
         """The value of a record read from the card; ``None`` if never written."""
         if len(data) != self.size:
-            what = "short" if len(data) < self.size else "long"
-            raise RecordDecodeError(
-                self.name, f"record too {what}: {len(data)} bytes, expected {self.size}"
-            )
+            if len(data) < self.size:
+                problem = _("record too short: {size} bytes, expected {expected}")
+            else:
+                problem = _("record too long: {size} bytes, expected {expected}")
+            raise RecordDecodeError(self.name, problem.format(size=len(data), expected=self.size))
         if data[0] != self.tag:
-            raise RecordDecodeError(self.name, f"wrong tag {data[0]:02X}, expected {self.tag:02X}")
+            raise RecordDecodeError(
+                self.name,
+                _("wrong tag {tag:02X}, expected {expected:02X}").format(
+                    tag=data[0], expected=self.tag
+                ),
+            )
         if data[1] != self.length:
             raise RecordDecodeError(
-                self.name, f"wrong length byte {data[1]:02X}, expected {self.length:02X}"
+                self.name,
+                _("wrong length byte {length:02X}, expected {expected:02X}").format(
+                    length=data[1], expected=self.length
+                ),
             )
         try:
             return self.layout.parse(data).value
@@ -233,9 +253,9 @@ class RecordCodec:
         try:
             raw: bytes = self.layout.build({"value": value})
         except _ValueError as exc:
-            raise RecordEncodeError(_DOES_NOT_FIT, [(self.name, str(exc))]) from None
+            raise RecordEncodeError(_(_DOES_NOT_FIT), [(self.name, str(exc))]) from None
         except (cs.ConstructError, TypeError, ValueError) as exc:
-            raise RecordEncodeError(_DOES_NOT_FIT, [(self.name, str(exc))]) from None
+            raise RecordEncodeError(_(_DOES_NOT_FIT), [(self.name, str(exc))]) from None
         return raw
 
 
@@ -307,7 +327,7 @@ class BcdDateRecord(RecordCodec):
         return _BcdDate(_Bcd(cs.Bytes(length)))
 
     def check_length(self) -> str | None:
-        return None if self.length == 4 else "a BCD date is 4 bytes"
+        return None if self.length == 4 else _("a BCD date is 4 bytes")
 
 
 class BcdDivisionRecord(RecordCodec):
@@ -320,7 +340,7 @@ class BcdDivisionRecord(RecordCodec):
         return _Bcd(cs.Bytes(length))
 
     def check_length(self) -> str | None:
-        return None if self.length == 3 else "a division code is 3 bytes"
+        return None if self.length == 3 else _("a division code is 3 bytes")
 
 
 class BcdInstitutionRecord(RecordCodec):
@@ -348,7 +368,7 @@ class CodeRecord(RecordCodec):
         return cs.Int8ub
 
     def check_length(self) -> str | None:
-        return None if self.length == 1 else "a code is 1 byte"
+        return None if self.length == 1 else _("a code is 1 byte")
 
 
 class CardIdRecord(RecordCodec):
@@ -382,7 +402,7 @@ class CardIdRecord(RecordCodec):
         )
 
     def check_length(self) -> str | None:
-        return None if self.length == 16 else "a card identification code is 16 bytes"
+        return None if self.length == 16 else _("a card identification code is 16 bytes")
 
 
 class _CardIdAdapter(cs.Adapter):  # type: ignore[misc]
@@ -391,11 +411,11 @@ class _CardIdAdapter(cs.Adapter):  # type: ignore[misc]
 
     def _encode(self, obj: CardId, context: Any, path: str) -> dict[str, Any]:
         if not isinstance(obj, CardId):
-            raise _ValueError("must be a CardId")
+            raise _ValueError(_("must be a CardId"))
         if len(obj.region) != 6:
-            raise _ValueError("region must be 6 digits")
+            raise _ValueError(_("region must be 6 digits"))
         if len(obj.sequence) != 4 or len(obj.mac) != 4:
-            raise _ValueError("sequence and MAC must be 4 bytes each")
+            raise _ValueError(_("sequence and MAC must be 4 bytes each"))
         return {"region": obj.region, "sequence": obj.sequence, "mac": obj.mac}
 
 

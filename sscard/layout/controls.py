@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from sscard.i18n import _
+
 _C0 = "\x00-\x1f"  # TAB, LF, VT, FF, CR among them
 _OTHERS = (
     "\x7f-\x9f"  # DEL and C1 (NEL U+0085 among them)
@@ -37,10 +39,10 @@ def control_problem(text: str) -> str | None:
     if found is None:
         return None
     char = found.group()
-    return (
-        f"must not contain control characters (line breaks, C0/C1 controls, bidi "
-        f"controls): U+{ord(char):04X} at position {found.start() + 1}"
-    )
+    return _(
+        "must not contain control characters (line breaks, C0/C1 controls, bidi "
+        "controls): U+{code:04X} at position {position}"
+    ).format(code=ord(char), position=found.start() + 1)
 
 
 def _escape(found: re.Match[str]) -> str:

@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 from sscard.layout.model import Access, AccessCondition, FileSpec
 from sscard.vocab import FileType
 
@@ -97,19 +98,27 @@ def condition_byte(cond: AccessCondition, parent: str) -> int:
         return AC_PIN
     if cond.df != parent:
         raise InvalidInput(
-            "access condition not encodable",
-            [(str(cond), f"the card checks keys of the file's own DF ({parent}) only")],
+            _("access condition not encodable"),
+            [
+                (
+                    str(cond),
+                    _("the card checks keys of the file's own DF ({df}) only").format(df=parent),
+                )
+            ],
         )
     if cond.kind == "ext-auth" and cond.key_id is not None and 0 <= cond.key_id <= 0x0F:
         return AC_EXT_AUTH | cond.key_id
     if cond.kind == "sm":
         return AC_SM
-    raise InvalidInput("access condition not encodable", [(str(cond), "unknown kind")])
+    raise InvalidInput(_("access condition not encodable"), [(str(cond), _("unknown kind"))])
 
 
 def _tlv(tag: int, value: bytes) -> bytes:
     if len(value) > 127:
-        raise InvalidInput("FCP too long", [(f"tag {tag:02X}", "value over 127 bytes")])
+        raise InvalidInput(
+            _("FCP too long"),
+            [(_("tag {tag:02X}").format(tag=tag), _("value over 127 bytes"))],
+        )
     return bytes((tag, len(value))) + value
 
 

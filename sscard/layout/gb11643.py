@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sscard.i18n import _
+
 WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
 
 # First two digits of GB/T 2260 codes: the provinces, autonomous regions,
@@ -54,7 +56,7 @@ def gender(ssn: str) -> str:
 def division_problem(code: str) -> str | None:
     """Why ``code`` is not a GB/T 2260 division code, or ``None``."""
     if len(code) != 6 or not code.isascii() or not code.isdigit():
-        return "must be 6 digits (GB/T 2260 division code)"
+        return _("must be 6 digits (GB/T 2260 division code)")
     if code[:2] not in PROVINCES:
-        return f"{code[:2]} is not a GB/T 2260 province code"
+        return _("{prefix} is not a GB/T 2260 province code").format(prefix=code[:2])
     return None

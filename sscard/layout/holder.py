@@ -22,6 +22,7 @@ from typing import Any
 import jsonschema
 
 from sscard.errors import InvalidInput
+from sscard.i18n import N_, _
 from sscard.layout import cardno, gb11643
 from sscard.layout.controls import control_problem, escape_controls
 from sscard.layout.model import Profile
@@ -44,24 +45,24 @@ DATE_FIELDS = ("birth_date", "issue_date", "expiry_date")
 
 # What each field must be, said once for every schema error on that field.
 _HINTS = {
-    "ssn": "must be 18 characters: 17 digits and a check digit 0-9 or X (GB 11643)",
-    "name": "must be non-empty text",
-    "name_ext": "must be non-empty text when given",
-    "gender": "must be '1' (male), '2' (female) or '9' (unspecified), GB/T 2261.1",
-    "ethnicity": (
+    "ssn": N_("must be 18 characters: 17 digits and a check digit 0-9 or X (GB 11643)"),
+    "name": N_("must be non-empty text"),
+    "name_ext": N_("must be non-empty text when given"),
+    "gender": N_("must be '1' (male), '2' (female) or '9' (unspecified), GB/T 2261.1"),
+    "ethnicity": N_(
         "must be a GB 3304 code: 1..56, 97 (other) or 98 (foreign origin), "
         "as a number or a two-digit string such as '01'"
     ),
-    "birthplace": "must be 6 digits (GB/T 2260 division code)",
-    "birth_date": "must be a date YYYY-MM-DD",
-    "card_number": (
+    "birthplace": N_("must be 6 digits (GB/T 2260 division code)"),
+    "birth_date": N_("must be a date YYYY-MM-DD"),
+    "card_number": N_(
         "must be 9 characters, digits and capital letters, the last the check character "
         "(or the 8 before it, to have it appended)"
     ),
-    "issue_date": "must be a date YYYY-MM-DD",
-    "expiry_date": "must be a date YYYY-MM-DD",
-    "region": "must be 6 digits (GB/T 2260 division code)",
-    "issuer_org": "must be 24 digits (issuing institution code)",
+    "issue_date": N_("must be a date YYYY-MM-DD"),
+    "expiry_date": N_("must be a date YYYY-MM-DD"),
+    "region": N_("must be 6 digits (GB/T 2260 division code)"),
+    "issuer_org": N_("must be 24 digits (issuing institution code)"),
 }
 _DEFAULT_LENGTHS = {"name": 30, "name_ext": 20}
 EARLIEST_BIRTH = dt.date(1900, 1, 1)
@@ -105,17 +106,18 @@ def validate_holder(data: Mapping[str, Any], profile: Profile | None = None) -> 
     listing every problem. Name lengths come from ``profile`` (default: the spec's)."""
     problems = holder_problems(data, profile)
     if problems:
-        raise InvalidInput("invalid cardholder data", problems)
+        raise InvalidInput(_("invalid cardholder data"), problems)
 
 
 def holder_problems(data: Any, profile: Profile | None = None) -> list[tuple[str, str]]:
     """Every problem of one holder record as ``(field, message)``, in field order."""
     if not isinstance(data, Mapping):
-        return [("$", "must be an object with the fields " + ", ".join(HOLDER_FIELDS))]
+        message = _("must be an object with the fields {fields}")
+        return [("$", message.format(fields=", ".join(HOLDER_FIELDS)))]
     data = normalize_holder(data)
     problems: dict[str, str] = {}
     for key in sorted(set(data) - set(HOLDER_FIELDS), key=str):
-        problems[escape_controls(str(key))] = "unknown field"
+        problems[escape_controls(str(key))] = _("unknown field")
     for key in HOLDER_FIELDS:
         value = data.get(key)
         problem = control_problem(value) if isinstance(value, str) else None
@@ -128,10 +130,11 @@ def holder_problems(data: Any, profile: Profile | None = None) -> list[tuple[str
         elif error.validator == "required":
             for key in HOLDER_FIELDS:
                 if f"'{key}'" in error.message and key not in data:
-                    problems.setdefault(key, "missing")
+                    problems.setdefault(key, _("missing"))
         else:
             field = str(error.absolute_path[0]) if error.absolute_path else "$"
-            problems.setdefault(field, _HINTS.get(field, error.message))
+            hint = _HINTS.get(field)
+            problems.setdefault(field, _(hint) if hint else error.message)
     _semantic_problems(data, problems, _lengths(profile))
     order = {f: i for i, f in enumerate(HOLDER_FIELDS)}
     return sorted(problems.items(), key=lambda p: (order.get(p[0], len(order)), p[0]))
@@ -161,17 +164,18 @@ def _semantic_problems(
             try:
                 dates[field] = dt.date.fromisoformat(data[field])
             except ValueError:
-                out[field] = f"{data[field]!r} is not a real date"
+                out[field] = _("{value} is not a real date").format(value=repr(data[field]))
     if "birth_date" in dates:
         born = dates["birth_date"]
         today = dt.date.today()
         if born < EARLIEST_BIRTH:
-            out["birth_date"] = (
-                f"must be between {EARLIEST_BIRTH.isoformat()} and the issue date, "
-                f"not {born.isoformat()}"
-            )
+            out["birth_date"] = _(
+                "must be between {earliest} and the issue date, not {date}"
+            ).format(earliest=EARLIEST_BIRTH.isoformat(), date=born.isoformat())
         elif born > today:
-            out["birth_date"] = f"must not be after today ({today.isoformat()})"
+            out["birth_date"] = _("must not be after today ({today})").format(
+                today=today.isoformat()
+            )
     if ok("ssn"):
         _ssn_problems(data, out, dates)
     if ok("card_number"):
@@ -188,13 +192,17 @@ def _semantic_problems(
         and "expiry_date" in dates
         and dates["expiry_date"] <= dates["issue_date"]
     ):
-        out["expiry_date"] = f"must be after the issue date {dates['issue_date'].isoformat()}"
+        out["expiry_date"] = _("must be after the issue date {date}").format(
+            date=dates["issue_date"].isoformat()
+        )
     if (
         "birth_date" in dates
         and "issue_date" in dates
         and dates["issue_date"] < dates["birth_date"]
     ):
-        out["issue_date"] = f"must not be before the birth date {dates['birth_date'].isoformat()}"
+        out["issue_date"] = _("must not be before the birth date {date}").format(
+            date=dates["birth_date"].isoformat()
+        )
     if ok("name"):
         _name_problem(data["name"], "name", "gbk", lengths["name"], out)
     if ok("name_ext"):
@@ -205,25 +213,33 @@ def _ssn_problems(data: Mapping[str, Any], out: dict[str, str], dates: dict[str,
     ssn: str = data["ssn"]
     expected = gb11643.check_digit(ssn[:17])
     if ssn[17] != expected:
-        out["ssn"] = f"wrong check digit {ssn[17]}, GB 11643 gives {expected}"
+        out["ssn"] = _("wrong check digit {digit}, GB 11643 gives {expected}").format(
+            digit=ssn[17], expected=expected
+        )
         return
     if ssn[:2] not in gb11643.ID_PREFIXES:
-        out["ssn"] = (
-            f"address code starts with {ssn[:2]}, not a GB/T 2260 province code "
+        out["ssn"] = _(
+            "address code starts with {prefix}, not a GB/T 2260 province code "
             "(nor 83, Taiwan residents' residence permits)"
-        )
+        ).format(prefix=ssn[:2])
         return
     born = gb11643.birth_date(ssn)
     if born is None:
-        out["ssn"] = f"digits 7-14 ({ssn[6:14]}) are not a real birth date"
+        out["ssn"] = _("digits 7-14 ({digits}) are not a real birth date").format(digits=ssn[6:14])
         return
     if "birth_date" in dates and dates["birth_date"] != born:
-        out["birth_date"] = f"does not match the ID number, which says {born.isoformat()}"
+        out["birth_date"] = _("does not match the ID number, which says {date}").format(
+            date=born.isoformat()
+        )
     if data.get("gender") in ("1", "2") and "gender" not in out:
         id_gender = gb11643.gender(ssn)
         if data["gender"] != id_gender:
-            said = "male (1)" if id_gender == "1" else "female (2)"
-            out["gender"] = f"does not match the ID number's 17th digit, which says {said}"
+            if id_gender == "1":
+                out["gender"] = _("does not match the ID number's 17th digit, which says male (1)")
+            else:
+                out["gender"] = _(
+                    "does not match the ID number's 17th digit, which says female (2)"
+                )
 
 
 def _name_problem(text: str, field: str, encoding: str, length: int, out: dict[str, str]) -> None:
@@ -231,12 +247,12 @@ def _name_problem(text: str, field: str, encoding: str, length: int, out: dict[s
         raw = text.encode(encoding)
     except UnicodeEncodeError as exc:
         bad = text[exc.start]
-        out[field] = (
-            f"character {bad!r} (U+{ord(bad):04X}) is not in GBK: write a common substitute "
+        out[field] = _(
+            "character {char} (U+{code:04X}) is not in GBK: write a common substitute "
             "in name and the rare characters in name_ext"
-        )
+        ).format(char=repr(bad), code=ord(bad))
         return
     if len(raw) > length:
-        out[field] = (
-            f"too long: {len(raw)} bytes in {encoding.upper()}, the card record holds {length}"
-        )
+        out[field] = _(
+            "too long: {size} bytes in {encoding}, the card record holds {length}"
+        ).format(size=len(raw), encoding=encoding.upper(), length=length)

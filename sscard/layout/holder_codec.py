@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 from sscard.layout.codecs import CardId
 from sscard.layout.holder import HOLDER_FIELDS, normalize_holder, validate_holder
 from sscard.layout.model import Profile, RecordItem
@@ -53,7 +54,10 @@ def encode_holder(
     validate_holder(holder, profile)
     holder = normalize_holder(holder)
     if len(serial) != SERIAL_LENGTH:
-        raise InvalidInput("invalid card serial", [("serial", f"must be {SERIAL_LENGTH} bytes")])
+        raise InvalidInput(
+            _("invalid card serial"),
+            [("serial", _("must be {length} bytes").format(length=SERIAL_LENGTH))],
+        )
     out: dict[RecordKey, bytes] = {}
     for item in holder_records(profile):
         value: Any
@@ -85,7 +89,13 @@ def decode_records(
             item = profile.ef(file_id).record(no)
         except KeyError:
             raise InvalidInput(
-                "record not in the profile", [(f"{file_id} record {no}", f"not in {profile.name}")]
+                _("record not in the profile"),
+                [
+                    (
+                        _("{file} record {no}").format(file=file_id, no=no),
+                        _("not in {profile}").format(profile=profile.name),
+                    )
+                ],
             ) from None
         value = item.codec.decode(bytes(raw))
         if value is None:

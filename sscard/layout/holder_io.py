@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 from sscard.layout.controls import escape_controls, is_control
 from sscard.layout.holder import HOLDER_FIELDS, holder_problems, normalize_holder
 from sscard.layout.model import Profile
@@ -56,12 +57,14 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _number(text: str) -> int:
     if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
-        raise _BadJson(f"a number of {len(text)} digits: too many digits for any field")
+        raise _BadJson(
+            _("a number of {count} digits: too many digits for any field").format(count=len(text))
+        )
     return int(text)
 
 
 def _constant(name: str) -> Any:
-    raise _BadJson(f"{name} is not a JSON value")
+    raise _BadJson(_("{name} is not a JSON value").format(name=name))
 
 
 def _loads(text: str) -> Any:
@@ -76,7 +79,7 @@ def _loads(text: str) -> Any:
     else:
         deep = _deeper_than(data, MAX_DEPTH)
     if deep:
-        raise _BadJson("nested too deeply (holder data is one flat object)")
+        raise _BadJson(_("nested too deeply (holder data is one flat object)"))
     return data
 
 
@@ -97,7 +100,13 @@ def _deeper_than(value: Any, limit: int) -> bool:
 def _duplicate_problems(where: str, item: Any) -> list[tuple[str, str]]:
     if not isinstance(item, _Duplicates):
         return []
-    return [(f"{where}: {escape_controls(k)}", "given more than once") for k in item.duplicates]
+    return [
+        (
+            _("{where}: {field}").format(where=where, field=escape_controls(k)),
+            _("given more than once"),
+        )
+        for k in item.duplicates
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +123,9 @@ def read_holders(path: str | Path) -> list[HolderRow]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}", [("file", exc.strerror or str(exc))]) from None
+        raise InvalidInput(
+            _("cannot read {path}").format(path=path), [(_("file"), exc.strerror or str(exc))]
+        ) from None
     text = _decode(raw, path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -124,7 +135,10 @@ def read_holders(path: str | Path) -> list[HolderRow]:
     elif suffix == ".json":
         rows = _parse_json(text)
     else:
-        raise InvalidInput(f"cannot read {path}", [("file", "use a .csv, .jsonl or .json file")])
+        raise InvalidInput(
+            _("cannot read {path}").format(path=path),
+            [(_("file"), _("use a .csv, .jsonl or .json file"))],
+        )
     return [
         HolderRow(r.line, normalize_holder(r.data)) if isinstance(r.data, dict) else r for r in rows
     ]
@@ -137,7 +151,9 @@ def _decode(raw: bytes, path: Path) -> str:
             return raw.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise InvalidInput(f"cannot read {path}", [("file", "not UTF-8 or GB 18030 text")])
+    raise InvalidInput(
+        _("cannot read {path}").format(path=path), [(_("file"), _("not UTF-8 or GB 18030 text"))]
+    )
 
 
 def parse_csv(text: str) -> list[HolderRow]:
@@ -146,12 +162,21 @@ def parse_csv(text: str) -> list[HolderRow]:
     try:
         header = reader.fieldnames or []
     except csv.Error as exc:
-        raise InvalidInput("invalid holder file", [("line 1", f"not valid CSV: {exc}")]) from None
+        raise InvalidInput(
+            _("invalid holder file"),
+            [(_("line {line}").format(line=1), _("not valid CSV: {error}").format(error=exc))],
+        ) from None
     unknown = [c for c in header if c not in HOLDER_FIELDS]
     if unknown or not header:
-        problems = [(f"line 1: column {_shown(c)}", "unknown column") for c in unknown]
-        problems = problems or [("line 1", "no header row")]
-        raise InvalidInput("invalid holder file header", problems)
+        problems = [
+            (
+                _("line {line}: column {column}").format(line=1, column=_shown(c)),
+                _("unknown column"),
+            )
+            for c in unknown
+        ]
+        problems = problems or [(_("line {line}").format(line=1), _("no header row"))]
+        raise InvalidInput(_("invalid holder file header"), problems)
     rows: list[HolderRow] = []
     line = 2
     try:
@@ -172,7 +197,8 @@ def parse_csv(text: str) -> list[HolderRow]:
             rows.append(HolderRow(line, data))
     except csv.Error as exc:
         raise InvalidInput(
-            "invalid holder file", [(f"line {line}", f"not valid CSV: {exc}")]
+            _("invalid holder file"),
+            [(_("line {line}").format(line=line), _("not valid CSV: {error}").format(error=exc))],
         ) from None
     return rows
 
@@ -212,18 +238,19 @@ def parse_jsonl(text: str) -> list[HolderRow]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        where = _("line {line}").format(line=number)
         try:
             item = _loads(line)
         except json.JSONDecodeError as exc:
-            problems.append((f"line {number}", f"not valid JSON: {exc.msg}"))
+            problems.append((where, _("not valid JSON: {error}").format(error=exc.msg)))
             continue
         except ValueError as exc:
-            problems.append((f"line {number}", f"not valid holder data: {exc}"))
+            problems.append((where, _("not valid holder data: {error}").format(error=exc)))
             continue
-        problems += _duplicate_problems(f"line {number}", item)
+        problems += _duplicate_problems(where, item)
         rows.append(HolderRow(number, item))
     if problems:
-        raise InvalidInput("invalid holder file", problems)
+        raise InvalidInput(_("invalid holder file"), problems)
     return rows
 
 
@@ -231,26 +258,37 @@ def _parse_json(text: str) -> list[HolderRow]:
     try:
         data = _loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInput("invalid holder file", [(f"line {exc.lineno}", exc.msg)]) from None
+        where = _("line {line}").format(line=exc.lineno)
+        raise InvalidInput(_("invalid holder file"), [(where, exc.msg)]) from None
     except ValueError as exc:
-        problem = f"not valid holder data: {exc}"
-        raise InvalidInput("invalid holder file", [("file", problem)]) from None
+        problem = _("not valid holder data: {error}").format(error=exc)
+        raise InvalidInput(_("invalid holder file"), [(_("file"), problem)]) from None
     items = data if isinstance(data, list) else [data]
     problems = [
-        p for i, item in enumerate(items, start=1) for p in _duplicate_problems(f"line {i}", item)
+        p
+        for i, item in enumerate(items, start=1)
+        for p in _duplicate_problems(_("line {line}").format(line=i), item)
     ]
     if problems:
-        raise InvalidInput("invalid holder file", problems)
+        raise InvalidInput(_("invalid holder file"), problems)
     return [HolderRow(i, item) for i, item in enumerate(items, start=1)]
 
 
 def validate_rows(rows: list[HolderRow], profile: Profile | None = None) -> None:
     """Raise one :class:`InvalidInput` listing every problem of every row (``line N: field``)."""
-    problems = [
-        (f"line {row.line}: {field}", message)
-        for row in rows
-        for field, message in holder_problems(row.data, profile)
-    ]
+    problems: list[tuple[str, str]] = []
+    bad = 0
+    for row in rows:
+        found = holder_problems(row.data, profile)
+        bad += bool(found)
+        problems += [
+            (_("line {line}: {field}").format(line=row.line, field=field), message)
+            for field, message in found
+        ]
     if problems:
-        bad = len({p[0].split(":")[0] for p in problems})
-        raise InvalidInput(f"invalid cardholder data in {bad} of {len(rows)} row(s)", problems)
+        raise InvalidInput(
+            _("invalid cardholder data in {bad} of {total} row(s)").format(
+                bad=bad, total=len(rows)
+            ),
+            problems,
+        )

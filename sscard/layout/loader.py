@@ -23,6 +23,7 @@ from typing import Any
 import jsonschema
 
 from sscard.errors import InvalidInput, ProfileError
+from sscard.i18n import _
 from sscard.keys.scheme import KeyScheme, KeySlot
 from sscard.layout.model import (
     Access,
@@ -120,12 +121,21 @@ def _load(name_or_path: str | Path) -> Profile:
     data, source = _load_resolved(name_or_path, None, ())
     if data.pop("abstract", False):
         raise ProfileError(
-            f"profile {source} is a base layout, not a card profile",
-            [("abstract", "load a profile that extends it, e.g. " + DEFAULT_PROFILE)],
+            _("profile {source} is a base layout, not a card profile").format(source=source),
+            [
+                (
+                    "abstract",
+                    _("load a profile that extends it, e.g. {profile}").format(
+                        profile=DEFAULT_PROFILE
+                    ),
+                )
+            ],
         )
     problems = _schema_problems(data, partial=False)
     if problems:
-        raise ProfileError(f"invalid profile {source} (after extends)", problems)
+        raise ProfileError(
+            _("invalid profile {source} (after extends)").format(source=source), problems
+        )
     return build_profile(data)
 
 
@@ -139,13 +149,29 @@ def _locate(ref: str | Path, relative_to: Path | None) -> tuple[str, Any]:
         return str(path), path
     if text in RETIRED_PROFILES:
         raise ProfileError(
-            f"profile {text!r} was the reference card of earlier sscard versions",
-            [("profile", f"use {RETIRED_PROFILES[text]!r}, its national-spec successor")],
+            _("profile {name} was the reference card of earlier sscard versions").format(
+                name=repr(text)
+            ),
+            [
+                (
+                    "profile",
+                    _("use {successor}, its national-spec successor").format(
+                        successor=repr(RETIRED_PROFILES[text])
+                    ),
+                )
+            ],
         )
     if text not in shipped_profiles():
         raise ProfileError(
-            f"no profile named {text!r}",
-            [("profile", f"shipped profiles: {', '.join(shipped_profiles())}; or give a path")],
+            _("no profile named {name}").format(name=repr(text)),
+            [
+                (
+                    "profile",
+                    _("shipped profiles: {profiles}; or give a path").format(
+                        profiles=", ".join(shipped_profiles())
+                    ),
+                )
+            ],
         )
     return text, _package_file("profiles").joinpath(f"{text}.json")
 
@@ -154,17 +180,21 @@ def _read_json(source: str, file: Any) -> dict[str, Any]:
     try:
         text = file.read_text("utf-8")
     except OSError as exc:
-        problem = [("file", exc.strerror or str(exc))]
-        raise ProfileError(f"cannot read profile {source}", problem) from None
+        problem = [(_("file"), exc.strerror or str(exc))]
+        raise ProfileError(
+            _("cannot read profile {source}").format(source=source), problem
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ProfileError(
-            f"profile {source} is not valid JSON",
-            [(f"line {exc.lineno} column {exc.colno}", exc.msg)],
+            _("profile {source} is not valid JSON").format(source=source),
+            [(_("line {line} column {column}").format(line=exc.lineno, column=exc.colno), exc.msg)],
         ) from None
     if not isinstance(data, dict):
-        raise ProfileError(f"invalid profile {source}", [("$", "must be a JSON object")])
+        raise ProfileError(
+            _("invalid profile {source}").format(source=source), [("$", _("must be a JSON object"))]
+        )
     return data
 
 
@@ -174,20 +204,20 @@ def _load_resolved(
     source, file = _locate(ref, relative_to)
     if source in seen:
         chain = " -> ".join((*seen, source))
-        raise ProfileError("profiles extend each other in a cycle", [("extends", chain)])
+        raise ProfileError(_("profiles extend each other in a cycle"), [("extends", chain)])
     data = _read_json(source, file)
     base_ref = data.get("extends")
     partial = isinstance(base_ref, str) or data.get("abstract") is True
     problems = _schema_problems(data, partial=partial)
     if problems:
-        raise ProfileError(f"invalid profile {source}", problems)
+        raise ProfileError(_("invalid profile {source}").format(source=source), problems)
     if not isinstance(base_ref, str):
         return data, source
     here = Path(str(file)).parent if isinstance(file, Path) else None
-    base, _ = _load_resolved(base_ref, here, (*seen, source))
+    base, _source = _load_resolved(base_ref, here, (*seen, source))
     merged, problems = merge_profiles(base, data)
     if problems:
-        raise ProfileError(f"invalid profile {source}", problems)
+        raise ProfileError(_("invalid profile {source}").format(source=source), problems)
     return merged, source
 
 
@@ -231,7 +261,12 @@ def _merge_list(
         where = f"{path}[{n}]"
         missing = [k for k in ident if k not in item]
         if missing:
-            problems.append((where, f"needs {' and '.join(missing)} to merge with its base"))
+            problems.append(
+                (
+                    where,
+                    _("needs {keys} to merge with its base").format(keys=" and ".join(missing)),
+                )
+            )
             continue
         key = tuple(item[k] for k in ident)
         if key in index:
@@ -259,10 +294,10 @@ def _schema_problems(data: Any, *, partial: bool) -> Problems:
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             allowed = set(error.schema.get("properties", {}))
             for key in sorted(set(error.instance) - allowed):
-                problems.append((_format_path([*path, key]), "unknown key"))
+                problems.append((_format_path([*path, key]), _("unknown key")))
         elif error.validator == "required":
             missing = str(error.message).split("'")[1] if "'" in error.message else ""
-            problems.append((_format_path([*path, missing]), "missing"))
+            problems.append((_format_path([*path, missing]), _("missing")))
         else:
             problems.append((_format_path(path), error.message))
     return problems
@@ -272,7 +307,7 @@ def validate_profile_data(data: Mapping[str, Any]) -> Profile:
     """Check resolved profile data (no ``extends``) and build the model."""
     problems = _schema_problems(dict(data), partial=False)
     if problems:
-        raise ProfileError("invalid profile", problems)
+        raise ProfileError(_("invalid profile"), problems)
     return build_profile(data)
 
 
@@ -311,7 +346,7 @@ def build_profile(data: Mapping[str, Any]) -> Profile:
     )
     problems.extend(_consistency_problems(profile))
     if problems:
-        raise ProfileError(f"invalid profile {profile.name}", problems)
+        raise ProfileError(_("invalid profile {source}").format(source=profile.name), problems)
     return profile
 
 
@@ -360,31 +395,35 @@ def _consistency_problems(p: Profile) -> Problems:
     for i, f in enumerate(p.files):
         where = f"files[{i}]"
         if ids.count(f.id) > 1:
-            out.append((f"{where}.id", f"file id {f.id!r} is used more than once"))
+            out.append(
+                (f"{where}.id", _("file id {id} is used more than once").format(id=repr(f.id)))
+            )
         if f.type == FileType.MF:
             if f.parent is not None:
-                out.append((f"{where}.parent", "the MF has no parent"))
+                out.append((f"{where}.parent", _("the MF has no parent")))
         elif f.parent is None:
-            out.append((f"{where}.parent", "missing"))
+            out.append((f"{where}.parent", _("missing")))
         elif f.parent not in by_id or not by_id[f.parent].is_df:
-            out.append((f"{where}.parent", f"{f.parent!r} is not a DF of this profile"))
+            out.append(
+                (f"{where}.parent", _("{df} is not a DF of this profile").format(df=repr(f.parent)))
+            )
         if f.is_df:
             if f.records or f.access is not None:
-                out.append((where, "a DF has no records or access rules of its own"))
+                out.append((where, _("a DF has no records or access rules of its own")))
             if f.fid is None and f.df_name is None:
-                out.append((where, "a DF needs a fid or a df_name"))
+                out.append((where, _("a DF needs a fid or a df_name")))
             continue
         if f.fid is None:
-            out.append((f"{where}.fid", "missing"))
+            out.append((f"{where}.fid", _("missing")))
         if f.access is None:
-            out.append((f"{where}.access", "missing"))
+            out.append((f"{where}.access", _("missing")))
         else:
             out.extend(_access_problems(p, f.access, f"{where}.access"))
         if f.type == FileType.TRANSPARENT:
             if f.size is None:
-                out.append((f"{where}.size", "missing"))
+                out.append((f"{where}.size", _("missing")))
             if f.records:
-                out.append((f"{where}.records", "a transparent EF has no records"))
+                out.append((f"{where}.records", _("a transparent EF has no records")))
             continue
         if f.type.is_record:
             out.extend(_record_problems(f, where, fields))
@@ -394,9 +433,9 @@ def _consistency_problems(p: Profile) -> Problems:
                     out.extend(_access_problems(p, rule, f"{where}.records[{j}]"))
     mfs = [f for f in p.files if f.type == FileType.MF]
     if len(mfs) != 1:
-        out.append(("files", "there must be exactly one MF"))
+        out.append(("files", _("there must be exactly one MF")))
     if p.pin.df not in by_id or not by_id[p.pin.df].is_df:
-        out.append(("pin.df", f"{p.pin.df!r} is not a DF of this profile"))
+        out.append(("pin.df", _("{df} is not a DF of this profile").format(df=repr(p.pin.df))))
     return out
 
 
@@ -405,18 +444,42 @@ def _record_problems(f: FileSpec, where: str, fields: dict[str, str]) -> Problem
     nos = [r.no for r in f.records]
     tags = [r.tag for r in f.records]
     if f.record_count is not None and f.record_count < len(f.records):
-        out.append((f"{where}.record_count", f"smaller than the {len(f.records)} records"))
+        out.append(
+            (
+                f"{where}.record_count",
+                _("smaller than the {count} records").format(count=len(f.records)),
+            )
+        )
     for j, r in enumerate(f.records):
         rw = f"{where}.records[{j}]"
         if nos.count(r.no) > 1:
-            out.append((f"{rw}.no", f"record number {r.no} is used more than once"))
+            out.append((f"{rw}.no", _("record number {no} is used more than once").format(no=r.no)))
         if tags.count(r.tag) > 1:
-            out.append((f"{rw}.tag", f"tag {r.tag:02X} is used more than once in {f.id}"))
+            out.append(
+                (
+                    f"{rw}.tag",
+                    _("tag {tag:02X} is used more than once in {file}").format(
+                        tag=r.tag, file=f.id
+                    ),
+                )
+            )
         if r.field in fields:
-            out.append((f"{rw}.field", f"field {r.field!r} is also {fields[r.field]}"))
+            out.append(
+                (
+                    f"{rw}.field",
+                    _("field {field} is also {record}").format(
+                        field=repr(r.field), record=fields[r.field]
+                    ),
+                )
+            )
         fields.setdefault(r.field, r.name)
         if f.record_length is not None and r.length + 2 > f.record_length:
-            out.append((f"{rw}.length", f"record of {r.length + 2} bytes exceeds record_length"))
+            out.append(
+                (
+                    f"{rw}.length",
+                    _("record of {size} bytes exceeds record_length").format(size=r.length + 2),
+                )
+            )
         codec = r.codec
         reason = codec.check_length()
         if reason:
@@ -427,7 +490,7 @@ def _record_problems(f: FileSpec, where: str, fields: dict[str, str]) -> Problem
                     bytes.fromhex(r.value)
                 codec.encode(r.constant)
             except (ValueError, InvalidInput) as exc:
-                out.append((f"{rw}.value", f"does not fit the record: {exc}"))
+                out.append((f"{rw}.value", _("does not fit the record: {error}").format(error=exc)))
     return out
 
 
@@ -442,12 +505,24 @@ def _access_problems(p: Profile, access: Access, where: str) -> Problems:
                     for s in p.key_scheme.in_df(c.df or "")
                 ):
                     out.append(
-                        (cw, f"{c}: no external authentication key {c.key_id:02X} in {c.df}")
+                        (
+                            cw,
+                            _(
+                                "{condition}: no external authentication key {key:02X} in {df}"
+                            ).format(condition=c, key=c.key_id, df=c.df),
+                        )
                     )
             elif c.kind == "sm" and not any(
                 s.type == KeyType.STK for s in p.key_scheme.in_df(c.df or "")
             ):
-                out.append((cw, f"{c}: no line protection key (STK) in {c.df}"))
+                out.append(
+                    (
+                        cw,
+                        _("{condition}: no line protection key (STK) in {df}").format(
+                            condition=c, df=c.df
+                        ),
+                    )
+                )
     return out
 
 

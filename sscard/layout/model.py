@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 from sscard.keys.scheme import KeyScheme, KeySlot
 from sscard.layout.codecs import RecordCodec, codec_for
 from sscard.vocab import Algorithm, FileType
@@ -38,7 +39,7 @@ class AccessCondition:
         """Parse the profile form, e.g. ``ext-auth(SSSE,01)`` or ``sm(DF01)``."""
         m = _CONDITION.match(text)
         if not m:
-            raise InvalidInput("invalid access condition", [("access", repr(text))])
+            raise InvalidInput(_("invalid access condition"), [("access", repr(text))])
         if m.group(2):
             return cls("ext-auth", m.group(2), int(m.group(3), 16))
         if m.group(4):
@@ -83,7 +84,9 @@ class RecordItem:
     @property
     def name(self) -> str:
         """How errors name this record, e.g. ``EF06 record 2 (name)``."""
-        return f"{self.file} record {self.no} ({self.field})"
+        return _("{file} record {no} ({field})").format(
+            file=self.file, no=self.no, field=self.field
+        )
 
     @property
     def codec(self) -> RecordCodec:

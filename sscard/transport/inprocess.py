@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sscard.errors import CardRemoved, NoCard, ReaderControlUnsupported
+from sscard.i18n import _
 from sscard.transport.base import CardLike
 
 
@@ -33,14 +34,18 @@ class InProcessTransport:
     @property
     def atr(self) -> bytes:
         if self._atr is None:
-            raise NoCard(f"{self._name}: not connected to a card; connect first")
+            raise NoCard(
+                _("{reader}: not connected to a card; connect first").format(reader=self._name)
+            )
         return self._atr
 
     def connect(self) -> None:
         if self._atr is not None:
             return
         if self._card is None:
-            raise NoCard(f"{self._name}: no card in the reader; insert a card")
+            raise NoCard(
+                _("{reader}: no card in the reader; insert a card").format(reader=self._name)
+            )
         self._atr = bytes(self._card.power_on())
 
     def disconnect(self) -> None:
@@ -67,9 +72,13 @@ class InProcessTransport:
     def transmit(self, apdu: bytes) -> bytes:
         card = self._card
         if card is None:
-            raise CardRemoved(f"{self._name}: the card was removed; reinsert it and retry")
+            raise CardRemoved(
+                _("{reader}: the card was removed; reinsert it and retry").format(reader=self._name)
+            )
         if self._atr is None:
-            raise NoCard(f"{self._name}: not connected to a card; connect first")
+            raise NoCard(
+                _("{reader}: not connected to a card; connect first").format(reader=self._name)
+            )
         try:
             return card.process(apdu)
         except CardRemoved:  # the card lost power mid-command (a tear): the link is gone
@@ -79,8 +88,10 @@ class InProcessTransport:
     def control(self, code: int, data: bytes = b"") -> bytes:
         """An in-process card sits in a plain reader: no control interface, no PIN pad."""
         raise ReaderControlUnsupported(
-            f"{self._name}: this reader has no control interface (no PIN pad); "
-            f"control code 0x{code & 0xFFFFFFFF:08X} refused"
+            _(
+                "{reader}: this reader has no control interface (no PIN pad); "
+                "control code 0x{code:08X} refused"
+            ).format(reader=self._name, code=code & 0xFFFFFFFF)
         )
 
     def __repr__(self) -> str:

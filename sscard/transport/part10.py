@@ -38,6 +38,7 @@ from sscard.errors import (
     ProtocolError,
     ReaderControlUnsupported,
 )
+from sscard.i18n import _
 from sscard.transport.base import Transport
 
 
@@ -280,20 +281,28 @@ def parse_features(answer: bytes) -> dict[int, int]:
     while rest:
         if len(rest) < 2:
             raise ProtocolError(
-                f"the reader's feature list is truncated: {len(rest)} byte(s) left over"
+                _("the reader's feature list is truncated: {count} byte(s) left over").format(
+                    count=len(rest)
+                )
             )
         tag, length = rest[0], rest[1]
         if length != 4:
             raise ProtocolError(
-                f"the reader's feature list is malformed: feature 0x{tag:02X} has a "
-                f"{length}-byte value, a control code has 4"
+                _(
+                    "the reader's feature list is malformed: feature 0x{tag:02X} has a "
+                    "{length}-byte value, a control code has 4"
+                ).format(tag=tag, length=length)
             )
         if len(rest) < 6:
             raise ProtocolError(
-                f"the reader's feature list is truncated inside feature 0x{tag:02X}"
+                _("the reader's feature list is truncated inside feature 0x{tag:02X}").format(
+                    tag=tag
+                )
             )
         if tag in features:
-            raise ProtocolError(f"the reader's feature list names feature 0x{tag:02X} twice")
+            raise ProtocolError(
+                _("the reader's feature list names feature 0x{tag:02X} twice").format(tag=tag)
+            )
         features[tag] = int.from_bytes(rest[2:6], "big")
         rest = rest[6:]
     return features
@@ -362,7 +371,7 @@ def parse_tlv_properties(answer: bytes) -> PinProperties:
     rest = bytes(answer)
     while rest:
         if len(rest) < 2 or len(rest) < 2 + rest[1]:
-            raise ProtocolError("the reader's PIN pad properties are truncated")
+            raise ProtocolError(_("the reader's PIN pad properties are truncated"))
         tag, length = rest[0], rest[1]
         raw = rest[2 : 2 + length]
         if tag == PROPERTY_sFirmwareID:
@@ -380,7 +389,9 @@ def parse_pin_properties(answer: bytes) -> PinProperties:
     """
     if len(answer) != 4:
         raise ProtocolError(
-            f"the reader's PIN properties are {len(answer)} byte(s), PIN_PROPERTIES_STRUCTURE is 4"
+            _(
+                "the reader's PIN properties are {count} byte(s), PIN_PROPERTIES_STRUCTURE is 4"
+            ).format(count=len(answer))
         )
     layout, validation, timeout2 = struct.unpack("<HBB", answer)
     return PinProperties(
@@ -429,7 +440,9 @@ def pin_pad_control(
     code = features.get(feature)
     if code is None:
         raise ReaderControlUnsupported(
-            f"{transport.name}: the reader has no PIN pad for this (feature 0x{feature:02X} "
-            "missing from its feature list)"
+            _(
+                "{reader}: the reader has no PIN pad for this (feature 0x{feature:02X} "
+                "missing from its feature list)"
+            ).format(reader=transport.name, feature=feature)
         )
     return check_pad_answer(transport.control(code, structure))

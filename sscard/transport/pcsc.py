@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from smartcard import scard
 
 from sscard import errors
+from sscard.i18n import _
 
 _PROTOCOLS = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
 
@@ -23,33 +24,47 @@ def _message(hresult: int) -> str:
     try:
         return str(scard.SCardGetErrorMessage(hresult)).strip().rstrip(".")
     except Exception:  # pragma: no cover - binding without messages
-        return f"PC/SC error 0x{hresult & 0xFFFFFFFF:08X}"
+        return _("PC/SC error 0x{code:08X}").format(code=hresult & 0xFFFFFFFF)
 
 
 def map_error(hresult: int, reader: str | None, action: str) -> errors.TransportError:
-    """The typed error for a PC/SC result code."""
+    """The typed error for a PC/SC result code.
+
+    ``action`` says what failed, already in the interface language.
+    """
     code = hresult & 0xFFFFFFFF
-    where = f"{reader}: " if reader else ""
-    text = f"{where}{action} failed: {_message(hresult)} (0x{code:08X})"
+    message = _message(hresult)
+    if reader:
+        text = _("{reader}: {action} failed: {message} (0x{code:08X})").format(
+            reader=reader, action=action, message=message, code=code
+        )
+    else:
+        text = _("{action} failed: {message} (0x{code:08X})").format(
+            action=action, message=message, code=code
+        )
     if code in (scard.SCARD_E_NO_SERVICE & 0xFFFFFFFF, scard.SCARD_E_SERVICE_STOPPED & 0xFFFFFFFF):
         return errors.NoService(
-            f"{text}; the PC/SC service is not running: start it with 'pcscd' "
-            "(Debian: apt-get install pcscd)"
+            _(
+                "{text}; the PC/SC service is not running: start it with 'pcscd' "
+                "(Debian: apt-get install pcscd)"
+            ).format(text=text)
         )
     if code == scard.SCARD_E_SHARING_VIOLATION & 0xFFFFFFFF:
         return errors.ReaderBusy(
-            f"{text}; another application holds the reader, close it or use shared mode"
+            _("{text}; another application holds the reader, close it or use shared mode").format(
+                text=text
+            )
         )
     if code in (
         scard.SCARD_W_REMOVED_CARD & 0xFFFFFFFF,
         scard.SCARD_W_UNPOWERED_CARD & 0xFFFFFFFF,
     ):
-        return errors.CardRemoved(f"{text}; reinsert the card and retry")
+        return errors.CardRemoved(_("{text}; reinsert the card and retry").format(text=text))
     if code in (
         scard.SCARD_E_NO_SMARTCARD & 0xFFFFFFFF,
         scard.SCARD_W_UNRESPONSIVE_CARD & 0xFFFFFFFF,
     ):
-        return errors.NoCard(f"{text}; insert a card (chip first, facing up)")
+        return errors.NoCard(_("{text}; insert a card (chip first, facing up)").format(text=text))
     if code in (
         scard.SCARD_E_UNKNOWN_READER & 0xFFFFFFFF,
         scard.SCARD_E_READER_UNAVAILABLE & 0xFFFFFFFF,
@@ -65,14 +80,14 @@ class _Context:
     def __init__(self) -> None:
         hresult, self.handle = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
         if hresult != scard.SCARD_S_SUCCESS:
-            raise map_error(hresult, None, "connecting to the PC/SC service")
+            raise map_error(hresult, None, _("connecting to the PC/SC service"))
 
     def readers(self) -> list[str]:
         hresult, names = scard.SCardListReaders(self.handle, [])
         if hresult == scard.SCARD_E_NO_READERS_AVAILABLE:
             return []
         if hresult != scard.SCARD_S_SUCCESS:
-            raise map_error(hresult, None, "listing readers")
+            raise map_error(hresult, None, _("listing readers"))
         return list(names)
 
     def close(self) -> None:
@@ -115,7 +130,7 @@ def reader_states(names: list[str] | None = None) -> list[ReaderState]:
         states = [(n, scard.SCARD_STATE_UNAWARE) for n in names]
         hresult, result = scard.SCardGetStatusChange(ctx.handle, 0, states)
         if hresult not in (scard.SCARD_S_SUCCESS, scard.SCARD_E_TIMEOUT):
-            raise map_error(hresult, None, "reading reader states")
+            raise map_error(hresult, None, _("reading reader states"))
         out = []
         for name, event, atr in result:
             present = bool(event & scard.SCARD_STATE_PRESENT)
@@ -140,17 +155,22 @@ def pick_reader(pattern: str | None, available: list[str]) -> str:
         if len(available) == 1:
             return available[0]
         if not available:
-            raise errors.ReaderNotFound("no reader found")
-        raise errors.ReaderNotFound("several readers present; choose one", available)
+            raise errors.ReaderNotFound(_("no reader found"))
+        raise errors.ReaderNotFound(_("several readers present; choose one"), available)
     if pattern in available:
         return pattern
     matches = [r for r in available if pattern.casefold() in r.casefold()]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise errors.ReaderNotFound(f"no reader matches {pattern!r}", available)
+        raise errors.ReaderNotFound(
+            _("no reader matches {pattern}").format(pattern=repr(pattern)), available
+        )
     raise errors.ReaderNotFound(
-        f"{pattern!r} matches {len(matches)} readers; give more of the name", matches
+        _("{pattern} matches {count} readers; give more of the name").format(
+            pattern=repr(pattern), count=len(matches)
+        ),
+        matches,
     )
 
 
@@ -172,7 +192,7 @@ def wait_for_card(reader: str, timeout: float | None, *, present: bool = True) -
                 wait_ms = max(0, min(1000, int(remaining * 1000)))
             hresult, result = scard.SCardGetStatusChange(ctx.handle, wait_ms, [(reader, state)])
             if hresult == scard.SCARD_S_SUCCESS:
-                _, event, atr = result[0]
+                _name, event, atr = result[0]
                 state = event & ~scard.SCARD_STATE_CHANGED
                 has_card = bool(event & scard.SCARD_STATE_PRESENT)
                 if has_card and present and not event & scard.SCARD_STATE_MUTE:
@@ -180,12 +200,18 @@ def wait_for_card(reader: str, timeout: float | None, *, present: bool = True) -
                 if not has_card and not present:
                     return None
             elif hresult != scard.SCARD_E_TIMEOUT:
-                raise map_error(hresult, reader, "waiting for the card")
+                raise map_error(hresult, reader, _("waiting for the card"))
             if deadline is not None and time.monotonic() >= deadline:
                 if present:
-                    raise errors.NoCard(f"{reader}: no card inserted within {timeout:g} s")
+                    raise errors.NoCard(
+                        _("{reader}: no card inserted within {timeout:g} s").format(
+                            reader=reader, timeout=timeout
+                        )
+                    )
                 raise errors.CardNotRemoved(
-                    f"{reader}: the card was not removed within {timeout:g} s; take it out"
+                    _(
+                        "{reader}: the card was not removed within {timeout:g} s; take it out"
+                    ).format(reader=reader, timeout=timeout)
                 )
 
 
@@ -225,7 +251,9 @@ class PcscTransport:
     @property
     def atr(self) -> bytes:
         if self._atr is None:
-            raise errors.NoCard(f"{self._reader}: not connected to a card; connect first")
+            raise errors.NoCard(
+                _("{reader}: not connected to a card; connect first").format(reader=self._reader)
+            )
         return self._atr
 
     def connect(self) -> None:
@@ -237,7 +265,7 @@ class PcscTransport:
             self._ctx.handle, self._reader, self._share, _PROTOCOLS
         )
         if hresult != scard.SCARD_S_SUCCESS:
-            raise map_error(hresult, self._reader, "connecting to the card")
+            raise map_error(hresult, self._reader, _("connecting to the card"))
         self._card = card
         self._set_protocol(proto)
         self._read_atr()
@@ -248,7 +276,7 @@ class PcscTransport:
     def _read_atr(self) -> None:
         hresult, _reader, _state, _proto, atr = scard.SCardStatus(self._card)
         if hresult != scard.SCARD_S_SUCCESS:
-            raise map_error(hresult, self._reader, "reading the ATR")
+            raise map_error(hresult, self._reader, _("reading the ATR"))
         self._atr = bytes(atr)
 
     def disconnect(self) -> None:
@@ -267,21 +295,23 @@ class PcscTransport:
         init = scard.SCARD_RESET_CARD if reset else scard.SCARD_LEAVE_CARD
         hresult, proto = scard.SCardReconnect(self._card, self._share, _PROTOCOLS, init)
         if hresult != scard.SCARD_S_SUCCESS:
-            raise map_error(hresult, self._reader, "reconnecting to the card")
+            raise map_error(hresult, self._reader, _("reconnecting to the card"))
         self._set_protocol(proto)
         self._read_atr()
 
     def transmit(self, apdu: bytes) -> bytes:
         card = self._card
         if card is None:
-            raise errors.NoCard(f"{self._reader}: not connected to a card; connect first")
+            raise errors.NoCard(
+                _("{reader}: not connected to a card; connect first").format(reader=self._reader)
+            )
         hresult, response = scard.SCardTransmit(card, self._pci, list(apdu))
         if hresult == scard.SCARD_W_RESET_CARD:
             # pcscd reports a reset seen since connect: reconnect and retry once.
             self.reconnect()
             hresult, response = scard.SCardTransmit(self._card, self._pci, list(apdu))
         if hresult != scard.SCARD_S_SUCCESS:
-            raise map_error(hresult, self._reader, "sending a command")
+            raise map_error(hresult, self._reader, _("sending a command"))
         return bytes(response)
 
     def control(self, code: int, data: bytes = b"") -> bytes:
@@ -295,18 +325,22 @@ class PcscTransport:
         """
         card = self._card
         if card is None:
-            raise errors.NoCard(f"{self._reader}: not connected to a card; connect first")
+            raise errors.NoCard(
+                _("{reader}: not connected to a card; connect first").format(reader=self._reader)
+            )
         hresult, response = scard.SCardControl(card, code, list(data))
         if hresult == scard.SCARD_W_RESET_CARD:
             self.reconnect()  # as transmit: a reset seen since connect, retry once
             hresult, response = scard.SCardControl(self._card, code, list(data))
         if hresult == scard.SCARD_E_UNSUPPORTED_FEATURE:
             raise errors.ReaderControlUnsupported(
-                f"{self._reader}: the reader does not support control code 0x{code:08X} "
-                "(no PIN pad, or not this feature)"
+                _(
+                    "{reader}: the reader does not support control code 0x{code:08X} "
+                    "(no PIN pad, or not this feature)"
+                ).format(reader=self._reader, code=code)
             )
         if hresult != scard.SCARD_S_SUCCESS:
-            raise map_error(hresult, self._reader, "sending a control command to the reader")
+            raise map_error(hresult, self._reader, _("sending a control command to the reader"))
         return bytes(response)
 
     def __enter__(self) -> PcscTransport:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from sscard.errors import NoCard, ReaderNotFound
+from sscard.i18n import _
 from sscard.transport.base import VIRTUAL_PREFIX, Transport, card_files, reader_form
 from sscard.transport.inprocess import InProcessTransport
 
@@ -37,8 +38,10 @@ def open_transport(spec: str | None = None, *, shared: bool = False) -> Transpor
         load_card = card_files(VIRTUAL_PREFIX)
         if load_card is None:
             raise ReaderNotFound(
-                f"{spec!r} names an emulated card, and no emulator is loaded "
-                "(import sscard.applets first)"
+                _(
+                    "{spec} names an emulated card, and no emulator is loaded "
+                    "(import sscard.applets first)"
+                ).format(spec=repr(spec))
             )
         path = spec[len(VIRTUAL_PREFIX) :]
         return InProcessTransport(load_card(path), name=spec)
@@ -52,8 +55,9 @@ def open_transport(spec: str | None = None, *, shared: bool = False) -> Transpor
             return pcsc.PcscTransport(with_card[0], shared=shared)
         if not with_card:
             raise NoCard(
-                "no card in any reader; insert a card, or choose a reader (readers present: "
-                + ", ".join(repr(r) for r in available)
-                + ")"
+                _(
+                    "no card in any reader; insert a card, or choose a reader "
+                    "(readers present: {readers})"
+                ).format(readers=", ".join(repr(r) for r in available))
             )
     return pcsc.PcscTransport(pcsc.pick_reader(spec, available), shared=shared)
