@@ -29,6 +29,7 @@ from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard
 from sscard.csvsafe import safe_row
 from sscard.db import transaction
+from sscard.i18n import _
 from sscard.issuance import store
 from sscard.issuance.service import IssueResult, issue_card
 from sscard.keys.security_module import SecurityModule
@@ -139,7 +140,9 @@ class BatchRun:
                 known = store.by_batch_key(conn, row_key(row))
                 if known is not None and known.status == "issued":
                     self.skipped += 1
-                    self.on_result(RowResult(row.line, known.serial, "skipped", "already issued"))
+                    self.on_result(
+                        RowResult(row.line, known.serial, "skipped", _("already issued"))
+                    )
                 else:
                     self._pending[row_key(row)] = row
         finally:

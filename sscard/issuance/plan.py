@@ -35,6 +35,7 @@ from typing import Any
 from sscard import commands, errors
 from sscard.apdu import REDACTED, CommandApdu
 from sscard.card import SocialSecurityCard
+from sscard.i18n import _
 from sscard.keys.scheme import KeySlot
 from sscard.layout import encode_holder
 from sscard.layout.holder_codec import CardIdSigner
@@ -119,12 +120,14 @@ class PersonalizationPlan:
         """
         if card.serial != self.serial:
             raise errors.InvalidInput(
-                "wrong card",
+                _("wrong card"),
                 [
                     (
                         "serial",
-                        f"plan is for {self.serial.hex().upper()}, card is "
-                        f"{card.serial.hex().upper()}",
+                        _("plan is for {plan_serial}, card is {card_serial}").format(
+                            plan_serial=self.serial.hex().upper(),
+                            card_serial=card.serial.hex().upper(),
+                        ),
                     )
                 ],
             )
@@ -159,7 +162,7 @@ def build_plan(
     steps: list[Step] = [
         Step(
             "open",
-            "authenticate with the blank card's transport key",
+            _("authenticate with the blank card's transport key"),
             commands.external_authenticate(tk.id),
             lambda c: c.authenticate_transport(),
             computed="cryptogram",
@@ -168,7 +171,12 @@ def build_plan(
     for spec in profile.files:
         if spec.type != FileType.MF:
             steps.append(
-                Step("create", f"create {spec.id}", commands.create_file(spec), _create(spec))
+                Step(
+                    "create",
+                    _("create {file}").format(file=spec.id),
+                    commands.create_file(spec),
+                    _create(spec),
+                )
             )
         if spec.is_df:
             for slot in profile.key_scheme.in_df(spec.id):
@@ -177,8 +185,9 @@ def build_plan(
                 steps.append(
                     Step(
                         "keys",
-                        f"load key {slot.ref} v{slot.version} ({slot.algorithm}, diversified "
-                        "for this card)",
+                        _(
+                            "load key {ref} v{version} ({algorithm}, diversified for this card)"
+                        ).format(ref=slot.ref, version=slot.version, algorithm=slot.algorithm),
                         commands.write_key(slot),
                         _write_key(slot, tk),
                         computed="enciphered key record + MAC",
@@ -190,7 +199,7 @@ def build_plan(
         steps.append(
             Step(
                 "records",
-                f"write {ef} record {no} ({item.field})",
+                _("write {ef} record {no} ({field})").format(ef=ef, no=no, field=item.field),
                 commands.update_record(spec, no, data),
                 _update(ef, no, data),
                 label=item.field,
@@ -199,7 +208,7 @@ def build_plan(
     steps.append(
         Step(
             "pin",
-            "set the initial PIN",
+            _("set the initial PIN"),
             commands.wire_template(commands.pin_reload()),
             lambda c: c.reload_pin(pin),
             computed="enciphered PIN block + MAC",
@@ -210,7 +219,9 @@ def build_plan(
         steps.append(
             Step(
                 "verify",
-                f"read back {ef} record {no} ({spec.record(no).field}) and compare",
+                _("read back {ef} record {no} ({field}) and compare").format(
+                    ef=ef, no=no, field=spec.record(no).field
+                ),
                 commands.read_record(spec, no),
                 _read_back(ef, no, expected),
             )
@@ -218,7 +229,7 @@ def build_plan(
     steps.append(
         Step(
             "verify",
-            "internal authentication: the card proves it holds its key",
+            _("internal authentication: the card proves it holds its key"),
             commands.internal_authenticate(1),
             lambda c: c.internal_authenticate(1),
             computed="challenge",
@@ -230,7 +241,7 @@ def build_plan(
             steps.append(
                 Step(
                     "verify",
-                    f"external authentication to {spec.id} with {eak.ref}",
+                    _("external authentication to {df} with {ref}").format(df=spec.id, ref=eak.ref),
                     commands.external_authenticate(eak.id),
                     _ext_auth(spec.id, eak.id),
                     computed="cryptogram",
@@ -239,7 +250,7 @@ def build_plan(
     steps.append(
         Step(
             "close",
-            "end personalization (card becomes ISSUED)",
+            _("end personalization (card becomes ISSUED)"),
             commands.end_personalization(),
             lambda c: c.end_personalization(),
         )
@@ -273,8 +284,10 @@ def _read_back(ef: str, no: int, expected: bytes) -> Callable[[SocialSecurityCar
     def run(card: SocialSecurityCard) -> None:
         if card.read_record(ef, no) != expected:
             raise VerificationFailed(
-                f"{ef} record {no} reads back different from what was written; "
-                "the card may be faulty: run the issuance again or use another card"
+                _(
+                    "{ef} record {no} reads back different from what was written; "
+                    "the card may be faulty: run the issuance again or use another card"
+                ).format(ef=ef, no=no)
             )
 
     return run

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sscard import errors
 from sscard.apdu import CommandApdu
+from sscard.i18n import _
 from sscard.keys.psam_module import Psam
 from sscard.keys.psam_scheme import kind_refs, psam_key_record, type_code
 from sscard.keys.scheme import KeySlot
@@ -64,12 +65,20 @@ def check_terminal_number(terminal: str, city: str) -> str:
     """12 digits, the first 6 the PSAM's city [ours]; a clear error otherwise."""
     if len(terminal) != TERMINAL_DIGITS or not terminal.isascii() or not terminal.isdigit():
         raise errors.InvalidInput(
-            "invalid terminal number", [("terminal", f"must be {TERMINAL_DIGITS} digits")]
+            _("invalid terminal number"),
+            [("terminal", _("must be {digits} digits").format(digits=TERMINAL_DIGITS))],
         )
     if not terminal.startswith(city):
         raise errors.InvalidInput(
-            "invalid terminal number",
-            [("terminal", f"must start with the PSAM's city {city} (docs/keys.md, 'PSAM')")],
+            _("invalid terminal number"),
+            [
+                (
+                    "terminal",
+                    _("must start with the PSAM's city {city} (docs/keys.md, 'PSAM')").format(
+                        city=city
+                    ),
+                )
+            ],
         )
     return terminal
 

@@ -26,6 +26,7 @@ from sscard import audit, cardevents, errors
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, TransportKeyRefused, encode_pin
 from sscard.exchange import outbox
+from sscard.i18n import _
 from sscard.issuance import store
 from sscard.issuance.plan import Step, build_plan
 from sscard.layout.holder import normalize_holder, validate_holder
@@ -108,7 +109,8 @@ def issue_card(
     holder = normalize_holder(holder)  # the stored forms (ssn "…X", ethnicity 1) everywhere
     if replace_reason not in REPLACE_REASONS:
         raise errors.InvalidInput(
-            "invalid replacement reason", [("reason", f"one of {', '.join(REPLACE_REASONS)}")]
+            _("invalid replacement reason"),
+            [("reason", _("one of {choices}").format(choices=", ".join(REPLACE_REASONS)))],
         )
     ensure_schema(conn)
     serial = card.serial.hex().upper()
@@ -118,15 +120,18 @@ def issue_card(
         if known.status == "issued" and (known.ssn, known.card_number) == (ssn, number):
             return IssueResult(serial, known.card_number, "already-issued")
         raise CardAlreadyIssued(
-            f"card {serial} is already {known.status} (card number {known.card_number}); "
-            "use a blank card"
+            _(
+                "card {serial} is already {status} (card number {card_number}); use a blank card"
+            ).format(serial=serial, status=known.status, card_number=known.card_number)
         )
     active = store.active_card(conn, ssn)
     if active is not None and active.serial != serial and not replace:
         raise HolderHasActiveCard(
-            f"this holder already has an active card ({active.card_number}, serial "
-            f"{active.serial}); a new one replaces it, with a reason"
-        ).with_hint("replace the active card (the old one is then revoked), giving a reason")
+            _(
+                "this holder already has an active card ({card_number}, serial "
+                "{serial}); a new one replaces it, with a reason"
+            ).format(card_number=active.card_number, serial=active.serial)
+        ).with_hint(_("replace the active card (the old one is then revoked), giving a reason"))
 
     life = card.lifecycle()
     blocked = (
@@ -135,12 +140,19 @@ def issue_card(
         Lifecycle.APP_BLOCKED_PERMANENT,
     )
     if life in blocked:
-        raise CardNotUsable(f"card {serial} is blocked ({life}); it cannot be issued")
+        raise CardNotUsable(
+            _("card {serial} is blocked ({lifecycle}); it cannot be issued").format(
+                serial=serial, lifecycle=life
+            )
+        )
     operator_id = operator.id if operator is not None else None
     if life == Lifecycle.ISSUED:
         if known is None or known.ssn != ssn:
             raise CardAlreadyIssued(
-                f"card {serial} is already issued, but not by this issuance store; use a blank card"
+                _(
+                    "card {serial} is already issued, but not by this issuance store; "
+                    "use a blank card"
+                ).format(serial=serial)
             )
         phases: tuple[str, ...] | None = ("verify",)
         status = "resumed"

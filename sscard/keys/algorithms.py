@@ -19,6 +19,7 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from sscard.errors import InvalidInput, WrongKeyLength
+from sscard.i18n import _
 
 Algorithm = Literal["3des", "sm4"]
 ALGORITHMS: tuple[str, ...] = ("3des", "sm4")
@@ -36,7 +37,7 @@ def block_size(algorithm: str) -> int:
         return _BLOCK[algorithm]
     except KeyError:
         raise InvalidInput(
-            "unknown algorithm", [("algorithm", "must be '3des' or 'sm4'")]
+            _("unknown algorithm"), [("algorithm", _("must be '3des' or 'sm4'"))]
         ) from None
 
 
@@ -140,8 +141,13 @@ def pad(data: bytes, block: int) -> bytes:
 def _check_aligned(data: bytes, algorithm: str) -> None:
     if len(data) % _BLOCK[algorithm]:
         raise InvalidInput(
-            "data is not block-aligned",
-            [("data", f"length must be a multiple of {_BLOCK[algorithm]} bytes")],
+            _("data is not block-aligned"),
+            [
+                (
+                    "data",
+                    _("length must be a multiple of {size} bytes").format(size=_BLOCK[algorithm]),
+                )
+            ],
         )
 
 
@@ -164,8 +170,15 @@ def diversify(key: bytes, factor: bytes, *, algorithm: str) -> bytes:
     if type(factor) is not bytes or len(factor) != FACTOR_LENGTH:
         if len(factor) != FACTOR_LENGTH:
             raise InvalidInput(
-                "wrong diversification factor length",
-                [("factor", f"must be {FACTOR_LENGTH} bytes, got {len(factor)}")],
+                _("wrong diversification factor length"),
+                [
+                    (
+                        "factor",
+                        _("must be {length} bytes, got {got}").format(
+                            length=FACTOR_LENGTH, got=len(factor)
+                        ),
+                    )
+                ],
             )
         factor = bytes(factor)
     try:  # hot path: this thread's encryptor for a key already validated
@@ -204,10 +217,11 @@ def card_factors(city: str, serial: bytes, levels: int = 3) -> tuple[bytes, ...]
     """The last ``levels`` factors of (province, city, card serial) for one card."""
     if len(serial) != FACTOR_LENGTH:
         raise InvalidInput(
-            "wrong card serial length", [("serial", f"must be 8 bytes, got {len(serial)}")]
+            _("wrong card serial length"),
+            [("serial", _("must be {length} bytes, got {got}").format(length=8, got=len(serial)))],
         )
     if not 0 <= levels <= 3:
-        raise InvalidInput("wrong number of levels", [("levels", "must be 0..3")])
+        raise InvalidInput(_("wrong number of levels"), [("levels", _("must be 0..3"))])
     full = (province_factor(city), city_factor(city), bytes(serial))
     return full[3 - levels :]
 
@@ -215,7 +229,8 @@ def card_factors(city: str, serial: bytes, levels: int = 3) -> tuple[bytes, ...]
 def _check_city(city: str) -> None:
     if not (isinstance(city, str) and len(city) == 6 and city.isascii() and city.isdigit()):
         raise InvalidInput(
-            "invalid city code", [("city", "must be a 6-digit administrative division code")]
+            _("invalid city code"),
+            [("city", _("must be a 6-digit administrative division code"))],
         )
 
 
@@ -234,7 +249,9 @@ def line_mac(key: bytes, data: bytes, *, iv: bytes, algorithm: str) -> bytes:
     if len(iv) == FACTOR_LENGTH and n == 16:
         iv = bytes(iv) + bytes(8)
     if len(iv) != n:
-        raise InvalidInput("wrong IV length", [("iv", f"must be 8 or {n} bytes")])
+        raise InvalidInput(
+            _("wrong IV length"), [("iv", _("must be 8 or {size} bytes").format(size=n))]
+        )
     padded = pad(bytes(data), n)
     if algorithm == "sm4":
         return _cbc("sm4", key).last_block(iv, padded)[:MAC_LENGTH]
@@ -255,7 +272,7 @@ def encipher_record(key: bytes, data: bytes, *, algorithm: str) -> bytes:
     docs/keys.md, "Encipherment": the ``80`` is always appended, then ``00`` to the block size.
     """
     if len(data) > 255:
-        raise InvalidInput("record too long", [("data", "at most 255 bytes")])
+        raise InvalidInput(_("record too long"), [("data", _("at most 255 bytes"))])
     return ecb_encrypt(
         key, pad(bytes([len(data)]) + bytes(data), block_size(algorithm)), algorithm=algorithm
     )
@@ -269,13 +286,13 @@ def decipher_record(key: bytes, blob: bytes, *, algorithm: str) -> bytes:
     """
     plain = ecb_decrypt(key, blob, algorithm=algorithm)
     if not plain:
-        raise InvalidInput("enciphered record is empty", [("data", "no blocks")])
+        raise InvalidInput(_("enciphered record is empty"), [("data", _("no blocks"))])
     length = plain[0]
     rest = plain[1 + length :]
     ok = 1 + length <= len(plain) and rest[:1] == b"\x80" and not any(rest[1:])
     ok = ok and len(rest) <= block_size(algorithm)
     if not ok:
-        raise InvalidInput("enciphered record does not decipher", [("data", "bad layout")])
+        raise InvalidInput(_("enciphered record does not decipher"), [("data", _("bad layout"))])
     return plain[1 : 1 + length]
 
 
@@ -285,7 +302,7 @@ def auth_cryptogram(key: bytes, challenge: bytes, *, algorithm: str) -> bytes:
     3DES: ``3DES-ECB(R8)`` (8 bytes); SM4: ``SM4-ECB(R8 ‖ 00×8)`` (16 bytes).
     """
     if len(challenge) != FACTOR_LENGTH:
-        raise InvalidInput("wrong challenge length", [("challenge", "must be 8 bytes")])
+        raise InvalidInput(_("wrong challenge length"), [("challenge", _("must be 8 bytes"))])
     block = bytes(challenge) + bytes(block_size(algorithm) - FACTOR_LENGTH)
     return ecb_encrypt(key, block, algorithm=algorithm)
 
@@ -298,5 +315,7 @@ def kcv(key: bytes, *, algorithm: str) -> bytes:
 def xor(a: bytes, b: bytes) -> bytes:
     """Bytewise XOR of two equal-length strings (key components)."""
     if len(a) != len(b):
-        raise InvalidInput("lengths differ", [("component", "all components must be 16 bytes")])
+        raise InvalidInput(
+            _("lengths differ"), [("component", _("all components must be 16 bytes"))]
+        )
     return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")

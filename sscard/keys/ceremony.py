@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 
 from sscard.errors import InvalidInput
+from sscard.i18n import N_, _
 from sscard.keys.algorithms import card_factors, constant_time_equal, diversify_path, kcv, xor
 from sscard.keys.entry import KeyEntry
 from sscard.keys.scheme import KeySlot
@@ -33,17 +34,17 @@ def rotate(entry: KeyEntry, version: int | None = None) -> KeyEntry:
     """A new random root beside ``entry`` (default version: ``entry.version + 1``)."""
     new = entry.version + 1 if version is None else version
     if new == entry.version:
-        raise InvalidInput("same version", [("version", "must differ from the current one")])
+        raise InvalidInput(_("same version"), [("version", _("must differ from the current one"))])
     if entry.depth != 0:
-        raise InvalidInput("not a root", [("ref", "only roots are rotated; re-export zones")])
+        raise InvalidInput(_("not a root"), [("ref", _("only roots are rotated; re-export zones"))])
     return KeyEntry(entry.ref, new, entry.algorithm, entry.levels, 0, secrets.token_bytes(16))
 
 
 def split(entry: KeyEntry, parts: int) -> list[KeyEntry]:
     """``parts`` (≥ 2) random components whose XOR is ``entry``; each has its own KCV."""
     if not 2 <= parts <= 9:
-        raise InvalidInput("wrong number of components", [("parts", "must be 2..9")])
-    comps = [secrets.token_bytes(16) for _ in range(parts - 1)]
+        raise InvalidInput(_("wrong number of components"), [("parts", _("must be 2..9"))])
+    comps = [secrets.token_bytes(16) for _i in range(parts - 1)]
     last = entry.value
     for c in comps:
         last = xor(last, c)
@@ -59,7 +60,7 @@ def split(entry: KeyEntry, parts: int) -> list[KeyEntry]:
 def combine(components: Sequence[KeyEntry]) -> KeyEntry:
     """XOR ≥ 2 components of the same key back into the key."""
     if len(components) < 2:
-        raise InvalidInput("too few components", [("components", "at least 2 are needed")])
+        raise InvalidInput(_("too few components"), [("components", _("at least 2 are needed"))])
     first = components[0]
     value = first.value
     for c in components[1:]:
@@ -72,7 +73,9 @@ def combine(components: Sequence[KeyEntry]) -> KeyEntry:
             first.city,
         )
         if not same:
-            raise InvalidInput("components differ", [("components", "not parts of the same key")])
+            raise InvalidInput(
+                _("components differ"), [("components", _("not parts of the same key"))]
+            )
         value = xor(value, c.value)
     return KeyEntry(
         first.ref, first.version, first.algorithm, first.levels, first.depth, value, first.city
@@ -83,6 +86,7 @@ def parse_hex(text: str, length: int, *, field: str, what: str) -> bytes:
     """Exactly ``length`` bytes typed as hex digits (spaces allowed), else :class:`InvalidInput`.
 
     The error names ``field`` and never repeats what was typed (it may be a key component).
+    ``what`` is shown translated: mark it with ``N_()`` where it is written.
     """
     try:
         value = bytes.fromhex("".join(text.split()))
@@ -90,14 +94,22 @@ def parse_hex(text: str, length: int, *, field: str, what: str) -> bytes:
         value = b""
     if len(value) != length:
         raise InvalidInput(
-            f"not a {what}", [(field, f"must be {2 * length} hexadecimal digits ({length} bytes)")]
+            _("not a {what}").format(what=_(what)),
+            [
+                (
+                    field,
+                    _("must be {digits} hexadecimal digits ({length} bytes)").format(
+                        digits=2 * length, length=length
+                    ),
+                )
+            ],
         )
     return value
 
 
 def parse_component(text: str) -> bytes:
     """One clear key component as a custodian types it: 32 hex digits, spaces allowed."""
-    return parse_hex(text, 16, field="component", what="key component")
+    return parse_hex(text, 16, field="component", what=N_("key component"))
 
 
 def transport_root(
@@ -111,15 +123,18 @@ def transport_root(
     are refused.
     """
     if slot.type != KeyType.TK:
-        raise InvalidInput("not a transport key", [("ref", f"{slot.ref} is not a TK slot")])
+        raise InvalidInput(
+            _("not a transport key"),
+            [("ref", _("{ref} is not a TK slot").format(ref=slot.ref))],
+        )
     if len(components) < 2:
         raise InvalidInput(
-            "dual control needs at least 2 components", [("components", "at least 2")]
+            _("dual control needs at least 2 components"), [("components", _("at least 2"))]
         )
     if any(c == bytes(len(c)) for c in components) or len(set(components)) != len(components):
         raise InvalidInput(
-            "components must be distinct and non-zero",
-            [("components", "each custodian holds a different, random component")],
+            _("components must be distinct and non-zero"),
+            [("components", _("each custodian holds a different, random component"))],
         )
     value = bytes(16)
     for c in components:
@@ -128,8 +143,8 @@ def transport_root(
     entry = KeyEntry(slot.ref, version, slot.algorithm, slot.levels, 0, value)
     if not constant_time_equal(kcv(value, algorithm=slot.algorithm), bytes(expected_kcv)):
         raise InvalidInput(
-            "the combined key does not have the vendor's KCV",
-            [("kcv", "a component was mistyped, or the components are not of this key")],
+            _("the combined key does not have the vendor's KCV"),
+            [("kcv", _("a component was mistyped, or the components are not of this key"))],
         )
     return entry
 
@@ -137,11 +152,20 @@ def transport_root(
 def zone_key(root: KeyEntry, city: str) -> KeyEntry:
     """The city-level key of ``root`` for ``city``: all levels but the card serial."""
     if root.depth != 0:
-        raise InvalidInput("not a root", [("ref", f"{root.ref} is already diversified")])
+        raise InvalidInput(
+            _("not a root"), [("ref", _("{ref} is already diversified").format(ref=root.ref))]
+        )
     if root.levels < 2:
         raise InvalidInput(
-            f"{root.ref} has {root.levels} diversification level(s)",
-            [("ref", "a zone key needs at least 2 levels, or the service point would hold a root")],
+            _("{ref} has {levels} diversification level(s)").format(
+                ref=root.ref, levels=root.levels
+            ),
+            [
+                (
+                    "ref",
+                    _("a zone key needs at least 2 levels, or the service point would hold a root"),
+                )
+            ],
         )
     factors = card_factors(city, bytes(8), root.levels)[:-1]
     value = diversify_path(root.value, factors, algorithm=root.algorithm)

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterable
 
 from sscard.errors import DevelopmentKeysRefused
+from sscard.i18n import N_, _
 from sscard.keys.algorithms import card_factors, diversify_path
 from sscard.keys.entry import KeyEntry
 from sscard.keys.scheme import KeySlot
@@ -24,7 +25,7 @@ from sscard.keys.security_module import SecurityModule, SoftwareSecurityModule
 from sscard.keys.software_store import SoftwareKeyStore
 
 DEV_CITY = "310100"
-BANNER = (
+BANNER = N_(
     "DEVELOPMENT KEY STORE IN USE: its keys are published in docs/keys.md; "
     "never personalize a real card with it"
 )
@@ -62,14 +63,14 @@ class DevelopmentKeyStore(SoftwareKeyStore):
                     value=development_root(s.ref, s.version, s.algorithm),
                 )
             )
-        _log.warning(BANNER)
+        _log.warning(_(BANNER))
 
     def __repr__(self) -> str:
         return f"DevelopmentKeyStore(keys={len(self.entries())}, DEVELOPMENT ONLY)"
 
     def save(self) -> None:
         """Refused: development keys are derived, never written to a store file."""
-        raise DevelopmentKeysRefused("the development key store is never written to a file")
+        raise DevelopmentKeysRefused(_("the development key store is never written to a file"))
 
 
 def development_module(slots: Iterable[KeySlot], *, city: str = DEV_CITY) -> SecurityModule:
@@ -81,5 +82,5 @@ def check_production(module: SecurityModule | SoftwareKeyStore, *, production: b
     """Hook for the profile layer: a production profile refuses development keys."""
     if production and getattr(module, "development", False):
         raise DevelopmentKeysRefused(
-            "this profile is a production profile and refuses the development key store"
-        ).with_hint("use a key store of your own (created by the key ceremony)")
+            _("this profile is a production profile and refuses the development key store")
+        ).with_hint(_("use a key store of your own (created by the key ceremony)"))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 from sscard.keys.algorithms import check_key, kcv
 
 _REF = re.compile(r"^[A-Z0-9]{2,8}/[A-Z]{2,4}/[0-9A-F]{2}$")
@@ -21,7 +22,7 @@ def check_ref(ref: str) -> str:
     """Validate a key reference such as ``SSSE/EAK/01`` (DF / type / hex ID)."""
     if not isinstance(ref, str) or not _REF.match(ref):
         raise InvalidInput(
-            "invalid key reference", [("ref", "must look like 'SSSE/EAK/01' (DF/TYPE/ID)")]
+            _("invalid key reference"), [("ref", _("must look like 'SSSE/EAK/01' (DF/TYPE/ID)"))]
         )
     return ref
 
@@ -43,15 +44,15 @@ class KeyEntry:
         check_key(self.value, self.algorithm)
         p: list[tuple[str, str]] = []
         if not (isinstance(self.version, int) and 1 <= self.version <= 255):
-            p.append(("version", "must be an integer 1..255"))
+            p.append(("version", _("must be an integer 1..255")))
         if not (isinstance(self.levels, int) and 0 <= self.levels <= 3):
-            p.append(("levels", "must be an integer 0..3"))
+            p.append(("levels", _("must be an integer 0..3")))
         elif not (isinstance(self.depth, int) and 0 <= self.depth <= self.levels):
-            p.append(("depth", "must be between 0 and levels"))
+            p.append(("depth", _("must be between 0 and levels")))
         if self.depth > 0 and self.city is None:
-            p.append(("city", "a diversified (zone) key must name its city"))
+            p.append(("city", _("a diversified (zone) key must name its city")))
         if p:
-            raise InvalidInput(f"invalid key entry {self.ref}", p)
+            raise InvalidInput(_("invalid key entry {ref}").format(ref=self.ref), p)
 
     @property
     def kcv(self) -> bytes:

@@ -35,13 +35,14 @@ from sscard.errors import (
     UnknownKeyReference,
     WrongTokenPin,
 )
+from sscard.i18n import N_, _
 from sscard.keys.algorithms import block_size, kcv
 from sscard.keys.entry import KeyEntry, check_ref
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import KeyMeta, SecurityModule
 
 SOFTHSM2 = "/usr/lib/softhsm/libsofthsm2.so"
-SM4_MECHANISMS = "SM4 (no CKM_SM4_ECB / CKM_SM4_ECB_ENCRYPT_DATA in this token)"
+SM4_MECHANISMS = N_("SM4 (no CKM_SM4_ECB / CKM_SM4_ECB_ENCRYPT_DATA in this token)")
 _SESSION_CARD_KEYS = 64
 
 
@@ -106,16 +107,16 @@ class _DerivationString(ctypes.Structure):
 def translate(exc: BaseException) -> Exception:
     """Map a python-pkcs11 exception to a typed sscard error (no secrets in the text)."""
     if isinstance(exc, p11e.PinLocked):
-        return TokenLocked("the token's user PIN is locked; the security officer must reset it")
+        return TokenLocked(_("the token's user PIN is locked; the security officer must reset it"))
     if isinstance(exc, p11e.PinIncorrect | p11e.PinLenRange | p11e.PinInvalid):
-        return WrongTokenPin("wrong PIN for the PKCS#11 token")
+        return WrongTokenPin(_("wrong PIN for the PKCS#11 token"))
     if isinstance(exc, p11e.NoSuchToken | p11e.MultipleTokensReturned):
-        return TokenNotFound("no unique PKCS#11 token with that label")
+        return TokenNotFound(_("no unique PKCS#11 token with that label"))
     if isinstance(exc, p11e.UserAlreadyLoggedIn):
-        return TokenError("the token is already open in this process; reuse that Pkcs11Token")
+        return TokenError(_("the token is already open in this process; reuse that Pkcs11Token"))
     if isinstance(exc, p11e.MechanismInvalid):
-        return MechanismUnavailable("the requested mechanism")
-    return TokenError(f"PKCS#11 token error: {type(exc).__name__}")
+        return MechanismUnavailable(_("the requested mechanism"))
+    return TokenError(_("PKCS#11 token error: {error}").format(error=type(exc).__name__))
 
 
 class Pkcs11Token:
@@ -125,7 +126,9 @@ class Pkcs11Token:
         try:
             lib = pkcs11.lib(module)
         except (RuntimeError, OSError, p11e.PKCS11Error):
-            raise TokenNotFound(f"cannot load PKCS#11 module {module}") from None
+            raise TokenNotFound(
+                _("cannot load PKCS#11 module {module}").format(module=module)
+            ) from None
         try:
             self._token = lib.get_token(token_label=label)
             if self._token.flags & TokenFlag.USER_PIN_LOCKED:
@@ -160,7 +163,9 @@ class Pkcs11Token:
     def require(self, algorithm: str) -> None:
         """Raise :class:`MechanismUnavailable` unless the token can serve ``algorithm``."""
         if algorithm == "sm4":
-            raise MechanismUnavailable(SM4_MECHANISMS, "SM4 keys need a token with SM4 support")
+            raise MechanismUnavailable(
+                _(SM4_MECHANISMS), _("SM4 keys need a token with SM4 support")
+            )
         for mech in (Mechanism.DES3_ECB, Mechanism.DES3_ECB_ENCRYPT_DATA):
             if mech not in self._mechanisms:
                 raise MechanismUnavailable(f"CKM_{mech.name}")
@@ -186,7 +191,7 @@ class Pkcs11Token:
 
     def entries(self) -> list[TokenKey]:
         """Keys in the token, sorted by reference and version (metadata and KCV only)."""
-        return sorted((k for k, _ in self._objects()), key=lambda k: (k.ref, k.version))
+        return sorted((k for k, _obj in self._objects()), key=lambda k: (k.ref, k.version))
 
     def _find(self, ref: str, version: int | None) -> tuple[TokenKey, Any]:
         matches = [(k, o) for k, o in self._objects() if k.ref == ref]
@@ -203,8 +208,12 @@ class Pkcs11Token:
     def _check_new(self, ref: str, version: int, algorithm: str) -> None:
         check_ref(ref)
         self.require(algorithm)
-        if any(k.ref == ref and k.version == version for k, _ in self._objects()):
-            raise KeyExists(f"key {ref} version {version} is already in the token")
+        if any(k.ref == ref and k.version == version for k, _obj in self._objects()):
+            raise KeyExists(
+                _("key {ref} version {version} is already in the token").format(
+                    ref=ref, version=version
+                )
+            )
 
     def import_key(self, entry: KeyEntry) -> TokenKey:
         """Import a root or zone key as a non-extractable, sensitive token object."""
@@ -290,7 +299,7 @@ class Pkcs11Token:
     def card_encrypt(self, meta: KeyMeta, factors: tuple[bytes, ...], blocks: bytes) -> bytes:
         """ECB-encrypt under the card key, every step inside the token."""
         self.require(meta.algorithm)
-        _, obj = self._find(meta.ref, meta.version)
+        _key, obj = self._find(meta.ref, meta.version)
         temps = []
         try:
             for f in factors:
@@ -309,15 +318,17 @@ class Pkcs11Token:
         self.require(meta.algorithm)
         if not factors:
             raise MechanismUnavailable(
-                "ISO/IEC 9797-1 MAC algorithm 3",
-                f"{meta.ref} is not diversified per card, so it cannot leave the token",
+                _("ISO/IEC 9797-1 MAC algorithm 3"),
+                _("{ref} is not diversified per card, so it cannot leave the token").format(
+                    ref=meta.ref
+                ),
             )
         cache_key = (factors, meta.ref, meta.version)
         cached = self._card_keys.get(cache_key)
         if cached is not None:
             self._card_keys.move_to_end(cache_key)
             return cached
-        _, obj = self._find(meta.ref, meta.version)
+        _key, obj = self._find(meta.ref, meta.version)
         temps = []
         try:
             for i, f in enumerate(factors):
@@ -352,7 +363,7 @@ class Pkcs11SecurityModule(SecurityModule):
 
     def _card_encrypt(self, meta: KeyMeta, factors: tuple[bytes, ...], blocks: bytes) -> bytes:
         if len(blocks) % block_size(meta.algorithm):
-            raise InvalidInput("data is not block-aligned", [("data", "multiple of 8 bytes")])
+            raise InvalidInput(_("data is not block-aligned"), [("data", _("multiple of 8 bytes"))])
         return self._token.card_encrypt(meta, factors, blocks)
 
     def _card_key(self, meta: KeyMeta, factors: tuple[bytes, ...]) -> bytes:

@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Iterable
 
 from sscard.errors import KeyStoreMissing
+from sscard.i18n import _
 from sscard.keys.dev import check_production, development_module
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule, SoftwareSecurityModule
@@ -52,11 +53,11 @@ def open_security_module(
     spec = keystore_spec(spec)
     if spec is None:
         raise KeyStoreMissing(
-            "no key store",
+            _("no key store"),
             [
                 (
                     "keystore",
-                    "a key store file, pkcs11:TOKEN, psam:READER, or 'dev' (development keys)",
+                    _("a key store file, pkcs11:TOKEN, psam:READER, or 'dev' (development keys)"),
                 )
             ],
         )
@@ -74,10 +75,12 @@ def open_security_module(
         kwargs = {}
         if os.environ.get("SSCARD_PKCS11_MODULE"):
             kwargs["module"] = os.environ["SSCARD_PKCS11_MODULE"]
-        token = Pkcs11Token(label, secret(f"User PIN of token {label}"), **kwargs)
+        token = Pkcs11Token(
+            label, secret(_("User PIN of token {label}").format(label=label)), **kwargs
+        )
         module = Pkcs11SecurityModule(token, city=city)
     else:
-        store = SoftwareKeyStore.open(spec, secret(f"Passphrase for {spec}"))
+        store = SoftwareKeyStore.open(spec, secret(_("Passphrase for {path}").format(path=spec)))
         module = SoftwareSecurityModule(store, city=city)
     check_production(module, production=production)
     return module

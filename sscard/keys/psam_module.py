@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sscard import errors
 from sscard.apdu import CommandApdu, ResponseApdu
+from sscard.i18n import _
 from sscard.keys.algorithms import block_size
 from sscard.keys.psam_scheme import PSAM_TYPES, ref_of, type_code
 from sscard.keys.scheme import KeySlot
@@ -45,8 +46,8 @@ class PsamKeyMissing(errors.UnknownKeyReference):
 
     def __init__(self, ref: str, detail: str) -> None:
         super().__init__(ref)
-        self.args = (f"the PSAM has no key {ref}: {detail}",)
-        self.hint = "the centre issues PSAMs with the keys each kind of service point needs"
+        self.args = (_("the PSAM has no key {ref}: {detail}").format(ref=ref, detail=detail),)
+        self.hint = _("the centre issues PSAMs with the keys each kind of service point needs")
 
 
 class PsamLacksReadKey(PsamKeyMissing):
@@ -59,12 +60,14 @@ class PsamLacksAlgorithm(errors.MechanismUnavailable):
     """The PSAM holds the key only for another algorithm than the card's (−2202)."""
 
     def __init__(self, ref: str, card_algorithm: str, held: str) -> None:
-        super().__init__(f"{card_algorithm} keys")
+        super().__init__(_("{algorithm} keys").format(algorithm=card_algorithm))
         self.args = (
-            f"the PSAM holds {ref} for {held}, the card needs {card_algorithm}: "
-            "a PSAM serves the cards of one algorithm",
+            _(
+                "the PSAM holds {ref} for {held}, the card needs {algorithm}: "
+                "a PSAM serves the cards of one algorithm"
+            ).format(ref=ref, held=held, algorithm=card_algorithm),
         )
-        self.hint = "use the PSAM issued for this card generation"
+        self.hint = _("use the PSAM issued for this card generation")
 
 
 class PsamKeyBlocked(errors.KeyBlocked):
@@ -74,8 +77,12 @@ class PsamKeyBlocked(errors.KeyBlocked):
 
     def __init__(self, ref: str, sw: int) -> None:
         super().__init__(sw, command="PSAM DELIVERY KEY")
-        self.args = (f"the PSAM's key {ref} is blocked (error counter exhausted; SW {sw:04X})",)
-        self.hint = "the centre must load the PSAM's keys again"
+        self.args = (
+            _("the PSAM's key {ref} is blocked (error counter exhausted; SW {sw:04X})").format(
+                ref=ref, sw=sw
+            ),
+        )
+        self.hint = _("the centre must load the PSAM's keys again")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +123,8 @@ class Psam:
                 transport.connect()
             self.serial = self.send(CommandApdu(CLA.PROPRIETARY, _GET_DATA, 0, 0x02, le=8)).data
         except (errors.NoCard, errors.TransportError) as exc:
-            raise PsamMissing(f"no PSAM answers: {exc}").with_hint(
-                "put the service point's PSAM in its reader"
+            raise PsamMissing(_("no PSAM answers: {error}").format(error=exc)).with_hint(
+                _("put the service point's PSAM in its reader")
             ) from None
         terminal = self.send(CommandApdu(CLA.ISO, INS.READ_BINARY, 0x96, 0x00, le=6)).data
         self.terminal_number = terminal.hex().upper()
@@ -130,7 +137,9 @@ class Psam:
 
     def _keys(self, info: bytes) -> list[PsamKey]:
         if len(info) % 8:
-            raise errors.ProtocolError(f"the PSAM's key directory is {len(info)} bytes, not 8×n")
+            raise errors.ProtocolError(
+                _("the PSAM's key directory is {length} bytes, not 8×n").format(length=len(info))
+            )
         out = []
         for i in range(0, len(info), 8):
             entry = info[i : i + 8]
@@ -158,7 +167,7 @@ class Psam:
             raw = self.transport.transmit(command.encode())
         except errors.CardRemoved:
             self._delivered = None
-            raise PsamMissing("the PSAM was removed during the operation") from None
+            raise PsamMissing(_("the PSAM was removed during the operation")) from None
         response = ResponseApdu.parse(raw)
         if response.sw == SW.OK:
             return response
@@ -177,7 +186,8 @@ class Psam:
         try:
             self.send(CommandApdu(CLA.PROPRIETARY, _DELIVERY_KEY, wanted[0], version, data))
         except errors.KeyBlocked as exc:
-            raise PsamKeyBlocked(ref_of(type_code) or f"type {type_code:02X}", exc.sw) from None
+            ref = ref_of(type_code) or _("type {code:02X}").format(code=type_code)
+            raise PsamKeyBlocked(ref, exc.sw) from None
         self._delivered = wanted
 
     def cipher(self, mode: int, data: bytes, *, le: int) -> bytes:
@@ -193,9 +203,9 @@ def open_psam(reader: str) -> Psam:
     try:
         transport = open_transport(reader)
     except (errors.NoCard, errors.ReaderNotFound) as exc:
-        raise PsamMissing(f"no PSAM in {reader!r}: {exc}").with_hint(
-            "put the service point's PSAM in its reader"
-        ) from None
+        raise PsamMissing(
+            _("no PSAM in {reader}: {error}").format(reader=repr(reader), error=exc)
+        ).with_hint(_("put the service point's PSAM in its reader")) from None
     return Psam(transport)
 
 
@@ -216,13 +226,18 @@ class PsamSecurityModule(SecurityModule):
 
     def _lookup(self, ref: str, version: int | None) -> KeyMeta:
         if ref not in PSAM_TYPES:
-            raise PsamKeyMissing(ref, "a PSAM holds no such key")
+            raise PsamKeyMissing(ref, _("a PSAM holds no such key"))
         held = [k for k in self.psam.keys if k.ref == ref]
         if version is not None:
             held = [k for k in held if k.version == version]
         if not held:
             missing = PsamLacksReadKey if ref == READ_KEY else PsamKeyMissing
-            raise missing(ref, "not loaded" + (f" in version {version}" if version else ""))
+            detail = (
+                _("not loaded in version {version}").format(version=version)
+                if version
+                else _("not loaded")
+            )
+            raise missing(ref, detail)
         return max(held, key=lambda k: k.version)
 
     def _mismatch(self, slot: KeySlot, meta: KeyMeta) -> errors.SscardError:
@@ -230,7 +245,7 @@ class PsamSecurityModule(SecurityModule):
 
     def _card_encrypt(self, meta: KeyMeta, factors: tuple[bytes, ...], blocks: bytes) -> bytes:
         if len(blocks) % block_size(meta.algorithm):
-            raise errors.InvalidInput("data is not block-aligned", [("data", "whole blocks")])
+            raise errors.InvalidInput(_("data is not block-aligned"), [("data", _("whole blocks"))])
         self.psam.deliver(type_code(meta.ref), meta.version, factors)
         return self.psam.cipher(_ENCRYPT, blocks, le=len(blocks))
 
@@ -240,6 +255,8 @@ class PsamSecurityModule(SecurityModule):
 
     def _card_key(self, meta: KeyMeta, factors: tuple[bytes, ...]) -> bytes:
         raise errors.OperationFailed(
-            f"a PSAM never gives out a key ({meta.ref}): loading keys into a card needs the "
-            "issuing centre's key store"
+            _(
+                "a PSAM never gives out a key ({ref}): loading keys into a card needs the "
+                "issuing centre's key store"
+            ).format(ref=meta.ref)
         )

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 from sscard.keys.algorithms import KEY_LENGTH, check_key
 from sscard.vocab import PSAM_KEY_REFS, PSAM_PTK_TYPE, Algorithm
 
@@ -44,8 +45,8 @@ def type_code(ref: str) -> int:
     code = PSAM_TYPES.get(ref)
     if code is None:
         raise InvalidInput(
-            "no PSAM key for this card key",
-            [("key", f"{ref}: a PSAM holds {', '.join(PSAM_TYPES)}")],
+            _("no PSAM key for this card key"),
+            [("key", _("{ref}: a PSAM holds {refs}").format(ref=ref, refs=", ".join(PSAM_TYPES)))],
         )
     return code
 
@@ -59,7 +60,10 @@ def kind_refs(kind: str) -> tuple[str, ...]:
     """The keys a service point of ``kind`` needs."""
     refs = KINDS.get(kind)
     if refs is None:
-        raise InvalidInput("unknown service point kind", [("kind", f"one of {', '.join(KINDS)}")])
+        raise InvalidInput(
+            _("unknown service point kind"),
+            [("kind", _("one of {choices}").format(choices=", ".join(KINDS)))],
+        )
     return refs
 
 
@@ -92,10 +96,13 @@ class PsamKeyRecord:
 def parse_psam_key_record(record: bytes) -> PsamKeyRecord:
     """Parse a deciphered record; :class:`InvalidInput` when malformed."""
     if len(record) != RECORD_LENGTH:
-        raise InvalidInput("bad PSAM key record", [("record", f"must be {RECORD_LENGTH} bytes")])
+        raise InvalidInput(
+            _("bad PSAM key record"),
+            [("record", _("must be {length} bytes").format(length=RECORD_LENGTH))],
+        )
     algorithm = Algorithm.from_code(record[2])
     if algorithm is None or not 0 < record[0] <= 0x1F or record[1] == 0:
         raise InvalidInput(
-            "bad PSAM key record", [("record", "unknown type, algorithm or version")]
+            _("bad PSAM key record"), [("record", _("unknown type, algorithm or version"))]
         )
     return PsamKeyRecord(record[0], record[1], algorithm, record[3], bytes(record[4:]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 from sscard.keys.algorithms import KEY_LENGTH, check_key
 from sscard.keys.scheme import KeySlot
 from sscard.vocab import Algorithm, KeyType
@@ -56,18 +57,21 @@ class ParsedKeyRecord:
 def parse_key_record(record: bytes) -> ParsedKeyRecord:
     """Parse a clear key record; :class:`InvalidInput` naming the bad field."""
     if len(record) != RECORD_LENGTH:
-        raise InvalidInput("bad key record", [("record", f"must be {RECORD_LENGTH} bytes")])
+        raise InvalidInput(
+            _("bad key record"),
+            [("record", _("must be {length} bytes").format(length=RECORD_LENGTH))],
+        )
     key_type = KeyType.from_code(record[0])
     algorithm = Algorithm.from_code(record[3])
     p: list[tuple[str, str]] = []
     if key_type is None:
-        p.append(("type", "unknown key type code"))
+        p.append(("type", _("unknown key type code")))
     if algorithm is None:
-        p.append(("algorithm", "unknown algorithm code"))
+        p.append(("algorithm", _("unknown algorithm code")))
     if not 1 <= record[2] <= 255:
-        p.append(("version", "must be 1..255"))
+        p.append(("version", _("must be 1..255")))
     if p or key_type is None or algorithm is None:
-        raise InvalidInput("bad key record", p)
+        raise InvalidInput(_("bad key record"), p)
     return ParsedKeyRecord(
         type=key_type,
         id=record[1],

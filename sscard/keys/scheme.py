@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 from sscard.vocab import Algorithm, KeyType
 
 KEY_TYPES: dict[str, str] = {t.value: t.description for t in KeyType}
@@ -52,12 +53,12 @@ class KeySlot:
         problems: list[tuple[str, str]] = []
         unknown = sorted(set(data) - _FIELDS)
         for name in unknown:
-            problems.append((f"{where}.{name}", "unknown field"))
+            problems.append((f"{where}.{name}", _("unknown field")))
         for name in ("df", "type", "id", "version", "algorithm"):
             if name not in data:
-                problems.append((f"{where}.{name}", "missing"))
+                problems.append((f"{where}.{name}", _("missing")))
         if problems:
-            raise InvalidInput("invalid key slot", problems)
+            raise InvalidInput(_("invalid key slot"), problems)
         slot = cls(
             df=data["df"],
             type=data["type"],
@@ -74,21 +75,31 @@ class KeySlot:
         """Raise :class:`InvalidInput` listing every out-of-range field."""
         p: list[tuple[str, str]] = []
         if not isinstance(self.df, str) or not self.df:
-            p.append((f"{where}.df", "must be a DF name such as 'SSSE' or 'DF01'"))
+            p.append((f"{where}.df", _("must be a DF name such as 'SSSE' or 'DF01'")))
         if self.type not in KEY_TYPES:
-            p.append((f"{where}.type", f"must be one of {', '.join(KEY_TYPES)}"))
+            p.append(
+                (
+                    f"{where}.type",
+                    _("must be one of {choices}").format(choices=", ".join(KEY_TYPES)),
+                )
+            )
         if not _int_in(self.id, 0, 0x0F):
-            p.append((f"{where}.id", "must be an integer 0..15"))
+            p.append((f"{where}.id", _("must be an integer 0..15")))
         if not _int_in(self.version, 1, 255):
-            p.append((f"{where}.version", "must be an integer 1..255"))
+            p.append((f"{where}.version", _("must be an integer 1..255")))
         if self.algorithm not in ALGORITHMS:
-            p.append((f"{where}.algorithm", f"must be one of {', '.join(ALGORITHMS)}"))
+            p.append(
+                (
+                    f"{where}.algorithm",
+                    _("must be one of {choices}").format(choices=", ".join(ALGORITHMS)),
+                )
+            )
         if not _int_in(self.levels, 0, 3):
-            p.append((f"{where}.levels", "must be an integer 0..3 (diversification levels)"))
+            p.append((f"{where}.levels", _("must be an integer 0..3 (diversification levels)")))
         if not _int_in(self.error_limit, 1, 15):
-            p.append((f"{where}.error_limit", "must be an integer 1..15"))
+            p.append((f"{where}.error_limit", _("must be an integer 1..15")))
         if p:
-            raise InvalidInput("invalid key slot", p)
+            raise InvalidInput(_("invalid key slot"), p)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +113,7 @@ class KeyScheme:
         for slot in self.slots:
             key = (slot.df, slot.type, slot.id)
             if key in seen:
-                raise InvalidInput("invalid key scheme", [(slot.ref, "defined twice")])
+                raise InvalidInput(_("invalid key scheme"), [(slot.ref, _("defined twice"))])
             seen.add(key)
 
     @classmethod

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sscard.errors import InvalidInput, SscardError
+from sscard.i18n import _
 from sscard.keys.algorithms import (
     block_size,
     card_factors,
@@ -111,8 +112,15 @@ class SecurityModule(ABC):
     def _mismatch(self, slot: KeySlot, meta: KeyMeta) -> SscardError:
         """The error for a stored key whose algorithm or levels differ from the profile's."""
         return InvalidInput(
-            f"stored key {slot.ref} does not match the profile",
-            [("key", f"store has {meta.algorithm}, {meta.levels} levels")],
+            _("stored key {ref} does not match the profile").format(ref=slot.ref),
+            [
+                (
+                    "key",
+                    _("store has {algorithm}, {levels} levels").format(
+                        algorithm=meta.algorithm, levels=meta.levels
+                    ),
+                )
+            ],
         )
 
     # --- resolution ---------------------------------------------------------------
@@ -127,14 +135,23 @@ class SecurityModule(ABC):
         city = meta.city if meta.depth > 0 else self.city
         if meta.depth > 0 and self.city is not None and self.city != meta.city:
             raise InvalidInput(
-                f"the key store holds the keys of city {meta.city}, "
-                f"the card is of city {self.city}",
-                [("city", f"use a key store of city {self.city} or the centre's root store")],
+                _(
+                    "the key store holds the keys of city {store_city}, "
+                    "the card is of city {card_city}"
+                ).format(store_city=meta.city, card_city=self.city),
+                [
+                    (
+                        "city",
+                        _("use a key store of city {city} or the centre's root store").format(
+                            city=self.city
+                        ),
+                    )
+                ],
             )
         if meta.levels > 1 and city is None:
             raise InvalidInput(
-                "the card's city is unknown, so its keys cannot be derived",
-                [("city", "the card carries no region yet and the profile sets no city")],
+                _("the card's city is unknown, so its keys cannot be derived"),
+                [("city", _("the card carries no region yet and the profile sets no city"))],
             )
         factors = card_factors(city or "000000", bytes(serial), meta.levels)
         return meta, factors[meta.depth :]
@@ -157,7 +174,9 @@ class SecurityModule(ABC):
         meta, factors = self._resolve(serial, key)
         if process_factor is not None:
             if len(process_factor) != 8:
-                raise InvalidInput("bad process factor", [("process_factor", "must be 8 bytes")])
+                raise InvalidInput(
+                    _("bad process factor"), [("process_factor", _("must be 8 bytes"))]
+                )
             factors = (*factors, bytes(process_factor))
         block = _challenge_block(challenge, meta.algorithm)
         return self._card_encrypt(meta, factors, block)
@@ -202,7 +221,7 @@ class SecurityModule(ABC):
         """``E_K(len ‖ data ‖ 80 00…)`` under the card key (PIN blocks, records)."""
         meta, factors = self._resolve(serial, key)
         if len(data) > 255:
-            raise InvalidInput("record too long", [("data", "at most 255 bytes")])
+            raise InvalidInput(_("record too long"), [("data", _("at most 255 bytes"))])
         plain = pad(bytes([len(data)]) + bytes(data), block_size(meta.algorithm))
         return self._card_encrypt(meta, factors, plain)
 
@@ -223,11 +242,11 @@ class SecurityModule(ABC):
         The MAC covers header ‖ Lc' ‖ data' with the card's challenge as IV.
         """
         if len(header) != 4:
-            raise InvalidInput("bad header", [("header", "must be CLA INS P1 P2 (4 bytes)")])
+            raise InvalidInput(_("bad header"), [("header", _("must be CLA INS P1 P2 (4 bytes)"))])
         body = self.encipher(serial, key, data) if encipher else bytes(data)
         lc = len(body) + 4
         if lc > 255:
-            raise InvalidInput("command too long", [("data", "Lc' over 255")])
+            raise InvalidInput(_("command too long"), [("data", _("Lc' over 255"))])
         return body + self.mac(serial, key, bytes(header) + bytes([lc]) + body, iv=challenge)
 
     def write_key(
@@ -239,7 +258,7 @@ class SecurityModule(ABC):
         enciphered record with the card's challenge as IV (docs/keys.md, "Line MAC").
         """
         if len(header) != 4:
-            raise InvalidInput("bad header", [("header", "must be CLA INS P1 P2 (4 bytes)")])
+            raise InvalidInput(_("bad header"), [("header", _("must be CLA INS P1 P2 (4 bytes)"))])
         t_meta, t_factors = self._resolve(serial, target)
         value = self._card_key(t_meta, t_factors)
         record = key_record(target, value)
@@ -266,12 +285,12 @@ class SecurityModule(ABC):
         ``challenge``; only the enciphered record and the key's KCV leave.
         """
         if len(header) != 4:
-            raise InvalidInput("bad header", [("header", "must be CLA INS P1 P2 (4 bytes)")])
+            raise InvalidInput(_("bad header"), [("header", _("must be CLA INS P1 P2 (4 bytes)"))])
         meta, factors = self._resolve(bytes(8), key)  # the card level is dropped below
         if meta.levels < 1 or not factors:
             raise InvalidInput(
-                f"stored key {meta.ref} is not a root or zone key of a card key",
-                [("key", "a PSAM takes city-level keys of the card key scheme")],
+                _("stored key {ref} is not a root or zone key of a card key").format(ref=meta.ref),
+                [("key", _("a PSAM takes city-level keys of the card key scheme"))],
             )
         value = self._card_key(meta, factors[:-1])
         record = psam_key_record(
@@ -292,7 +311,8 @@ class SecurityModule(ABC):
         """
         if slot.type != KeyType.TK:
             raise InvalidInput(
-                "only a transport key can be given out", [("key", f"{slot.ref} is not a TK")]
+                _("only a transport key can be given out"),
+                [("key", _("{ref} is not a TK").format(ref=slot.ref))],
             )
         meta, factors = self._resolve(serial, slot)
         return self._card_key(meta, factors)
@@ -318,7 +338,7 @@ class SecurityModule(ABC):
 
 def _challenge_block(challenge: bytes, algorithm: str) -> bytes:
     if len(challenge) != 8:
-        raise InvalidInput("wrong challenge length", [("challenge", "must be 8 bytes")])
+        raise InvalidInput(_("wrong challenge length"), [("challenge", _("must be 8 bytes"))])
     return bytes(challenge) + bytes(block_size(algorithm) - 8)
 
 

@@ -37,6 +37,7 @@ from sscard.errors import (
     WrongPassphrase,
 )
 from sscard.fileio import atomic_write
+from sscard.i18n import _
 from sscard.keys.entry import KeyEntry
 
 MAGIC = b"SSCARDKS"
@@ -63,7 +64,7 @@ class ScryptParams:
             and 1 <= self.p <= 4
         )
         if not ok:
-            raise CorruptKeyStore("key store has out-of-range scrypt parameters")
+            raise CorruptKeyStore(_("key store has out-of-range scrypt parameters"))
 
 
 DEFAULT_SCRYPT = ScryptParams()
@@ -100,7 +101,10 @@ class SoftwareKeyStore:
         path: Path | None = None,
     ) -> None:
         if kind not in KINDS:
-            raise InvalidInput("invalid store kind", [("kind", f"one of {', '.join(KINDS)}")])
+            raise InvalidInput(
+                _("invalid store kind"),
+                [("kind", _("one of {choices}").format(choices=", ".join(KINDS)))],
+            )
         self.kind = kind
         self.city = city
         self.path = path
@@ -143,9 +147,16 @@ class SoftwareKeyStore:
         """Add a new entry; :class:`KeyExists` if that reference and version are held."""
         key = (entry.ref, entry.version)
         if key in self._entries:
-            raise KeyExists(f"key {entry.ref} version {entry.version} is already in the store")
+            raise KeyExists(
+                _("key {ref} version {version} is already in the store").format(
+                    ref=entry.ref, version=entry.version
+                )
+            )
         if entry.depth > 0 and self.city is not None and entry.city != self.city:
-            raise InvalidInput("key is for another city", [("city", f"store is for {self.city}")])
+            raise InvalidInput(
+                _("key is for another city"),
+                [("city", _("store is for {city}").format(city=self.city))],
+            )
         self._entries[key] = entry
 
     # --- files ----------------------------------------------------------------
@@ -164,10 +175,18 @@ class SoftwareKeyStore:
         """Create a new store file (refuses to overwrite an existing file)."""
         p = Path(path)
         if p.exists():
-            raise InvalidInput("key store exists", [("path", f"{p} already exists")])
+            raise InvalidInput(
+                _("key store exists"), [("path", _("{path} already exists").format(path=p))]
+            )
         if len(passphrase) < MIN_PASSPHRASE:
             raise InvalidInput(
-                "passphrase too short", [("passphrase", f"at least {MIN_PASSPHRASE} characters")]
+                _("passphrase too short"),
+                [
+                    (
+                        "passphrase",
+                        _("at least {length} characters").format(length=MIN_PASSPHRASE),
+                    )
+                ],
             )
         scrypt.check()
         store = cls(entries, kind=kind, city=city, path=p)
@@ -184,7 +203,9 @@ class SoftwareKeyStore:
         try:
             blob = p.read_bytes()
         except FileNotFoundError:
-            raise InvalidInput("no key store", [("path", f"{p} does not exist")]) from None
+            raise InvalidInput(
+                _("no key store"), [("path", _("{path} does not exist").format(path=p))]
+            ) from None
         header, raw_header, body = _split(blob)
         try:
             params = ScryptParams(int(header["n"]), int(header["r"]), int(header["p"]))
@@ -194,16 +215,22 @@ class SoftwareKeyStore:
             kind = str(header["kind"])
             city = header.get("city")
         except (KeyError, ValueError, TypeError):
-            raise CorruptKeyStore(f"{p}: key store header is incomplete") from None
+            raise CorruptKeyStore(
+                _("{path}: key store header is incomplete").format(path=p)
+            ) from None
         params.check()
         key, mac_key = _derive(passphrase, salt, params)
         if not hmac.compare_digest(_check_value(mac_key), check):
-            raise WrongPassphrase(f"wrong passphrase for key store {p} (or its header was altered)")
+            raise WrongPassphrase(
+                _("wrong passphrase for key store {path} (or its header was altered)").format(
+                    path=p
+                )
+            )
         try:
             plain = AESGCM(key).decrypt(nonce, body, raw_header)
         except InvalidTag:
             raise CorruptKeyStore(
-                f"{p}: key store failed its integrity check (tampered?)"
+                _("{path}: key store failed its integrity check (tampered?)").format(path=p)
             ) from None
         store = cls(_entries_from(plain, p), kind=kind, city=city, path=p)
         store._secret = (key, params, salt, check)
@@ -212,7 +239,9 @@ class SoftwareKeyStore:
     def save(self) -> None:
         """Encrypt and write atomically: temp file (0600), fsync, rename, fsync the directory."""
         if self.path is None or self._secret is None:
-            raise InvalidInput("store has no file", [("path", "create or open a store file first")])
+            raise InvalidInput(
+                _("store has no file"), [("path", _("create or open a store file first"))]
+            )
         key, params, salt, check = self._secret
         nonce = secrets.token_bytes(12)
         header = {
@@ -238,17 +267,17 @@ class SoftwareKeyStore:
 
 def _split(blob: bytes) -> tuple[dict[str, Any], bytes, bytes]:
     if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 2:
-        raise CorruptKeyStore("not an sscard key store file")
+        raise CorruptKeyStore(_("not an sscard key store file"))
     (n,) = struct.unpack(">H", blob[len(MAGIC) : len(MAGIC) + 2])
     end = len(MAGIC) + 2 + n
     if len(blob) < end + 16:
-        raise CorruptKeyStore("key store file is truncated")
+        raise CorruptKeyStore(_("key store file is truncated"))
     try:
         header = json.loads(blob[len(MAGIC) + 2 : end].decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise CorruptKeyStore("key store header is not readable") from None
+        raise CorruptKeyStore(_("key store header is not readable")) from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CorruptKeyStore("unsupported key store format")
+        raise CorruptKeyStore(_("unsupported key store format"))
     return header, blob[:end], blob[end:]
 
 
@@ -280,4 +309,6 @@ def _entries_from(plain: bytes, path: Path) -> list[KeyEntry]:
             for d in data["entries"]
         ]
     except (KeyError, ValueError, TypeError, InvalidInput):
-        raise CorruptKeyStore(f"{path}: key store content is not valid") from None
+        raise CorruptKeyStore(
+            _("{path}: key store content is not valid").format(path=path)
+        ) from None
