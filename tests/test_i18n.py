@@ -190,13 +190,24 @@ def _error_classes() -> set[str]:
 
 def _has_words(node: ast.expr) -> bool:
     """A literal (or f-string) holding letters: text for a person, not a separator."""
+    return _is_prose(_literal_text(node))
+
+
+def _literal_text(node: ast.expr) -> str:
+    """The literal characters of a string, f-string or concatenation (placeholders as spaces)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return bool(re.search(r"[A-Za-z]{2}", node.value))
+        return node.value
     if isinstance(node, ast.JoinedStr):
-        return any(_has_words(part) for part in node.values if isinstance(part, ast.Constant))
+        return "".join(_literal_text(part) if isinstance(part, ast.Constant) else "\0"
+                       for part in node.values)  # fmt: skip
     if isinstance(node, ast.BinOp):
-        return _has_words(node.left) or _has_words(node.right)
-    return False
+        return _literal_text(node.left) + "\0" + _literal_text(node.right)
+    return ""
+
+
+def _is_prose(text: str) -> bool:
+    """Words a person reads: letters and a space (a lone code such as 'sequence' is not)."""
+    return bool(re.search(r"[A-Za-z]{2}", text)) and " " in text
 
 
 def _name(func: ast.expr) -> str:

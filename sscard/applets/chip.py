@@ -180,7 +180,7 @@ class EmulatedChip(Generic[S]):
     def _define_commands(cls, table: Mapping[tuple[int, int], Handler]) -> None:
         """The chip's command table, by ``(CLA, INS)``."""
         cls._commands = table
-        cls._known_ins = frozenset(ins for _, ins in table)
+        cls._known_ins = frozenset(ins for _cla, ins in table)
 
     # --- CardLike ---------------------------------------------------------------------
 

@@ -270,7 +270,7 @@ class EmulatedPsam(EmulatedChip[PsamState]):
         if p1 & 0x80:
             if p1 & 0x60:
                 raise _Sw(SW.INCORRECT_P1P2)
-            fid = next((f for f, (sfi, _) in _EFS.items() if sfi == p1 & 0x1F), None)
+            fid = next((f for f, (sfi, _kind) in _EFS.items() if sfi == p1 & 0x1F), None)
             if fid is None:
                 raise _Sw(SW.FILE_NOT_FOUND)
             self._ram.ef, offset = fid, p2
