@@ -76,9 +76,11 @@ def _row(r: audit.AuditRecord) -> str:
 
 def _header() -> str:
     """The column titles of ``audit show`` (translated, aligned as the rows are)."""
+    seq, time, who = _("SEQ"), _("TIME (UTC)"), _("OPERATOR/ROLE")
+    action, card, outcome = _("ACTION"), _("CARD"), _("OUTCOME")
     return (
-        f"{_rjust(_('SEQ'), 6)}  {ljust(_('TIME (UTC)'), 20)} {ljust(_('OPERATOR/ROLE'), 24)} "
-        f"{ljust(_('ACTION'), 20)} {ljust(_('CARD'), 20)} {_('OUTCOME')}"
+        f"{_rjust(seq, 6)}  {ljust(time, 20)} {ljust(who, 24)} "
+        f"{ljust(action, 20)} {ljust(card, 20)} {outcome}"
     )
 
 
