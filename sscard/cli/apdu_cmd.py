@@ -19,6 +19,7 @@ from sscard.cli.connect import connected_protocol
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.exit_codes import ExitCode
 from sscard.errors import InvalidInput
+from sscard.i18n import _
 
 _SW_PATTERN = re.compile(r"^[0-9A-F]{2}[0-9A-FX]{2}$")
 
@@ -29,12 +30,13 @@ def _parse_hex(text: str, where: str) -> CommandApdu:
         raw = bytes.fromhex(cleaned)
     except ValueError:
         raise InvalidInput(
-            "not an APDU", [(where, "must be hexadecimal digits, e.g. 00A4040007A0000000031010")]
+            _("not an APDU"),
+            [(where, _("must be hexadecimal digits, e.g. 00A4040007A0000000031010"))],
         ) from None
     try:
         return CommandApdu.parse(raw)
     except ValueError as exc:
-        raise InvalidInput("not an APDU", [(where, str(exc))]) from None
+        raise InvalidInput(_("not an APDU"), [(where, str(exc))]) from None
 
 
 def _sw_matches(sw: int, pattern: str) -> bool:
@@ -84,18 +86,21 @@ def apdu(
         expect_sw = expect_sw.upper()
         if not _SW_PATTERN.match(expect_sw):
             raise click.BadParameter(
-                "4 hex digits, X as wildcard (e.g. 9000, 61XX)", param_hint="--expect-sw"
+                _("4 hex digits, X as wildcard (e.g. 9000, 61XX)"), param_hint="--expect-sw"
             )
     commands: list[CommandApdu] = []
     for i, text in enumerate(apdus, 1):
-        cmd = _parse_hex(text, f"APDU {i}")
+        where = _("APDU {n}").format(n=i)
+        cmd = _parse_hex(text, where)
         if cmd.sensitive and cmd.data:
             raise InvalidInput(
-                "refusing a secret on the command line",
+                _("refusing a secret on the command line"),
                 [
                     (
-                        f"APDU {i}",
-                        f"{cmd.name} carries a PIN, key or cryptogram; pass it with --stdin",
+                        where,
+                        _(
+                            "{command} carries a PIN, key or cryptogram; pass it with --stdin"
+                        ).format(command=cmd.name),
                     )
                 ],
             )
@@ -103,9 +108,9 @@ def apdu(
     if from_stdin:
         for n, line in enumerate(sys.stdin, 1):
             if line.strip() and not line.lstrip().startswith("#"):
-                commands.append(_parse_hex(line, f"stdin line {n}"))
+                commands.append(_parse_hex(line, _("stdin line {n}").format(n=n)))
     if not commands:
-        raise click.UsageError("give at least one APDU (as HEX arguments or with --stdin)")
+        raise click.UsageError(_("give at least one APDU (as HEX arguments or with --stdin)"))
 
     results: list[dict[str, str]] = []
     sent: list[str] = []  # audit: headers, lengths, status words; never data
@@ -130,7 +135,9 @@ def apdu(
         last = results[-1]
         state.error(
             "UnexpectedStatusWord",
-            f"{last['command']}: expected SW {expect_sw}, got {last['sw']} ({last['meaning']})",
+            _("{command}: expected SW {expected}, got {sw} ({meaning})").format(
+                command=last["command"], expected=expect_sw, sw=last["sw"], meaning=last["meaning"]
+            ),
             int(ExitCode.FAILED),
         )
         click.get_current_context().exit(int(ExitCode.FAILED))

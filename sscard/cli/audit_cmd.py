@@ -21,6 +21,7 @@ from sscard.cli.secrets import read_secret
 from sscard.errors import InvalidInput, PlatformUnavailable
 from sscard.exchange.client import PlatformClient
 from sscard.exchange.tls import client_context
+from sscard.i18n import N_, _, columns, ljust
 from sscard.keys.provider import ENV_KEYSTORE
 from sscard.keys.software_store import SoftwareKeyStore
 
@@ -34,7 +35,7 @@ def _keystore_option(required: bool) -> Callable[[F], F]:
         required=required,
         metavar="STORE",
         help="Key store holding the audit checkpoint key AUDIT/CPK/01 (a key store file, or "
-        f"'dev' for the published development key). Default: ${ENV_KEYSTORE}.",
+        "'dev' for the published development key). Default: $SSCARD_KEYSTORE.",
     )
 
 
@@ -55,14 +56,32 @@ def audit_group() -> None:
     """
 
 
+def _rjust(text: str, width: int) -> str:
+    """``text`` right-aligned in ``width`` terminal columns (wide characters take two)."""
+    return " " * max(0, width - columns(text)) + text
+
+
 def _row(r: audit.AuditRecord) -> str:
     why = r.unreadable()
     if why is not None:
-        return f"{r.seq!s:>6}  UNREADABLE: {why} (tampered?)"
+        return f"{r.seq!s:>6}  " + _("UNREADABLE: {why} (tampered?)").format(why=why)
     card = r.card_number or r.card_serial or "-"
     who = f"{r.operator or '-'}/{r.role or '-'}"
     tail = f"  {r.error}" if r.error else ""
-    return f"{r.seq:>6}  {r.time[:19]}Z  {who:<24} {r.action:<20} {card:<20} {r.outcome}{tail}"
+    return (
+        f"{r.seq:>6}  {r.time[:19]}Z  {ljust(who, 24)} {ljust(r.action, 20)} {ljust(card, 20)} "
+        f"{r.outcome}{tail}"
+    )
+
+
+def _header() -> str:
+    """The column titles of ``audit show`` (translated, aligned as the rows are)."""
+    seq, time, who = _("SEQ"), _("TIME (UTC)"), _("OPERATOR/ROLE")
+    action, card, outcome = _("ACTION"), _("CARD"), _("OUTCOME")
+    return (
+        f"{_rjust(seq, 6)}  {ljust(time, 20)} {ljust(who, 24)} "
+        f"{ljust(action, 20)} {ljust(card, 20)} {outcome}"
+    )
 
 
 @audit_group.command()
@@ -95,12 +114,9 @@ def show(
         rows = audit.records(conn, since=since, operator=who, card=card, action=action, limit=limit)
     finally:
         conn.close()
-    header = (
-        f"{'SEQ':>6}  {'TIME (UTC)':<20} {'OPERATOR/ROLE':<24} {'ACTION':<20} {'CARD':<20} OUTCOME"
-    )
-    lines = [header, *map(_row, rows)]
+    lines = [_header(), *map(_row, rows)]
     if any(r.unreadable() for r in rows):
-        lines.append("Some rows are unreadable: run 'sscard audit verify' to check the trail.")
+        lines.append(_("Some rows are unreadable: run 'sscard audit verify' to check the trail."))
     state.emit([r.info() for r in rows], "\n".join(lines))
 
 
@@ -111,15 +127,17 @@ def _witnessed(
     missing = [name for name, v in (("--cert", cert), ("--key", key), ("--ca", ca)) if not v]
     if missing:
         raise InvalidInput(
-            "incomplete platform settings",
-            [(m, "needed with --platform ($SSCARD_PLATFORM_URL)") for m in missing],
+            _("incomplete platform settings"),
+            [(m, _("needed with --platform ($SSCARD_PLATFORM_URL)")) for m in missing],
         )
     assert cert and key and ca
     try:
         with PlatformClient(platform or "", client_context(cert, key, ca)) as c:
             head = c.audit_head()
     except PlatformUnavailable as exc:
-        raise PlatformUnavailable(f"{exc} ('--no-platform' checks the local trail only)") from None
+        raise PlatformUnavailable(
+            _("{error} ('--no-platform' checks the local trail only)").format(error=exc)
+        ) from None
     return None if head is None else audit.Checkpoint.from_wire(head)
 
 
@@ -127,7 +145,11 @@ def _witnessed(
 @_keystore_option(required=False)
 @_fd_option
 @platform_options(
-    required=False, purpose=" whose witnessed head to check against, as for 'sscard sync'"
+    required=False,
+    platform_help=N_(
+        "The exchange platform, https://HOST:PORT ($SSCARD_PLATFORM_URL) whose witnessed head "
+        "to check against, as for 'sscard sync'."
+    ),
 )
 @click.option(
     "--no-platform",
@@ -176,25 +198,34 @@ def verify(
         conn.close()
     note(records=report.records, checkpoints=report.checkpoints, witnessed=report.witnessed_seq)
     lines = [
-        f"{report.records} record(s), {report.checkpoints} checkpoint(s), "
-        f"{report.checkpoints_verified} signature(s) verified."
+        _(
+            "{records} record(s), {checkpoints} checkpoint(s), {verified} signature(s) verified."
+        ).format(
+            records=report.records,
+            checkpoints=report.checkpoints,
+            verified=report.checkpoints_verified,
+        )
     ]
-    reach = f"Trail verified to record {report.verified_to}; "
     if not use_platform:
-        reach += "no exchange platform checked (its witness catches a cut tail)."
+        reach = _(
+            "Trail verified to record {seq}; no exchange platform checked "
+            "(its witness catches a cut tail)."
+        )
     elif report.witnessed_seq is None:
-        reach += "the platform has witnessed no checkpoint yet."
+        reach = _("Trail verified to record {seq}; the platform has witnessed no checkpoint yet.")
     else:
-        reach += f"platform witnessed up to record {report.witnessed_seq}."
-    lines.append(reach)
+        reach = _("Trail verified to record {seq}; platform witnessed up to record {witnessed}.")
+    lines.append(reach.format(seq=report.verified_to, witnessed=report.witnessed_seq))
     if report.ok:
-        lines.insert(0, "Audit trail intact.")
+        lines.insert(0, _("Audit trail intact."))
         if report.unsigned_tail:
             lines.append(
-                f"{report.unsigned_tail} record(s) after the last verified checkpoint "
-                "are protected by the hash chain only."
+                _(
+                    "{count} record(s) after the last verified checkpoint "
+                    "are protected by the hash chain only."
+                ).format(count=report.unsigned_tail)
             )
-    lines += [f"Note: {n}" for n in report.notes]
+    lines += [_("Note: {note}").format(note=n) for n in report.notes]
     state.emit(report.info(), "\n".join(lines))
     if report.problem is not None:
         raise report.problem
@@ -229,7 +260,9 @@ def checkpoint(state: CliState, keystore: str, passphrase_fd: int | None) -> Non
     note(checkpoint=cp.id, seq=cp.seq, key_id=cp.key_id)
     state.emit(
         {"id": cp.id, "seq": cp.seq, "hash": cp.hash, "time": cp.time, "key_id": cp.key_id},
-        f"Checkpoint {cp.id}: record {cp.seq}, hash {cp.hash}, key {cp.key_id}.",
+        _("Checkpoint {id}: record {seq}, hash {hash}, key {key}.").format(
+            id=cp.id, seq=cp.seq, hash=cp.hash, key=cp.key_id
+        ),
     )
 
 
@@ -249,11 +282,14 @@ def init_key(state: CliState, store: Path, passphrase_fd: int | None) -> None:
     Examples:
       sscard audit init-key centre.ks
     """
-    ks = SoftwareKeyStore.open(store, read_secret(passphrase_fd, f"Passphrase for {store}"))
+    ks = SoftwareKeyStore.open(
+        store, read_secret(passphrase_fd, _("Passphrase for {store}").format(store=store))
+    )
     entry = audit.init_key(ks)
     note(ref=entry.ref, version=entry.version, kcv=entry.kcv.hex().upper())
     state.emit(
         entry.info(),
-        f"Added audit checkpoint key {entry.ref} v{entry.version}, "
-        f"KCV {entry.kcv.hex().upper()}, to {store}.",
+        _("Added audit checkpoint key {ref} v{version}, KCV {kcv}, to {store}.").format(
+            ref=entry.ref, version=entry.version, kcv=entry.kcv.hex().upper(), store=store
+        ),
     )

@@ -35,6 +35,7 @@ from sscard.auth.store import Operator
 from sscard.cli.context import CliState, state
 from sscard.cli.secrets import hidden_prompt
 from sscard.errors import LoginFailed
+from sscard.i18n import N_, _
 
 F = TypeVar("F", bound=Callable[..., Any])
 _META_OPERATOR = "sscard.operator"
@@ -56,10 +57,12 @@ def authorize(
             return require(action, store=store)
         if password is None:
             password = hidden_prompt(
-                f"Password for operator {operator_id}",
-                what="password",
-                instead="log in first ('sscard operator login ID --password-fd N'), "
-                "then leave out --operator",
+                _("Password for operator {operator}").format(operator=operator_id),
+                what=N_("password"),
+                instead=_(
+                    "log in first ('sscard operator login ID --password-fd N'), "
+                    "then leave out --operator"
+                ),
             )
         try:
             op = store.authenticate(operator_id, password)

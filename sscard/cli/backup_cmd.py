@@ -17,6 +17,7 @@ from sscard.cli.auth import audited, authorize, note, operator_option, require_o
 from sscard.cli.context import CliState, json_option, pass_state
 from sscard.cli.options import kdf_cost_option, passphrase_fd_option
 from sscard.cli.secrets import read_secret
+from sscard.i18n import N_, _
 from sscard.keys.software_store import ScryptParams
 
 ENV_BACKUP_PASSPHRASE = "SSCARD_BACKUP_PASSPHRASE"
@@ -26,7 +27,7 @@ def _secret(fd: int | None, label: str, *, confirm: bool = False) -> str:
     return read_secret(fd, label, confirm=confirm, env_name=ENV_BACKUP_PASSPHRASE)
 
 
-_fd_option = passphrase_fd_option("backup passphrase", ENV_BACKUP_PASSPHRASE)
+_fd_option = passphrase_fd_option(N_("backup passphrase"), ENV_BACKUP_PASSPHRASE)
 
 
 @click.group(name="backup")
@@ -50,7 +51,7 @@ def backup_group() -> None:
     help="An encrypted key store file to include (repeatable).",
 )
 @_fd_option
-@kdf_cost_option("the archive key")
+@kdf_cost_option(N_("the archive key"))
 @json_option
 @pass_state
 @require_operator("backup.create")
@@ -70,7 +71,7 @@ def create(
       sscard backup create /media/backup --keystore centre.ks
       sscard backup create /srv/backup --passphrase-fd 3 3<backup.pw
     """
-    pw = _secret(passphrase_fd, "Backup passphrase", confirm=True)
+    pw = _secret(passphrase_fd, _("Backup passphrase"), confirm=True)
     info = backup.create(
         out_dir,
         pw,
@@ -81,8 +82,9 @@ def create(
     note(archive=info.path.name, databases=len(info.databases), keystores=len(info.keystores))
     state.emit(
         info.info(),
-        f"Backup written to {info.path}: {len(info.databases)} database(s), "
-        f"{len(info.keystores)} key store file(s).",
+        _(
+            "Backup written to {path}: {databases} database(s), {keystores} key store file(s)."
+        ).format(path=info.path, databases=len(info.databases), keystores=len(info.keystores)),
     )
 
 
@@ -123,7 +125,7 @@ def restore(
     finally:
         store.close()
     op = None if fresh else authorize("backup.restore", operator_id)
-    pw = _secret(passphrase_fd, "Backup passphrase")
+    pw = _secret(passphrase_fd, _("Backup passphrase"))
     directory = state.store_path().parent
     if op is None:
         info = backup.restore(archive, pw, directory=directory, keystore_dir=keystore_dir)
@@ -141,6 +143,13 @@ def restore(
             info = backup.restore(archive, pw, directory=directory, keystore_dir=keystore_dir)
     state.emit(
         info.info(),
-        f"Restored {len(info.databases)} database(s) and {len(info.keystores)} key store "
-        f"file(s) from {archive} (taken {info.created}).",
+        _(
+            "Restored {databases} database(s) and {keystores} key store file(s) "
+            "from {archive} (taken {created})."
+        ).format(
+            databases=len(info.databases),
+            keystores=len(info.keystores),
+            archive=archive,
+            created=info.created,
+        ),
     )

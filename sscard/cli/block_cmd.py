@@ -9,6 +9,7 @@ from sscard.cli.auth import operator, require_operator
 from sscard.cli.connect import service_point_option, staff_card
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options
+from sscard.i18n import _
 from sscard.layout import escape_controls
 
 
@@ -61,8 +62,12 @@ def block(
         )
     state.emit(
         result,
-        f"Card {escape_controls(result['card_number'])} blocked ({level}, {reason}); "
-        f"lifecycle now {result['lifecycle']}.",
+        _("Card {card} blocked ({level}, {reason}); lifecycle now {lifecycle}.").format(
+            card=escape_controls(result["card_number"]),
+            level=level,
+            reason=reason,
+            lifecycle=result["lifecycle"],
+        ),
     )
 
 
@@ -84,6 +89,7 @@ def unblock(
         result = blocking.unblock(card, conn=conn, operator=operator(), service_point=service_point)
     state.emit(
         result,
-        f"Card {escape_controls(result['card_number'])} unblocked; "
-        f"lifecycle now {result['lifecycle']}.",
+        _("Card {card} unblocked; lifecycle now {lifecycle}.").format(
+            card=escape_controls(result["card_number"]), lifecycle=result["lifecycle"]
+        ),
     )

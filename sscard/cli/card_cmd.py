@@ -12,21 +12,22 @@ from sscard.cli.auth import note, require_operator
 from sscard.cli.connect import connected_transport
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options, security_module
+from sscard.i18n import N_, _, columns, ljust
 from sscard.layout import decode_records, escape_controls
 
-_LABELS = {
-    "card_number": "card number",
-    "ssn": "social security number",
-    "name": "name",
-    "name_ext": "name extension",
-    "gender": "gender",
-    "ethnicity": "ethnicity",
-    "birthplace": "birthplace",
-    "birth_date": "birth date",
-    "issue_date": "issue date",
-    "expiry_date": "expiry date",
-    "region": "region",
-    "issuer_org": "issuing institution",
+_LABELS = {  # translated where shown: _(label)
+    "card_number": N_("card number"),
+    "ssn": N_("social security number"),
+    "name": N_("name"),
+    "name_ext": N_("name extension"),
+    "gender": N_("gender"),
+    "ethnicity": N_("ethnicity"),
+    "birthplace": N_("birthplace"),
+    "birth_date": N_("birth date"),
+    "issue_date": N_("issue date"),
+    "expiry_date": N_("expiry date"),
+    "region": N_("region"),
+    "issuer_org": N_("issuing institution"),
 }
 
 
@@ -43,15 +44,17 @@ def _block_list_warning(state: CliState, card_number: str) -> str | None:
         conn.close()
     if entry is None:
         if updates:
-            return (
-                f"Note: {len(updates)} holder-data update(s) from the exchange platform wait "
+            return _(
+                "Note: {count} holder-data update(s) from the exchange platform wait "
                 "for this card: sscard holder update --keystore STORE"
-            )
+            ).format(count=len(updates))
         return None
     return escape_controls(
-        f"Warning: card {card_number} is on the exchange platform's block list "
-        f"(reason: {entry.reason or 'not given'}, since {entry.occurred_at}); keep it and "
-        "block it: sscard block --reason lost --keystore STORE"
+        _(
+            "Warning: card {card} is on the exchange platform's block list "
+            "(reason: {reason}, since {since}); keep it and "
+            "block it: sscard block --reason lost --keystore STORE"
+        ).format(card=card_number, reason=entry.reason or _("not given"), since=entry.occurred_at)
     )
 
 
@@ -130,18 +133,26 @@ def read(state: CliState, keystore: str | None, passphrase_fd: int | None, natio
     if state.json:
         state.emit({**holder, **({"departments": departments} if departments else {})})
         return
-    width = max(len(v) for v in _LABELS.values())
-    click.echo(f"Card {card.serial.hex().upper()} ({card.profile.name})")
-    for field, label in _LABELS.items():
+    labels = {field: _(label) for field, label in _LABELS.items()}
+    width = max(columns(label) for label in labels.values())
+    click.echo(
+        _("Card {serial} ({profile})").format(
+            serial=card.serial.hex().upper(), profile=card.profile.name
+        )
+    )
+    for field, label in labels.items():
         if field in holder:
-            click.echo(f"  {label:<{width}}  {_shown(holder[field])}")
+            click.echo(f"  {ljust(label, width)}  {_shown(holder[field])}")
     for df, values in departments.items():
-        click.echo(f"{df}:" if values else f"{df}: (no data written)")
+        click.echo(f"{df}:" if values else _("{df}: (no data written)").format(df=df))
         for key, value in values.items():
-            click.echo(f"  {_shown(key):<{width}}  {_shown(value)}")
+            click.echo(f"  {ljust(_shown(key), width)}  {_shown(value)}")
     if skipped:
         click.echo(
-            f"Not read (needs the department's key): {', '.join(sorted(set(skipped)))}", err=True
+            _("Not read (needs the department's key): {dfs}").format(
+                dfs=", ".join(sorted(set(skipped)))
+            ),
+            err=True,
         )
 
 
@@ -165,11 +176,15 @@ def info(state: CliState) -> None:
         card = SocialSecurityCard.open(transport)
         facts = card.info()
     data = facts.to_json()
-    tries = "not set" if facts.pin_tries_left is None else str(facts.pin_tries_left)
-    profile = data["profile"] or "none yet (no social security application on the card)"
-    serial = data["serial"] or "unreadable (the card is blocked for good)"
-    state.emit(
-        data,
-        f"ATR        {data['atr']}\nserial     {serial}\nprofile    {profile}\n"
-        f"lifecycle  {data['lifecycle']}\nPIN tries  {tries}",
-    )
+    tries = _("not set") if facts.pin_tries_left is None else str(facts.pin_tries_left)
+    profile = data["profile"] or _("none yet (no social security application on the card)")
+    serial = data["serial"] or _("unreadable (the card is blocked for good)")
+    rows = [
+        (_("ATR"), data["atr"]),
+        (_("serial"), serial),
+        (_("profile"), profile),
+        (_("lifecycle"), data["lifecycle"]),
+        (_("PIN tries"), tries),
+    ]
+    width = max(columns(label) for label, _value in rows)
+    state.emit(data, "\n".join(f"{ljust(label, width)}  {value}" for label, value in rows))

@@ -13,6 +13,7 @@ import click
 from sscard.card import SocialSecurityCard
 from sscard.cli.context import CliState
 from sscard.errors import SscardError
+from sscard.i18n import N_
 from sscard.protocol import ApduProtocol
 from sscard.transport.base import Transport
 from sscard.transport.resolve import open_transport
@@ -73,6 +74,6 @@ def default_service_point() -> str:
 service_point_option = click.option(
     "--service-point",
     default=default_service_point,
-    show_default="host name",
+    show_default=N_("host name"),
     help="This service point's id on the exchange platform ($SSCARD_SERVICE_POINT).",
 )

@@ -11,6 +11,7 @@ from sscard.cli.connect import service_point_option, staff_card
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options
 from sscard.cli.options import profile_option
+from sscard.i18n import N_, _
 from sscard.layout import load_profile, read_holders, validate_rows
 
 
@@ -21,7 +22,7 @@ def holder() -> None:
 
 @holder.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@profile_option("whose record sizes apply", dest="profile_name")
+@profile_option(N_("whose record sizes apply"), dest="profile_name")
 @pass_state
 def validate(state: CliState, file: Path, profile_name: str | None) -> None:
     """Check every row of a holder FILE without touching a card.
@@ -38,7 +39,7 @@ def validate(state: CliState, file: Path, profile_name: str | None) -> None:
     validate_rows(rows, profile)
     state.emit(
         {"valid": True, "file": str(file), "rows": len(rows)},
-        f"{file}: {len(rows)} row(s) valid",
+        _("{file}: {rows} row(s) valid").format(file=file, rows=len(rows)),
     )
 
 
@@ -68,10 +69,12 @@ def update(
             card, conn=conn, operator=operator(), service_point=service_point
         )
     if not done:
-        state.emit({"applied": []}, "No pending holder-data update for this card.")
+        state.emit({"applied": []}, _("No pending holder-data update for this card."))
         return
     lines = [
-        f"Applied update {d['update']}: {', '.join(d['fields'])} ({d['records']} record(s))"
+        _("Applied update {update}: {fields} ({records} record(s))").format(
+            update=d["update"], fields=", ".join(d["fields"]), records=d["records"]
+        )
         for d in done
     ]
     state.emit({"applied": done}, "\n".join(lines))

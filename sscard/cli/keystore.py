@@ -9,6 +9,7 @@ import click
 
 from sscard.cli.options import passphrase_fd_option
 from sscard.cli.secrets import read_secret
+from sscard.i18n import N_
 from sscard.keys.provider import ENV_KEYSTORE, open_security_module
 from sscard.keys.security_module import SecurityModule
 from sscard.layout.model import Profile
@@ -18,14 +19,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def keystore_options(f: F) -> F:
     """Add ``--keystore`` and ``--passphrase-fd`` to a command."""
-    f = passphrase_fd_option("key store passphrase (or token PIN)")(f)
+    f = passphrase_fd_option(N_("key store passphrase (or token PIN)"))(f)
     f = click.option(
         "--keystore",
         envvar=ENV_KEYSTORE,
         metavar="STORE",
         help="Keys for this card: a key store file, pkcs11:TOKEN-LABEL, psam:READER (the "
         "service point's PSAM; psam:virtual:PATH for an emulated one), or 'dev' for the "
-        f"published development keys (emulated cards only). Default: ${ENV_KEYSTORE}.",
+        "published development keys (emulated cards only). Default: $SSCARD_KEYSTORE.",
     )(f)
     return f
 

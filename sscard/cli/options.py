@@ -2,16 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from sscard.cli.secrets import ENV_PASSPHRASE, ENV_TOKEN_PIN
+from sscard.cli.secrets import ENV_PASSPHRASE
+from sscard.i18n import N_, _
 from sscard.layout import DEFAULT_PROFILE, card_profiles
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class TemplateHelpOption(click.Option):
+    """An option whose help is a marked template filled when the help is shown.
+
+    ``help_template`` (marked with ``N_``) has named placeholders; ``fragments``
+    fill them with marked texts translated at render time (``_(text)``),
+    ``values`` with texts shown as they are (names, lists of profiles). ``help``
+    stays the English text, so everything that reads it (tests, docs) sees what
+    it always did; the help screen shows the template in the active language.
+    """
+
+    def __init__(
+        self,
+        param_decls: Any = None,
+        *,
+        help_template: str,
+        fragments: Mapping[str, str] | None = None,
+        values: Mapping[str, str] | None = None,
+        **attrs: Any,
+    ) -> None:
+        self.help_template = help_template
+        self.help_fragments = dict(fragments or {})
+        self.help_values = dict(values or {})
+        english = help_template.format(**self.help_fragments, **self.help_values)
+        super().__init__(param_decls, help=english, **attrs)
+
+    def translated_help(self) -> str:
+        """The help in the active language (the template and its fragments translated)."""
+        fragments = {name: _(text) for name, text in self.help_fragments.items()}
+        return _(self.help_template).format(**fragments, **self.help_values)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        english = self.help
+        self.help = self.translated_help()
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.help = english
 
 
 def profile_option(
@@ -19,18 +59,21 @@ def profile_option(
 ) -> Callable[[F], F]:
     """``--profile NAME|FILE``: the card profile (a shipped name or a profile file) ``purpose``.
 
-    ``purpose`` finishes the help sentence ("whose key slots to use", ...). Every
-    command with ``--profile`` takes it from here, so it means one thing everywhere.
+    ``purpose`` finishes the help sentence ("whose key slots to use", ...); mark it
+    with ``N_`` (it is translated when the help is shown). Every command with
+    ``--profile`` takes it from here, so it means one thing everywhere.
     """
-    shipped = ", ".join(card_profiles())
     return click.option(
         "--profile",
         dest,
+        cls=TemplateHelpOption,
         default=default,
         show_default=default is not None,
         metavar="NAME|FILE",
         callback=_check_profile,
-        help=f"Card profile {purpose}: a shipped name ({shipped}) or a profile file.",
+        help_template=N_("Card profile {purpose}: a shipped name ({shipped}) or a profile file."),
+        fragments={"purpose": purpose},
+        values={"shipped": ", ".join(card_profiles())},
     )
 
 
@@ -39,21 +82,29 @@ def _check_profile(ctx: click.Context, param: click.Parameter, value: str | None
     if value is None or value in card_profiles() or Path(value).is_file():
         return value
     raise click.BadParameter(
-        f"{value!r} is neither a shipped card profile ({', '.join(card_profiles())}) "
-        "nor a profile file"
+        _("{value!r} is neither a shipped card profile ({shipped}) nor a profile file").format(
+            value=value, shipped=", ".join(card_profiles())
+        )
     )
 
 
 def passphrase_fd_option(
-    what: str = "key store passphrase", env: str = ENV_PASSPHRASE
+    what: str = N_("key store passphrase"), env: str = ENV_PASSPHRASE
 ) -> Callable[[F], F]:
-    """``--passphrase-fd N``: the ``what`` from a file descriptor, else ``$env``, else a prompt."""
+    """``--passphrase-fd N``: the ``what`` from a file descriptor, else ``$env``, else a prompt.
+
+    ``what`` is marked with ``N_`` (translated when the help is shown).
+    """
     return click.option(
         "--passphrase-fd",
+        cls=TemplateHelpOption,
         type=int,
         metavar="N",
-        help=f"Read the {what} from file descriptor N (one line). "
-        f"Else ${env}, else a hidden prompt.",
+        help_template=N_(
+            "Read the {what} from file descriptor N (one line). Else ${env}, else a hidden prompt."
+        ),
+        fragments={"what": what},
+        values={"env": env},
     )
 
 
@@ -68,14 +119,16 @@ def password_fd_option(f: F) -> F:
 
 
 def kdf_cost_option(what: str, default: int = 17) -> Callable[[F], F]:
-    """``--kdf-cost LOG2N``: the scrypt cost of ``what``."""
+    """``--kdf-cost LOG2N``: the scrypt cost of ``what`` (marked with ``N_``)."""
     return click.option(
         "--kdf-cost",
+        cls=TemplateHelpOption,
         type=click.IntRange(10, 20),
         default=default,
         show_default=True,
         metavar="LOG2N",
-        help=f"scrypt cost of {what} as log2(N); lower it only for tests.",
+        help_template=N_("scrypt cost of {what} as log2(N); lower it only for tests."),
+        fragments={"what": what},
     )
 
 
@@ -85,7 +138,7 @@ def token_options(f: F) -> F:
         "--pin-fd",
         type=int,
         metavar="N",
-        help=f"Read the token user PIN from file descriptor N. Else ${ENV_TOKEN_PIN}, "
+        help="Read the token user PIN from file descriptor N. Else $SSCARD_TOKEN_PIN, "
         "else a hidden prompt.",
     )(f)
     f = click.option(
@@ -98,18 +151,20 @@ def token_options(f: F) -> F:
     return click.option("--token", "token_label", required=True, metavar="LABEL")(f)
 
 
-def platform_options(*, required: bool, purpose: str = "") -> Callable[[F], F]:
+PLATFORM_HELP = N_("The exchange platform, https://HOST:PORT ($SSCARD_PLATFORM_URL).")
+
+
+def platform_options(*, required: bool, platform_help: str = PLATFORM_HELP) -> Callable[[F], F]:
     """``--platform URL --cert --key --ca``: the exchange platform and this service point's
     TLS identity, from the same environment variables for every command that talks to it.
 
-    ``purpose`` ends the ``--platform`` help (e.g. "; checked when given").
+    ``platform_help`` replaces the ``--platform`` help: a whole sentence marked with
+    ``N_`` (e.g. one that says what the platform is used for).
     """
     path = click.Path(dir_okay=False, path_type=Path)
     options = [
         click.option("--platform", envvar="SSCARD_PLATFORM_URL", metavar="URL",
-                     required=required,
-                     help=f"The exchange platform, https://HOST:PORT ($SSCARD_PLATFORM_URL)"
-                     f"{purpose}."),
+                     required=required, help=platform_help),
         click.option("--cert", envvar="SSCARD_EXCHANGE_CERT", type=path, required=required,
                      help="This service point's client certificate, PEM ($SSCARD_EXCHANGE_CERT)."),
         click.option("--key", envvar="SSCARD_EXCHANGE_KEY", type=path, required=required,

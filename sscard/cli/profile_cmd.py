@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from sscard.cli.context import CliState, pass_state
+from sscard.i18n import _
 from sscard.layout import FileSpec, Profile, load_profile, shipped_profiles
 from sscard.layout.loader import profile_summary
 
@@ -37,10 +38,10 @@ def list_cmd(state: CliState) -> None:
     lines = []
     for r in rows:
         flags = [
-            "default" if r["default"] else "",
-            "base layout" if r["abstract"] else "",
-            "production" if r["production"] else "",
-            f"extends {r['extends']}" if r["extends"] else "",
+            _("default") if r["default"] else "",
+            _("base layout") if r["abstract"] else "",
+            _("production") if r["production"] else "",
+            _("extends {profile}").format(profile=r["extends"]) if r["extends"] else "",
         ]
         tag = ", ".join(f for f in flags if f)
         lines.append(f"{r['name']:<10}  {r['description']}" + (f" [{tag}]" if tag else ""))
@@ -79,22 +80,38 @@ def validate(state: CliState, file: Path) -> None:
     p = load_profile(file)
     state.emit(
         {"valid": True, "file": str(file), "name": p.name, "production": p.production},
-        f"{file}: valid profile {p.name!r}" + (" (production)" if p.production else ""),
+        (
+            _("{file}: valid profile {name!r} (production)")
+            if p.production
+            else _("{file}: valid profile {name!r}")
+        ).format(file=file, name=p.name),
     )
 
 
 def describe(p: Profile) -> str:
     """The human form of a profile: header, then the file tree."""
     cmd = p.command_set
+    title = _("Profile {name} (production)") if p.production else _("Profile {name} (development)")
     lines = [
-        f"Profile {p.name} ({'production' if p.production else 'development'})",
+        title.format(name=p.name),
         f"  {p.description}" if p.description else "",
-        f"Algorithm  {p.algorithm}; command set {cmd.variant}: {cmd.mac}, "
-        f"{cmd.mac_length}-byte MAC, {cmd.block_size}-byte blocks",
-        f"Recognised by the algorithm indicator {p.algorithm.indicator:02X} and spec version "
-        f"{p.spec_version or '(any)'}; any ATR",
-        f"PIN        in {p.pin.df}: {p.pin.length} digits, {p.pin.encoding}, "
-        f"{p.pin.try_limit} tries",
+        _(
+            "Algorithm  {algorithm}; command set {variant}: {mac}, "
+            "{mac_length}-byte MAC, {block_size}-byte blocks"
+        ).format(
+            algorithm=p.algorithm,
+            variant=cmd.variant,
+            mac=cmd.mac,
+            mac_length=cmd.mac_length,
+            block_size=cmd.block_size,
+        ),
+        _(
+            "Recognised by the algorithm indicator {indicator:02X} and spec version "
+            "{version}; any ATR"
+        ).format(indicator=p.algorithm.indicator, version=p.spec_version or _("(any)")),
+        _("PIN        in {df}: {length} digits, {encoding}, {tries} tries").format(
+            df=p.pin.df, length=p.pin.length, encoding=p.pin.encoding, tries=p.pin.try_limit
+        ),
         "",
     ]
     root = next(f for f in p.files if f.parent is None)
@@ -110,24 +127,37 @@ def _tree(p: Profile, f: FileSpec, depth: int, lines: list[str]) -> None:
     if f.sfi is not None:
         head += f"  SFI {f.sfi:02X}"
     if f.df_name is not None:
-        head += f"  DF name {f.df_name.hex().upper()}"
+        head += "  " + _("DF name {name}").format(name=f.df_name.hex().upper())
     if f.record_count is not None:
-        head += f"  {f.record_count} records ≤ {f.record_length} bytes"
+        head += "  " + _("{count} records ≤ {length} bytes").format(
+            count=f.record_count, length=f.record_length
+        )
     lines.append(head + (f"  — {f.description}" if f.description else ""))
     if f.access is not None:
         read = " | ".join(str(c) for c in f.access.read)
         write = " | ".join(str(c) for c in f.access.write)
-        lines.append(f"{pad}  access  read: {read}   write: {write}")
+        lines.append(
+            pad + "  " + _("access  read: {read}   write: {write}").format(read=read, write=write)
+        )
     slots = p.key_scheme.in_df(f.id)
     if slots:
         keys = ", ".join(f"{s.type} {s.id:02X} v{s.version}" for s in slots)
-        lines.append(f"{pad}  keys    {keys}")
+        lines.append(pad + "  " + _("keys    {keys}").format(keys=keys))
     for r in f.records:
         const = f" = {r.value}" if r.value is not None else ""
-        rule = f"   read: {' | '.join(str(c) for c in r.read)}" if r.read is not None else ""
+        rule = (
+            "   " + _("read: {rule}").format(rule=" | ".join(str(c) for c in r.read))
+            if r.read is not None
+            else ""
+        )
         lines.append(
-            f"{pad}  #{r.no:<2} tag {r.tag:02X} len {r.length:<3} {r.encoding:<15} "
-            f"{r.field}{const}{rule}"
+            pad
+            + "  "
+            + _("#{no:<2} tag {tag:02X} len {length:<3} {encoding:<15} {field}").format(
+                no=r.no, tag=r.tag, length=r.length, encoding=r.encoding, field=r.field
+            )
+            + const
+            + rule
         )
     for child in p.children(f.id):
         _tree(p, child, depth + 1, lines)

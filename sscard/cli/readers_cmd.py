@@ -8,6 +8,7 @@ import click
 
 from sscard.cli.context import CliState, pass_state
 from sscard.errors import NoService, SscardError
+from sscard.i18n import _
 from sscard.transport import pcsc
 from sscard.transport.base import Transport
 from sscard.transport.part10 import has_pin_pad, reader_features
@@ -69,7 +70,7 @@ def readers(state: CliState) -> None:
         if not rows:
             raise
         states = []  # the emulated card is listed; say why PC/SC readers are not
-        click.echo(f"Warning: {exc}", err=True)
+        click.echo(_("Warning: {error}").format(error=exc), err=True)
     for st in states:
         # Ask only a reader holding a card that no one holds exclusively (shared
         # access: a session in progress elsewhere is not disturbed).
@@ -87,10 +88,10 @@ def readers(state: CliState) -> None:
         state.emit(rows)
         return
     if not rows:
-        click.echo("No reader found. Connect a reader (or start an emulated card) and retry.")
+        click.echo(_("No reader found. Connect a reader (or start an emulated card) and retry."))
         return
     width = max(len(str(r["name"])) for r in rows)
     for r in rows:
-        card = f"card  {r['atr']}" if r["card_present"] else "empty"
-        pad = "  PIN pad" if r["pin_pad"] else ""
+        card = _("card  {atr}").format(atr=r["atr"]) if r["card_present"] else _("empty")
+        pad = "  " + _("PIN pad") if r["pin_pad"] else ""
         click.echo(f"{r['name']!s:<{width}}  {card}{pad}")
