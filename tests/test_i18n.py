@@ -72,8 +72,12 @@ def test_every_help_text_has_a_translation(zh: None) -> None:
             if text and i18n._(inspect.cleandoc(text)) == inspect.cleandoc(text):
                 untranslated.append(f"{path} ({name})")
         for param in command.params:
-            kept = getattr(param, language._SOURCE, {}).get("help")
-            if kept and i18n._(kept) == kept:
+            template = getattr(param, "help_template", None)  # options.TemplateHelpOption
+            if template is not None:
+                texts = [template, *getattr(param, "help_fragments", {}).values()]
+            else:
+                texts = [getattr(param, language._SOURCE, {}).get("help")]
+            if any(text and i18n._(text) == text for text in texts):
                 untranslated.append(f"{path} {param.opts[0]}")
         if isinstance(command, click.Group):
             for name, sub in command.commands.items():
@@ -263,6 +267,20 @@ def test_the_unmarked_check_catches_what_it_should(tmp_path: Path) -> None:
     finally:
         sample.unlink()
     assert [line.split(": ", 1)[0].rsplit(":", 1)[1] for line in found] == ["1", "2", "3", "4"]
+
+
+def test_no_translation_inside_an_f_string() -> None:
+    """Babel cannot see ``_("...")`` written inside an f-string: it would stay English."""
+    found: list[str] = []
+    for path in sorted((ROOT / "sscard").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr):
+                found.extend(
+                    f"{path.relative_to(ROOT)}:{call.lineno}"
+                    for call in ast.walk(node)
+                    if isinstance(call, ast.Call) and _name(call.func) in ("_", "ngettext")
+                )
+    assert found == []
 
 
 def test_no_module_rebinds_the_translation_function() -> None:
