@@ -239,7 +239,7 @@ def issue(
 def _dry_run(state: CliState, holder: dict[str, Any], profile_name: str | None) -> None:
     profile = load_profile(profile_name)
     serial = bytes(8)
-    plan = build_plan(profile, holder, serial, pin="000000", sign=lambda _: bytes(4))
+    plan = build_plan(profile, holder, serial, pin="000000", sign=lambda _data: bytes(4))
     steps = plan.describe()
     if state.json:
         state.emit({"profile": profile.name, "serial": "(the card's)", "steps": steps})

@@ -68,12 +68,12 @@ def _rows(entries: list[KeyEntry]) -> str:
 
 def _key_table(rows: Iterable[tuple[str, int, str, str, str | None, str]]) -> str:
     """Keys as a table: REF, VER, ALG, TIER, CITY, KCV (headers aligned in any language)."""
-    head = [_("REF"), _("VER"), _("ALG"), _("TIER"), _("CITY")]
-    w = [max(n, columns(h)) for n, h in zip((14, 3, 4, 9, 6), head, strict=True)]
+    head = [_("REF"), _("VER"), _("ALG"), _("TIER"), _("CITY"), _("KCV")]
+    w = [max(n, columns(h)) for n, h in zip((14, 3, 4, 9, 6), head, strict=False)]
     ver = " " * (w[1] - columns(head[1])) + head[1]  # right-aligned like the versions
     lines = [
         f"{ljust(head[0], w[0])} {ver}  {ljust(head[2], w[2])}  {ljust(head[3], w[3])} "
-        f"{ljust(head[4], w[4])}  {_('KCV')}"
+        f"{ljust(head[4], w[4])}  {head[5]}"
     ]
     for ref, version, algorithm, tier, city, kcv_hex in rows:
         lines.append(

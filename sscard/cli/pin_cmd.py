@@ -202,7 +202,7 @@ def _read_hidden_line(timeout: float) -> str | None:
         new[3] &= ~termios.ECHO
         termios.tcsetattr(fd, termios.TCSADRAIN, new)
     try:
-        ready, _, _ = select.select([fd], [], [], timeout)
+        ready = select.select([fd], [], [], timeout)[0]
         if not ready:
             return None
         line = sys.stdin.readline()

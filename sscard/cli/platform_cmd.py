@@ -157,8 +157,10 @@ def serve(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     platform.start()
-    # Not translated: scripts read the URL (the port of --port 0) from this line.
-    click.echo(f"listening on {platform.url}")
+    # A machine interface, not translated: scripts and tests read the URL (the port
+    # picked by --port 0) from this line (docs/exchange.md, "serve").
+    listening = f"listening on {platform.url}"
+    click.echo(listening)
     sys.stdout.flush()
     while not stop.wait(0.5):
         pass
