@@ -17,6 +17,7 @@ from sscard.cli.context import CliState, pass_state, store_option
 from sscard.cli.keystore import keystore_options, security_module
 from sscard.cli.options import profile_option
 from sscard.cli.secrets import read_pins
+from sscard.i18n import N_, _, columns, ljust
 from sscard.issuance.plan import Step, build_plan
 from sscard.issuance.service import REPLACE_REASONS, issue_card
 from sscard.issuance.store import STATUSES
@@ -24,13 +25,20 @@ from sscard.layout import load_profile, read_holders, validate_holder
 from sscard.pinpolicy import PinPolicy
 
 PHASES = {
-    "open": "Opening the personalization session with the transport key",
-    "create": "Creating the file tree",
-    "keys": "Loading the card's keys (diversified for its serial)",
-    "records": "Writing the card and cardholder records",
-    "pin": "Setting the initial PIN",
-    "verify": "Verifying: reading back every record, internal and external authentication",
-    "close": "Ending personalization",
+    "open": N_("Opening the personalization session with the transport key"),
+    "create": N_("Creating the file tree"),
+    "keys": N_("Loading the card's keys (diversified for its serial)"),
+    "records": N_("Writing the card and cardholder records"),
+    "pin": N_("Setting the initial PIN"),
+    "verify": N_("Verifying: reading back every record, internal and external authentication"),
+    "close": N_("Ending personalization"),
+}
+"""The progress line of each issuance phase (translated where shown: ``_(PHASES[phase])``)."""
+
+_RESULT_WORDS = {
+    "issued": N_("Card issued and verified."),
+    "resumed": N_("The interrupted issuance was finished: card verified and recorded."),
+    "already-issued": N_("This card is already issued to this holder; nothing to do."),
 }
 
 
@@ -58,11 +66,13 @@ def read_one_holder(path: str) -> dict[str, Any]:
     rows = read_holders(path)
     if len(rows) != 1:
         raise errors.InvalidInput(
-            "one holder expected",
+            _("one holder expected"),
             [
                 (
                     "--holder",
-                    f"{path} holds {len(rows)} records; use 'sscard issue batch' for several",
+                    _("{path} holds {count} records; use 'sscard issue batch' for several").format(
+                        path=path, count=len(rows)
+                    ),
                 )
             ],
         )
@@ -74,7 +84,7 @@ def read_pin(pin_stdin: bool, random_pin: bool, birth_date: str | None) -> tuple
     policy = PinPolicy()
     if random_pin:
         return policy.random(birth_date=birth_date), True
-    (first,) = read_pins(pin_stdin, [("Holder: enter the new PIN", True)])
+    (first,) = read_pins(pin_stdin, [(_("Holder: enter the new PIN"), True)])
     policy.check(first, birth_date=birth_date)
     return first, False
 
@@ -102,8 +112,10 @@ def read_pin(pin_stdin: bool, random_pin: bool, birth_date: str | None) -> tuple
 )
 @service_point_option
 @profile_option(
-    "of the blank card to issue (default national-3; an issued card says its own), to plan "
-    "for with --dry-run, and to check 'issue batch' rows against",
+    N_(
+        "of the blank card to issue (default national-3; an issued card says its own), to plan "
+        "for with --dry-run, and to check 'issue batch' rows against"
+    ),
     default=None,
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan (secrets redacted); touch no card.")
@@ -155,9 +167,9 @@ def issue(
     if ctx.invoked_subcommand is not None:
         return
     if holder_path is None:
-        raise click.UsageError("give --holder FILE (or use 'sscard issue batch')")
+        raise click.UsageError(_("give --holder FILE (or use 'sscard issue batch')"))
     if pin_stdin and random_pin:
-        raise click.UsageError("--pin-stdin and --random-pin exclude each other")
+        raise click.UsageError(_("--pin-stdin and --random-pin exclude each other"))
     holder = read_one_holder(holder_path)
     validate_holder(holder)
     if dry_run:
@@ -176,12 +188,18 @@ def issue(
             def progress(_i: int, step: Step) -> None:
                 if not state.json and step.phase not in last_phase:
                     last_phase.append(step.phase)
-                    click.echo(f"  {PHASES[step.phase]} …", err=True)
+                    click.echo(f"  {_(PHASES[step.phase])} …", err=True)
 
             if not state.json:
                 click.echo(
-                    f"Issuing card {card.serial.hex().upper()} ({card.profile.name}) "
-                    f"to {holder['name']}, card number {holder['card_number']}",
+                    _(
+                        "Issuing card {serial} ({profile}) to {name}, card number {card_number}"
+                    ).format(
+                        serial=card.serial.hex().upper(),
+                        profile=card.profile.name,
+                        name=holder["name"],
+                        card_number=holder["card_number"],
+                    ),
                     err=True,
                 )
             result = issue_card(
@@ -198,13 +216,11 @@ def issue(
         finally:
             conn.close()
     data = result.to_json()
-    words = {
-        "issued": "Card issued and verified.",
-        "resumed": "The interrupted issuance was finished: card verified and recorded.",
-        "already-issued": "This card is already issued to this holder; nothing to do.",
-    }[result.status]
+    words = _(_RESULT_WORDS[result.status])
     if result.replaced:
-        words += f" It replaces card {result.replaced}, now recorded as replaced."
+        words = _("{words} It replaces card {card}, now recorded as replaced.").format(
+            words=words, card=result.replaced
+        )
     if generated and result.status != "already-issued":
         data["initial_pin"] = pin
     if state.json:
@@ -213,22 +229,26 @@ def issue(
     click.echo(words)
     if "initial_pin" in data:
         click.echo(
-            f"PIN mailer — card {data['card_number']}: initial PIN {pin} "
-            "(shown once; hand it over sealed)"
+            _(
+                "PIN mailer — card {card_number}: initial PIN {pin} "
+                "(shown once; hand it over sealed)"
+            ).format(card_number=data["card_number"], pin=pin)
         )
 
 
 def _dry_run(state: CliState, holder: dict[str, Any], profile_name: str | None) -> None:
     profile = load_profile(profile_name)
     serial = bytes(8)
-    plan = build_plan(profile, holder, serial, pin="000000", sign=lambda _: bytes(4))
+    plan = build_plan(profile, holder, serial, pin="000000", sign=lambda _data: bytes(4))
     steps = plan.describe()
     if state.json:
         state.emit({"profile": profile.name, "serial": "(the card's)", "steps": steps})
         return
     click.echo(
-        f"Plan for profile {profile.name} ({len(steps)} steps; the serial comes from "
-        "the card, secrets are shown as <...>):"
+        _(
+            "Plan for profile {profile} ({count} steps; the serial comes from "
+            "the card, secrets are shown as <...>):"
+        ).format(profile=profile.name, count=len(steps))
     )
     for i, step in enumerate(steps, 1):
         click.echo(f"{i:3}. [{step['phase']}] {step['description']}\n       {step['command']}")
@@ -313,19 +333,25 @@ def batch(
     opts = issue_options()
     profile = load_profile(opts.profile)
     if (pattern is None) == (virtual_n is None):
-        raise click.UsageError("give either --readers PATTERN or --virtual N")
+        raise click.UsageError(_("give either --readers PATTERN or --virtual N"))
     rows = read_holders(file)
-    bad: list[tuple[str, str]] = []
+    bad: list[tuple[int, str, str]] = []  # (line, field, problem)
     good = []
     for row in rows:
         try:
             validate_holder(row.data, profile)
             good.append(row)
         except errors.InvalidInput as exc:
-            bad += [(f"line {row.line}: {field}", problem) for field, problem in exc.problems]
+            bad += [(row.line, field, problem) for field, problem in exc.problems]
     if bad and not skip_invalid:
         count = len(rows) - len(good)
-        raise errors.InvalidInput(f"{file}: {count} invalid row(s), no card touched", bad)
+        raise errors.InvalidInput(
+            _("{file}: {count} invalid row(s), no card touched").format(file=file, count=count),
+            [
+                (_("line {line}: {field}").format(line=line, field=field), problem)
+                for line, field, problem in bad
+            ],
+        )
     security = security_module(opts.keystore, opts.passphrase_fd, profile)
     slots: list[Any]
     if virtual_n is not None:
@@ -339,30 +365,48 @@ def batch(
         assert pattern is not None
         names = [r for r in pcsc.list_readers() if pattern.casefold() in r.casefold()]
         if not names:
-            raise errors.ReaderNotFound(f"no reader matches {pattern!r}", pcsc.list_readers())
+            raise errors.ReaderNotFound(
+                _("no reader matches {pattern}").format(pattern=repr(pattern)),
+                pcsc.list_readers(),
+            )
         slots = [ReaderSlot(n) for n in names]
     results = results or default_results_path(file)
     writer = ResultsWriter(results)
-    for line_field, problem in bad:
-        line = int(line_field.split(":")[0].split()[1])
-        writer.write(RowResult(line, None, "invalid", f"{line_field}: {problem}"))
+    for line, field, problem in bad:  # the results file is data: its wording stays English
+        writer.write(RowResult(line, None, "invalid", f"line {line}: {field}: {problem}"))
 
     def mailer(row: Any, number: str, pin: str) -> None:
         if state.json:  # JSON Lines: one object per mailer, the summary last
             click.echo(json.dumps({"row": row.line, "card_number": number, "initial_pin": pin}))
         else:
-            click.echo(f"PIN mailer — row {row.line}, card {number}: initial PIN {pin}")
+            click.echo(
+                _("PIN mailer — row {row}, card {card_number}: initial PIN {pin}").format(
+                    row=row.line, card_number=number, pin=pin
+                )
+            )
 
     def tick(run: BatchRun) -> None:
         if state.json:
             return
         rate, eta = rate_and_eta(run)
-        left = f"ETA {int(eta)} s" if eta is not None else "ETA —"
-        status = (
-            f"\r{run.done} issued, {run.failed} failed, {run.skipped} skipped, "
-            f"{run.remaining} to go, {rate:.2f} cards/s, {left}   "
-        )
-        click.echo(status, err=True, nl=False)
+        counts = {
+            "done": run.done,
+            "failed": run.failed,
+            "skipped": run.skipped,
+            "remaining": run.remaining,
+            "rate": rate,
+        }
+        if eta is not None:
+            status = _(
+                "{done} issued, {failed} failed, {skipped} skipped, "
+                "{remaining} to go, {rate:.2f} cards/s, ETA {eta} s"
+            ).format(eta=int(eta), **counts)
+        else:
+            status = _(
+                "{done} issued, {failed} failed, {skipped} skipped, "
+                "{remaining} to go, {rate:.2f} cards/s, ETA —"
+            ).format(**counts)
+        click.echo(f"\r{status}   ", err=True, nl=False)
 
     run = BatchRun(
         rows=good,
@@ -380,10 +424,11 @@ def batch(
             run,
             tick=tick,
             on_stopping=lambda: click.echo(
-                "\nStopping: finishing the cards in flight (Ctrl-C again to abandon them)", err=True
+                "\n" + _("Stopping: finishing the cards in flight (Ctrl-C again to abandon them)"),
+                err=True,
             ),
             on_abandoned=lambda: click.echo(
-                "\nAbandoned: cards in flight stay in progress and are finished next run.",
+                "\n" + _("Abandoned: cards in flight stay in progress and are finished next run."),
                 err=True,
             ),
         )
@@ -401,9 +446,19 @@ def batch(
         click.echo(json.dumps(summary))
     else:
         click.echo(
-            f"\nDone: {run.done} issued, {run.failed} failed, {run.skipped} skipped "
-            f"(already issued), {summary['invalid']} invalid, {run.remaining} left. "
-            f"Results: {results}",
+            "\n"
+            + _(
+                "Done: {done} issued, {failed} failed, {skipped} skipped "
+                "(already issued), {invalid} invalid, {left} left. "
+                "Results: {results}"
+            ).format(
+                done=run.done,
+                failed=run.failed,
+                skipped=run.skipped,
+                invalid=summary["invalid"],
+                left=run.remaining,
+                results=results,
+            ),
             err=True,
         )
     if run.failed or run.remaining or interrupted:
@@ -438,12 +493,16 @@ def list_cards(state: CliState, status: str | None) -> None:
         return
     if not rows:
         click.echo(
-            "No cards in the issuance store" + (f" with status {status}." if status else ".")
+            _("No cards in the issuance store with status {status}.").format(status=status)
+            if status
+            else _("No cards in the issuance store.")
         )
         return
-    click.echo(f"{'SERIAL':<17} {'CARD NO.':<10} {'STATUS':<12} {'ISSUED (UTC)':<26} LAST ERROR")
+    head = [_("SERIAL"), _("CARD NO."), _("STATUS"), _("ISSUED (UTC)")]
+    w = [max(n, columns(h)) for n, h in zip((17, 10, 12, 26), head, strict=True)]
+    click.echo(" ".join(ljust(h, n) for h, n in zip(head, w, strict=True)) + " " + _("LAST ERROR"))
     for r in rows:
         click.echo(
-            f"{r.serial:<17} {r.card_number:<10} {r.status:<12} "
-            f"{r.issued_at or '-':<26} {r.closed_reason or r.last_error or ''}"
+            f"{r.serial:<{w[0]}} {r.card_number:<{w[1]}} {r.status:<{w[2]}} "
+            f"{r.issued_at or '-':<{w[3]}} {r.closed_reason or r.last_error or ''}"
         )

@@ -9,6 +9,7 @@ command writes or prints a key value, only KCVs.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from sscard.cli.context import CliState, json_option, pass_state
 from sscard.cli.options import kdf_cost_option, passphrase_fd_option, profile_option, token_options
 from sscard.cli.secrets import read_secret, read_token_pin
 from sscard.errors import InvalidInput
+from sscard.i18n import N_, _, columns, ljust
 from sscard.keys import ceremony
 from sscard.keys.algorithms import kcv
 from sscard.keys.entry import KeyEntry
@@ -26,33 +28,57 @@ from sscard.keys.scheme import KeyScheme, KeySlot
 from sscard.keys.software_store import ScryptParams, SoftwareKeyStore
 from sscard.vocab import KeyType
 
-_fd_option = passphrase_fd_option("store passphrase")
-_cost_option = kdf_cost_option("a new store file")
+_fd_option = passphrase_fd_option(N_("store passphrase"))
+_cost_option = kdf_cost_option(N_("a new store file"))
 
 
 def _open(store: Path, fd: int | None) -> SoftwareKeyStore:
-    return SoftwareKeyStore.open(store, read_secret(fd, f"Passphrase for {store}"))
+    return SoftwareKeyStore.open(
+        store, read_secret(fd, _("Passphrase for {store}").format(store=store))
+    )
 
 
 def _load_scheme(path: Path) -> KeyScheme:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise InvalidInput("cannot read scheme", [("--scheme", str(exc))]) from None
+        raise InvalidInput(_("cannot read scheme"), [("--scheme", str(exc))]) from None
     if isinstance(data, dict):
         data = data.get("keys", data.get("key_scheme"))
     if not isinstance(data, list):
-        raise InvalidInput("bad scheme", [("--scheme", "a list of key slots, or {'keys': [...]}")])
+        raise InvalidInput(
+            _("bad scheme"), [("--scheme", _("a list of key slots, or {'keys': [...]}"))]
+        )
     return KeyScheme.from_data(data)
 
 
 def _rows(entries: list[KeyEntry]) -> str:
-    lines = [f"{'REF':<14} {'VER':>3}  {'ALG':<4}  {'TIER':<9} {'CITY':<6}  KCV"]
-    for e in entries:
-        tier = f"{e.tier} {e.depth}/{e.levels}"
+    return _key_table(
+        (
+            e.ref,
+            e.version,
+            e.algorithm,
+            f"{e.tier} {e.depth}/{e.levels}",
+            e.city,
+            e.kcv.hex().upper(),
+        )
+        for e in entries
+    )
+
+
+def _key_table(rows: Iterable[tuple[str, int, str, str, str | None, str]]) -> str:
+    """Keys as a table: REF, VER, ALG, TIER, CITY, KCV (headers aligned in any language)."""
+    head = [_("REF"), _("VER"), _("ALG"), _("TIER"), _("CITY"), _("KCV")]
+    w = [max(n, columns(h)) for n, h in zip((14, 3, 4, 9, 6), head, strict=False)]
+    ver = " " * (w[1] - columns(head[1])) + head[1]  # right-aligned like the versions
+    lines = [
+        f"{ljust(head[0], w[0])} {ver}  {ljust(head[2], w[2])}  {ljust(head[3], w[3])} "
+        f"{ljust(head[4], w[4])}  {head[5]}"
+    ]
+    for ref, version, algorithm, tier, city, kcv_hex in rows:
         lines.append(
-            f"{e.ref:<14} {e.version:>3}  {e.algorithm:<4}  {tier:<9} {e.city or '-':<6}  "
-            f"{e.kcv.hex().upper()}"
+            f"{ref:<{w[0]}} {version:>{w[1]}}  {algorithm:<{w[2]}}  {tier:<{w[3]}} "
+            f"{city or '-':<{w[4]}}  {kcv_hex}"
         )
     return "\n".join(lines)
 
@@ -108,21 +134,25 @@ def init(
       sscard keys init --kind zone --city 310115 pudong.ks
     """
     if kind == "zone" and not city:
-        raise InvalidInput("zone store needs a city", [("--city", "6-digit city code")])
+        raise InvalidInput(_("zone store needs a city"), [("--city", _("6-digit city code"))])
     if store.exists():
-        raise InvalidInput("key store exists", [("STORE", f"{store} already exists")])
+        raise InvalidInput(
+            _("key store exists"), [("STORE", _("{store} already exists").format(store=store))]
+        )
     note(store=str(store), kind=kind, city=city)
-    pw = read_secret(passphrase_fd, f"New passphrase for {store}", confirm=True)
+    pw = read_secret(
+        passphrase_fd, _("New passphrase for {store}").format(store=store), confirm=True
+    )
     SoftwareKeyStore.create(store, pw, kind=kind, city=city, scrypt=ScryptParams(n=2**kdf_cost))
     state.emit(
         {"store": str(store), "kind": kind, "city": city, "keys": 0},
-        f"Created {kind} key store {store}.",
+        _("Created {kind} key store {store}.").format(kind=kind, store=store),
     )
 
 
 @keys.command()
 @click.argument("store", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@profile_option("whose key slots to use", default=None)
+@profile_option(N_("whose key slots to use"), default=None)
 @click.option(
     "--scheme",
     "scheme_file",
@@ -158,7 +188,7 @@ def generate(
     """
     if (profile is None) == (scheme_file is None):
         raise InvalidInput(
-            "which slots?", [("--profile", "give exactly one of --profile, --scheme")]
+            _("which slots?"), [("--profile", _("give exactly one of --profile, --scheme"))]
         )
     if profile is not None:
         from sscard.layout.loader import load_profile
@@ -170,7 +200,10 @@ def generate(
     slots: list[KeySlot] = [s for s in scheme.slots if not refs or s.ref in refs]
     missing = sorted(set(refs) - {s.ref for s in scheme.slots})
     if missing:
-        raise InvalidInput("unknown slot", [("--ref", f"not in the scheme: {', '.join(missing)}")])
+        raise InvalidInput(
+            _("unknown slot"),
+            [("--ref", _("not in the scheme: {refs}").format(refs=", ".join(missing)))],
+        )
     note(store=str(store), slots=len(slots))
     ks = _open(store, passphrase_fd)
     _require_kind(ks, "root")
@@ -178,7 +211,10 @@ def generate(
     for e in new:
         ks.add(e)
     ks.save()
-    state.emit([e.info() for e in new], f"Generated {len(new)} root key(s):\n{_rows(new)}")
+    state.emit(
+        [e.info() for e in new],
+        _("Generated {count} root key(s):").format(count=len(new)) + "\n" + _rows(new),
+    )
 
 
 @keys.command(name="list")
@@ -203,8 +239,13 @@ def list_(state: CliState, store: Path, passphrase_fd: int | None) -> None:
             "city": ks.city,
             "keys": [e.info() for e in entries],
         },
-        f"{store}: {ks.kind} store{', city ' + ks.city if ks.city else ''}, "
-        f"{len(entries)} key(s)\n{_rows(entries)}",
+        (
+            _("{store}: {kind} store, city {city}, {count} key(s)")
+            if ks.city
+            else _("{store}: {kind} store, {count} key(s)")
+        ).format(store=store, kind=ks.kind, city=ks.city, count=len(entries))
+        + "\n"
+        + _rows(entries),
     )
 
 
@@ -252,10 +293,15 @@ def split(
     paths = [out_dir / f"{name}.v{entry.version}.component{i}.ks" for i in range(1, parts + 1)]
     clash = [str(p) for p in paths if p.exists()]
     if clash:
-        raise InvalidInput("component files exist", [("--out-dir", ", ".join(clash))])
+        raise InvalidInput(_("component files exist"), [("--out-dir", ", ".join(clash))])
     written: list[dict[str, Any]] = []
     for i, (comp, path) in enumerate(zip(comps, paths, strict=True), 1):
-        pw = read_secret(None, f"Custodian {i} of {parts}: new passphrase", confirm=True, env=False)
+        pw = read_secret(
+            None,
+            _("Custodian {i} of {parts}: new passphrase").format(i=i, parts=parts),
+            confirm=True,
+            env=False,
+        )
         SoftwareKeyStore.create(
             path, pw, kind="component", entries=[comp], scrypt=ScryptParams(n=2**kdf_cost)
         )
@@ -266,8 +312,18 @@ def split(
         "kcv": ceremony.kcv_hex(entry),
         "components": written,
     }
-    human = [f"{entry.ref} v{entry.version} (KCV {result['kcv']}) split into {parts}:"]
-    human += [f"  component {w['component']}: {w['file']}  KCV {w['kcv']}" for w in written]
+    human = [
+        _("{ref} v{version} (KCV {kcv}) split into {parts}:").format(
+            ref=entry.ref, version=entry.version, kcv=result["kcv"], parts=parts
+        )
+    ]
+    human += [
+        "  "
+        + _("component {i}: {file}  KCV {kcv}").format(
+            i=w["component"], file=w["file"], kcv=w["kcv"]
+        )
+        for w in written
+    ]
     state.emit(result, "\n".join(human))
 
 
@@ -297,14 +353,18 @@ def combine(
       sscard keys combine centre.ks a/SSSE-MK-00.v1.component1.ks b/SSSE-MK-00.v1.component2.ks
     """
     if len(components) < 2:
-        raise InvalidInput("too few components", [("COMPONENTS", "at least 2 files")])
+        raise InvalidInput(_("too few components"), [("COMPONENTS", _("at least 2 files"))])
     ks = _open(store, passphrase_fd)
     parts: list[KeyEntry] = []
     for i, path in enumerate(components, 1):
-        pw = read_secret(None, f"Custodian {i}: passphrase for {path}", env=False)
+        pw = read_secret(
+            None, _("Custodian {i}: passphrase for {path}").format(i=i, path=path), env=False
+        )
         comp_store = SoftwareKeyStore.open(path, pw)
         if comp_store.kind != "component" or len(comp_store.entries()) != 1:
-            raise InvalidInput("not a component file", [(str(path), "kind must be 'component'")])
+            raise InvalidInput(
+                _("not a component file"), [(str(path), _("kind must be 'component'"))]
+            )
         parts.append(comp_store.entries()[0])
     key = ceremony.combine(parts)
     note(store=str(store), ref=key.ref, version=key.version, kcv=ceremony.kcv_hex(key))
@@ -318,8 +378,9 @@ def combine(
                 for p, c in zip(components, parts, strict=True)
             ],
         },
-        f"Combined {len(parts)} components into {key.ref} v{key.version}, "
-        f"KCV {ceremony.kcv_hex(key)}.",
+        _("Combined {count} components into {ref} v{version}, KCV {kcv}.").format(
+            count=len(parts), ref=key.ref, version=key.version, kcv=ceremony.kcv_hex(key)
+        ),
     )
 
 
@@ -332,7 +393,7 @@ def combine(
     metavar="HEX6",
     help="The transport root's KCV as the vendor stated it (6 hex digits).",
 )
-@profile_option("whose transport key slot (MF/TK/00) this root is for")
+@profile_option(N_("whose transport key slot (MF/TK/00) this root is for"))
 @click.option("--parts", type=click.IntRange(2, 9), default=2, show_default=True)
 @click.option("--version", type=click.IntRange(1, 255), help="Default: the slot's version.")
 @click.option(
@@ -377,8 +438,8 @@ def import_transport(
     kcv_bytes = ceremony.parse_hex(expected_kcv, 3, field="--kcv", what="KCV")
     if component_fds and len(component_fds) != parts:
         raise InvalidInput(
-            "one component per custodian",
-            [("--component-fd", f"give it {parts} times (--parts {parts})")],
+            _("one component per custodian"),
+            [("--component-fd", _("give it {parts} times (--parts {parts})").format(parts=parts))],
         )
     slot = load_profile(profile).key_scheme.find("MF", KeyType.TK, 0)
     ks = _open(store, passphrase_fd)
@@ -387,12 +448,16 @@ def import_transport(
     shown: list[dict[str, Any]] = []
     for i in range(1, parts + 1):
         fd = component_fds[i - 1] if component_fds else None
-        text = read_secret(fd, f"Custodian {i} of {parts}: transport key component", env=False)
+        text = read_secret(
+            fd,
+            _("Custodian {i} of {parts}: transport key component").format(i=i, parts=parts),
+            env=False,
+        )
         comp = ceremony.parse_component(text)
         comp_kcv = kcv(comp, algorithm=slot.algorithm).hex().upper()
         shown.append({"component": i, "kcv": comp_kcv})
         if not state.json:
-            click.echo(f"  component {i}: KCV {comp_kcv}", err=True)
+            click.echo("  " + _("component {i}: KCV {kcv}").format(i=i, kcv=comp_kcv), err=True)
         components.append(comp)
     entry = ceremony.transport_root(slot, components, kcv_bytes, version)
     note(store=str(store), ref=entry.ref, version=entry.version, kcv=ceremony.kcv_hex(entry))
@@ -400,8 +465,16 @@ def import_transport(
     ks.save()
     state.emit(
         {**entry.info(), "components": shown},
-        f"Imported the vendor's transport root {entry.ref} v{entry.version} "
-        f"({entry.algorithm}), KCV {ceremony.kcv_hex(entry)}, from {parts} components.",
+        _(
+            "Imported the vendor's transport root {ref} v{version} "
+            "({algorithm}), KCV {kcv}, from {parts} components."
+        ).format(
+            ref=entry.ref,
+            version=entry.version,
+            algorithm=entry.algorithm,
+            kcv=ceremony.kcv_hex(entry),
+            parts=parts,
+        ),
     )
 
 
@@ -454,17 +527,29 @@ def export_zone(
     roots = [e for e in ks.entries() if not refs or e.ref in refs]
     missing = sorted(set(refs) - {e.ref for e in roots})
     if missing:
-        raise InvalidInput("unknown key", [("--ref", f"not in the store: {', '.join(missing)}")])
+        raise InvalidInput(
+            _("unknown key"),
+            [("--ref", _("not in the store: {refs}").format(refs=", ".join(missing)))],
+        )
     zone = ceremony.export_zone(roots, city)
     if not zone:
-        raise InvalidInput("nothing to export", [("--ref", "no root with 2 or more levels")])
-    pw = read_secret(transport_fd, f"New transport passphrase for {out}", confirm=True, env=False)
+        raise InvalidInput(_("nothing to export"), [("--ref", _("no root with 2 or more levels"))])
+    pw = read_secret(
+        transport_fd,
+        _("New transport passphrase for {out}").format(out=out),
+        confirm=True,
+        env=False,
+    )
     SoftwareKeyStore.create(
         out, pw, kind="zone", city=city, entries=zone, scrypt=ScryptParams(n=2**kdf_cost)
     )
     state.emit(
         {"store": str(out), "city": city, "keys": [e.info() for e in zone]},
-        f"Exported {len(zone)} zone key(s) for city {city} to {out}:\n{_rows(zone)}",
+        _("Exported {count} zone key(s) for city {city} to {out}:").format(
+            count=len(zone), city=city, out=out
+        )
+        + "\n"
+        + _rows(zone),
     )
 
 
@@ -495,16 +580,20 @@ def rotate(
     ks.save()
     state.emit(
         new.info(),
-        f"{ref}: version {new.version} added beside version(s) "
-        f"{', '.join(str(v) for v in ks.versions(ref) if v != new.version)}, "
-        f"KCV {ceremony.kcv_hex(new)}.",
+        _("{ref}: version {version} added beside version(s) {versions}, KCV {kcv}.").format(
+            ref=ref,
+            version=new.version,
+            versions=", ".join(str(v) for v in ks.versions(ref) if v != new.version),
+            kcv=ceremony.kcv_hex(new),
+        ),
     )
 
 
 def _require_kind(ks: SoftwareKeyStore, kind: str) -> None:
     if ks.kind != kind:
         raise InvalidInput(
-            f"this needs a {kind} store", [("store", f"{ks.path} is a {ks.kind} store")]
+            _("this needs a {kind} store").format(kind=kind),
+            [("store", _("{path} is a {kind} store").format(path=ks.path, kind=ks.kind))],
         )
 
 
@@ -548,7 +637,10 @@ def token_import(
     entries = [e for e in ks.entries() if not refs or e.ref in refs]
     missing = sorted(set(refs) - {e.ref for e in entries})
     if missing:
-        raise InvalidInput("unknown key", [("--ref", f"not in the store: {', '.join(missing)}")])
+        raise InvalidInput(
+            _("unknown key"),
+            [("--ref", _("not in the store: {refs}").format(refs=", ".join(missing)))],
+        )
     imported: list[dict[str, Any]] = []
     with _open_token(token_label, module_path, pin_fd) as token:
         for e in entries:
@@ -556,12 +648,25 @@ def token_import(
         for e in entries:
             info = token.import_key(e)
             if info.kcv != e.kcv:
-                raise TokenError(f"{e.ref} v{e.version}: token KCV differs from the store's")
+                raise TokenError(
+                    _("{ref} v{version}: token KCV differs from the store's").format(
+                        ref=e.ref, version=e.version
+                    )
+                )
             imported.append(info.info())
     state.emit(
         {"token": token_label, "imported": imported},
-        f"Imported {len(imported)} key(s) into token {token_label}:\n"
-        + "\n".join(f"  {k['ref']} v{k['version']}  KCV {k['kcv']}" for k in imported),
+        _("Imported {count} key(s) into token {token}:").format(
+            count=len(imported), token=token_label
+        )
+        + "\n"
+        + "\n".join(
+            "  "
+            + _("{ref} v{version}  KCV {kcv}").format(
+                ref=k["ref"], version=k["version"], kcv=k["kcv"]
+            )
+            for k in imported
+        ),
     )
 
 
@@ -581,11 +686,15 @@ def token_list(
     """
     with _open_token(token_label, module_path, pin_fd) as token:
         rows = [k.info() for k in token.entries()]
-    lines = [f"{'REF':<14} {'VER':>3}  {'ALG':<4}  {'TIER':<9} {'CITY':<6}  KCV"]
-    for k in rows:
-        tier = f"{k['tier']} {k['depth']}/{k['levels']}"
-        lines.append(
-            f"{k['ref']:<14} {k['version']:>3}  {k['algorithm']:<4}  {tier:<9} "
-            f"{k['city'] or '-':<6}  {k['kcv']}"
+    table = _key_table(
+        (
+            k["ref"],
+            k["version"],
+            k["algorithm"],
+            f"{k['tier']} {k['depth']}/{k['levels']}",
+            k["city"],
+            k["kcv"],
         )
-    state.emit({"token": token_label, "keys": rows}, "\n".join(lines))
+        for k in rows
+    )
+    state.emit({"token": token_label, "keys": rows}, table)

@@ -23,10 +23,11 @@ from sscard.cli.context import CliState, pass_state
 from sscard.cli.options import kdf_cost_option, password_fd_option
 from sscard.cli.secrets import read_password
 from sscard.errors import BootstrapRefused, InvalidInput, LoginFailed, NotLoggedIn
+from sscard.i18n import N_, _, columns, ljust
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_OWN_PASSWORD_NEEDS_A_TERMINAL = (
+_OWN_PASSWORD_NEEDS_A_TERMINAL = N_(
     "type your current password at a terminal, or have an issuer set a new one "
     "('sscard operator passwd ID --password-fd N')"
 )
@@ -35,7 +36,7 @@ _OWN_PASSWORD_NEEDS_A_TERMINAL = (
 def _ttl(value: str) -> timedelta:
     m = re.fullmatch(r"(\d+)([mh])", value.strip())
     if not m:
-        raise InvalidInput("bad --ttl", [("--ttl", "minutes or hours, e.g. 30m or 8h")])
+        raise InvalidInput(_("bad --ttl"), [("--ttl", _("minutes or hours, e.g. 30m or 8h"))])
     n = int(m.group(1))
     return timedelta(minutes=n) if m.group(2) == "m" else timedelta(hours=n)
 
@@ -71,7 +72,7 @@ def operator() -> None:
     help="Create the first operator of a new installation (an issuer) without logging in; "
     "refused once any operator exists.",
 )
-@kdf_cost_option("the password hash", DEFAULT_COST)
+@kdf_cost_option(N_("the password hash"), DEFAULT_COST)
 @password_fd_option
 @operator_option
 @pass_state
@@ -98,15 +99,19 @@ def add(
         if bootstrap:
             if not store.is_empty():
                 exc = BootstrapRefused(
-                    "this installation already has operators; --bootstrap only creates the "
-                    "first one. Log in as an issuer and run 'sscard operator add' without it"
+                    _(
+                        "this installation already has operators; --bootstrap only creates the "
+                        "first one. Log in as an issuer and run 'sscard operator add' without it"
+                    )
                 )
                 audit.record(
                     "operator.bootstrap", operator=None, outcome="refused", error=exc,
                     conn=store.conn,
                 )  # fmt: skip
                 raise exc
-            pw = read_password(password_fd, f"New password for {new_id}", confirm=True)
+            pw = read_password(
+                password_fd, _("New password for {id}").format(id=new_id), confirm=True
+            )
             op = store.add(new_id, name, role, pw, bootstrap=True, cost=kdf_cost)
             audit.record(
                 "operator.bootstrap", operator=op, outcome="ok", detail={"added": op.id},
@@ -116,11 +121,18 @@ def add(
             actor = authorize("operator.add", operator_id)
             with audited("operator.add", actor):
                 note(added=new_id, added_role=role)
-                pw = read_password(password_fd, f"New password for {new_id}", confirm=True)
+                pw = read_password(
+                    password_fd, _("New password for {id}").format(id=new_id), confirm=True
+                )
                 op = store.add(new_id, name, role, pw, cost=kdf_cost)
     finally:
         store.close()
-    state.emit(op.info(), f"Added operator {op.id} ({op.name}), role {op.role}.")
+    state.emit(
+        op.info(),
+        _("Added operator {id} ({name}), role {role}.").format(
+            id=op.id, name=op.name, role=op.role
+        ),
+    )
 
 
 @operator.command(name="list")
@@ -139,9 +151,14 @@ def list_(state: CliState) -> None:
         ops = store.list()
     finally:
         store.close()
-    lines = [f"{'ID':<20} {'ROLE':<8} {'STATE':<8} NAME"]
+    head = [_("ID"), _("ROLE"), _("STATE")]
+    states = [_("disabled") if o.disabled else _("active") for o in ops]
+    w = [max(n, columns(h)) for n, h in zip((20, 8, 8), head, strict=True)]
+    w[2] = max([w[2], *map(columns, states)])
+    lines = [" ".join(ljust(h, n) for h, n in zip(head, w, strict=True)) + " " + _("NAME")]
     lines += [
-        f"{o.id:<20} {o.role:<8} {'disabled' if o.disabled else 'active':<8} {o.name}" for o in ops
+        f"{o.id:<{w[0]}} {o.role:<{w[1]}} {ljust(st, w[2])} {o.name}"
+        for o, st in zip(ops, states, strict=True)
     ]
     state.emit([o.info() for o in ops], "\n".join(lines))
 
@@ -163,12 +180,12 @@ def disable(state: CliState, target: str) -> None:
         op = store.disable(target)
     finally:
         store.close()
-    state.emit(op.info(), f"Disabled operator {op.id}.")
+    state.emit(op.info(), _("Disabled operator {id}.").format(id=op.id))
 
 
 @operator.command()
 @click.argument("target", metavar="ID", required=False)
-@kdf_cost_option("the new password hash", DEFAULT_COST)
+@kdf_cost_option(N_("the new password hash"), DEFAULT_COST)
 @password_fd_option
 @operator_option
 @pass_state
@@ -200,9 +217,11 @@ def passwd(
                 me = None
         own = target is None or (operator_id is None and (me is None or me.id == target))
         if own:
-            who = target or (me.id if me else None) or click.prompt("Operator id", err=True)
+            who = target or (me.id if me else None) or click.prompt(_("Operator id"), err=True)
             current = read_password(
-                None, f"Current password for {who}", instead=_OWN_PASSWORD_NEEDS_A_TERMINAL
+                None,
+                _("Current password for {id}").format(id=who),
+                instead=_(_OWN_PASSWORD_NEEDS_A_TERMINAL),
             )
             try:
                 op = store.authenticate(who, current)
@@ -214,19 +233,24 @@ def passwd(
                 )  # fmt: skip
                 raise
             with audited("operator.passwd.own", op):
-                store.set_password(op.id, read_password(password_fd, "New password", confirm=True),
-                                   cost=kdf_cost)  # fmt: skip
+                new_pw = read_password(password_fd, _("New password"), confirm=True)
+                store.set_password(op.id, new_pw, cost=kdf_cost)
         else:
             assert target is not None
             actor = authorize("operator.passwd", operator_id)
             with audited("operator.passwd", actor):
                 note(target=target)
-                pw = read_password(password_fd, f"New password for {target}", confirm=True)
+                pw = read_password(
+                    password_fd, _("New password for {id}").format(id=target), confirm=True
+                )
                 store.set_password(target, pw, cost=kdf_cost)
             op = store.get(target)
     finally:
         store.close()
-    state.emit(op.info(), f"Password changed for operator {op.id}; their sessions ended.")
+    state.emit(
+        op.info(),
+        _("Password changed for operator {id}; their sessions ended.").format(id=op.id),
+    )
 
 
 @operator.command(name="login")
@@ -254,7 +278,7 @@ def login_(state: CliState, operator_id: str, ttl: str, password_fd: int | None)
     lifetime = _ttl(ttl)
     store = OperatorStore(state.open_store())
     try:
-        pw = read_password(password_fd, f"Password for operator {operator_id}")
+        pw = read_password(password_fd, _("Password for operator {id}").format(id=operator_id))
         session = login(store, operator_id, pw, ttl=lifetime)
     finally:
         store.close()
@@ -262,7 +286,9 @@ def login_(state: CliState, operator_id: str, ttl: str, password_fd: int | None)
     expires = session.expires.astimezone().isoformat(timespec="seconds")
     state.emit(
         {**op.info(), "expires": expires, "token": str(session.path)},
-        f"Logged in as {op.id} ({op.role}) until {expires}.",
+        _("Logged in as {id} ({role}) until {expires}.").format(
+            id=op.id, role=op.role, expires=expires
+        ),
     )
 
 
@@ -282,7 +308,7 @@ def logout_(state: CliState) -> None:
         store.close()
     state.emit(
         {"logged_out": op.id if op else None},
-        f"Logged out {op.id}." if op else "No operator was logged in.",
+        _("Logged out {id}.").format(id=op.id) if op else _("No operator was logged in."),
     )
 
 
@@ -305,5 +331,7 @@ def whoami(state: CliState) -> None:
     actions = actions_for(op.role)
     state.emit(
         {**op.info(), "actions": actions, "token": str(token_path())},
-        f"{op.id} ({op.name}), role {op.role}: {ROLE_DESCRIPTIONS[op.role]}",
+        _("{id} ({name}), role {role}: {description}").format(
+            id=op.id, name=op.name, role=op.role, description=_(ROLE_DESCRIPTIONS[op.role])
+        ),
     )

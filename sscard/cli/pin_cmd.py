@@ -19,6 +19,7 @@ from sscard.cli.connect import connected_transport, service_point_option, staff_
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options
 from sscard.cli.secrets import read_pins
+from sscard.i18n import _
 from sscard.kiosk import KioskSession
 from sscard.pin import PinManager, staff_action
 from sscard.transport.slot import ReaderSlot, open_slot
@@ -75,13 +76,15 @@ def verify(state: CliState, pin_stdin: bool) -> None:
     with _manager(state) as manager:
         features = None if pin_stdin else manager.pad_features()
         if features is not None:
-            click.echo("Type the PIN on the reader's keypad.", err=True)
+            click.echo(_("Type the PIN on the reader's keypad."), err=True)
             manager.verify_on_pad(features)
         else:
-            (value,) = read_pins(pin_stdin, [("PIN", False)])
+            (value,) = read_pins(pin_stdin, [(_("PIN"), False)])
             manager.verify(value)
         st = manager.status()
-    state.emit({"verified": True, "pin_pad": features is not None, **st.to_json()}, "PIN correct.")
+    state.emit(
+        {"verified": True, "pin_pad": features is not None, **st.to_json()}, _("PIN correct.")
+    )
 
 
 @pin.command()
@@ -98,12 +101,14 @@ def change(state: CliState, pin_stdin: bool) -> None:
     with _manager(state) as manager:
         features = None if pin_stdin else manager.pad_features()
         if features is not None:
-            click.echo("On the reader's keypad: the current PIN, then the new PIN twice.", err=True)
+            click.echo(
+                _("On the reader's keypad: the current PIN, then the new PIN twice."), err=True
+            )
             manager.change_on_pad(features)
         else:
-            old, new = read_pins(pin_stdin, [("Current PIN", False), ("New PIN", True)])
+            old, new = read_pins(pin_stdin, [(_("Current PIN"), False), (_("New PIN"), True)])
             manager.change(old, new)
-    state.emit({"changed": True, "pin_pad": features is not None}, "PIN changed.")
+    state.emit({"changed": True, "pin_pad": features is not None}, _("PIN changed."))
 
 
 def _staff(
@@ -127,11 +132,11 @@ def _staff(
             new_pin=new_pin,
         )
     words = (
-        "New PIN set; the counter is back to {tries_left} tries."
+        _("New PIN set; the counter is back to {tries_left} tries.")
         if action == "pin.reset"
-        else "PIN unblocked: {tries_left} tries; the PIN itself is unchanged."
+        else _("PIN unblocked: {tries_left} tries; the PIN itself is unchanged.")
     )
-    state.emit(result, words.format(**result))
+    state.emit(result, words.format(tries_left=result["tries_left"]))
 
 
 @pin.command()
@@ -153,7 +158,7 @@ def reset(
     this card's reload key from the key store; the action is audited and
     reported to the exchange platform (never the PIN).
     """
-    (new,) = read_pins(pin_stdin, [("New PIN", True)])
+    (new,) = read_pins(pin_stdin, [(_("New PIN"), True)])
     _staff(state, "pin.reset", keystore, passphrase_fd, service_point, new)
 
 
@@ -197,7 +202,7 @@ def _read_hidden_line(timeout: float) -> str | None:
         new[3] &= ~termios.ECHO
         termios.tcsetattr(fd, termios.TCSADRAIN, new)
     try:
-        ready, _, _ = select.select([fd], [], [], timeout)
+        ready = select.select([fd], [], [], timeout)[0]
         if not ready:
             return None
         line = sys.stdin.readline()
@@ -245,4 +250,4 @@ def kiosk(state: CliState, timeout: float, once: bool, pinpad: str) -> None:
             if once or not isinstance(source, ReaderSlot) or outcome is None:
                 break
     except KeyboardInterrupt:
-        click.echo("\nKiosk stopped.")
+        click.echo("\n" + _("Kiosk stopped."))

@@ -19,6 +19,7 @@ from sscard.cli.context import CliState, pass_state
 from sscard.exchange.ca import DEFAULT_HOSTS, init_ca
 from sscard.exchange.platform import Platform, PlatformStore, load_config
 from sscard.exchange.tls import server_context
+from sscard.i18n import _
 
 
 @click.group("exchange-platform")
@@ -47,7 +48,8 @@ def platform_group() -> None:
     "hosts",
     multiple=True,
     metavar="NAME",
-    help=f"Server certificate name or IP (repeatable; default: {', '.join(DEFAULT_HOSTS)}).",
+    # a literal, so that it is translated: keep it in step with DEFAULT_HOSTS
+    help="Server certificate name or IP (repeatable; default: localhost, 127.0.0.1, ::1).",
 )
 @click.option(
     "--days",
@@ -73,7 +75,10 @@ def init_ca_cmd(
     """
     issued = init_ca(directory, list(clients), hosts=hosts or DEFAULT_HOSTS, days=days)
     data = {name: {"cert": str(i.cert), "key": str(i.key)} for name, i in issued.items()}
-    lines = [f"{name:<16} {i.cert}  (key {i.key})" for name, i in issued.items()]
+    lines = [
+        f"{name:<16} " + _("{cert}  (key {key})").format(cert=i.cert, key=i.key)
+        for name, i in issued.items()
+    ]
     state.emit(data, "\n".join(lines))
 
 
@@ -152,12 +157,15 @@ def serve(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     platform.start()
-    click.echo(f"listening on {platform.url}")
+    # A machine interface, not translated: scripts and tests read the URL (the port
+    # picked by --port 0) from this line (docs/exchange.md, "serve").
+    listening = f"listening on {platform.url}"
+    click.echo(listening)
     sys.stdout.flush()
     while not stop.wait(0.5):
         pass
     platform.stop()
-    click.echo("stopped")
+    click.echo(_("stopped"))
 
 
 @platform_group.command()
@@ -193,4 +201,4 @@ def audit(
             f"{e['at']}  {e['department'] or '-':<10} {e['client'] or '-':<14} "
             f"{e['action']:<18} {e['status']}  {what}"
         )
-    state.emit(entries, "\n".join(lines) or "no audit entries")
+    state.emit(entries, "\n".join(lines) or _("no audit entries"))

@@ -8,6 +8,7 @@ from sscard.cli.auth import note, require_operator
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options, security_module
 from sscard.cli.options import profile_option
+from sscard.i18n import N_, _, columns, ljust
 from sscard.keys.psam_scheme import KINDS
 from sscard.layout import load_profile
 from sscard.transport.resolve import open_transport
@@ -32,7 +33,7 @@ def psam() -> None:
 @psam.command()
 @click.argument("reader", metavar="PSAM_READER")
 @keystore_options
-@profile_option("whose key scheme the PSAM serves (national-3: SM4, national-2: 3DES)")
+@profile_option(N_("whose key scheme the PSAM serves (national-3: SM4, national-2: 3DES)"))
 @click.option(
     "--kind",
     type=click.Choice(sorted(KINDS)),
@@ -80,8 +81,10 @@ def issue(
     kcvs = ", ".join(f"{k.ref} v{k.version} KCV {k.kcv.hex().upper()}" for k in done.keys)
     note(psam_serial=data["psam_serial"], terminal=terminal, kind=kind, city=city, keys=kcvs)
     lines = [
-        f"PSAM {data['psam_serial']} issued: {kind}, city {city}, terminal {terminal}",
-        *(f"  {k.ref:<12} v{k.version:<3} KCV {k.kcv.hex().upper()}" for k in done.keys),
+        _("PSAM {serial} issued: {kind}, city {city}, terminal {terminal}").format(
+            serial=data["psam_serial"], kind=kind, city=city, terminal=terminal
+        ),
+        *(_key_line(k.ref, k.version, k.kcv) for k in done.keys),
     ]
     state.emit(data, "\n".join(lines))
 
@@ -89,7 +92,7 @@ def issue(
 @psam.command()
 @click.argument("reader", metavar="PSAM_READER")
 @keystore_options
-@profile_option("whose transport key slot (MF/TK/00) the PSAM was keyed with")
+@profile_option(N_("whose transport key slot (MF/TK/00) the PSAM was keyed with"))
 @pass_state
 @require_operator("psam.withdraw")
 def withdraw(
@@ -115,9 +118,10 @@ def withdraw(
     kcvs = ", ".join(f"{k.ref} v{k.version} KCV {k.kcv.hex().upper()}" for k in done.keys)
     note(psam_serial=data["psam_serial"], terminal=done.terminal_number, keys=kcvs)
     lines = [
-        f"PSAM {data['psam_serial']} (terminal {done.terminal_number}) withdrawn: "
-        f"{len(done.keys)} key(s) deleted",
-        *(f"  {k.ref:<12} v{k.version:<3} KCV {k.kcv.hex().upper()}" for k in done.keys),
+        _("PSAM {serial} (terminal {terminal}) withdrawn: {count} key(s) deleted").format(
+            serial=data["psam_serial"], terminal=done.terminal_number, count=len(done.keys)
+        ),
+        *(_key_line(k.ref, k.version, k.kcv) for k in done.keys),
     ]
     state.emit(data, "\n".join(lines))
 
@@ -137,14 +141,23 @@ def info(state: CliState, reader: str) -> None:
         "city": held.city,
         "keys": [k.to_json() for k in held.keys],
     }
+    labels = [_("PSAM"), _("terminal"), _("city")]
+    width = max(columns(label) for label in labels) + 2
     lines = [
-        f"PSAM      {data['psam_serial']}",
-        f"terminal  {held.terminal_number}",
-        f"city      {held.city or '(not issued)'}",
+        ljust(labels[0], width) + held.serial.hex().upper(),
+        ljust(labels[1], width) + str(held.terminal_number),
+        ljust(labels[2], width) + (held.city or _("(not issued)")),
         *(
-            f"  {k.ref:<12} v{k.version:<3} {k.algorithm:<4} KCV {k.kcv.hex().upper()} "
-            f"tries {k.tries_left}/{k.error_limit}"
+            f"  {k.ref:<12} v{k.version:<3} {k.algorithm:<4} "
+            + _("KCV {kcv} tries {left}/{limit}").format(
+                kcv=k.kcv.hex().upper(), left=k.tries_left, limit=k.error_limit
+            )
             for k in held.keys
         ),
     ]
     state.emit(data, "\n".join(lines))
+
+
+def _key_line(ref: str, version: int, kcv: bytes) -> str:
+    """One key of a PSAM: reference, version and KCV."""
+    return f"  {ref:<12} v{version:<3} " + _("KCV {kcv}").format(kcv=kcv.hex().upper())

@@ -25,6 +25,7 @@ from sscard.exchange import inbox, outbox, sync
 from sscard.exchange.client import PlatformClient
 from sscard.exchange.schema import CATEGORIES
 from sscard.exchange.tls import client_context
+from sscard.i18n import _, columns, ljust
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,13 +109,27 @@ def push(
     with _client(platform, cert, key, ca) as client:
         report = sync.push_pending(conn, client, batch_size=batch_size, keep_results=details)
     lines = [
-        f"Pushed {report.delivered + len(report.rejected)} event(s) in {report.batches} "
-        f"batch(es): {report.stored} stored, {report.duplicate} already on the platform, "
-        f"{len(report.rejected)} rejected."
+        _(
+            "Pushed {count} event(s) in {batches} batch(es): {stored} stored, "
+            "{duplicate} already on the platform, {rejected} rejected."
+        ).format(
+            count=report.delivered + len(report.rejected),
+            batches=report.batches,
+            stored=report.stored,
+            duplicate=report.duplicate,
+            rejected=len(report.rejected),
+        )
     ]
-    lines += [f"  rejected {r['id']}: {r['reason']}" for r in report.rejected]
+    lines += [
+        "  " + _("rejected {id}: {reason}").format(id=r["id"], reason=r["reason"])
+        for r in report.rejected
+    ]
     if report.audit_witnessed is not None:
-        lines.append(f"Audit trail witnessed by the platform to record {report.audit_witnessed}.")
+        lines.append(
+            _("Audit trail witnessed by the platform to record {seq}.").format(
+                seq=report.audit_witnessed
+            )
+        )
     state.emit(report.to_json(details), "\n".join(lines))
     if report.rejected:
         ctx.exit(1)
@@ -149,8 +164,16 @@ def pull(state: CliState, platform: str, cert: Path, key: Path, ca: Path, limit:
         report = sync.pull_updates(conn, client, limit=limit)
     state.emit(
         report.to_json(),
-        f"Pulled {report.items} item(s): {report.blocked} block(s), {report.unblocked} "
-        f"unblock(s), {report.holder_updates} holder update(s); cursor {report.cursor}.",
+        _(
+            "Pulled {items} item(s): {blocked} block(s), {unblocked} unblock(s), "
+            "{holder_updates} holder update(s); cursor {cursor}."
+        ).format(
+            items=report.items,
+            blocked=report.blocked,
+            unblocked=report.unblocked,
+            holder_updates=report.holder_updates,
+            cursor=report.cursor,
+        ),
     )
 
 
@@ -172,22 +195,35 @@ def status(ctx: click.Context, state: CliState) -> None:
     """
     conn = _open(state)
     s = outbox.stats(conn)
+    label = {
+        "outbox": _("Outbox"),
+        "oldest": _("Oldest"),
+        "last_push": _("Last push"),
+        "last_error": _("Last error"),
+        "violation": _("VIOLATION"),
+    }
+    width = max(columns(text) for text in label.values()) + 2
     lines = [
-        f"Outbox      {s.pending} pending, {s.rejected} rejected, {s.delivered} delivered",
-        "Oldest      "
-        + (
-            f"{s.oldest_undelivered_at} ({_age(s.oldest_age_seconds)} ago)"
-            if s.oldest_undelivered_at and s.oldest_age_seconds is not None
-            else "none (nothing to send)"
+        ljust(label["outbox"], width)
+        + _("{pending} pending, {rejected} rejected, {delivered} delivered").format(
+            pending=s.pending, rejected=s.rejected, delivered=s.delivered
         ),
-        f"Last push   {s.last_push_at or 'never'}",
+        ljust(label["oldest"], width)
+        + (
+            _("{at} ({age} ago)").format(at=s.oldest_undelivered_at, age=_age(s.oldest_age_seconds))
+            if s.oldest_undelivered_at and s.oldest_age_seconds is not None
+            else _("none (nothing to send)")
+        ),
+        ljust(label["last_push"], width) + (s.last_push_at or _("never")),
     ]
     if s.last_error:
-        lines.append(f"Last error  {s.last_error}")
+        lines.append(ljust(label["last_error"], width) + s.last_error)
     if s.violation_count:
         lines.append(
-            f"VIOLATION   {s.violation_count} event(s) undelivered for more than 24 h "
-            "(regulation art. 11):"
+            ljust(label["violation"], width)
+            + _("{count} event(s) undelivered for more than 24 h (regulation art. 11):").format(
+                count=s.violation_count
+            )
         )
         lines += [
             f"  {v.id}  {v.category:<14} {v.occurred_at}  {_age(v.age_seconds)}  {v.state}"
@@ -195,7 +231,9 @@ def status(ctx: click.Context, state: CliState) -> None:
             for v in s.violations
         ]
         if s.violation_count > len(s.violations):
-            lines.append(f"  … and {s.violation_count - len(s.violations)} more")
+            lines.append(
+                "  " + _("… and {count} more").format(count=s.violation_count - len(s.violations))
+            )
     state.emit(s.to_json(), "\n".join(lines))
     if s.violation_count:
         ctx.exit(1)
@@ -204,7 +242,9 @@ def status(ctx: click.Context, state: CliState) -> None:
 def _age(seconds: float | None) -> str:
     total = int(seconds or 0)
     hours, rest = divmod(total, 3600)
-    return f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min {rest % 60} s"
+    if hours:
+        return _("{hours} h {minutes} min").format(hours=hours, minutes=rest // 60)
+    return _("{minutes} min {seconds} s").format(minutes=rest // 60, seconds=rest % 60)
 
 
 @sync_group.command()
@@ -271,13 +311,19 @@ def run(
             click.echo(json.dumps(data, ensure_ascii=False))
         elif cycle.error:
             click.echo(
-                f"#{cycle.number} platform unavailable: {cycle.error}; retry in {cycle.wait:.1f} s"
+                _("#{number} platform unavailable: {error}; retry in {wait:.1f} s").format(
+                    number=cycle.number, error=cycle.error, wait=cycle.wait
+                )
             )
         else:
             pushed = cycle.push.delivered if cycle.push else 0
             rejected = len(cycle.push.rejected) if cycle.push else 0
             pulled = cycle.pull.items if cycle.pull else 0
-            click.echo(f"#{cycle.number} pushed {pushed}, rejected {rejected}, pulled {pulled}")
+            click.echo(
+                _("#{number} pushed {pushed}, rejected {rejected}, pulled {pulled}").format(
+                    number=cycle.number, pushed=pushed, rejected=rejected, pulled=pulled
+                )
+            )
         sys.stdout.flush()
 
     with _client(platform, cert, key, ca) as client:
@@ -331,23 +377,27 @@ def enqueue(
     try:
         data = json.load(payload)
     except ValueError as exc:
-        raise InvalidInput("the payload is not JSON", [("payload", str(exc))]) from None
+        raise InvalidInput(_("the payload is not JSON"), [("payload", str(exc))]) from None
     if not isinstance(data, dict):
-        raise InvalidInput("invalid payload", [("payload", "must be a JSON object")])
+        raise InvalidInput(_("invalid payload"), [("payload", _("must be a JSON object"))])
     when = None
     if occurred_at is not None:
         try:
             when = datetime.fromisoformat(occurred_at)
         except ValueError:
             raise InvalidInput(
-                "invalid time", [("--occurred-at", "ISO 8601, e.g. 2024-05-01T09:30:00+08:00")]
+                _("invalid time"),
+                [("--occurred-at", _("ISO 8601, e.g. 2024-05-01T09:30:00+08:00"))],
             ) from None
     conn = _open(state)
     with db.transaction(conn):
         event_id = outbox.enqueue(
             conn, category, data, service_point=service_point, occurred_at=when
         )
-    state.emit({"id": event_id, "category": category}, f"Queued {category} event {event_id}.")
+    state.emit(
+        {"id": event_id, "category": category},
+        _("Queued {category} event {id}.").format(category=category, id=event_id),
+    )
 
 
 @sync_group.command("inbox")
@@ -369,9 +419,12 @@ def inbox_cmd(state: CliState) -> None:
         "block_list": [b.__dict__ for b in blocks],
         "holder_updates": [u.__dict__ for u in updates],
     }
-    lines = [f"Block list ({len(blocks)} card(s)):"]
-    lines += [f"  {b.card_number}  {b.reason or '-':<10} since {b.occurred_at}" for b in blocks]
-    lines.append(f"Holder updates to write ({len(updates)}):")
+    lines = [_("Block list ({count} card(s)):").format(count=len(blocks))]
+    lines += [
+        f"  {b.card_number}  {b.reason or '-':<10} " + _("since {time}").format(time=b.occurred_at)
+        for b in blocks
+    ]
+    lines.append(_("Holder updates to write ({count}):").format(count=len(updates)))
     lines += [
         f"  {u.card_number}  {', '.join(sorted(u.changes))}  ({u.occurred_at})" for u in updates
     ]

@@ -23,6 +23,7 @@ from sscard.applets.vpcd import DEFAULT_HOST, DEFAULT_PORT, VpcdBridge
 from sscard.cli.context import CliState, pass_state
 from sscard.cli.keystore import keystore_options, security_module
 from sscard.cli.options import profile_option
+from sscard.i18n import N_, _
 from sscard.layout import load_profile
 
 
@@ -43,7 +44,7 @@ def virtual() -> None:
 
 @virtual.command("new")
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
-@profile_option("of the new card (national-3: SM4, national-2: two-key 3DES)")
+@profile_option(N_("of the new card (national-3: SM4, national-2: two-key 3DES)"))
 @click.option(
     "--psam",
     is_flag=True,
@@ -99,16 +100,24 @@ def new(
     card_atr = parse_atr(atr) if atr is not None else None
     module = security_module(keystore, passphrase_fd, load_profile(profile)) if keystore else None
     transport = None if module is None or module.development else module.blank_card_transport_key
-    source = "the development keys" if transport is None else keystore
+    source = _("the development keys") if transport is None else keystore
     chip: EmulatedPsam | EmulatedCard
     if psam:
         chip = new_psam_file(
             path, card_serial, profile_name=profile, transport=transport, atr=card_atr
         )
-        noun, use = "PSAM", f"sscard virtual serve CARD.img {path}"
+        created = _(
+            "Blank PSAM created: {path}\n  profile {profile}, serial {serial}, "
+            "transport key from {source}\n  use it with: {use}"
+        )
+        use = f"sscard virtual serve CARD.img {path}"
     else:
         chip = new_card_file(path, profile, card_serial, transport=transport, atr=card_atr)
-        noun, use = "card", f"sscard -r virtual:{path} info"
+        created = _(
+            "Blank card created: {path}\n  profile {profile}, serial {serial}, "
+            "transport key from {source}\n  use it with: {use}"
+        )
+        use = f"sscard -r virtual:{path} info"
     data = {
         "path": str(path),
         "kind": "psam" if psam else "card",
@@ -120,8 +129,7 @@ def new(
     }
     state.emit(
         data,
-        f"Blank {noun} created: {path}\n  profile {profile}, serial {data['serial']}, "
-        f"transport key from {source}\n  use it with: {use}",
+        created.format(path=path, profile=profile, serial=data["serial"], source=source, use=use),
     )
 
 
@@ -174,8 +182,12 @@ def serve(state: CliState, paths: tuple[Path, ...], host: str, port: int, latenc
     try:
         for bridge, path in zip(bridges, paths, strict=True):
             bridge.start()
-            noun = "PSAM" if isinstance(bridge.card, EmulatedPsam) else "card"
-            click.echo(f"serving {noun} {path} on {host}:{bridge.port}", err=True)
+            serving = (
+                _("serving PSAM {path} on {host}:{port}")
+                if isinstance(bridge.card, EmulatedPsam)
+                else _("serving card {path} on {host}:{port}")
+            )
+            click.echo(serving.format(path=path, host=host, port=bridge.port), err=True)
         stop.wait()
     finally:
         for bridge in bridges:
@@ -184,4 +196,4 @@ def serve(state: CliState, paths: tuple[Path, ...], host: str, port: int, latenc
             storage.unhold()
         for s, handler in old.items():
             signal.signal(s, handler)
-        click.echo("stopped; card images are consistent", err=True)
+        click.echo(_("stopped; card images are consistent"), err=True)
