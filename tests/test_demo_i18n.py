@@ -28,6 +28,7 @@ def english_sentences(output: str) -> list[str]:
         if text.startswith(("$ ", "{", "}", '"')):
             continue  # an echoed command, the holder's JSON
         text = re.sub(r"'[^']*'|\S*[/.\\]\S*|--[\w-]+", " ", text)  # quoted, paths, options
+        text = re.sub(r"sscard(?: [\w:-]+)*", " ", text)  # a command named in a sentence
         if _SENTENCE.search(text):
             found.append(line)
     return found
@@ -38,6 +39,7 @@ def test_the_sentence_finder() -> None:
     assert english_sentences("已制卡并校验。\n$ sscard pin verify --pin-stdin") == []
     assert english_sentences("  SSSE/EAK/01  v1   sm4  KCV 973A44 tries 15/15") == []
     assert english_sentences("已添加操作员 li.na（Li Na），角色 issuer。") == []
+    assert english_sentences("  使用方法：sscard virtual serve CARD.img x.img") == []
 
 
 def test_demo_in_chinese_has_no_english_sentence() -> None:

@@ -375,3 +375,25 @@ def test_usage_errors_are_in_chinese() -> None:
     i18n.set_language("en")
     assert result.exit_code == 2
     assert "没有命令 'readerz'。" in result.output and "用法：" in result.output
+
+
+def test_every_command_help_renders_in_chinese_without_login(tmp_path: Path) -> None:
+    """`--help` of each of the commands works in Chinese, logged in or not (nothing to audit)."""
+    runner = CliRunner(env={"SSCARD_OPERATOR_TOKEN": str(tmp_path / "no.token")})
+    paths: list[list[str]] = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        paths.append(path)
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+
+    walk(cli, [])
+    try:
+        for path in paths:
+            result = runner.invoke(cli, ["--lang", "zh_CN", *path, "--help"])
+            assert result.exit_code == 0, (path, result.output)
+            assert "用法：" in result.output and "显示本帮助并退出。" in result.output, path
+    finally:
+        i18n.set_language("en")
+    assert len(paths) > 60

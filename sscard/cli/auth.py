@@ -152,6 +152,27 @@ def operator_option(f: F, name: str = "--operator") -> F:
     )(f)
 
 
+_META_SUB_ARGS = "sscard.cli.auth.sub_args"
+
+
+class GuardedGroup(click.Group):
+    """A group whose callback checks the operator: it lets a sub-command's ``--help`` through.
+
+    Click hands the group callback no arguments of the sub-command; this keeps them
+    in ``ctx.meta`` so :func:`require_operator` can see that only help was asked for.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        ctx.meta[_META_SUB_ARGS] = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        return super().invoke(ctx)
+
+
+def _help_asked(ctx: click.Context) -> bool:
+    """Whether the sub-command about to run was asked for its help (``-h``/``--help``)."""
+    remaining = ctx.meta.get(_META_SUB_ARGS, [])
+    return any(arg in ctx.help_option_names for arg in remaining)
+
+
 def require_operator(
     action: str, *, record: bool = True, option: str = "--operator"
 ) -> Callable[[F], F]:
@@ -165,8 +186,12 @@ def require_operator(
         @functools.wraps(f)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             operator_id = kwargs.pop("operator_id", None)
-            op = authorize(action, operator_id)
             ctx = click.get_current_context()
+            if ctx.invoked_subcommand is not None and _help_asked(ctx):
+                # `sscard issue batch --help`: the group only passes its options on;
+                # reading the sub-command's help needs no operator.
+                return f(*args, **kwargs)
+            op = authorize(action, operator_id)
             ctx.meta[_META_OPERATOR] = op
             ctx.meta[_META_ACTION] = action
             if not record:

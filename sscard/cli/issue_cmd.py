@@ -11,7 +11,7 @@ import click
 
 from sscard import errors
 from sscard.card import SocialSecurityCard
-from sscard.cli.auth import operator, require_operator
+from sscard.cli.auth import GuardedGroup, operator, require_operator
 from sscard.cli.connect import connected_transport, default_service_point, service_point_option
 from sscard.cli.context import CliState, pass_state, store_option
 from sscard.cli.keystore import keystore_options, security_module
@@ -89,7 +89,7 @@ def read_pin(pin_stdin: bool, random_pin: bool, birth_date: str | None) -> tuple
     return first, False
 
 
-@click.group(invoke_without_command=True)
+@click.group(cls=GuardedGroup, invoke_without_command=True)
 @click.option(
     "--holder",
     "holder_path",
