@@ -2,9 +2,9 @@
 # Install the Debian packages sscard's tests and demo need, only those missing.
 # pcscd + vsmartcard-vpcd: the real PC/SC stack with a virtual reader the emulated card plugs into;
 # libpcsclite-dev + swig: pyscard builds from source; opensc: a client we did not write;
-# softhsm2: a real PKCS#11 token.
+# softhsm2: a real PKCS#11 token; gettext: GNU msgfmt checks and compiles our catalogs independently of Babel.
 set -euo pipefail
-packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig opensc softhsm2)
+packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig opensc softhsm2 gettext)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

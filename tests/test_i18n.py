@@ -397,3 +397,28 @@ def test_every_command_help_renders_in_chinese_without_login(tmp_path: Path) -> 
     finally:
         i18n.set_language("en")
     assert len(paths) > 60
+
+
+@pytest.mark.parametrize("lang", ["zh_CN", "en"])
+def test_gnu_msgfmt_agrees_with_the_catalogs(lang: str, tmp_path: Path) -> None:
+    """GNU gettext's msgfmt (not Babel) checks every entry's placeholders and compiles
+    the .po to the same translations the shipped .mo holds."""
+    import gettext
+
+    script = _script()
+    compiled = tmp_path / "gnu.mo"
+    done = subprocess.run(
+        ["msgfmt", "--check", "-o", str(compiled), str(script.po_path(lang))],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "error" not in done.stderr, done.stderr
+    if lang == "en":
+        return  # the source language: nothing translated to compare
+    with compiled.open("rb") as gnu_file, script.mo_path(lang).open("rb") as ours_file:
+        gnu = gettext.GNUTranslations(gnu_file)._catalog  # type: ignore[attr-defined]
+        ours = gettext.GNUTranslations(ours_file)._catalog  # type: ignore[attr-defined]
+    gnu.pop("", None)
+    ours.pop("", None)
+    assert gnu == ours and len(ours) > 1000
