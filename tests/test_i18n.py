@@ -389,6 +389,8 @@ def test_every_command_help_renders_in_chinese_without_login(tmp_path: Path) -> 
                 walk(sub, [*path, name])
 
     walk(cli, [])
+    # English help first: Click builds each --help option once, and it must follow the language.
+    assert "Show this message and exit." in runner.invoke(cli, ["--lang", "en", "--help"]).output
     try:
         for path in paths:
             result = runner.invoke(cli, ["--lang", "zh_CN", *path, "--help"])

@@ -86,6 +86,9 @@ def localize(command: click.Command) -> None:
     command.help = _translated(texts["help"])
     command.short_help = _translated(texts["short_help"])
     command.epilog = _translated(texts["epilog"])
+    # Click builds the --help option once, in the language of that moment: rebuild it.
+    if hasattr(command, "_help_option"):
+        command._help_option = None
     for param in command.params:
         if isinstance(param, click.Option):
             param.help = _translated(_texts(param, ("help",))["help"])
