@@ -18,7 +18,6 @@ import click
 
 from sscard import i18n
 
-ENV_LANG = i18n.ENV_LANG
 LANG_HELP = i18n.N_(
     "Interface language: zh_CN (Simplified Chinese) or en. "
     "Default: $SSCARD_LANG, else the locale (LC_ALL, LC_MESSAGES, LANG), else en."

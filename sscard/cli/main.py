@@ -140,7 +140,7 @@ def _national_message(code: int) -> str | None:
         named = NationalCode(code)
     except ValueError:
         return None
-    return _(named.english)
+    return named.message
 
 
 def _register() -> None:
