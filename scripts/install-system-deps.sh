@@ -2,9 +2,11 @@
 # Install the Debian packages sscard's tests and demo need, only those missing.
 # pcscd + vsmartcard-vpcd: the real PC/SC stack with a virtual reader the emulated card plugs into;
 # libpcsclite-dev + swig: pyscard builds from source; opensc: a client we did not write;
-# softhsm2: a real PKCS#11 token; gettext: GNU msgfmt checks and compiles our catalogs independently of Babel.
+# softhsm2: a real PKCS#11 token; gettext: GNU msgfmt checks and compiles our catalogs independently of Babel;
+# chromium + chromium-driver + fonts-wqy-microhei: the kiosk page in a real browser (Chinese glyphs in
+# its screenshots); openjdk-17-jdk-headless: the Java client example of docs/agent.md runs against the agent.
 set -euo pipefail
-packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig opensc softhsm2 gettext)
+packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig opensc softhsm2 gettext chromium chromium-driver fonts-wqy-microhei openjdk-17-jdk-headless)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

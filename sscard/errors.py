@@ -168,6 +168,19 @@ class ReaderBusy(TransportError):
     national = NationalCode.NOT_CONNECTED
 
 
+class CardInUse(ReaderBusy):
+    """Another caller of the card service holds the card (one caller at a time; the agent).
+
+    ``retry_after``: seconds after which asking again makes sense; ``holder``: what
+    holds the card (e.g. "PIN entry"), in plain words.
+    """
+
+    def __init__(self, message: str, *, retry_after: float, holder: str = "") -> None:
+        self.retry_after = retry_after
+        self.holder = holder
+        super().__init__(message)
+
+
 class NoCard(TransportError):
     """No card in the reader (or none arrived before the timeout)."""
 
@@ -198,6 +211,15 @@ class ReaderControlUnsupported(OperationFailed):
     An in-process card in a plain reader has none; a PC/SC reader whose driver
     refuses the control code answers this too.
     """
+
+
+class TooManyPinAttempts(OperationFailed):
+    """The card service refused a PIN command: too many PIN attempts in a short time
+    (a rate limit in front of the card's own try counter). ``retry_after`` in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 # --- PIN pads (PC/SC part 10; docs/card.md "PIN pads") ------------------------

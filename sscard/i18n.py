@@ -22,6 +22,9 @@ import gettext as _gettext
 import os
 import threading
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 __all__ = [
@@ -39,6 +42,7 @@ __all__ = [
     "normalize",
     "resolve",
     "set_language",
+    "using",
 ]
 
 DOMAIN = "sscard"
@@ -52,6 +56,7 @@ _LOCALE_VARIABLES = (ENV_LANG, "LC_ALL", "LC_MESSAGES", "LANG")
 _lock = threading.Lock()
 _active: str | None = None
 _catalogs: dict[str, _gettext.NullTranslations] = {}
+_override: ContextVar[str | None] = ContextVar("sscard_language", default=None)
 
 
 class UnsupportedLanguage(ValueError):
@@ -109,9 +114,26 @@ def set_language(lang: str | None) -> str:
     return chosen
 
 
+@contextmanager
+def using(lang: str | None) -> Iterator[str]:
+    """Speak ``lang`` (a locale name; None: the active language) inside the block, in this
+    thread or task only: a service answering callers in different languages (the agent)
+    sets it per request. An unknown name raises :class:`UnsupportedLanguage`."""
+    chosen = resolve(lang) if lang else language()
+    token = _override.set(chosen)
+    try:
+        yield chosen
+    finally:
+        _override.reset(token)
+
+
 def language() -> str:
-    """The active interface language (resolved from the environment on first use)."""
+    """The active interface language: the one of :func:`using` in this context, else the
+    process's (resolved from the environment on first use)."""
     global _active
+    chosen = _override.get()
+    if chosen is not None:
+        return chosen
     if _active is None:
         with _lock:
             if _active is None:
