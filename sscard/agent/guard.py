@@ -17,6 +17,7 @@ the request log (docs/agent.md, "Security model").
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -28,7 +29,7 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -104,7 +105,12 @@ def parse_origin(value: str) -> str:
     ):
         raise errors.InvalidInput(
             _("not an origin: {value}").format(value=repr(value)),
-            [("origin", _("scheme://host[:port], e.g. https://biz.example or http://127.0.0.1:8080"))],
+            [
+                (
+                    "origin",
+                    _("scheme://host[:port], e.g. https://biz.example or http://127.0.0.1:8080"),
+                )
+            ],
         )
     return text.lower()
 
@@ -198,7 +204,9 @@ def bearer(headers: Headers) -> str | None:
 # --- the caller's language ---------------------------------------------------------------------
 
 
-def request_language(query_lang: str | None, accept_language: str | None, default: str | None) -> str:
+def request_language(
+    query_lang: str | None, accept_language: str | None, default: str | None
+) -> str:
     """The answer language: ``?lang=``, else the first supported of ``Accept-Language``
     (by weight), else ``default``, else the process's language."""
     if query_lang:
@@ -249,7 +257,7 @@ class RateLimiter:
     """
 
     def __init__(
-        self, attempts: int, window: float, *, clock: Any = time.monotonic
+        self, attempts: int, window: float, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.attempts = attempts
         self.window = window
@@ -270,7 +278,9 @@ class RateLimiter:
                     _(
                         "too many PIN attempts: at most {attempts} in {window} seconds; "
                         "try again in {wait} seconds"
-                    ).format(attempts=self.attempts, window=f"{self.window:g}", wait=math.ceil(wait)),
+                    ).format(
+                        attempts=self.attempts, window=f"{self.window:g}", wait=math.ceil(wait)
+                    ),
                     retry_after=wait,
                 )
             times.append(now)
@@ -281,10 +291,8 @@ class RateLimiter:
         with self._lock:
             times = self._times.get(key)
             if times is not None:
-                try:
+                with contextlib.suppress(ValueError):
                     times.remove(stamp)
-                except ValueError:
-                    pass
 
 
 # --- the middleware ------------------------------------------------------------------------------
