@@ -78,7 +78,7 @@ MAX_BODY = 16 * 1024
 """The largest request body the agent reads (its requests are a few fields)."""
 
 CARD_TYPES = {1: "contact", 2: "contactless", 3: "automatic", 4: "automatic"}
-"""``iReadCardBas`` card types (national.md): 1 contact, 2 contactless, 3/4 automatic."""
+"""``iReadCardBas`` card types (the national interface): 1 contact, 2 contactless, 3/4 automatic."""
 
 _WRONG_CARD_TYPE = N_("this agent reads contact cards only (type 1, 3 or 4)")
 
