@@ -383,7 +383,7 @@ async def perform(agent: Agent, method: str, params: dict[str, Any], session: st
     except errors.SscardError as exc:
         return _error_reply(exc)
     except Exception as exc:  # never the text of a foreign exception: it might hold anything
-        log.error("internal error in %s: %s", method, type(exc).__name__)
+        log.error(_("internal error in %s: %s"), method, type(exc).__name__)
         return _internal()
 
 
@@ -425,7 +425,7 @@ def _unauthorized() -> Reply:
         refusal(
             REFUSED_CODE,
             "Unauthorized",
-            _("no or wrong API token: send 'Authorization: Bearer <token>' ('sscard agent token')"),
+            _("no or wrong API token: send 'Authorization: Bearer <API token>'"),
         ),
     )
 
@@ -488,7 +488,7 @@ async def operator_login(request: Request) -> Response:
         except errors.SscardError as exc:
             return _json(_error_reply(exc))
         except Exception as exc:
-            log.error("internal error in operator login: %s", type(exc).__name__)
+            log.error(_("internal error in operator login: %s"), type(exc).__name__)
             return _json(_internal())
 
 
@@ -511,7 +511,7 @@ async def operator_logout(request: Request) -> Response:
         try:
             return _json(Reply(200, await _blocking(call)))
         except Exception as exc:
-            log.error("internal error in operator logout: %s", type(exc).__name__)
+            log.error(_("internal error in operator logout: %s"), type(exc).__name__)
             return _json(_internal())
 
 

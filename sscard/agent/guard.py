@@ -160,7 +160,7 @@ def load_token(path: Path | None = None, *, create: bool = True, rotate: bool = 
         if not create:
             raise errors.InvalidInput(
                 _("no API token yet: {path}").format(path=path),
-                [("token", _("start the agent once, or run 'sscard agent token'"))],
+                [("token", _("the agent makes one when it first starts"))],
             ) from None
         token = new_token()
         _write_token(path, token)
@@ -168,19 +168,19 @@ def load_token(path: Path | None = None, *, create: bool = True, rotate: bool = 
     except (OSError, UnicodeDecodeError):
         raise errors.InvalidInput(
             _("cannot read the API token {path}").format(path=path),
-            [("token", _("make a new one with 'sscard agent token --rotate'"))],
+            [("token", _("rotate the API token: a new one replaces the file"))],
         ) from None
     if stat.S_IMODE(st.st_mode) & 0o077 or st.st_uid != os.geteuid():
         raise errors.InvalidInput(
             _("the API token {path} is readable by others or not yours; it is refused").format(
                 path=path
             ),
-            [("token", _("make a new one with 'sscard agent token --rotate'"))],
+            [("token", _("rotate the API token: a new one replaces the file"))],
         )
     if len(text) < 32:
         raise errors.InvalidInput(
             _("the API token {path} is too short").format(path=path),
-            [("token", _("make a new one with 'sscard agent token --rotate'"))],
+            [("token", _("rotate the API token: a new one replaces the file"))],
         )
     return text
 
