@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -336,8 +337,18 @@ def test_pin_attempts_are_rate_limited(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize("rig", [{"busy_wait": 0.05}], indirect=True)
-def test_concurrent_callers_get_the_card_or_a_clear_busy_answer(rig: Rig) -> None:
+def test_concurrent_callers_get_the_card_or_a_clear_busy_answer(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transmit = rig.pad.transmit
+
+    def slow(apdu: bytes) -> bytes:  # a card that takes its time: callers overlap for sure
+        time.sleep(0.01)
+        return transmit(apdu)
+
+    monkeypatch.setattr(rig.pad, "transmit", slow)
     barrier = threading.Barrier(8)
+    seen: set[int] = set()
 
     def call(_i: int) -> httpx.Response:
         with httpx.Client(base_url=rig.url, headers=AUTH, timeout=30) as client:
@@ -350,6 +361,7 @@ def test_concurrent_callers_get_the_card_or_a_clear_busy_answer(rig: Rig) -> Non
         codes = [a.json()["code"] for a in answers]
         assert set(codes) <= {0, -12}, codes
         assert 0 in codes
+        seen.update(codes)
         for answer in answers:
             body = answer.json()
             if body["code"] == 0:
@@ -357,6 +369,7 @@ def test_concurrent_callers_get_the_card_or_a_clear_busy_answer(rig: Rig) -> Non
             else:
                 assert answer.status_code == 409 and body["error"] == "CardInUse"
                 assert body["retry_after"] > 0 and int(answer.headers["retry-after"]) >= 1
+    assert seen == {0, -12}
     # the card is as it was: readable, the PIN and its counter untouched
     assert rig.post("/api/iReadCardBas").json()["code"] == 0
     assert rig.http.get("/api/pin/status").json()["data"]["tries_left"] == 6
