@@ -241,6 +241,9 @@ class CardService:
                 manager.change_on_pad(features)
             else:
                 assert old is not None and new is not None
+                if self._keys is not None:  # a 3.0 card's birth date (policy) needs the read key
+                    with contextlib.suppress(errors.SscardError):
+                        self._with_keys(card)
                 manager.change(old, new)
             return {"changed": True, "pin_pad": features is not None, **_tries(manager)}
 
