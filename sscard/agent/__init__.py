@@ -2,7 +2,7 @@
 
 Business systems at a service point (Java, C#, a browser page) call the national
 terminal interface (``iReadCardBas``, ``iVerifyPIN``, ``iChangePIN``,
-``iReloadPIN``; shared spec national.md) as JSON over HTTP and WebSocket on the
+``iReloadPIN``; docs/card.md, "The session") as JSON over HTTP and WebSocket on the
 loopback address; kiosks run the agent's own page. Layers inside:
 
 * :mod:`~sscard.agent.answers` — the JSON answer of a call: national code,

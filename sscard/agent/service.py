@@ -1,4 +1,4 @@
-"""The national terminal interface on the agent's reader (shared spec national.md).
+"""The national terminal interface on the agent's reader (docs/agent.md).
 
 :class:`CardService` is what the agent's endpoints call: ``iReadCardBas``
 (:meth:`~CardService.read_basic`), ``iVerifyPIN``, ``iChangePIN`` (the PIN typed
