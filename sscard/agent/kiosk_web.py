@@ -27,6 +27,7 @@ never logged, echoed or kept after the flow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import queue
@@ -34,9 +35,8 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -46,9 +46,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sscard import errors
 from sscard.agent.kiosk_texts import LABELS, texts
+from sscard.agent.reader import CardReader
 from sscard.i18n import N_, _, language, normalize, using
 from sscard.kiosk import SCREEN, KioskSession
-from sscard.transport.slot import CardSlot
 
 log = logging.getLogger("sscard.agent.kiosk")
 
@@ -65,27 +65,6 @@ CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 """The page loads only its own script and style and talks only to its own origin."""
-
-
-class KioskLease(Protocol):
-    """What the flow needs of the reader's lease (:class:`sscard.agent.reader.Lease`)."""
-
-    @property
-    def slot(self) -> CardSlot: ...
-
-
-class KioskReader(Protocol):
-    """What the page needs of the reader (:class:`sscard.agent.reader.CardReader`)."""
-
-    name: str
-
-    def present(self) -> bool: ...
-
-    def lease(self, holder: str, wait: float) -> AbstractContextManager[KioskLease]: ...
-
-    def watch(
-        self, on_change: Callable[[bool], None], stop: threading.Event
-    ) -> threading.Thread: ...
 
 
 # --- which message of SCREEN a shown text is ---------------------------------------------
@@ -190,10 +169,8 @@ class _Client:
 
     def send(self, message: dict[str, Any]) -> None:
         """Queue ``message`` for the page (from any thread)."""
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop has ended: the page is gone
             self.loop.call_soon_threadsafe(self.outbox.put_nowait, message)
-        except RuntimeError:  # the loop has ended: the page is gone
-            pass
 
 
 class KioskChannel:
@@ -201,7 +178,7 @@ class KioskChannel:
 
     def __init__(
         self,
-        reader: KioskReader,
+        reader: CardReader,
         *,
         pinpad: str = "auto",
         pin_timeout: float = 30.0,
@@ -303,7 +280,7 @@ class KioskChannel:
             value = message.get("value") if kind == "pin" else None
             if value is not None and not _is_pin(value):
                 with using(client.lang):
-                    client.send({"type": "error", "key": "pin_digits", "text": _label("pin_digits")})
+                    client.send(_error("pin_digits"))
                 return
             client.ui.answer(seq, value if isinstance(value, str) else None)
 
@@ -311,11 +288,11 @@ class KioskChannel:
         client.lang = lang or DEFAULT_LANG
         with using(client.lang):
             if not self._flow.acquire(blocking=False):
-                client.send({"type": "error", "key": "another_screen", "text": _label("another_screen")})
+                client.send(_error("another_screen"))
                 return
             if not self.reader.present():
                 self._flow.release()
-                client.send({"type": "error", "key": "no_card", "text": _label("no_card")})
+                client.send(_error("no_card"))
                 return
         client.ui = WebKioskUI(client.send, timeout=self.pin_timeout, stop=client.stop)
         threading.Thread(
@@ -362,6 +339,11 @@ class KioskChannel:
 
 def _label(key: str) -> str:
     return _(LABELS[key])
+
+
+def _error(key: str) -> dict[str, Any]:
+    """An ``error`` message to the page: one of its labels, in the active language."""
+    return {"type": "error", "key": key, "text": _label(key)}
 
 
 def _is_pin(value: object) -> bool:
@@ -436,7 +418,7 @@ async def _texts(request: Request) -> Response:
 
 
 def kiosk_routes(
-    reader: KioskReader,
+    reader: CardReader,
     *,
     pinpad: str = "auto",
     pin_timeout: float = 30.0,
