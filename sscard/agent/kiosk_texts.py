@@ -18,7 +18,7 @@ LABELS: dict[str, str] = {
     "start": N_("Change my PIN"),
     "working": N_("Please wait…"),
     "pad_hint": N_("Use the keypad on the card reader. Your PIN stays in the reader."),
-    "screen_hint": N_("Touch the digits below. Your PIN is shown only as dots."),
+    "screen_hint": N_("Touch the digits on the screen. Your PIN is shown only as dots."),
     "countdown": N_("{seconds} s left"),
     "key_clear": N_("Clear"),
     "key_back": N_("Delete"),

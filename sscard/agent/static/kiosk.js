@@ -58,7 +58,6 @@
   let present = false;
   let inFlow = false;
   let showingResult = false;
-  let lastResultTone = 'info';
   let asking = null; // {seq, deadline}
   let digits = '';
   let tick = null;
@@ -142,7 +141,6 @@
     if (key === 'take') {
       // keep the result on screen; ask for the card below it
       ui.body.dataset.state = 'take';
-      ui.picture.dataset.picture = 'take';
       ui.sub.textContent = message.text;
       return;
     }
@@ -154,7 +152,6 @@
     const state = ['changed'].includes(key) || tone === 'fail' ? 'result' : 'flow';
     let sub = '';
     if (key === 'pad_change' || key === 'confirm_new') sub = label('pad_hint');
-    if (state === 'result') lastResultTone = tone;
     screen(state, { picture, tone, key, text: message.text, sub });
   }
 
