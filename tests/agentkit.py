@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from starlette.routing import BaseRoute
+
+from sscard.agent.app import AgentConfig, serve
 from sscard.agent.reader import CardReader
 from sscard.agent.service import AgentSettings, CardService, KeySource
 from sscard.applets.cos import EmulatedCard
 from sscard.applets.pinpad import EmulatedPinPad
+from sscard.auth import OperatorStore
 from sscard.db import open_store
 from sscard.transport import InProcessTransport
 from sscard.transport.base import Transport
@@ -62,3 +70,59 @@ def service(
 
     settings = AgentSettings(service_point="sp-test", busy_wait=busy_wait, pinpad=pinpad)
     return CardService(reader, settings, keys=keys, store=connect)
+
+
+TOKEN = "agent-test-token-0123456789abcdefghijklmnopqrstuvwxyz"
+"""The API token of the agents the tests start in-process."""
+
+
+@contextlib.contextmanager
+def running_agent(
+    card_service: CardService,
+    store: Path,
+    *,
+    token: str = TOKEN,
+    origins: tuple[str, ...] = (),
+    kiosk: bool = False,
+    pin_attempts: int = 50,
+    pin_window: float = 60.0,
+    routes: Sequence[BaseRoute] = (),
+) -> Iterator[str]:
+    """The agent on ``card_service`` served by uvicorn in a thread of this process, on a
+    free loopback port; yields its base URL (``http://127.0.0.1:PORT``), stops after."""
+    config = AgentConfig(
+        port=0,
+        token=token,
+        allowed_origins=origins,
+        kiosk=kiosk,
+        pin_attempts=pin_attempts,
+        pin_window=pin_window,
+    )
+    urls: queue.Queue[str] = queue.Queue()
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            serve(
+                config,
+                card_service,
+                lambda: OperatorStore.open(store),
+                ready=urls.put,
+                stop=stop,
+                routes=routes,
+            )
+        except BaseException as exc:  # reported to the test below
+            failed.append(exc)
+            urls.put("")
+
+    thread = threading.Thread(target=run, name="agent", daemon=True)
+    thread.start()
+    url = urls.get(timeout=30)
+    if not url:
+        raise RuntimeError(f"the agent did not start: {failed!r}")
+    try:
+        yield url
+    finally:
+        stop.set()
+        thread.join(15)

@@ -10,7 +10,17 @@
 
 from sscard.auth.guard import require
 from sscard.auth.roles import PERMISSIONS, ROLES, actions_for, allowed
-from sscard.auth.session import Session, current_operator, login, logout, read_token, token_path
+from sscard.auth.session import (
+    Session,
+    SessionToken,
+    current_operator,
+    end_session,
+    login,
+    logout,
+    read_token,
+    start_session,
+    token_path,
+)
 from sscard.auth.store import Operator, OperatorStore
 
 __all__ = [
@@ -19,12 +29,15 @@ __all__ = [
     "Operator",
     "OperatorStore",
     "Session",
+    "SessionToken",
     "actions_for",
     "allowed",
     "current_operator",
+    "end_session",
     "login",
     "logout",
     "read_token",
     "require",
+    "start_session",
     "token_path",
 ]

@@ -7,7 +7,9 @@ data directory. Scripts and batch runs then work without prompts until the
 session expires (8 h by default, 12 h at most) or ``logout`` ends it. The file
 holds only a random token; the store keeps its SHA-256, the operator and the
 expiry, so a token is worthless against another installation or after logout.
-Logins (ok and refused) and logouts are audited.
+Logins (ok and refused) and logouts are audited. A service that hands the
+token to its caller instead of a file (the agent, docs/agent.md) uses
+:func:`start_session` and :func:`end_session`, the same checks and records.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -84,15 +86,24 @@ def read_token(path: Path | None = None) -> str:
     return text
 
 
-def login(
-    store: OperatorStore,
-    operator_id: str,
-    password: str,
-    *,
-    ttl: timedelta = DEFAULT_TTL,
-    path: Path | None = None,
-) -> Session:
-    """Authenticate, start a session and write the token file (0600); audited either way."""
+@dataclass(frozen=True, slots=True)
+class SessionToken:
+    """A session started for a caller that keeps the token itself (the agent hands it to
+    the business system): the operator, the expiry and the token (never in ``repr``)."""
+
+    operator: Operator
+    expires: datetime
+    token: str = field(repr=False)
+
+
+def start_session(
+    store: OperatorStore, operator_id: str, password: str, *, ttl: timedelta = DEFAULT_TTL
+) -> SessionToken:
+    """Authenticate and start a session; audited either way (``operator.login``).
+
+    The shared part of :func:`login` (which writes the token to a file) and the
+    agent's operator login (docs/agent.md), which answers the token to its caller.
+    """
     try:
         op = store.authenticate(operator_id, password)
     except LoginFailed as exc:
@@ -102,8 +113,6 @@ def login(
         )
         raise
     token, expires = store.start_session(op, ttl)
-    target = path or token_path()
-    _write_token(target, token)
     audit.record(
         "operator.login",
         operator=op,
@@ -111,7 +120,34 @@ def login(
         detail={"expires": expires.isoformat(timespec="seconds")},
         conn=store.conn,
     )
-    return Session(op, expires, target)
+    return SessionToken(op, expires, token)
+
+
+def end_session(store: OperatorStore, token: str) -> Operator | None:
+    """End the session of ``token`` (audited ``operator.logout``); its operator, if it was live."""
+    try:
+        op: Operator | None = store.session_operator(token)
+    except NotLoggedIn:
+        op = None
+    store.end_session(token)
+    if op is not None:
+        audit.record("operator.logout", operator=op, outcome="ok", conn=store.conn)
+    return op
+
+
+def login(
+    store: OperatorStore,
+    operator_id: str,
+    password: str,
+    *,
+    ttl: timedelta = DEFAULT_TTL,
+    path: Path | None = None,
+) -> Session:
+    """Authenticate, start a session and write the token file (0600); audited either way."""
+    target = path or token_path()
+    started = start_session(store, operator_id, password, ttl=ttl)
+    _write_token(target, started.token)
+    return Session(started.operator, started.expires, target)
 
 
 def current_operator(store: OperatorStore, *, path: Path | None = None) -> Operator:
@@ -127,12 +163,6 @@ def logout(store: OperatorStore, *, path: Path | None = None) -> Operator | None
     except NotLoggedIn:
         target.unlink(missing_ok=True)
         return None
-    try:
-        op: Operator | None = store.session_operator(token)
-    except NotLoggedIn:
-        op = None
-    store.end_session(token)
+    op = end_session(store, token)
     target.unlink(missing_ok=True)
-    if op is not None:
-        audit.record("operator.logout", operator=op, outcome="ok", conn=store.conn)
     return op

@@ -151,6 +151,7 @@ def _register() -> None:
     import importlib
 
     for module, attribute in (
+        ("agent_cmd", "agent"),
         ("apdu_cmd", "apdu"),
         ("audit_cmd", "audit_group"),
         ("block_cmd", "block"),
