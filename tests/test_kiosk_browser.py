@@ -8,20 +8,19 @@ when set) — docs/agent.md, "The kiosk page".
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
-from starlette.applications import Starlette
 
 from sscard.agent.kiosk_web import kiosk_routes
 from sscard.agent.reader import CardReader
@@ -29,8 +28,8 @@ from sscard.applets.cos import EmulatedCard
 from sscard.applets.pinpad import EmulatedPinPad, Feature, PullAt
 from sscard.i18n import using
 from sscard.kiosk import screen
-from tests.agentkit import PlainSlot, pad_reader
-from tests.cardkit import PIN, issued_card, pin_works
+from tests.agentkit import TOKEN, PlainSlot, dev_keys, pad_reader, running_agent, service
+from tests.cardkit import EXAMPLES, PIN, issued_card, pin_works
 
 NEW = "802461"
 CHROMIUM = "/usr/bin/chromium"
@@ -57,29 +56,17 @@ def zh(key: str, **fields: object) -> str:
 
 
 @contextmanager
-def served(app: Any) -> Iterator[str]:
-    """``app`` under uvicorn on a free loopback port, in a thread; yields its base URL."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-def kiosk_app(reader: CardReader, **options: Any) -> Starlette:
-    """The agent's kiosk routes on ``reader``."""
-    return Starlette(routes=kiosk_routes(reader, **options))
+def agent(reader: CardReader, tmp_path: Path, *, pin_timeout: float | None = None) -> Iterator[str]:
+    """The agent serving the kiosk on ``reader`` (uvicorn in a thread of this process);
+    yields its base URL. ``pin_timeout``: the on-screen pad's seconds per PIN."""
+    store = tmp_path / "store.db"
+    if pin_timeout is None:
+        with running_agent(service(reader, store), store, kiosk=True) as url:
+            yield url
+    else:
+        routes = kiosk_routes(pin_timeout=pin_timeout)
+        with running_agent(service(reader, store), store, routes=routes) as url:
+            yield url
 
 
 class HandPad(EmulatedPinPad):
@@ -141,9 +128,11 @@ def screens(tmp_path: Path, request: pytest.FixtureRequest) -> Screens:
 
 
 @contextmanager
-def kiosk_page(browser: Browser, reader: CardReader, **options: Any) -> Iterator[Page]:
+def kiosk_page(
+    browser: Browser, reader: CardReader, tmp_path: Path, *, pin_timeout: float | None = None
+) -> Iterator[Page]:
     """The kiosk page open in a fresh browser context, on an agent serving ``reader``."""
-    with served(kiosk_app(reader, **options)) as url:
+    with agent(reader, tmp_path, pin_timeout=pin_timeout) as url:
         context = browser.new_context(viewport=VIEWPORT, locale="zh-CN")
         page = context.new_page()
         requests: list[str] = []
@@ -181,10 +170,10 @@ def secrets_absent(page: Page, *pins: str) -> None:
 # --- on the PIN pad -------------------------------------------------------------------------
 
 
-def test_pin_change_on_the_pad(browser: Browser, screens: Screens) -> None:
+def test_pin_change_on_the_pad(browser: Browser, screens: Screens, tmp_path: Path) -> None:
     card = issued_card()
     pad = HandPad(None)
-    with kiosk_page(browser, pad_reader(pad)) as page:
+    with kiosk_page(browser, pad_reader(pad), tmp_path) as page:
         state(page, "idle")
         assert text(page) == zh("insert")
         assert page.locator("h1").inner_text() == "社会保障卡自助服务"
@@ -211,10 +200,10 @@ def test_pin_change_on_the_pad(browser: Browser, screens: Screens) -> None:
         assert pin_works(card, NEW)
 
 
-def test_wrong_pin_says_the_tries_left(browser: Browser, screens: Screens) -> None:
+def test_wrong_pin_says_the_tries_left(browser: Browser, screens: Screens, tmp_path: Path) -> None:
     card = issued_card()
     pad = HandPad(card)
-    with kiosk_page(browser, pad_reader(pad)) as page:
+    with kiosk_page(browser, pad_reader(pad), tmp_path) as page:
         state(page, "ready")
         pad.press("000000", NEW, NEW)
         page.locator("#start").click()
@@ -226,12 +215,12 @@ def test_wrong_pin_says_the_tries_left(browser: Browser, screens: Screens) -> No
     assert pin_works(card, PIN)
 
 
-def test_a_blocked_pin(browser: Browser, screens: Screens) -> None:
+def test_a_blocked_pin(browser: Browser, screens: Screens, tmp_path: Path) -> None:
     card = issued_card()
     for _ in range(5):
         assert not pin_works(card, "000000")
     pad = HandPad(card)
-    with kiosk_page(browser, pad_reader(pad)) as page:
+    with kiosk_page(browser, pad_reader(pad), tmp_path) as page:
         state(page, "ready")
         pad.press("000000", NEW, NEW)  # the last try
         page.locator("#start").click()
@@ -251,13 +240,13 @@ def test_a_blocked_pin(browser: Browser, screens: Screens) -> None:
 
 @pytest.mark.parametrize("writes", [0, 3])
 def test_card_pulled_mid_change_then_put_back(
-    browser: Browser, screens: Screens, writes: int
+    browser: Browser, screens: Screens, tmp_path: Path, writes: int
 ) -> None:
     """A tear during CHANGE PIN: the page asks for the card again, then says what the card
     holds (asking for the new PIN on the pad only when the tries counter cannot tell)."""
     card = issued_card()
     pad = HandPad(card)
-    with kiosk_page(browser, pad_reader(pad)) as page:
+    with kiosk_page(browser, pad_reader(pad), tmp_path) as page:
         state(page, "ready")
         pad.pull_card(PullAt.APDU, after=writes)
         pad.press(PIN, NEW, NEW)
@@ -290,12 +279,12 @@ def tap(page: Page, pin: str) -> None:
 
 
 def test_pin_change_on_the_screen(
-    browser: Browser, screens: Screens, caplog: pytest.LogCaptureFixture
+    browser: Browser, screens: Screens, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     card = issued_card()
     slot = PlainSlot(card)
-    with kiosk_page(browser, slot.reader(), pin_timeout=30) as page:
+    with kiosk_page(browser, slot.reader(), tmp_path) as page:
         state(page, "ready")
         page.locator("#start").click()
         state(page, "pin")
@@ -326,10 +315,10 @@ def test_pin_change_on_the_screen(
         assert pin not in caplog.text
 
 
-def test_the_screen_pad_times_out(browser: Browser, screens: Screens) -> None:
+def test_the_screen_pad_times_out(browser: Browser, screens: Screens, tmp_path: Path) -> None:
     card = issued_card()
     slot = PlainSlot(card)
-    with kiosk_page(browser, slot.reader(), pin_timeout=3) as page:
+    with kiosk_page(browser, slot.reader(), tmp_path, pin_timeout=3) as page:
         state(page, "ready")
         page.locator("#start").click()
         message(page, "ask_current")
@@ -344,10 +333,10 @@ def test_the_screen_pad_times_out(browser: Browser, screens: Screens) -> None:
     assert pin_works(card, PIN)
 
 
-def test_english_on_request(browser: Browser, screens: Screens) -> None:
+def test_english_on_request(browser: Browser, screens: Screens, tmp_path: Path) -> None:
     card = issued_card()
     pad = HandPad(card)
-    with kiosk_page(browser, pad_reader(pad)) as page:
+    with kiosk_page(browser, pad_reader(pad), tmp_path) as page:
         state(page, "ready")
         assert page.locator("#lang").inner_text() == "English"
         page.locator("#lang").click()
@@ -370,12 +359,12 @@ def test_english_on_request(browser: Browser, screens: Screens) -> None:
 # --- the channel is the page's alone ------------------------------------------------------
 
 
-def test_the_kiosk_channel_refuses_other_origins(browser: Browser) -> None:
+def test_the_kiosk_channel_refuses_other_origins(browser: Browser, tmp_path: Path) -> None:
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
 
     pad = HandPad(issued_card())
-    with served(kiosk_app(pad_reader(pad))) as url:
+    with agent(pad_reader(pad), tmp_path) as url:
         ws_url = url.replace("http://", "ws://") + "/kiosk/ws"
         with connect(ws_url, origin=url) as ws:  # type: ignore[arg-type]
             assert '"card.inserted"' in ws.recv(timeout=5)
@@ -398,11 +387,11 @@ def test_the_kiosk_channel_refuses_other_origins(browser: Browser) -> None:
         page.close()
 
 
-def test_texts_in_both_languages() -> None:
+def test_texts_in_both_languages(tmp_path: Path) -> None:
     import httpx
 
     pad = HandPad(issued_card())
-    with served(kiosk_app(pad_reader(pad))) as url:
+    with agent(pad_reader(pad), tmp_path) as url:
         zh_texts = httpx.get(url + "/kiosk/texts").json()
         en_texts = httpx.get(url + "/kiosk/texts", params={"lang": "en"}).json()
         assert zh_texts["lang"] == "zh_CN" and en_texts["lang"] == "en"
@@ -416,3 +405,74 @@ def test_texts_in_both_languages() -> None:
         assert page.status_code == 200 and "Content-Security-Policy" in page.headers
         assert httpx.get(url + "/kiosk/static/kiosk.js").status_code == 200
 
+
+# --- the JavaScript client example (examples/agent-client.html) from another origin ---------
+
+
+@contextmanager
+def static_site(directory: Path) -> Iterator[int]:
+    """A plain static web server for ``directory`` on a free loopback port (a business
+    system's own site); yields the port."""
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(directory), **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="static site", daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_javascript_client_example_from_an_allowed_origin_and_another(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """The docs' client example in Chromium: fetch with the API token and the WebSocket with
+    the auth message work from the allowed origin; from any other origin the browser is
+    refused (CORS, and the agent closes the socket before the handshake completes)."""
+    slot = PlainSlot(issued_card())
+    store = tmp_path / "store.db"
+    with static_site(EXAMPLES) as port:
+        allowed = f"http://127.0.0.1:{port}"
+        other = f"http://localhost:{port}"  # same files, another origin
+        card_service = service(slot.reader(), store, keys=dev_keys())
+        with running_agent(card_service, store, origins=(allowed,)) as url:
+            context = browser.new_context()
+            page = context.new_page()
+            out = page.locator("#out")
+            page.goto(allowed + "/agent-client.html")
+            page.fill("#agent", url)
+            page.fill("#token", TOKEN)
+            page.click("#read-http")
+            expect(out).to_have_attribute("data-status", "ok")
+            answer = json.loads(out.inner_text())
+            assert answer["code"] == 0 and "|" in answer["data"]["line"]
+            page.click("#connect")
+            expect(out).to_have_attribute("data-status", "connected")
+            page.click("#read-ws")
+            expect(out).to_have_attribute("data-status", "ok")
+            assert json.loads(out.inner_text())["data"]["line"] == answer["data"]["line"]
+            slot.card = None  # the holder takes the card: the event reaches the page
+            expect(out).to_have_attribute("data-status", "event")
+            assert json.loads(out.inner_text())["event"] == "card.removed"
+            page.fill("#token", "not-the-token")
+            page.click("#read-http")
+            expect(out).to_have_attribute("data-status", "error")
+            assert json.loads(out.inner_text())["error"] == "Unauthorized"
+
+            page.goto(other + "/agent-client.html")
+            page.fill("#agent", url)
+            page.fill("#token", TOKEN)
+            page.click("#read-http")
+            expect(out).to_have_attribute("data-status", "refused")
+            assert "Failed to fetch" in out.inner_text()
+            page.click("#connect")
+            expect(out).to_have_attribute("data-status", "refused")
+            context.close()

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -46,9 +46,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from sscard import errors
 from sscard.agent.kiosk_texts import LABELS, texts
-from sscard.agent.reader import CardReader
 from sscard.i18n import N_, _, language, normalize, using
 from sscard.kiosk import SCREEN, KioskSession
+
+if TYPE_CHECKING:
+    from sscard.agent.app import Agent
 
 log = logging.getLogger("sscard.agent.kiosk")
 
@@ -174,58 +176,30 @@ class _Client:
 
 
 class KioskChannel:
-    """The kiosk's side of the page: presence events to every page, one flow at a time."""
+    """The kiosk's side of the page: card events to every page, one flow at a time.
+
+    ``agent`` is the agent's shared state (:class:`sscard.agent.app.Agent`: its card
+    service's reader and settings, its :class:`~sscard.agent.app.EventHub`); None: the
+    one of the application serving the socket (``app.state.agent``).
+    """
 
     def __init__(
         self,
-        reader: CardReader,
+        agent: Agent | None = None,
         *,
-        pinpad: str = "auto",
         pin_timeout: float = 30.0,
         reinsert_timeout: float = 60.0,
-        busy_wait: float = 2.0,
     ) -> None:
-        KioskSession(_NoSlot(), _NoUI(), pinpad=pinpad)  # refuses a bad mode now, not later
-        self.reader = reader
-        self.pinpad = pinpad
+        self._agent = agent
         self.pin_timeout = pin_timeout
         self.reinsert_timeout = reinsert_timeout
-        self.busy_wait = busy_wait
-        self._lock = threading.Lock()
-        self._clients: set[_Client] = set()
-        self._present: bool | None = None
-        self._watch_stop: threading.Event | None = None
         self._flow = threading.Lock()
 
-    # presence ------------------------------------------------------------------------
-
-    def _join(self, client: _Client) -> None:
-        with self._lock:
-            self._clients.add(client)
-            if self._watch_stop is None:
-                self._watch_stop = threading.Event()
-                self._present = None
-                self.reader.watch(self._on_presence, self._watch_stop)
-            elif self._present is not None:
-                client.send(self._event(self._present))
-
-    def _leave(self, client: _Client) -> None:
-        with self._lock:
-            self._clients.discard(client)
-            if not self._clients and self._watch_stop is not None:
-                self._watch_stop.set()
-                self._watch_stop = None
-
-    def _on_presence(self, present: bool) -> None:
-        with self._lock:
-            self._present = present
-            clients = list(self._clients)
-        for client in clients:
-            client.send(self._event(present))
-
-    def _event(self, present: bool) -> dict[str, Any]:
-        name = "card.inserted" if present else "card.removed"
-        return {"type": "event", "event": name, "reader": self.reader.name}
+    def _agent_of(self, websocket: WebSocket) -> Agent:
+        if self._agent is None:
+            agent: Agent = websocket.app.state.agent
+            self._agent = agent
+        return self._agent
 
     # the socket ------------------------------------------------------------------------
 
@@ -235,21 +209,31 @@ class KioskChannel:
             log.warning(_("kiosk channel refused: not the agent's own origin"))
             await websocket.close(code=1008)
             return
+        agent = self._agent_of(websocket)
         await websocket.accept()
         client = _Client(websocket, asyncio.get_running_loop())
-        sender = asyncio.create_task(self._sender(client))
-        self._join(client)
+        events = agent.hub.subscribe()
+        tasks = [
+            asyncio.create_task(self._sender(client)),
+            asyncio.create_task(self._events(client, events)),
+        ]
         try:
             while True:
                 raw = await websocket.receive_text()
-                self._dispatch(client, raw)
+                self._dispatch(agent, client, raw)
         except WebSocketDisconnect:
             pass
         finally:
             client.stop.set()
-            self._leave(client)
-            client.outbox.put_nowait(None)
-            await sender
+            agent.hub.unsubscribe(events)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    @staticmethod
+    async def _events(client: _Client, events: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            client.outbox.put_nowait(await events.get())
 
     @staticmethod
     async def _sender(client: _Client) -> None:
@@ -262,7 +246,7 @@ class KioskChannel:
             except (WebSocketDisconnect, RuntimeError, OSError):
                 return
 
-    def _dispatch(self, client: _Client, raw: str) -> None:
+    def _dispatch(self, agent: Agent, client: _Client, raw: str) -> None:
         try:
             message = json.loads(raw)
         except ValueError:
@@ -272,7 +256,7 @@ class KioskChannel:
         kind = message.get("type")
         if kind == "start":
             lang = message.get("lang")
-            self._start(client, normalize(lang) if isinstance(lang, str) else None)
+            self._start(agent, client, normalize(lang) if isinstance(lang, str) else None)
         elif kind in ("pin", "cancel") and client.ui is not None:
             seq = message.get("seq")
             if not isinstance(seq, int):
@@ -284,32 +268,36 @@ class KioskChannel:
                 return
             client.ui.answer(seq, value if isinstance(value, str) else None)
 
-    def _start(self, client: _Client, lang: str | None) -> None:
+    def _start(self, agent: Agent, client: _Client, lang: str | None) -> None:
         client.lang = lang or DEFAULT_LANG
         with using(client.lang):
             if not self._flow.acquire(blocking=False):
                 client.send(_error("another_screen"))
                 return
-            if not self.reader.present():
+            if not agent.service.reader.present():
                 self._flow.release()
                 client.send(_error("no_card"))
                 return
         client.ui = WebKioskUI(client.send, timeout=self.pin_timeout, stop=client.stop)
         threading.Thread(
-            target=self._run, args=(client, client.ui), name="sscard-kiosk-flow", daemon=True
+            target=self._run,
+            args=(agent, client, client.ui),
+            name="sscard-kiosk-flow",
+            daemon=True,
         ).start()
 
-    def _run(self, client: _Client, ui: WebKioskUI) -> None:
+    def _run(self, agent: Agent, client: _Client, ui: WebKioskUI) -> None:
         """One flow in the worker thread, holding the reader's lease throughout."""
         try:
             with using(client.lang):
                 try:
-                    with self.reader.lease(_(HOLDER), self.busy_wait) as lease:
+                    settings = agent.service.settings
+                    with agent.service.reader.lease(_(HOLDER), settings.busy_wait) as lease:
                         session = KioskSession(
                             lease.slot,
                             ui,
                             reinsert_timeout=self.reinsert_timeout,
-                            pinpad=self.pinpad,
+                            pinpad=settings.pinpad,
                         )
                         outcome = session.run_once(client.stop)
                 except errors.CardInUse as exc:
@@ -367,25 +355,6 @@ def same_origin(websocket: WebSocket) -> bool:
     return origin.lower() == f"{scheme}://{host}".lower()
 
 
-class _NoSlot:
-    name = "none"
-    in_memory = False
-
-    def wait_card(self, stop: threading.Event, timeout: float | None = None) -> None:
-        return None
-
-    def wait_removal(self, stop: threading.Event) -> None:
-        return None
-
-
-class _NoUI:
-    def show(self, message: str) -> None:
-        return None
-
-    def ask_pin(self, prompt: str) -> str | None:
-        return None
-
-
 # --- the routes ---------------------------------------------------------------------------
 
 
@@ -418,27 +387,20 @@ async def _texts(request: Request) -> Response:
 
 
 def kiosk_routes(
-    reader: CardReader,
+    agent: Agent | None = None,
     *,
-    pinpad: str = "auto",
     pin_timeout: float = 30.0,
     reinsert_timeout: float = 60.0,
-    busy_wait: float = 2.0,
 ) -> list[BaseRoute]:
-    """The kiosk's routes for ``reader``: the page, its files and texts, its channel.
+    """The kiosk's routes: the page, its files and texts, its channel.
 
-    ``pinpad`` is the PIN pad mode (:data:`sscard.kiosk.PINPAD_MODES`); ``pin_timeout``
-    the seconds the holder has for each PIN on the screen; ``reinsert_timeout`` the
-    seconds to put back a card pulled during CHANGE PIN; ``busy_wait`` the seconds the
-    flow waits for the reader when another caller holds it.
+    ``agent`` is the agent they serve (None: ``app.state.agent`` of the application
+    they are mounted in); the reader, the PIN pad mode and the wait for a busy reader
+    are its card service's. ``pin_timeout`` is the seconds the holder has for each PIN
+    on the screen; ``reinsert_timeout`` the seconds to put back a card pulled during
+    CHANGE PIN.
     """
-    channel = KioskChannel(
-        reader,
-        pinpad=pinpad,
-        pin_timeout=pin_timeout,
-        reinsert_timeout=reinsert_timeout,
-        busy_wait=busy_wait,
-    )
+    channel = KioskChannel(agent, pin_timeout=pin_timeout, reinsert_timeout=reinsert_timeout)
     return [
         Route("/kiosk", _to_page, methods=["GET"]),
         Route("/kiosk/", _page, methods=["GET"], name="kiosk_page"),
