@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    Page,
+    Playwright,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from sscard.agent.kiosk_web import kiosk_routes
 from sscard.agent.reader import CardReader
@@ -41,7 +49,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+URLS: weakref.WeakKeyDictionary[Page, list[str]] = weakref.WeakKeyDictionary()
+"""Every URL each page asked for (requests and WebSockets)."""
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 
@@ -139,7 +149,7 @@ def kiosk_page(
         page.on("request", lambda r: requests.append(r.url))
         page.on("websocket", lambda ws: requests.append(ws.url))
         page.goto(url + "/kiosk/")
-        page.requests = requests  # type: ignore[attr-defined]
+        URLS[page] = requests
         try:
             yield page
         finally:
@@ -161,7 +171,7 @@ def text(page: Page) -> str:
 def secrets_absent(page: Page, *pins: str) -> None:
     """No PIN in the page's text, its URLs or its storage."""
     html = page.content()
-    urls = " ".join(page.requests)  # type: ignore[attr-defined]
+    urls = " ".join(URLS[page])
     storage = page.evaluate("JSON.stringify([localStorage, sessionStorage, document.cookie])")
     for pin in pins:
         assert pin not in html and pin not in urls and pin not in storage
@@ -362,15 +372,16 @@ def test_english_on_request(browser: Browser, screens: Screens, tmp_path: Path) 
 def test_the_kiosk_channel_refuses_other_origins(browser: Browser, tmp_path: Path) -> None:
     from websockets.exceptions import InvalidStatus
     from websockets.sync.client import connect
+    from websockets.typing import Origin
 
     pad = HandPad(issued_card())
     with agent(pad_reader(pad), tmp_path) as url:
         ws_url = url.replace("http://", "ws://") + "/kiosk/ws"
-        with connect(ws_url, origin=url) as ws:  # type: ignore[arg-type]
+        with connect(ws_url, origin=Origin(url)) as ws:
             assert '"card.inserted"' in ws.recv(timeout=5)
-        for origin in ("http://evil.example", "null", None):
+        for origin in (Origin("http://evil.example"), Origin("null"), None):
             with pytest.raises(InvalidStatus) as refused:
-                connect(ws_url, origin=origin)  # type: ignore[arg-type]
+                connect(ws_url, origin=origin)
             assert refused.value.response.status_code == 403
         # a page from another origin in the browser cannot open it either
         page = browser.new_page()
