@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/issuance.py
 	$(BIN)/python bench/keys.py
 	$(BIN)/python bench/psam.py
+	$(BIN)/python bench/agent.py
 
 bench-exchange: $(STAMP)
 	$(BIN)/python bench/exchange.py

@@ -5,15 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 
-def arguments(doc: str | None) -> argparse.Namespace:
-    """The options every benchmark takes: ``--seconds`` per measurement and ``--json``."""
+def arguments(
+    doc: str | None, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> argparse.Namespace:
+    """The options every benchmark takes: ``--seconds`` per measurement and ``--json``
+    (``extra`` adds a benchmark's own)."""
     parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--json", action="store_true")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0–100) of ``samples``, linear between the nearest ranks."""
+    ordered = sorted(samples)
+    if not ordered:
+        return float("nan")
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def rate(fn: Callable[[], object], seconds: float, *, batch: int = 1) -> float:

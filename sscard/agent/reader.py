@@ -147,30 +147,43 @@ class CardReader:
 
     @property
     def holder(self) -> str | None:
-        """What holds the card now (a plain-words purpose), None when free."""
-        return self._holder
+        """What holds the card now (a plain-words purpose, in the active language), None when
+        free."""
+        holder = self._holder
+        return None if holder is None else _(holder)
 
     @contextlib.contextmanager
     def lease(self, holder: str, wait: float) -> Iterator[Lease]:
         """The reader for this caller alone; :class:`~sscard.errors.CardInUse` if another
-        caller keeps it longer than ``wait`` seconds. ``holder`` says what for (shown
-        to the callers who wait)."""
+        caller keeps it longer than ``wait`` seconds.
+
+        ``holder`` says what for, shown to the callers who wait: pass the English text
+        marked with ``N_`` and each waiting caller reads it in their own language (a text
+        not in the catalog is shown as given). A lease is not reentrant: the same thread
+        asking twice waits like anyone else.
+        """
         if not self._lock.acquire(timeout=max(0.0, wait)):
-            busy = self._holder or _("another call")
-            held = time.monotonic() - self._since
-            raise errors.CardInUse(
-                _("the card is in use ({holder}, for {seconds:.0f} s); try again shortly").format(
-                    holder=busy, seconds=held
-                ),
-                retry_after=max(1.0, wait),
-                holder=busy,
-            )
+            raise self._in_use(wait)
         self._holder, self._since = holder, time.monotonic()
         try:
             yield Lease(self)
         finally:
             self._holder = None
             self._lock.release()
+
+    def _in_use(self, wait: float) -> errors.CardInUse:
+        """The answer for a caller who waited ``wait`` s in vain (in that caller's language)."""
+        holder, since = self._holder, self._since  # one look: the holder may leave meanwhile
+        if holder is None:
+            busy = _("another call")
+            text = _("the card is in use by another call; try again shortly")
+        else:
+            busy = _(holder)
+            text = _(
+                "the card is in use ({holder}, for {seconds:.0f} s); try again shortly"
+            ).format(holder=busy, seconds=max(0.0, time.monotonic() - since))
+        # A caller who waited ``wait`` s can ask again after about as long (at least 1 s).
+        return errors.CardInUse(text, retry_after=max(1.0, wait), holder=busy)
 
     @contextlib.contextmanager
     def card(self, holder: str, wait: float) -> Iterator[Transport]:
@@ -206,6 +219,10 @@ class Lease:
         try:
             return reader._connect()
         except errors.CardRemoved as exc:
+            raise errors.NoCard(str(exc)) from None
+        except errors.CommunicationError as exc:  # pulled while connecting: no card
+            if reader.present():
+                raise
             raise errors.NoCard(str(exc)) from None
 
     @property

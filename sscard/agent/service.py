@@ -14,6 +14,7 @@ returns a PIN.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -27,8 +28,9 @@ from sscard.card import SocialSecurityCard
 from sscard.i18n import N_, _
 from sscard.keys.security_module import SecurityModule
 from sscard.kiosk import PINPAD_MODES
+from sscard.layout import card_profiles, load_profile
 from sscard.layout.model import Profile
-from sscard.pin import PinManager, staff_action
+from sscard.pin import PinManager, PinPolicy, staff_action
 
 __all__ = ["AgentSettings", "CardService", "KeySource"]
 
@@ -90,10 +92,14 @@ class CardService:
     @contextlib.contextmanager
     def _card(self, purpose: str) -> Iterator[SocialSecurityCard]:
         """The card in the reader, under the reader's lease for the whole block."""
-        with self.reader.card(_(_HOLDERS[purpose]), self.settings.busy_wait) as transport:
+        with self.reader.card(_HOLDERS[purpose], self.settings.busy_wait) as transport:
             try:
                 yield SocialSecurityCard.open(transport)
             except errors.CardRemoved as exc:  # pulled mid-call: the national "no card"
+                raise errors.NoCard(str(exc)) from None
+            except errors.CommunicationError as exc:  # a link lost with the card gone: no card
+                if self.reader.present():
+                    raise
                 raise errors.NoCard(str(exc)) from None
 
     def _security(self, profile: Profile) -> SecurityModule:
@@ -118,17 +124,30 @@ class CardService:
     def _with_keys(self, card: SocialSecurityCard) -> None:
         card.security = self._security(card.profile)
 
+    def _pin_source(self, given: bool) -> None:
+        """Refuse, before the card is touched, a PIN source this service's mode forbids."""
+        mode = self.settings.pinpad
+        if given and mode == "required":
+            raise errors.InvalidInput(
+                _("this service takes PINs only on the reader's PIN pad"),
+                [("pin", _("leave it out: the holder types it on the PIN pad"))],
+            )
+        if not given and mode == "off":
+            raise errors.InvalidInput(
+                _("no PIN given, and this service does not use the PIN pad"),
+                [("pin", _("the PIN the holder typed (6 digits)"))],
+            )
+        if not given and self._has_pad is False:  # seen before: this reader has no pad
+            raise errors.InvalidInput(
+                _("no PIN given and the reader has no PIN pad"),
+                [("pin", _("the PIN the holder typed (6 digits)"))],
+            )
+
     def _pad(self, manager: PinManager, given: bool) -> dict[int, int] | None:
         """The pad's features when the PIN is to be typed on it (None: the caller's PINs)."""
-        mode = self.settings.pinpad
         if given:
-            if mode == "required":
-                raise errors.InvalidInput(
-                    _("this service takes PINs only on the reader's PIN pad"),
-                    [("pin", _("leave it out: the holder types it on the PIN pad"))],
-                )
             return None
-        features = manager.pad_features() if mode != "off" else None
+        features = manager.pad_features()
         self._has_pad = features is not None
         if features is None:
             raise errors.InvalidInput(
@@ -167,6 +186,10 @@ class CardService:
             except errors.TokenError:  # the PSAM pulled, a token gone: reopened next call
                 self._forget_security(card.profile)
                 raise
+            except errors.TransportError:  # the card is in: the PSAM's link failed
+                if self._keys is not None and self.reader.present():
+                    self._forget_security(card.profile)
+                raise
         return {**info.to_json(), "line": info.national()}
 
     def pin_status(self) -> dict[str, Any]:
@@ -178,7 +201,13 @@ class CardService:
             return {**manager.status().to_json(), "pin_pad": features is not None}
 
     def verify_pin(self, pin: str | None = None) -> dict[str, Any]:
-        """``iVerifyPIN``: ``pin`` given by the caller, or typed on the reader's pad (None)."""
+        """``iVerifyPIN``: ``pin`` given by the caller, or typed on the reader's pad (None).
+
+        A malformed PIN or a PIN source the mode forbids is refused before the card is
+        touched (no try spent)."""
+        self._pin_source(pin is not None)
+        if pin is not None:
+            _pin_format(pin, "pin")
         with self._card("verify" if pin is not None else "pad") as card:
             manager = PinManager(card)
             features = self._pad(manager, pin is not None)
@@ -201,6 +230,10 @@ class CardService:
                 _("give both the current and the new PIN, or neither (PIN pad)"),
                 [("old" if old is None else "new", _("missing"))],
             )
+        self._pin_source(old is not None)
+        if old is not None and new is not None:
+            _pin_format(old, "old")
+            _policy_first(new, previous=old)
         with self._card("change" if old is not None else "pad") as card:
             manager = PinManager(card)
             features = self._pad(manager, old is not None)
@@ -208,6 +241,9 @@ class CardService:
                 manager.change_on_pad(features)
             else:
                 assert old is not None and new is not None
+                if self._keys is not None:  # a 3.0 card's birth date (policy) needs the read key
+                    with contextlib.suppress(errors.SscardError):
+                        self._with_keys(card)
                 manager.change(old, new)
             return {"changed": True, "pin_pad": features is not None, **_tries(manager)}
 
@@ -225,9 +261,22 @@ class CardService:
     def _staff(
         self, operator: Operator, action: str, purpose: str, new: str | None
     ) -> dict[str, Any]:
+        if new is not None:
+            _policy_first(new)
         with self._card(purpose) as card:
             conn = self._store()
             try:
+                if not operator.can(action):  # the app checked already; refuse here too
+                    refused = errors.NotAuthorized(operator.id, operator.role, action)
+                    audit.record(
+                        action,
+                        operator=operator,
+                        outcome="refused",
+                        error=refused,
+                        card_serial=card.serial,
+                        conn=conn,
+                    )
+                    raise refused
                 try:
                     self._with_keys(card)
                 except errors.SscardError as exc:  # no key store, PSAM missing: audited
@@ -255,6 +304,10 @@ class CardService:
                 except errors.TokenError:  # the PSAM pulled, a token gone: reopened next call
                     self._forget_security(card.profile)
                     raise
+                except errors.TransportError:  # the card is in: the PSAM's link failed
+                    if self.reader.present():
+                        self._forget_security(card.profile)
+                    raise
             finally:
                 conn.close()
 
@@ -262,3 +315,27 @@ class CardService:
 def _tries(manager: PinManager) -> dict[str, Any]:
     status = manager.status()
     return {"tries_left": status.tries_left, "try_limit": status.try_limit}
+
+
+@functools.cache
+def _pin_length() -> int | None:
+    """The PIN length every card profile shares (None when they differ: the card decides)."""
+    lengths = {load_profile(name).pin.length for name in card_profiles()}
+    return lengths.pop() if len(lengths) == 1 else None
+
+
+def _pin_format(pin: str, field: str) -> None:
+    """A caller's PIN must be digits of the cards' PIN length (checked before the card)."""
+    length = _pin_length()
+    if not (pin.isascii() and pin.isdigit()) or (length is not None and len(pin) != length):
+        raise errors.InvalidInput(
+            _("invalid PIN"),
+            [(field, _("must be exactly {length} digits").format(length=length or 6))],
+        )
+
+
+def _policy_first(new: str, *, previous: str | None = None) -> None:
+    """The PIN policy's rules that need no card (length, repeats, runs, the previous PIN),
+    before the card is touched; the birth-date rule follows on the card, still before any
+    PIN command (:meth:`PinManager.check_new`)."""
+    PinPolicy(length=_pin_length() or len(new)).check(new, previous=previous)
