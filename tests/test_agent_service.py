@@ -568,7 +568,7 @@ SSSE_AID = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")  # "sx1.sh.社会保�
 
 def raw_read(reader: str) -> dict[str, str]:
     """A 2.0 card's basic information as a terminal reads it, with plain pyscard: SELECT
-    SSSE, SELECT EF05 / EF06, READ RECORD by identifier (docs/card.md: the records terminals read)."""
+    SSSE, SELECT EF05 / EF06, READ RECORD by identifier (docs/card.md)."""
     from smartcard.System import readers
 
     (found,) = [r for r in readers() if str(r) == reader]
