@@ -720,6 +720,27 @@ class _Server(uvicorn.Server):
             self.should_exit = True
 
 
+def listening_socket(address: str, port: int) -> socket.socket:
+    """The agent's listening TCP socket on ``address`` (loopback), bound to ``port`` (0: any)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY on accepted sockets only when the
+    # listening socket says TCP (proto 0 does not), and without it every answer waits
+    # ~40 ms for a delayed ACK (Nagle) between its header and body writes.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        raise errors.InvalidInput(
+            _("cannot listen on {address} port {port}: {reason}").format(
+                address=address, port=port, reason=exc.strerror or type(exc).__name__
+            ),
+            [("port", _("a free port, or 0 for any"))],
+        ) from None
+    return sock
+
+
 def serve(
     config: AgentConfig,
     service: CardService,
@@ -737,19 +758,7 @@ def serve(
     """
     address = loopback_address(config.host)
     app = create_app(config, service, store=store, routes=routes)
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((address, config.port))
-    except OSError as exc:
-        sock.close()
-        raise errors.InvalidInput(
-            _("cannot listen on {address} port {port}: {reason}").format(
-                address=address, port=config.port, reason=exc.strerror or type(exc).__name__
-            ),
-            [("port", _("a free port, or 0 for any"))],
-        ) from None
+    sock = listening_socket(address, config.port)
     port = sock.getsockname()[1]
     url = url_for(address, port)
     server = _Server(
