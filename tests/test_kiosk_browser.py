@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import weakref
@@ -467,12 +468,13 @@ def test_the_javascript_client_example_from_an_allowed_origin_and_another(
             assert answer["code"] == 0 and "|" in answer["data"]["line"]
             page.click("#connect")
             expect(out).to_have_attribute("data-status", "connected")
+            events = page.locator("#events")
+            expect(events).to_have_attribute("data-last", "card.inserted")  # the state at once
             page.click("#read-ws")
             expect(out).to_have_attribute("data-status", "ok")
             assert json.loads(out.inner_text())["data"]["line"] == answer["data"]["line"]
             slot.card = None  # the holder takes the card: the event reaches the page
-            expect(out).to_have_attribute("data-status", "event")
-            assert json.loads(out.inner_text())["event"] == "card.removed"
+            expect(events).to_have_attribute("data-last", "card.removed")
             page.fill("#token", "not-the-token")
             page.click("#read-http")
             expect(out).to_have_attribute("data-status", "error")
@@ -487,3 +489,13 @@ def test_the_javascript_client_example_from_an_allowed_origin_and_another(
             page.click("#connect")
             expect(out).to_have_attribute("data-status", "refused")
             context.close()
+
+
+def test_the_javascript_in_docs_is_the_tested_page_s_client() -> None:
+    """docs/agent.md shows the client class of examples/agent-client.html, the page the
+    test above runs in Chromium, verbatim: the documented code is the tested code."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "agent.md").read_text("utf-8")
+    page = (EXAMPLES / "agent-client.html").read_text("utf-8")
+    blocks = re.findall(r"```js\n(.*?)```", docs, re.S)
+    assert blocks and "class SscardAgent" in blocks[0]
+    assert blocks[0] in page
