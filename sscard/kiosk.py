@@ -79,6 +79,11 @@ def screen(key: str, **fields: object) -> str:
 PINPAD_MODES = ("auto", "required", "off")
 
 
+def _new_prompts() -> tuple[str, str]:
+    """The new PIN's two prompts, in the active language."""
+    return screen("ask_new"), screen("ask_again")
+
+
 class KioskUI(Protocol):
     """The kiosk's screen and PIN pad."""
 
@@ -87,7 +92,8 @@ class KioskUI(Protocol):
         ...
 
     def ask_pin(self, prompt: str) -> str | None:
-        """A PIN typed by the holder (hidden); None on timeout or cancel."""
+        """A PIN typed by the holder (hidden); None on timeout, "" when the holder
+        cancelled (or confirmed an empty entry)."""
         ...
 
 
@@ -155,13 +161,13 @@ class KioskSession:
             if features is not None:
                 return self._flow_on_pad(manager, features, status.tries_left or 0, stop)
             manager.birth_date()  # read now (for the policy): after the PINs only CHANGE PIN
-            old = self.ui.ask_pin(screen("ask_current", tries=status.tries_left)) or ""
-            if not old:
-                return KioskOutcome(False, screen("time_up"))
-            new = self.ui.ask_pin(screen("ask_new")) or ""
-            again = (self.ui.ask_pin(screen("ask_again")) or "") if new else ""
-            if not new or not again:
-                return KioskOutcome(False, screen("time_up"))
+            entries: list[str] = []
+            for prompt in (screen("ask_current", tries=status.tries_left), *_new_prompts()):
+                typed = self.ui.ask_pin(prompt)
+                if not typed:  # None: nobody typed in time; "": the holder cancelled
+                    return KioskOutcome(False, screen("time_up" if typed is None else "cancelled"))
+                entries.append(typed)
+            old, new, again = entries
             if new != again:
                 return KioskOutcome(False, screen("differ"))
             manager.check_new(new, previous=old)

@@ -499,3 +499,23 @@ def test_the_javascript_in_docs_is_the_tested_page_s_client() -> None:
     blocks = re.findall(r"```js\n(.*?)```", docs, re.S)
     assert blocks and "class SscardAgent" in blocks[0]
     assert blocks[0] in page
+
+
+def test_cancel_on_the_screen_pad(browser: Browser, screens: Screens, tmp_path: Path) -> None:
+    """取消 on the on-screen pad ends the flow as cancelled (not as a timeout); no try spent."""
+    card = issued_card()
+    slot = PlainSlot(card)
+    with kiosk_page(browser, slot.reader(), tmp_path) as page:
+        state(page, "ready")
+        page.locator("#start").click()
+        message(page, "ask_current")
+        tap(page, PIN)
+        page.locator("#key-ok").click()
+        message(page, "ask_new")
+        page.locator("#key-cancel").click()
+        message(page, "cancelled")
+        assert text(page) == zh("cancelled")
+        screens.take(page, "cancelled")
+        slot.card = None
+        expect(page.locator("body")).to_have_attribute("data-changed", "false")
+    assert pin_works(card, PIN)

@@ -22,7 +22,7 @@ from sscard.keys.dev import DEV_CITY
 from sscard.keys.entry import KeyEntry
 from sscard.keys.security_module import SoftwareSecurityModule
 from sscard.keys.software_store import SoftwareKeyStore
-from sscard.kiosk import KioskSession
+from sscard.kiosk import SCREEN, KioskSession
 from sscard.layout import load_profile
 from sscard.pin import PinManager
 from sscard.pinpolicy import PinPolicyError
@@ -330,3 +330,17 @@ def test_kiosk_wrong_pin_and_timeout() -> None:
     assert wrong is not None and not wrong.changed and "5 tries left" in wrong.message
     timeout = KioskSession(Slot(card), ScriptedUI([])).run_once()
     assert timeout is not None and not timeout.changed and "Time is up" in timeout.message
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_kiosk_cancel_is_not_a_timeout(step: int) -> None:
+    """A keypad answers None when nobody typed in time and "" when the holder cancelled:
+    the kiosk says which, and the card got no PIN command either way."""
+    card = issued_card()
+    entries = [PIN, NEW, NEW][: step - 1]
+    cancelled = KioskSession(Slot(card), ScriptedUI([*entries, ""])).run_once()
+    assert cancelled is not None and cancelled.changed is False
+    assert cancelled.message == SCREEN["cancelled"]
+    timed_out = KioskSession(Slot(card), ScriptedUI(entries)).run_once()
+    assert timed_out is not None and timed_out.message == SCREEN["time_up"]
+    assert pin_works(card, PIN)

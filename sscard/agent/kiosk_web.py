@@ -106,7 +106,7 @@ class _Pin:
 class WebKioskUI:
     """:class:`~sscard.kiosk.KioskUI` on the kiosk page: ``show`` and ``ask_pin`` become
     messages to the page; ``ask_pin`` blocks the flow's thread until the page answers,
-    the holder cancels, ``timeout`` seconds pass or ``stop`` is set (then None)."""
+    ``timeout`` seconds pass or ``stop`` is set (then None), or the holder cancels ("")."""
 
     def __init__(
         self, send: Callable[[dict[str, Any]], None], *, timeout: float, stop: threading.Event
@@ -145,7 +145,7 @@ class WebKioskUI:
                 except queue.Empty:
                     continue
                 if answered == seq:
-                    return pin.value
+                    return pin.value if pin.value is not None else ""  # "": cancelled
             return None
         finally:
             self._send({"type": "ask_end", "seq": seq})
