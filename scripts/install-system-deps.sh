@@ -4,9 +4,10 @@
 # libpcsclite-dev + swig: pyscard builds from source; opensc: a client we did not write;
 # softhsm2: a real PKCS#11 token; gettext: GNU msgfmt checks and compiles our catalogs independently of Babel;
 # chromium + chromium-driver + fonts-wqy-microhei: the kiosk page in a real browser (Chinese glyphs in
-# its screenshots); openjdk-17-jdk-headless: the Java client example of docs/agent.md runs against the agent.
+# its screenshots); openjdk-17-jdk-headless, mono-mcs + mono-runtime + libmono-system-net-http4.0-cil:
+# the Java and C# client examples of docs/agent.md run against the agent.
 set -euo pipefail
-packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig opensc softhsm2 gettext chromium chromium-driver fonts-wqy-microhei openjdk-17-jdk-headless)
+packages=(pcscd vsmartcard-vpcd libpcsclite-dev swig opensc softhsm2 gettext chromium chromium-driver fonts-wqy-microhei openjdk-17-jdk-headless mono-mcs mono-runtime libmono-system-net-http4.0-cil)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

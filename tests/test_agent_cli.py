@@ -24,6 +24,8 @@ from tests.cardkit import PIN, SAMPLE_HOLDER
 
 ROOT = Path(__file__).resolve().parent.parent
 JAVA = shutil.which("java") or "/usr/bin/java"
+MCS = shutil.which("mcs") or "/usr/bin/mcs"  # Debian's mono-mcs (scripts/install-system-deps.sh)
+MONO = shutil.which("mono") or "/usr/bin/mono"
 SSCARD = str(Path(sys.executable).with_name("sscard"))
 
 
@@ -88,17 +90,16 @@ def test_agent_serve_reads_the_card_over_http(agent: Agent) -> None:
     assert "Traceback" not in text
 
 
-def _java_example() -> str:
+def _example(language: str) -> str:
     doc = (ROOT / "docs" / "agent.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```java\n(.*?)```", doc, flags=re.S)
+    blocks = re.findall(rf"```{language}\n(.*?)```", doc, flags=re.S)
     assert len(blocks) == 1
     return str(blocks[0])
 
 
-@pytest.mark.skipif(not Path(JAVA).exists(), reason="no JDK")
 def test_the_java_example_of_the_docs_reads_the_card(agent: Agent, tmp_path: Path) -> None:
     source = tmp_path / "Example.java"
-    source.write_text(_java_example(), encoding="utf-8")
+    source.write_text(_example("java"), encoding="utf-8")
     env = {**os.environ, "SSCARD_AGENT_URL": agent.url, "SSCARD_AGENT_TOKEN": agent.token}
     done = subprocess.run(
         [JAVA, str(source)], env=env, capture_output=True, timeout=180, cwd=tmp_path
@@ -118,5 +119,32 @@ def test_the_java_example_of_the_docs_reads_the_card(agent: Agent, tmp_path: Pat
 
     env["SSCARD_AGENT_TOKEN"] = "wrong"
     refused = subprocess.run([JAVA, str(source)], env=env, capture_output=True, timeout=180)
+    assert refused.returncode == 1
+    assert "error -27010" in refused.stdout.decode("utf-8")
+
+
+def test_the_csharp_example_of_the_docs_reads_the_card(agent: Agent, tmp_path: Path) -> None:
+    """The C# example, compiled by Mono's C# compiler and run on Mono's HttpClient."""
+    source = tmp_path / "Example.cs"
+    source.write_text(_example("csharp"), encoding="utf-8")
+    program = tmp_path / "Example.exe"
+    built = subprocess.run(
+        [MCS, "-r:System.Net.Http.dll", f"-out:{program}", str(source)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    env = {**os.environ, "SSCARD_AGENT_URL": agent.url, "SSCARD_AGENT_TOKEN": agent.token}
+    done = subprocess.run([MONO, str(program)], env=env, capture_output=True, timeout=180)
+    out = done.stdout.decode("utf-8")
+    assert done.returncode == 0, (out, done.stderr.decode("utf-8", "replace"))
+    lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    assert lines["name"] == SAMPLE_HOLDER["name"]
+    with httpx.Client(base_url=agent.url, timeout=30) as http:
+        direct = http.post(
+            "/api/iReadCardBas", json={}, headers={"Authorization": f"Bearer {agent.token}"}
+        ).json()
+    assert lines["line"] == direct["data"]["line"]
+    env["SSCARD_AGENT_TOKEN"] = "wrong"
+    refused = subprocess.run([MONO, str(program)], env=env, capture_output=True, timeout=180)
     assert refused.returncode == 1
     assert "error -27010" in refused.stdout.decode("utf-8")
