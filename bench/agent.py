@@ -13,10 +13,7 @@ with its passphrase through a file descriptor, never argv), for both sides:
    per second, successful reads per second, and the share of "card in use" answers
    (HTTP 409, national −12).
 
-The agent runs in its own process: ``sscard -r READER agent serve --port 0`` when the
-CLI has it; else ``sscard.agent.app.serve`` (design interface) started with
-``python -c``; else a stand-in (the same CardReader + CardService behind one Starlette
-route under uvicorn). The report names the one used.
+The agent runs in its own process: ``sscard -r READER agent serve --port 0``.
 
 Usage: ``.venv/bin/python bench/agent.py [--reads 200] [--seconds 3] [--callers 4,16]
 [--busy-wait 2] [--json]``.
@@ -25,10 +22,8 @@ Usage: ``.venv/bin/python bench/agent.py [--reads 200] [--seconds 3] [--callers 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -54,78 +49,6 @@ from sscard.transport.pcsc import PcscTransport
 PROFILE = "national-3"
 PASSPHRASE = "bench key store passphrase"
 SSCARD = str(Path(sys.executable).with_name("sscard"))
-
-# The agent through the design's library interface (sscard.agent.app), for a checkout
-# where the app exists but the CLI command does not yet. argv: reader, store, busy wait,
-# the file descriptor carrying the passphrase.
-APP_SCRIPT = """
-import os, sys
-from sscard.agent.app import AgentConfig, serve
-from sscard.agent.guard import load_token
-from sscard.agent.reader import CardReader
-from sscard.agent.service import AgentSettings, CardService
-from sscard.auth import OperatorStore
-from sscard.db import open_store
-from sscard.keys.provider import open_security_module
-from sscard.paths import data_dir
-reader, store, wait = sys.argv[1], sys.argv[2], float(sys.argv[3])
-with os.fdopen(int(sys.argv[4])) as f:
-    secret = f.readline().rstrip("\\n")
-def keys(profile):
-    return open_security_module(store, slots=profile.key_scheme.slots,
-                                production=profile.production, secret=lambda _l: secret)
-path = data_dir() / "store.db"
-service = CardService(CardReader.open(reader), AgentSettings("bench", busy_wait=wait),
-                      keys=keys, store=lambda: open_store(path))
-config = AgentConfig(port=0, token=load_token(create=True))
-serve(config, service, lambda: OperatorStore(open_store(path)),
-      ready=lambda url: print("listening on", url, flush=True))
-"""
-
-# The stand-in: CardReader + CardService behind one route, under uvicorn. argv: reader,
-# store, busy wait, the file descriptor carrying the passphrase then the API token.
-STANDIN_SCRIPT = """
-import hmac, os, sys
-import anyio.to_thread, uvicorn
-from starlette.applications import Starlette
-from starlette.responses import JSONResponse
-from starlette.routing import Route
-from sscard import errors
-from sscard.agent.answers import failure, ok
-from sscard.agent.reader import CardReader
-from sscard.agent.service import AgentSettings, CardService
-from sscard.db import open_store
-from sscard.keys.provider import open_security_module
-from sscard.paths import data_dir
-reader, store, wait = sys.argv[1], sys.argv[2], float(sys.argv[3])
-with os.fdopen(int(sys.argv[4])) as f:
-    secret, token = f.readline().rstrip("\\n"), f.readline().rstrip("\\n")
-def keys(profile):
-    return open_security_module(store, slots=profile.key_scheme.slots,
-                                production=profile.production, secret=lambda _l: secret)
-path = data_dir() / "store.db"
-service = CardService(CardReader.open(reader), AgentSettings("bench", busy_wait=wait),
-                      keys=keys, store=lambda: open_store(path))
-async def read_basic(request):
-    given = request.headers.get("authorization", "").removeprefix("Bearer ")
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        return JSONResponse({"code": -27010, "error": "Unauthorized"}, status_code=401)
-    await request.body()
-    try:
-        return JSONResponse(ok(await anyio.to_thread.run_sync(service.read_basic)))
-    except errors.CardInUse as exc:
-        return JSONResponse(failure(exc), status_code=409)
-    except errors.SscardError as exc:
-        return JSONResponse(failure(exc))
-app = Starlette(routes=[Route("/api/iReadCardBas", read_basic, methods=["POST"])])
-class Server(uvicorn.Server):
-    async def startup(self, sockets=None):
-        await super().startup(sockets)
-        port = self.servers[0].sockets[0].getsockname()[1]
-        print("listening on", f"http://127.0.0.1:{port}", flush=True)
-Server(uvicorn.Config(app, host="127.0.0.1", port=0, access_log=False,
-                      log_level="warning")).run()
-"""
 
 
 def options(parser: argparse.ArgumentParser) -> None:
@@ -161,34 +84,20 @@ def timed(fn: Callable[[], object], n: int) -> list[float]:
     return samples
 
 
-def agent_mode() -> str:
-    """How this checkout can start the agent: cli, app or standin."""
-    done = subprocess.run([SSCARD, "agent", "--help"], capture_output=True)
-    if done.returncode == 0:
-        return "cli"
-    if importlib.util.find_spec("sscard.agent.app") is not None:
-        return "app"
-    return "standin"
-
-
 @contextmanager
-def running_agent(mode: str, reader: str, store: Path, wait: float) -> Iterator[tuple[str, str]]:
-    """The agent in its own process on a free port: (base URL, API token)."""
+def running_agent(reader: str, store: Path, wait: float) -> Iterator[tuple[str, str]]:
+    """``sscard agent serve`` in its own process on a free port: (base URL, API token)."""
     data = tempfile.mkdtemp(prefix="sscard-bench-agent-")
     env = {**os.environ, "SSCARD_DATA_DIR": data, "SSCARD_LANG": "en"}
     env.pop("SSCARD_KEYSTORE", None)
-    token = secrets.token_urlsafe(32)
+    token = subprocess.run(
+        [SSCARD, "agent", "token"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
     read_end, write_end = os.pipe()
-    if mode == "cli":
-        argv = [SSCARD, "-r", reader, "agent", "serve", "--port", "0"]
-        argv += ["--keystore", str(store), "--passphrase-fd", str(read_end)]
-        argv += ["--service-point", "bench", "--busy-wait", str(wait)]
-        secret = PASSPHRASE + "\n"
-    else:
-        script = APP_SCRIPT if mode == "app" else STANDIN_SCRIPT
-        argv = [sys.executable, "-c", script, reader, str(store), str(wait), str(read_end)]
-        secret = PASSPHRASE + "\n" + (token + "\n" if mode == "standin" else "")
-    os.write(write_end, secret.encode())
+    argv = [SSCARD, "-r", reader, "agent", "serve", "--port", "0"]
+    argv += ["--keystore", str(store), "--passphrase-fd", str(read_end)]
+    argv += ["--service-point", "bench", "--busy-wait", str(wait)]
+    os.write(write_end, (PASSPHRASE + "\n").encode())
     os.close(write_end)
     try:
         agent = subprocess.Popen(
@@ -202,14 +111,7 @@ def running_agent(mode: str, reader: str, store: Path, wait: float) -> Iterator[
         found = re.search(r"https?://\S+", line)
         if found is None:
             raise RuntimeError(f"the agent did not start: {line!r}")
-        url = found.group(0).rstrip("/")
-        if mode != "standin":
-            token = subprocess.run(
-                [sys.executable, "-c", "from sscard.agent.guard import load_token\n"
-                 "print(load_token(create=False))"],
-                env=env, capture_output=True, text=True, check=True,
-            ).stdout.strip()  # fmt: skip
-        yield url, token
+        yield found.group(0).rstrip("/"), token
     finally:
         agent.terminate()
         try:
@@ -260,8 +162,7 @@ def concurrent(url: str, token: str, callers: int, seconds: float) -> dict[str, 
 def main() -> int:
     args = arguments(__doc__, options)
     callers = [int(c) for c in args.callers.split(",") if c.strip()]
-    mode = agent_mode()
-    out: dict[str, object] = {"agent started as": mode, "reads per phase": args.reads}
+    out: dict[str, object] = {"reads per phase": args.reads}
     with tempfile.TemporaryDirectory() as tmp:
         card = Path(tmp) / "card.img"
         issue(card, PROFILE)
@@ -280,7 +181,7 @@ def main() -> int:
 
             line = direct()  # warm up (and the key store's derivations cached)
             library = timed(direct, args.reads)
-            with running_agent(mode, reader, store, args.busy_wait) as (url, token):
+            with running_agent(reader, store, args.busy_wait) as (url, token):
                 headers = {"Authorization": f"Bearer {token}"}
                 with httpx.Client(base_url=url, headers=headers) as client:
 
