@@ -8,14 +8,19 @@ demo's own roots.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from sscard.i18n import _
+from sscard.i18n import _, language
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
@@ -48,6 +53,58 @@ ENV = {
     "SSCARD_KEYSTORE_PASSPHRASE": "demo centre passphrase 2026",
     "SSCARD_SERVICE_POINT": "demo-sp",
 }
+
+
+def agent_calls() -> None:
+    """``sscard agent serve`` on the card with the PSAM's keys, called as a business system
+    would (urllib here; Java, C# and browser examples in docs/agent.md)."""
+    env = {**ENV, "SSCARD_OPERATOR_TOKEN": str(DEMO / "service.token")}
+    print("$ sscard agent token", flush=True)
+    token = subprocess.run(
+        [SSCARD, "agent", "token"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    print(_("(the API token of this installation: give it to the business systems)"))
+    argv = ["-r", f"virtual:{CARD}", "agent", "serve", "--port", "0",
+            "--keystore", f"psam:virtual:{PSAM}"]  # fmt: skip
+    print(f"$ sscard {shlex.join(argv)} &", flush=True)
+    agent = subprocess.Popen([SSCARD, *argv], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert agent.stdout is not None
+        line = agent.stdout.readline()
+        print(line.rstrip(), flush=True)
+        found = re.search(r"http://[0-9.]+:[0-9]+", line)
+        if found is None:
+            sys.exit(_("demo step failed (exit {code})").format(code=agent.poll()))
+        url = found.group(0)
+        lang = language().replace("_", "-")
+        calls = (
+            ("POST", "/api/iReadCardBas", {"type": 1}, token),
+            ("GET", "/api/pin/status", None, token),
+            ("POST", "/api/iReadCardBas", {"type": 1}, "not-the-token"),
+        )
+        for method, path, body, bearer in calls:
+            shown = "$TOKEN" if bearer == token else bearer
+            data = f" -d '{json.dumps(body)}'" if body is not None else ""
+            print(f"$ curl -X {method} -H 'Authorization: Bearer {shown}'{data} {url}{path}")
+            request = urllib.request.Request(
+                url + path,
+                data=json.dumps(body).encode() if body is not None else None,
+                headers={
+                    "Authorization": f"Bearer {bearer}",
+                    "Content-Type": "application/json",
+                    "Accept-Language": lang,
+                },
+                method=method,
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    answer = json.load(response)
+            except urllib.error.HTTPError as refused:  # 401: the answer has the same shape
+                answer = json.load(refused)
+            print(json.dumps(answer, ensure_ascii=False, indent=2), flush=True)
+    finally:
+        agent.send_signal(signal.SIGINT)
+        agent.wait(30)
 
 
 def main() -> int:
@@ -238,6 +295,9 @@ def main() -> int:
         stdin="197346\n197346\n", token="service.token",
     )  # fmt: skip
     sscard("-r", f"virtual:{CARD}", "pin", "verify", "--pin-stdin", stdin="197346\n")
+
+    say(_("A business system (Java, C#, a web page) calls the local card service on 127.0.0.1"))
+    agent_calls()
 
     print("\n" + _("Demo done. The scratch installation is in .demo/ (delete it at will)."))
     return 0
