@@ -39,3 +39,11 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (a token: one line) atomically, mode 0600, in a
+    directory created 0700: session and API tokens."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(path, (text + "\n").encode("ascii"), durable=False)

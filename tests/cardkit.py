@@ -14,7 +14,7 @@ from sscard.keys.dev import development_module
 from sscard.keys.security_module import SecurityModule
 from sscard.layout import load_profile
 from sscard.transport import InProcessTransport
-from sscard.transport.base import Transport
+from sscard.transport.base import CardLike, Transport
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SAMPLE_HOLDER: dict[str, Any] = json.loads((EXAMPLES / "holder.json").read_text(encoding="utf-8"))
@@ -60,7 +60,7 @@ def issued_card(profile: str = "national-3", serial: bytes | None = None) -> Emu
     return card
 
 
-def pin_works(card: EmulatedCard, pin: str) -> bool:
+def pin_works(card: CardLike, pin: str) -> bool:
     """Whether ``pin`` is the card's PIN (a fresh in-process session; a wrong one spends a try)."""
     from sscard import errors
     from sscard.pin import PinManager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -31,6 +32,16 @@ from sscard.applets.pcsc_rig import (
 from sscard.applets.vpcd import VpcdBridge
 from tests.cardkit import issue
 from tests.operatorkit import installation, session_issuer  # noqa: F401  (fixtures)
+
+
+@pytest.fixture(autouse=True)
+def _sscard_log_level() -> Iterator[None]:
+    """An in-process CLI run sets the ``sscard`` logger's level (``--log-level``, default
+    warning); put it back, or a later test's caplog at DEBUG would see no sscard record."""
+    logger = logging.getLogger("sscard")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -35,11 +35,11 @@ from sscard.i18n import using
 from sscard.issuance.psam import issue_psam
 from sscard.keys.provider import open_security_module
 from sscard.layout import load_profile
-from sscard.pin import PinManager, PinPolicyError
+from sscard.pin import PinPolicyError
 from sscard.transport import InProcessTransport
 from sscard.vocab import INS
 from tests.agentkit import PlainSlot, dev_keys, pad_reader, service
-from tests.cardkit import PIN, PROFILES, dev_module, issued_card, session
+from tests.cardkit import PIN, PROFILES, dev_module, issued_card, pin_works, session
 
 NEW = "246801"
 LIMIT = 6
@@ -90,25 +90,12 @@ def tries(card: EmulatedCard | Counting) -> int | None:
         transport.disconnect()
 
 
-def works(card: EmulatedCard | Counting, pin: str) -> bool:
-    """Whether ``pin`` is the PIN (a wrong one spends a try)."""
-    transport = InProcessTransport(card)
-    transport.connect()
-    try:
-        PinManager(SocialSecurityCard.open(transport)).verify(pin)
-        return True
-    except errors.PinIncorrect:
-        return False
-    finally:
-        transport.disconnect()
-
-
 def the_pin(card: EmulatedCard | Counting) -> str:
     """Which of PIN and NEW the card holds (exactly one), leaving its counter full."""
-    old, new = works(card, PIN), works(card, NEW)
+    old, new = pin_works(card, PIN), pin_works(card, NEW)
     assert old != new, "exactly one PIN must work"
     right = PIN if old else NEW
-    assert works(card, right)  # the right PIN gives the counter back in full
+    assert pin_works(card, right)  # the right PIN gives the counter back in full
     return right
 
 
@@ -191,7 +178,7 @@ def test_pin_status_verify_change_with_the_callers_pins(profile: str, store: Pat
         "try_limit": LIMIT,
     }
     assert svc.change_pin(PIN, NEW)["changed"] is True
-    assert works(card, NEW) and tries(card) == LIMIT
+    assert pin_works(card, NEW) and tries(card) == LIMIT
 
 
 def test_verify_and_change_on_the_pin_pad(profile: str, store: Path) -> None:
@@ -209,7 +196,7 @@ def test_verify_and_change_on_the_pin_pad(profile: str, store: Path) -> None:
     pad.press(PIN, NEW, NEW)
     assert svc.change_pin()["pin_pad"] is True
     assert pad.queued == 0
-    assert works(card, NEW)
+    assert pin_works(card, NEW)
     assert svc.status()["pin_pad"] is True
 
 
@@ -281,7 +268,7 @@ def test_the_birth_date_rule_is_checked_on_the_card_before_the_pin_command(
     assert caught.value.rule == "birth-date"
     assert "491231" not in str(caught.value)
     assert card.changes == 0
-    assert works(card, PIN) and tries(card) == LIMIT
+    assert pin_works(card, PIN) and tries(card) == LIMIT
 
 
 def test_pinpad_modes(store: Path) -> None:

@@ -38,6 +38,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sscard import errors
+from sscard.fileio import write_secret
 from sscard.i18n import _, language, normalize, using
 from sscard.paths import data_dir
 
@@ -123,19 +124,6 @@ def token_path() -> Path:
     return data_dir() / TOKEN_NAME
 
 
-def _write_token(path: Path, token: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(token + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def new_token() -> str:
     """A fresh API token: 32 random bytes, URL-safe base64."""
     return secrets.token_urlsafe(32)
@@ -151,7 +139,7 @@ def load_token(path: Path | None = None, *, create: bool = True, rotate: bool = 
     path = path or token_path()
     if rotate:
         token = new_token()
-        _write_token(path, token)
+        write_secret(path, token)
         return token
     try:
         st = path.stat()
@@ -163,7 +151,7 @@ def load_token(path: Path | None = None, *, create: bool = True, rotate: bool = 
                 [("token", _("the agent makes one when it first starts"))],
             ) from None
         token = new_token()
-        _write_token(path, token)
+        write_secret(path, token)
         return token
     except (OSError, UnicodeDecodeError):
         raise errors.InvalidInput(

@@ -15,7 +15,6 @@ token to its caller instead of a file (the agent, docs/agent.md) uses
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ from pathlib import Path
 from sscard import audit
 from sscard.auth.store import DEFAULT_TTL, Operator, OperatorStore
 from sscard.errors import LoginFailed, NotLoggedIn
+from sscard.fileio import write_secret
 from sscard.i18n import _
 from sscard.paths import data_dir
 
@@ -49,19 +49,6 @@ class Session:
     operator: Operator
     expires: datetime
     path: Path
-
-
-def _write_token(path: Path, token: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(token + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_token(path: Path | None = None) -> str:
@@ -146,7 +133,7 @@ def login(
     """Authenticate, start a session and write the token file (0600); audited either way."""
     target = path or token_path()
     started = start_session(store, operator_id, password, ttl=ttl)
-    _write_token(target, started.token)
+    write_secret(target, started.token)
     return Session(started.operator, started.expires, target)
 
 
