@@ -97,13 +97,11 @@ def _example(language: str) -> str:
     return str(blocks[0])
 
 
-def test_the_java_example_of_the_docs_reads_the_card(agent: Agent, tmp_path: Path) -> None:
-    source = tmp_path / "Example.java"
-    source.write_text(_example("java"), encoding="utf-8")
+def _client_agrees(agent: Agent, command: list[str], cwd: Path) -> None:
+    """``command`` (a client example) prints the card's name and national line as the API
+    answers them; with a wrong token it exits 1 and prints the refusal's code."""
     env = {**os.environ, "SSCARD_AGENT_URL": agent.url, "SSCARD_AGENT_TOKEN": agent.token}
-    done = subprocess.run(
-        [JAVA, str(source)], env=env, capture_output=True, timeout=180, cwd=tmp_path
-    )
+    done = subprocess.run(command, env=env, capture_output=True, timeout=180, cwd=cwd)
     out = done.stdout.decode("utf-8")
     assert done.returncode == 0, (out, done.stderr.decode("utf-8", "replace"))
     lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
@@ -116,11 +114,17 @@ def test_the_java_example_of_the_docs_reads_the_card(agent: Agent, tmp_path: Pat
             "/api/iReadCardBas", json={}, headers={"Authorization": f"Bearer {agent.token}"}
         ).json()
     assert lines["line"] == direct["data"]["line"]
-
     env["SSCARD_AGENT_TOKEN"] = "wrong"
-    refused = subprocess.run([JAVA, str(source)], env=env, capture_output=True, timeout=180)
+    refused = subprocess.run(command, env=env, capture_output=True, timeout=180, cwd=cwd)
     assert refused.returncode == 1
     assert "error -27010" in refused.stdout.decode("utf-8")
+
+
+def test_the_java_example_of_the_docs_reads_the_card(agent: Agent, tmp_path: Path) -> None:
+    """The Java example, run by the JDK's single-file launcher on java.net.http."""
+    source = tmp_path / "Example.java"
+    source.write_text(_example("java"), encoding="utf-8")
+    _client_agrees(agent, [JAVA, str(source)], tmp_path)
 
 
 def test_the_csharp_example_of_the_docs_reads_the_card(agent: Agent, tmp_path: Path) -> None:
@@ -133,18 +137,4 @@ def test_the_csharp_example_of_the_docs_reads_the_card(agent: Agent, tmp_path: P
         capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert built.returncode == 0, built.stdout + built.stderr
-    env = {**os.environ, "SSCARD_AGENT_URL": agent.url, "SSCARD_AGENT_TOKEN": agent.token}
-    done = subprocess.run([MONO, str(program)], env=env, capture_output=True, timeout=180)
-    out = done.stdout.decode("utf-8")
-    assert done.returncode == 0, (out, done.stderr.decode("utf-8", "replace"))
-    lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
-    assert lines["name"] == SAMPLE_HOLDER["name"]
-    with httpx.Client(base_url=agent.url, timeout=30) as http:
-        direct = http.post(
-            "/api/iReadCardBas", json={}, headers={"Authorization": f"Bearer {agent.token}"}
-        ).json()
-    assert lines["line"] == direct["data"]["line"]
-    env["SSCARD_AGENT_TOKEN"] = "wrong"
-    refused = subprocess.run([MONO, str(program)], env=env, capture_output=True, timeout=180)
-    assert refused.returncode == 1
-    assert "error -27010" in refused.stdout.decode("utf-8")
+    _client_agrees(agent, [MONO, str(program)], tmp_path)
