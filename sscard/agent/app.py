@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import math
@@ -640,16 +639,6 @@ async def websocket_api(ws: WebSocket) -> None:
 # --- the application ----------------------------------------------------------------------------
 
 
-def kiosk_routes(agent: Agent) -> list[BaseRoute]:
-    """The kiosk page's routes (part C: :mod:`sscard.agent.kiosk_web`), when config.kiosk.
-
-    KIOSK MOUNT POINT: the kiosk module provides ``kiosk_routes(agent) -> list[BaseRoute]``.
-    """
-    module = importlib.import_module("sscard.agent.kiosk_web")
-    routes: list[BaseRoute] = module.kiosk_routes(agent)
-    return routes
-
-
 def create_app(
     config: AgentConfig,
     service: CardService,
@@ -683,6 +672,8 @@ def create_app(
         WebSocketRoute("/api/ws", websocket_api),
     ]
     if config.kiosk:
+        from sscard.agent.kiosk_web import kiosk_routes  # it names Agent: imported here
+
         table += kiosk_routes(agent)
     table += list(routes)
 
