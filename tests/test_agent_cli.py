@@ -20,7 +20,9 @@ import httpx
 import pytest
 
 from sscard.applets.pcsc_rig import served_card
+from sscard.cli.exit_codes import ExitCode
 from tests.cardkit import PIN, SAMPLE_HOLDER
+from tests.operatorkit import env_for
 
 ROOT = Path(__file__).resolve().parent.parent
 JAVA = shutil.which("java") or "/usr/bin/java"
@@ -138,3 +140,29 @@ def test_the_csharp_example_of_the_docs_reads_the_card(agent: Agent, tmp_path: P
     )  # fmt: skip
     assert built.returncode == 0, built.stdout + built.stderr
     _client_agrees(agent, [MONO, str(program)], tmp_path)
+
+
+def test_serve_kiosk_needs_an_operator_with_the_kiosk_role(card_file: Path) -> None:
+    """``--kiosk`` is refused (exit 6, audited) for a service operator, like ``sscard kiosk``;
+    for a kiosk operator the agent serves the page and its Chinese texts."""
+    argv = [SSCARD, "-r", f"virtual:{card_file}", "agent", "serve", "--kiosk", "--port", "0"]
+    refused = subprocess.run(
+        argv, env=env_for("service"), capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == ExitCode.AUTH, refused.stderr
+    assert "pin.change" in refused.stderr and "Traceback" not in refused.stderr
+    proc = subprocess.Popen(
+        argv, env=env_for("kiosk"), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        found = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())
+        assert found
+        page = httpx.get(found.group(0) + "/kiosk/", timeout=30)
+        assert page.status_code == 200 and "kiosk.js" in page.text
+        assert page.headers["cache-control"] == "no-store"
+        texts = httpx.get(found.group(0) + "/kiosk/texts?lang=zh_CN", timeout=30).json()
+        assert texts["screen"]["insert"] == "请插入您的社会保障卡。"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
