@@ -121,15 +121,15 @@ def json_option(f: F) -> F:
     return click.option("--json", "json_output", **_JSON_OPTION)(f)
 
 
-def add_json_options(group: click.Group) -> None:
-    """Give every command below ``group`` (sub-groups too) a ``--json`` flag if it has none.
+def give_json_option(command: click.Command) -> None:
+    """Give ``command`` and every command below it (sub-groups too) a ``--json`` flag if it has none.
 
     So ``sscard read --json`` works as well as ``sscard --json read``: both set
-    :attr:`CliState.json`. Called once on the assembled tree (sscard.cli.main),
-    which covers every command, present and future, without touching its module.
+    :attr:`CliState.json`. sscard.cli.main calls it on each sub-command as it is
+    loaded, which covers every command, present and future, without touching its module.
     """
-    for cmd in group.commands.values():
-        if not any("--json" in p.opts for p in cmd.params):
-            cmd.params.append(_json_param())
-        if isinstance(cmd, click.Group):
-            add_json_options(cmd)
+    if not any("--json" in p.opts for p in command.params):
+        command.params.append(_json_param())
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            give_json_option(sub)

@@ -19,8 +19,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import jsonschema
-
 from sscard.errors import InvalidInput
 from sscard.i18n import N_, _
 from sscard.layout import cardno, gb11643
@@ -123,6 +121,8 @@ def holder_problems(data: Any, profile: Profile | None = None) -> list[tuple[str
         problem = control_problem(value) if isinstance(value, str) else None
         if problem:
             problems[key] = problem
+    import jsonschema  # loaded when holder data is checked, not to read a card
+
     validator = jsonschema.Draft202012Validator(holder_schema())
     for error in validator.iter_errors(data):
         if error.validator == "additionalProperties":
