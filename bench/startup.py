@@ -152,7 +152,9 @@ def card_read(args: argparse.Namespace, out: dict[str, object]) -> None:
                 text=True,
                 check=True,
             )
-            apdus = [m.group(1) for line in traced.stderr.splitlines() if (m := TRACED.search(line))]
+            apdus = [
+                m.group(1) for line in traced.stderr.splitlines() if (m := TRACED.search(line))
+            ]
             out["sscard read: command APDUs"] = len(apdus)
             sscard = timed([SSCARD, "-r", reader, "read"], args.runs, args.warmup, env)
             raw = timed([PYTHON, "-c", PYSCARD_READ, reader, *apdus], args.runs, args.warmup, env)

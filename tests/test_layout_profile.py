@@ -10,8 +10,7 @@ import pytest
 
 from sscard.errors import ProfileError
 from sscard.keys.scheme import KeyScheme
-from sscard.layout import AccessCondition, load_profile, shipped_profiles
-from sscard.layout import loader
+from sscard.layout import AccessCondition, load_profile, loader, shipped_profiles
 from sscard.layout.loader import validate_profile_data
 from sscard.vocab import Algorithm
 

@@ -18,7 +18,6 @@ from typing import Any, NamedTuple
 import click
 
 from sscard import __version__, errors
-from sscard import log as sslog
 from sscard.cli import language
 from sscard.cli.context import STORE_HELP, CliState, give_json_option
 from sscard.cli.exit_codes import ExitCode, error_kind, exit_code_for
@@ -32,6 +31,10 @@ from sscard.transport.base import (
     register_card_files,
     register_reader_form,
 )
+
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error")
+"""The names of ``sscard.log.LEVELS`` (kept here so --help does not load logging;
+tests/test_startup.py checks they agree)."""
 
 
 class Entry(NamedTuple):
@@ -73,15 +76,12 @@ COMMANDS: dict[str, Entry] = {
     ),
     "exchange-platform": Entry(
         "platform_cmd:platform_group",
-        N_(
-            "The reference exchange platform: serve it, make test certificates, read its audit."
-        ),
+        N_("The reference exchange platform: serve it, make test certificates, read its audit."),
     ),
     "holder": Entry(
         "holder_cmd:holder",
         N_(
-            "Cardholder data: check files for issuance; write updates from the platform "
-            "onto cards."
+            "Cardholder data: check files for issuance; write updates from the platform onto cards."
         ),
     ),
     "info": Entry(
@@ -137,7 +137,9 @@ COMMANDS: dict[str, Entry] = {
             "holder updates."
         ),
     ),
-    "unblock": Entry("block_cmd:unblock", N_("Lift a temporary application block (service staff).")),
+    "unblock": Entry(
+        "block_cmd:unblock", N_("Lift a temporary application block (service staff).")
+    ),
     "virtual": Entry(
         "virtual_cmd:virtual",
         N_(
@@ -259,7 +261,7 @@ class SscardGroup(click.Group):
 )
 @click.option(
     "--log-level",
-    type=click.Choice(list(sslog.LEVELS)),
+    type=click.Choice(LOG_LEVELS),
     default="warning",
     show_default=True,
     help="Log detail on stderr; 'trace' adds every APDU in hex "
@@ -290,7 +292,9 @@ def cli(
     ctx.obj = CliState(
         reader=reader, json=as_json, log_level=log_level, store=store or default_store()
     )
-    sslog.configure(log_level)
+    from sscard import log  # logging loads for a command that runs, not for --help
+
+    log.configure(log_level)
 
 
 def _show_version(ctx: click.Context) -> None:
@@ -326,6 +330,7 @@ def _emulated_pin_pad(path: str) -> Transport:
 
 register_card_files(VIRTUAL_PREFIX, _emulated_card)
 register_reader_form(PINPAD_PREFIX, _emulated_pin_pad)
+
 
 def main() -> None:
     """Console-script entry point."""

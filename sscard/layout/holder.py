@@ -16,7 +16,7 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from sscard.errors import InvalidInput
@@ -70,7 +70,7 @@ _ETHNICITY_CODES = frozenset([f"{n:02d}" for n in range(1, 57)] + ["97", "98"])
 @cache
 def holder_schema() -> dict[str, Any]:
     """The JSON Schema of the issuance input, shipped with the package."""
-    text = resources.files("sscard.layout").joinpath("holder.schema.json").read_text("utf-8")
+    text = Path(__file__).with_name("holder.schema.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 
