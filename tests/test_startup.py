@@ -148,7 +148,7 @@ def test_help_lists_every_command_in_both_languages() -> None:
 
 
 def test_the_log_levels_are_the_loggers() -> None:
-    assert LOG_LEVELS == tuple(sslog.LEVELS)
+    assert tuple(sslog.LEVELS) == LOG_LEVELS
 
 
 def test_emulated_readers_load_the_emulator_only_when_opened(tmp_path: Path) -> None:

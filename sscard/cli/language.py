@@ -134,6 +134,8 @@ def _pieces(chunk: str) -> list[str]:
 
 def _terminal_columns(text: str) -> int:
     """Click's ``term_len`` counting wide (Chinese) characters as the two columns they take."""
+    if text.isascii() and "\x1b" not in text:
+        return len(text)  # the common case, counted without a look at each character
     from click._compat import strip_ansi
 
     return i18n.columns(strip_ansi(text))
