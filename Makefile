@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/keys.py
 	$(BIN)/python bench/psam.py
 	$(BIN)/python bench/agent.py
+	$(BIN)/python bench/startup.py
 
 bench-exchange: $(STAMP)
 	$(BIN)/python bench/exchange.py

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sscard import commands, errors
 from sscard.apdu import CommandApdu, ResponseApdu
 from sscard.basic_info import BasicInfo
 from sscard.i18n import _
 from sscard.keys.scheme import KeySlot
-from sscard.keys.security_module import SecurityModule
 from sscard.layout import card_profiles, decode_records, load_profile
 from sscard.layout.codecs import CardId
 from sscard.layout.holder_codec import SERIAL_LENGTH
@@ -30,6 +29,9 @@ from sscard.protocol import ApduProtocol
 from sscard.sm import LineProtection
 from sscard.transport.base import Transport
 from sscard.vocab import CLA, INS, SW, Algorithm, FileType, KeyType, Lifecycle
+
+if TYPE_CHECKING:
+    from sscard.keys.security_module import SecurityModule
 
 NAME_EXTENSION_TAG = 0x4E
 """EF06 item 4E, the name extension: a 2.0 card may lack it."""

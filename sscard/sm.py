@@ -12,11 +12,15 @@ raises the typed error of the command as it was sent.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sscard.apdu import CommandApdu, ResponseApdu
 from sscard.keys.scheme import KeySlot
-from sscard.keys.security_module import SecurityModule
 from sscard.protocol import Send, error_for
 from sscard.vocab import CLA, INS, SM_CLASS_BIT, SW
+
+if TYPE_CHECKING:
+    from sscard.keys.security_module import SecurityModule
 
 __all__ = ["GET_CHALLENGE", "SM_CLASS_BIT", "LineProtection"]
 

@@ -37,7 +37,10 @@ def run(
 
 def _commands(group: click.Group, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     """Every command of the tree below ``group`` (groups included), as argv paths."""
-    for name, cmd in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in sorted(group.list_commands(ctx)):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
         yield (*path, name)
         if isinstance(cmd, click.Group):
             yield from _commands(cmd, (*path, name))

@@ -41,6 +41,15 @@ def _script() -> ModuleType:
     return module
 
 
+def subcommands(group: click.Group) -> Iterator[tuple[str, click.Command]]:
+    """The sub-commands of ``group`` as Click finds them (sscard's are loaded on demand)."""
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
+        yield name, command
+
+
 @pytest.fixture
 def zh() -> Iterator[None]:
     """The active language is Simplified Chinese for the test, English again after it."""
@@ -80,7 +89,7 @@ def test_every_help_text_has_a_translation(zh: None) -> None:
             if any(text and i18n._(text) == text for text in texts):
                 untranslated.append(f"{path} {param.opts[0]}")
         if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
+            for name, sub in subcommands(command):
                 walk(sub, f"{path} {name}")
 
     walk(cli, "sscard")
@@ -385,7 +394,7 @@ def test_every_command_help_renders_in_chinese_without_login(tmp_path: Path) -> 
     def walk(command: click.Command, path: list[str]) -> None:
         paths.append(path)
         if isinstance(command, click.Group):
-            for name, sub in command.commands.items():
+            for name, sub in subcommands(command):
                 walk(sub, [*path, name])
 
     walk(cli, [])

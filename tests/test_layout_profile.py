@@ -10,7 +10,7 @@ import pytest
 
 from sscard.errors import ProfileError
 from sscard.keys.scheme import KeyScheme
-from sscard.layout import AccessCondition, load_profile, shipped_profiles
+from sscard.layout import AccessCondition, load_profile, loader, shipped_profiles
 from sscard.layout.loader import validate_profile_data
 from sscard.vocab import Algorithm
 
@@ -169,6 +169,16 @@ def test_resolved_profile_json_validates_and_loads_back_equal(name: str, tmp_pat
     p = load_profile(name)
     assert validate_profile_data(p.to_data()) == p
     assert load_profile(write(tmp_path / "copy.json", p.to_data())) == p
+
+
+@pytest.mark.parametrize("name", shipped_profiles())
+def test_every_shipped_profile_validates_against_the_schema(name: str) -> None:
+    """Shipped profiles are built at run time without the schema check (no jsonschema
+    import to read a card): this is where they are checked, each file and its extends chain."""
+    data, _source = loader._load_resolved(name, None, (), validate=True)
+    if not data.pop("abstract", False):
+        assert loader._schema_problems(data, partial=False) == []
+        assert loader._load(name, validate=True) == load_profile(name)
 
 
 def test_base_layout_cannot_be_loaded_on_its_own() -> None:

@@ -19,6 +19,7 @@ from sscard.applets.scripted import ScriptedCard
 from sscard.errors import InvalidInput, NoCard
 from sscard.i18n import _
 from sscard.transport.base import (
+    PINPAD_PREFIX,
     VIRTUAL_PREFIX,
     CardLike,
     Transport,
@@ -26,7 +27,7 @@ from sscard.transport.base import (
     register_reader_form,
 )
 
-__all__ = ["ScriptedCard", "load_card"]
+__all__ = ["PINPAD_PREFIX", "ScriptedCard", "load_card", "open_pin_pad"]
 
 
 def load_card(path: str | Path) -> CardLike:
@@ -63,7 +64,6 @@ def load_card(path: str | Path) -> CardLike:
 
 register_card_files(VIRTUAL_PREFIX, load_card)
 
-PINPAD_PREFIX = "pinpad:"
 ENV_PINPAD_KEYS = "SSCARD_PINPAD_KEYS"
 """Key presses of the emulated pad, comma-separated entries: digits (then OK),
 ``cancel`` or ``timeout`` (e.g. ``123456,654321,654321``). Emulated pads only."""

@@ -39,7 +39,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sscard.audit.schema import ensure_schema
 from sscard.clock import iso, now_utc
@@ -47,7 +47,9 @@ from sscard.db import transaction
 from sscard.errors import CheckpointKeyMissing, InvalidInput
 from sscard.i18n import _
 from sscard.keys.entry import KeyEntry
-from sscard.keys.software_store import SoftwareKeyStore
+
+if TYPE_CHECKING:
+    from sscard.keys.software_store import SoftwareKeyStore
 
 KEY_REF = "AUDIT/CPK/01"
 KEY_ALGORITHM = "3des"
@@ -202,6 +204,8 @@ def open_signer(spec: str, secret: Callable[[str], str]) -> CheckpointSigner:
             _("no checkpoint key in a token"),
             [("keystore", _("the audit checkpoint key lives in a software key store file"))],
         )
+    from sscard.keys.software_store import SoftwareKeyStore  # its ciphers load only now
+
     return CheckpointSigner.from_store(
         SoftwareKeyStore.open(spec, secret(_("Passphrase for {store}").format(store=spec)))
     )
@@ -323,6 +327,8 @@ def auto_signer() -> CheckpointSigner | None:
                 _("%s is set but no passphrase: no automatic checkpoints"), ENV_AUDIT_KEYSTORE
             )
         else:
+            from sscard.keys.software_store import SoftwareKeyStore
+
             try:
                 signer = CheckpointSigner.from_store(SoftwareKeyStore.open(spec, passphrase))
             except Exception as exc:  # never let the audit trail stop an action

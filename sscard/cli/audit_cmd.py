@@ -22,7 +22,7 @@ from sscard.errors import InvalidInput, PlatformUnavailable
 from sscard.exchange.client import PlatformClient
 from sscard.exchange.tls import client_context
 from sscard.i18n import N_, _, columns, ljust
-from sscard.keys.provider import ENV_KEYSTORE
+from sscard.keys import ENV_KEYSTORE
 from sscard.keys.software_store import SoftwareKeyStore
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +65,8 @@ def staff_card(
 
 def default_service_point() -> str:
     """``$SSCARD_SERVICE_POINT``, else this host's name (as an exchange-platform id)."""
+    import socket
+
     name = os.environ.get("SSCARD_SERVICE_POINT") or socket.gethostname().split(".")[0]
     cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:64]
     return cleaned or "service-point"

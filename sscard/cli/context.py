@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from sscard import db
 from sscard.i18n import N_, _
-from sscard.layout.controls import escape_json_controls
 from sscard.paths import default_store
+
+if TYPE_CHECKING:
+    import sqlite3
 
 
 @dataclass
@@ -34,11 +34,15 @@ class CliState:
 
     def open_store(self) -> sqlite3.Connection:
         """Open the local store of this invocation (:func:`sscard.db.open_store`)."""
+        from sscard import db  # sqlite3 loads for the commands that use the store
+
         return db.open_store(self.store_path())
 
     def emit(self, data: Any, human: str | None = None) -> None:
         """Print ``data`` as JSON with ``--json``, else the human text (default: ``str(data)``)."""
         if self.json:
+            from sscard.layout.controls import escape_json_controls
+
             # escape_json_controls: bidi controls, C1 and line separators as \u escapes
             text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False)
             click.echo(escape_json_controls(text))
@@ -48,6 +52,8 @@ class CliState:
     def error(self, kind: str, message: str, code: int, **extra: Any) -> None:
         """Report an error on stderr (JSON with ``--json``); a ``hint`` gets its own line."""
         if self.json:
+            from sscard.layout.controls import escape_json_controls
+
             payload = {"error": kind, "message": message, "exit_code": code, **extra}
             sys.stderr.write(escape_json_controls(json.dumps(payload, ensure_ascii=False)) + "\n")
         else:
@@ -121,15 +127,15 @@ def json_option(f: F) -> F:
     return click.option("--json", "json_output", **_JSON_OPTION)(f)
 
 
-def add_json_options(group: click.Group) -> None:
-    """Give every command below ``group`` (sub-groups too) a ``--json`` flag if it has none.
+def give_json_option(command: click.Command) -> None:
+    """Give ``command`` and each one below it (sub-groups too) a ``--json`` flag if it has none.
 
     So ``sscard read --json`` works as well as ``sscard --json read``: both set
-    :attr:`CliState.json`. Called once on the assembled tree (sscard.cli.main),
-    which covers every command, present and future, without touching its module.
+    :attr:`CliState.json`. sscard.cli.main calls it on each sub-command as it is
+    loaded, which covers every command, present and future, without touching its module.
     """
-    for cmd in group.commands.values():
-        if not any("--json" in p.opts for p in cmd.params):
-            cmd.params.append(_json_param())
-        if isinstance(cmd, click.Group):
-            add_json_options(cmd)
+    if not any("--json" in p.opts for p in command.params):
+        command.params.append(_json_param())
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            give_json_option(sub)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from sscard.cli.options import passphrase_fd_option
 from sscard.cli.secrets import read_secret
 from sscard.i18n import N_
-from sscard.keys.provider import ENV_KEYSTORE, open_security_module
-from sscard.keys.security_module import SecurityModule
-from sscard.layout.model import Profile
+from sscard.keys import ENV_KEYSTORE
+
+if TYPE_CHECKING:
+    from sscard.keys.security_module import SecurityModule
+    from sscard.layout.model import Profile
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,6 +37,8 @@ def security_module(
     keystore: str | None, passphrase_fd: int | None, profile: Profile
 ) -> SecurityModule:
     """Open the security module for ``profile`` (production profiles refuse 'dev')."""
+    from sscard.keys.provider import open_security_module  # the key stores load only now
+
     return open_security_module(
         keystore,
         slots=profile.key_scheme.slots,

@@ -11,7 +11,6 @@ again when a later run in the same process picks another language (tests).
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Sequence
 
 import click
@@ -99,14 +98,44 @@ def localize(command: click.Command) -> None:
 _CLICK_MODULES = ("core", "decorators", "exceptions", "formatting", "parser", "termui", "types")
 
 
-_WIDE_CHARS = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\ufe30-\ufe4f\uff00-\uffef"
-_WIDE = re.compile(f"[{_WIDE_CHARS}]")
-_PIECES = re.compile(f"[{_WIDE_CHARS}]|[^{_WIDE_CHARS}]+")
-"""One wide character, or a run of anything else (a Latin word stays whole)."""
+_WIDE_RANGES = (
+    (0x2E80, 0x9FFF),
+    (0xAC00, 0xD7AF),
+    (0xF900, 0xFAFF),
+    (0xFE30, 0xFE4F),
+    (0xFF00, 0xFFEF),
+)
+"""Characters a help line may break before or after (CJK, Hangul, full-width forms)."""
+
+
+def _is_wide(char: str) -> bool:
+    code = ord(char)
+    return code >= 0x2E80 and any(low <= code <= high for low, high in _WIDE_RANGES)
+
+
+def _pieces(chunk: str) -> list[str]:
+    """One wide character, or a run of anything else (a Latin word stays whole).
+
+    Plain code rather than a regular expression: compiling a character class this
+    wide costs more than a whole ``sscard --version`` may take.
+    """
+    pieces: list[str] = []
+    start = 0
+    for index, char in enumerate(chunk):
+        if _is_wide(char):
+            if start < index:
+                pieces.append(chunk[start:index])
+            pieces.append(char)
+            start = index + 1
+    if start < len(chunk):
+        pieces.append(chunk[start:])
+    return pieces
 
 
 def _terminal_columns(text: str) -> int:
     """Click's ``term_len`` counting wide (Chinese) characters as the two columns they take."""
+    if text.isascii() and "\x1b" not in text:
+        return len(text)  # the common case, counted without a look at each character
     from click._compat import strip_ansi
 
     return i18n.columns(strip_ansi(text))
@@ -122,7 +151,7 @@ def _column_wrapper() -> type:
         def _split(self, text: str) -> list[str]:
             chunks: list[str] = []
             for chunk in super()._split(text):
-                chunks.extend(_PIECES.findall(chunk) if _WIDE.search(chunk) else [chunk])
+                chunks.extend(_pieces(chunk))
             return chunks
 
     return ColumnWrapper

@@ -10,7 +10,29 @@ updates (:mod:`sscard.exchange.inbox`).
 
 from __future__ import annotations
 
-from sscard.exchange.events import Event, new_event_id
-from sscard.exchange.schema import CATEGORIES
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sscard.exchange.events import Event, new_event_id
+    from sscard.exchange.schema import CATEGORIES
 
 __all__ = ["CATEGORIES", "Event", "new_event_id"]
+
+_HOMES = {
+    "CATEGORIES": "sscard.exchange.schema",
+    "Event": "sscard.exchange.events",
+    "new_event_id": "sscard.exchange.events",
+}
+"""Imported on first use (PEP 562): reading the block list does not load the
+message schemas (jsonschema)."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module ``name`` lives in on first use."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

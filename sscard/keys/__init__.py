@@ -5,6 +5,28 @@ The public functions service-point software and the emulated card call are
 root or city key goes through a :class:`~sscard.keys.security_module.SecurityModule`.
 """
 
-from sscard.keys.algorithms import diversify, kcv, line_mac
+from __future__ import annotations
 
-__all__ = ["diversify", "kcv", "line_mac"]
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sscard.keys.algorithms import diversify, kcv, line_mac
+
+__all__ = ["ENV_KEYSTORE", "diversify", "kcv", "line_mac"]
+
+ENV_KEYSTORE = "SSCARD_KEYSTORE"
+"""The key store to use when none is given (:mod:`sscard.keys.provider`)."""
+
+_ALGORITHMS = ("diversify", "kcv", "line_mac")
+
+
+def __getattr__(name: str) -> Any:
+    """The algorithms (and the ciphers under them) are imported on first use (PEP 562):
+    a key scheme or a card read without keys does not load them."""
+    if name not in _ALGORITHMS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from sscard.keys import algorithms
+
+    value = getattr(algorithms, name)
+    globals()[name] = value
+    return value

@@ -13,7 +13,6 @@ from typing import Any
 
 from sscard.errors import InvalidInput
 from sscard.i18n import _
-from sscard.keys.algorithms import check_key, kcv
 
 _REF = re.compile(r"^[A-Z0-9]{2,8}/[A-Z]{2,4}/[0-9A-F]{2}$")
 
@@ -41,6 +40,8 @@ class KeyEntry:
 
     def __post_init__(self) -> None:
         check_ref(self.ref)
+        from sscard.keys.algorithms import check_key  # the ciphers load with the first key
+
         check_key(self.value, self.algorithm)
         p: list[tuple[str, str]] = []
         if not (isinstance(self.version, int) and 1 <= self.version <= 255):
@@ -57,6 +58,8 @@ class KeyEntry:
     @property
     def kcv(self) -> bytes:
         """Key check value (3 bytes)."""
+        from sscard.keys.algorithms import kcv
+
         return kcv(self.value, algorithm=self.algorithm)
 
     @property

@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterable
 
 from sscard.errors import KeyStoreMissing
 from sscard.i18n import _
+from sscard.keys import ENV_KEYSTORE
 from sscard.keys.dev import check_production, development_module
 from sscard.keys.scheme import KeySlot
 from sscard.keys.security_module import SecurityModule, SoftwareSecurityModule
 from sscard.keys.software_store import SoftwareKeyStore
 
-ENV_KEYSTORE = "SSCARD_KEYSTORE"
 DEV = "dev"
 PKCS11_PREFIX = "pkcs11:"
 PSAM_PREFIX = "psam:"

@@ -16,10 +16,8 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
-
-import jsonschema
 
 from sscard.errors import InvalidInput
 from sscard.i18n import N_, _
@@ -72,7 +70,7 @@ _ETHNICITY_CODES = frozenset([f"{n:02d}" for n in range(1, 57)] + ["97", "98"])
 @cache
 def holder_schema() -> dict[str, Any]:
     """The JSON Schema of the issuance input, shipped with the package."""
-    text = resources.files("sscard.layout").joinpath("holder.schema.json").read_text("utf-8")
+    text = Path(__file__).with_name("holder.schema.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 
@@ -123,6 +121,8 @@ def holder_problems(data: Any, profile: Profile | None = None) -> list[tuple[str
         problem = control_problem(value) if isinstance(value, str) else None
         if problem:
             problems[key] = problem
+    import jsonschema  # loaded when holder data is checked, not to read a card
+
     validator = jsonschema.Draft202012Validator(holder_schema())
     for error in validator.iter_errors(data):
         if error.validator == "additionalProperties":

@@ -16,11 +16,8 @@ import copy
 import json
 from collections.abc import Iterable, Mapping
 from functools import cache, lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import jsonschema
 
 from sscard.errors import InvalidInput, ProfileError
 from sscard.i18n import _
@@ -52,7 +49,9 @@ Problems = list[tuple[str, str]]
 
 
 def _package_file(name: str) -> Any:
-    return resources.files("sscard.layout").joinpath(name)
+    return Path(__file__).with_name(
+        name
+    )  # a plain file beside this module (not importlib.resources: faster)
 
 
 @cache
@@ -104,7 +103,9 @@ def load_profile(name_or_path: str | Path | None = None) -> Profile:
     """Load a shipped profile by name (default ``national-3``) or a profile file by path.
 
     Raises :class:`~sscard.errors.ProfileError` listing every problem with its JSON path.
-    Shipped profiles are immutable and validated once per process; files are read anew.
+    Shipped profiles are immutable and built once per process without the JSON Schema
+    check (tests/test_layout_profile.py validates every shipped profile against it, so
+    a run does not load jsonschema for them); files are read and validated anew.
     """
     ref = name_or_path or DEFAULT_PROFILE
     if isinstance(ref, str) and ref in shipped_profiles():
@@ -114,11 +115,12 @@ def load_profile(name_or_path: str | Path | None = None) -> Profile:
 
 @lru_cache(maxsize=16)
 def _load_shipped(name: str) -> Profile:
-    return _load(name)
+    return _load(name, validate=False)
 
 
-def _load(name_or_path: str | Path) -> Profile:
-    data, source = _load_resolved(name_or_path, None, ())
+def _load(name_or_path: str | Path, *, validate: bool = True) -> Profile:
+    """Load and build a profile; ``validate=False`` skips the JSON Schema check (shipped ones)."""
+    data, source = _load_resolved(name_or_path, None, (), validate=validate)
     if data.pop("abstract", False):
         raise ProfileError(
             _("profile {source} is a base layout, not a card profile").format(source=source),
@@ -131,7 +133,7 @@ def _load(name_or_path: str | Path) -> Profile:
                 )
             ],
         )
-    problems = _schema_problems(data, partial=False)
+    problems = _schema_problems(data, partial=False) if validate else []
     if problems:
         raise ProfileError(
             _("invalid profile {source} (after extends)").format(source=source), problems
@@ -199,7 +201,7 @@ def _read_json(source: str, file: Any) -> dict[str, Any]:
 
 
 def _load_resolved(
-    ref: str | Path, relative_to: Path | None, seen: tuple[str, ...]
+    ref: str | Path, relative_to: Path | None, seen: tuple[str, ...], *, validate: bool = True
 ) -> tuple[dict[str, Any], str]:
     source, file = _locate(ref, relative_to)
     if source in seen:
@@ -208,13 +210,13 @@ def _load_resolved(
     data = _read_json(source, file)
     base_ref = data.get("extends")
     partial = isinstance(base_ref, str) or data.get("abstract") is True
-    problems = _schema_problems(data, partial=partial)
+    problems = _schema_problems(data, partial=partial) if validate else []
     if problems:
         raise ProfileError(_("invalid profile {source}").format(source=source), problems)
     if not isinstance(base_ref, str):
         return data, source
     here = Path(str(file)).parent if isinstance(file, Path) else None
-    base, _source = _load_resolved(base_ref, here, (*seen, source))
+    base, _source = _load_resolved(base_ref, here, (*seen, source), validate=validate)
     merged, problems = merge_profiles(base, data)
     if problems:
         raise ProfileError(_("invalid profile {source}").format(source=source), problems)
@@ -286,6 +288,8 @@ def _format_path(parts: Iterable[Any]) -> str:
 
 def _schema_problems(data: Any, *, partial: bool) -> Problems:
     """Every schema violation as ``(JSON path, message)``; unknown keys name their own path."""
+    import jsonschema  # loaded for profile files only: shipped ones are checked by the tests
+
     schema = _partial_schema() if partial else profile_schema()
     validator = jsonschema.Draft202012Validator(schema)
     problems: Problems = []

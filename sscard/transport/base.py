@@ -4,7 +4,9 @@ A card implemented in Python (:class:`CardLike`) can be named as a reader:
 ``--reader virtual:PATH`` opens the card stored at PATH. The transport layer
 knows no card; the card side registers the forms it can open
 (:func:`register_card_files`; ``sscard.applets`` registers ``virtual:`` when it
-is imported, as the CLI does).
+is imported). The CLI registers loaders that import ``sscard.applets`` only when
+such a reader is opened, so a command that talks to a real reader never loads
+the emulator.
 """
 
 from __future__ import annotations
@@ -86,6 +88,9 @@ class CardLike(Protocol):
 
 VIRTUAL_PREFIX = "virtual:"
 """The reader form of an emulated card stored in a file: ``virtual:PATH``."""
+
+PINPAD_PREFIX = "pinpad:"
+"""The reader form of an emulated card behind an emulated PIN pad: ``pinpad:PATH``."""
 
 CardLoader = Callable[[str], CardLike]
 """Opens the card stored at a path."""

@@ -1,0 +1,177 @@
+"""Benchmark: how long a user waits for ``sscard`` (start-up and one ``read``), as a ratio.
+
+Each command runs ``--runs`` times as a fresh process (after ``--warmup`` runs),
+hyperfine-style: mean ± standard deviation, median and minimum wall time; the
+ratios compare medians measured in the same run. The processes may write bytecode
+caches (``PYTHONDONTWRITEBYTECODE`` is dropped), as an installed package has them:
+the warm-up runs write them, so no run compiles sources.
+
+1. ``python -c "import click"`` (the baseline: an interpreter and the CLI library),
+   ``sscard --version`` and ``sscard --help``; target ≤ 2× the baseline.
+2. On a national-2 card served through pcscd + vpcd (``sscard virtual serve`` in
+   its own process), with an operator of the service role logged in:
+   ``sscard -r READER read`` against a small pyscard program (``python -c``) that
+   connects to the same reader and sends the same command APDUs (learnt from one
+   ``sscard --log-level trace`` run); target ≤ 1.5×.
+
+Usage: ``.venv/bin/python bench/startup.py [--runs 20] [--warmup 2] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from report import arguments, report
+
+PYTHON = sys.executable
+SSCARD = str(Path(sys.executable).with_name("sscard"))
+ROOT = Path(__file__).resolve().parent.parent
+
+PYSCARD_READ = """\
+import sys
+from smartcard import scard
+reader = sys.argv[1]
+hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+assert hresult == 0, hresult
+hresult, card, protocol = scard.SCardConnect(
+    context, reader, scard.SCARD_SHARE_EXCLUSIVE,
+    scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)
+assert hresult == 0, hresult
+pci = scard.SCARD_PCI_T1 if protocol == scard.SCARD_PROTOCOL_T1 else scard.SCARD_PCI_T0
+for apdu in sys.argv[2:]:
+    hresult, response = scard.SCardTransmit(card, pci, list(bytes.fromhex(apdu)))
+    assert hresult == 0, hresult
+    print(bytes(response).hex())
+scard.SCardDisconnect(card, scard.SCARD_LEAVE_CARD)
+scard.SCardReleaseContext(context)
+"""
+"""The baseline for ``sscard read``: connect, send the APDUs given as arguments, print."""
+
+TRACED = re.compile(r"TRACE sscard\.apdu: > ([0-9A-F]+)\s*$")
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs", type=int, default=20, help="timed runs per command")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs first")
+    parser.add_argument("--no-card", action="store_true", help="skip the pcscd part")
+
+
+def timed(
+    argv: Sequence[str], runs: int, warmup: int, env: Mapping[str, str] | None = None
+) -> list[float]:
+    """Wall times of ``runs`` runs of ``argv`` (each must succeed)."""
+    times: list[float] = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        done = subprocess.run(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+        )
+        elapsed = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"{argv[:4]} failed: {done.stderr.decode(errors='replace')}")
+        if i >= warmup:
+            times.append(elapsed)
+    return times
+
+
+def summary(times: Sequence[float]) -> str:
+    """``mean ± sd ms (median, min)``, hyperfine's way."""
+    sd = statistics.stdev(times) if len(times) > 1 else 0.0
+    return (
+        f"{statistics.mean(times) * 1000:.1f} ± {sd * 1000:.1f} ms "
+        f"(median {statistics.median(times) * 1000:.1f}, min {min(times) * 1000:.1f})"
+    )
+
+
+def ratio(times: Sequence[float], baseline: Sequence[float]) -> float:
+    return round(statistics.median(times) / statistics.median(baseline), 2)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of the timed processes: English, bytecode caches allowed."""
+    env = {**os.environ, "SSCARD_LANG": "en", **extra}
+    for name in ("PYTHONDONTWRITEBYTECODE", "SSCARD_KEYSTORE", "SSCARD_READER", "SSCARD_STORE"):
+        env.pop(name, None)
+    return env
+
+
+def start_up(args: argparse.Namespace, out: dict[str, object]) -> None:
+    env = child_env()
+    base = timed([PYTHON, "-c", "import click"], args.runs, args.warmup, env)
+    version = timed([SSCARD, "--version"], args.runs, args.warmup, env)
+    helped = timed([SSCARD, "--help"], args.runs, args.warmup, env)
+    out['python -c "import click"'] = summary(base)
+    out["sscard --version"] = summary(version)
+    out["sscard --help"] = summary(helped)
+    out["sscard --version / import click (median; target <= 2)"] = ratio(version, base)
+    out["sscard --help / import click (median; target <= 2)"] = ratio(helped, base)
+
+
+def logged_in_env(root: Path) -> dict[str, str]:
+    """A fresh installation under ``root`` with an operator of the service role logged in."""
+    env = child_env(
+        SSCARD_DATA_DIR=str(root / "data"), SSCARD_OPERATOR_TOKEN=str(root / "operator.token")
+    )
+    program = (
+        "from sscard.auth import OperatorStore, login\n"
+        "store = OperatorStore.open()\n"
+        "store.add('bench-issuer', 'bench issuer', 'issuer', 'bench password 1',"
+        " bootstrap=True, cost=10)\n"
+        "store.add('bench', 'bench clerk', 'service', 'bench password 1', cost=10)\n"
+        "login(store, 'bench', 'bench password 1')\n"
+        "store.close()\n"
+    )
+    subprocess.run([PYTHON, "-c", program], env=env, check=True)
+    return env
+
+
+def card_read(args: argparse.Namespace, out: dict[str, object]) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from read import issue
+
+    from sscard.applets.pcsc_rig import reader_lock, running_pcscd, served_card
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "card.img"
+        issue(path, "national-2")
+        env = logged_in_env(Path(tmp))
+        with running_pcscd(), reader_lock() as port, served_card(path, port) as reader:
+            traced = subprocess.run(
+                [SSCARD, "--log-level", "trace", "-r", reader, "read"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            apdus = [
+                m.group(1) for line in traced.stderr.splitlines() if (m := TRACED.search(line))
+            ]
+            out["sscard read: command APDUs"] = len(apdus)
+            sscard = timed([SSCARD, "-r", reader, "read"], args.runs, args.warmup, env)
+            raw = timed([PYTHON, "-c", PYSCARD_READ, reader, *apdus], args.runs, args.warmup, env)
+    out["pyscard script, same APDUs"] = summary(raw)
+    out["sscard -r READER read"] = summary(sscard)
+    out["sscard read / pyscard script (median; target <= 1.5)"] = ratio(sscard, raw)
+
+
+def main() -> int:
+    args = arguments(__doc__, options)
+    out: dict[str, object] = {}
+    start_up(args, out)
+    if not args.no_card:
+        card_read(args, out)
+    report(out, as_json=args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
