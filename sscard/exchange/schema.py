@@ -20,6 +20,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
+from sscard.exchange.fastcheck import Check, checker
 from sscard.i18n import N_, _
 
 CATEGORIES: tuple[str, ...] = (
@@ -89,6 +90,30 @@ def _validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema, registry=_registry())
 
 
+@cache
+def _ids() -> dict[str, str]:
+    """Schema name by ``$id``, for resolving ``$ref`` in :func:`_fast`."""
+    names = [*MESSAGES, *(f"payload.{c}" for c in CATEGORIES)]
+    return {str(_load(n)["$id"]): n for n in names}
+
+
+@cache
+def _fast(name: str) -> Check | None:
+    """The compiled "certainly valid" check of schema ``name`` (:mod:`.fastcheck`), or None."""
+
+    def resolve(uri: str) -> Check | None:
+        target = _ids().get(uri)
+        return None if target is None or target == name else _fast(target)
+
+    return checker(_load(name), resolve)
+
+
+def _valid(name: str, data: Any) -> bool:
+    """True when ``data`` is certainly valid as ``name`` (no need to ask jsonschema)."""
+    check = _fast(name)
+    return check is not None and check(data)
+
+
 def schema(name: str) -> dict[str, Any]:
     """The schema of message ``name`` or of ``payload.CATEGORY`` (a fresh copy)."""
     return _load(name)
@@ -156,6 +181,8 @@ def message_problems(
 
     ``localize=False``: the messages in English (the platform's HTTP answers).
     """
+    if _valid(name, data):
+        return []
     return _problems(_validator(name), data, prefix, localize)
 
 
@@ -167,6 +194,8 @@ def payload_problems(
         tr = _ if localize else _english
         text = tr(N_("unknown category; known: {categories}"))
         return [(prefix or "/", text.format(categories=", ".join(CATEGORIES)))]
+    if _valid(f"payload.{category}", payload):
+        return []
     return _problems(_validator(f"payload.{category}"), payload, prefix, localize)
 
 
