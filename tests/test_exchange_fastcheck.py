@@ -153,6 +153,8 @@ KEYWORD_SCHEMAS: list[dict[str, Any]] = [
     {"anyOf": [{"type": "integer", "minimum": 10}, {"enum": [1]}]},
     {"allOf": [{"type": "string"}, {"pattern": "^A"}]},
     {"pattern": "^[0-9A-F]{2}$"},
+    {"type": "string", "pattern": "^[0-9A-F]{2}$", "description": "a leaf"},
+    {"type": "integer", "maximum": 10},
     {"minimum": 0},
     True,
     False,

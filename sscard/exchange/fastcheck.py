@@ -70,6 +70,9 @@ def _compile(schema: Any, resolve: Callable[[str], Check | None]) -> Check:
         return lambda _x: False
     if not isinstance(schema, Mapping):
         raise _Unsupported("not a schema")
+    leaf = _leaf(schema)
+    if leaf is not None:
+        return leaf
     checks: list[Check] = []
     for key, value in schema.items():
         if key in _ANNOTATIONS or key in _OBJECT_KEYWORDS:
@@ -113,6 +116,25 @@ def _compile(schema: Any, resolve: Callable[[str], Check | None]) -> Check:
     if any(k in schema for k in _OBJECT_KEYWORDS):
         checks.append(_object(schema, resolve))
     return _all(checks)
+
+
+def _leaf(schema: Mapping[str, Any]) -> Check | None:
+    """One closure for the commonest leaves: a string with a pattern, a bounded integer."""
+    keys = {k for k in schema if k not in _ANNOTATIONS}
+    kind = schema.get("type")
+    if kind == "string" and keys == {"type", "pattern"}:
+        search = re.compile(schema["pattern"]).search
+        return lambda x: isinstance(x, str) and search(x) is not None
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if (
+        kind == "integer"
+        and keys <= {"type", "minimum", "maximum"}
+        and all(type(b) in (int, float) for b in (low, high) if b is not None)
+    ):
+        low = float("-inf") if low is None else low
+        high = float("inf") if high is None else high
+        return lambda x: type(x) is int and low <= x <= high
+    return None
 
 
 _OBJECT_KEYWORDS = frozenset({"properties", "required", "additionalProperties", "propertyNames"})
