@@ -84,8 +84,7 @@ def _compile(schema: Any, resolve: Callable[[str], Check | None]) -> Check:
             tests = [_TYPES[n] for n in names]
             checks.append(tests[0] if len(tests) == 1 else _any(tests))
         elif key == "pattern":
-            search = re.compile(value).search
-            checks.append(lambda x, search=search: not isinstance(x, str) or search(x) is not None)
+            checks.append(_pattern(re.compile(value)))
         elif key in ("minLength", "maxLength"):
             checks.append(_bound(key, int(value), str, len))
         elif key in ("minItems", "maxItems"):
@@ -204,6 +203,11 @@ def _object(schema: Mapping[str, Any], resolve: Callable[[str], Check | None]) -
         return True
 
     return check
+
+
+def _pattern(compiled: re.Pattern[str]) -> Check:
+    search = compiled.search
+    return lambda x: not isinstance(x, str) or search(x) is not None
 
 
 def _bound(key: str, limit: int, kind: type, size: Callable[[Any], int]) -> Check:
