@@ -11,6 +11,7 @@ The messages are in the active language (:mod:`sscard.i18n`) unless
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
@@ -97,15 +98,27 @@ def _ids() -> dict[str, str]:
     return {str(_load(n)["$id"]): n for n in names}
 
 
+_compiling: set[str] = set()
+_compile_lock = threading.RLock()  # the platform's threads: one compiles at a time
+
+
 @cache
 def _fast(name: str) -> Check | None:
-    """The compiled "certainly valid" check of schema ``name`` (:mod:`.fastcheck`), or None."""
+    """The compiled "certainly valid" check of schema ``name`` (:mod:`.fastcheck`), or None.
+
+    A ``$ref`` back to a schema being compiled (a cycle) leaves it to jsonschema.
+    """
 
     def resolve(uri: str) -> Check | None:
         target = _ids().get(uri)
-        return None if target is None or target == name else _fast(target)
+        return None if target is None or target in _compiling else _fast(target)
 
-    return checker(_load(name), resolve)
+    with _compile_lock:
+        _compiling.add(name)
+        try:
+            return checker(_load(name), resolve)
+        finally:
+            _compiling.discard(name)
 
 
 def _valid(name: str, data: Any) -> bool:
