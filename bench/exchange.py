@@ -6,7 +6,13 @@ service point: outbox in its own SQLite file, ``sync.push_pending``. Measures
 
 * events per second pushed (enqueued beforehand), for several batch sizes;
 * the time to drain a backlog of 100,000 events (batch 1000), and the time it
-  took to enqueue them (one transaction per 1000 events, each schema-checked).
+  took to enqueue them with ``outbox.enqueue_many`` (one transaction per 1000
+  events, each schema-checked);
+* for comparison, ``outbox.enqueue`` one event at a time (1000 per transaction),
+  on the ``--events`` events of the first push run.
+
+Targets (issue 19): push >= 5,000 events/s (the backlog drain, batch 1000, and
+every batch size from 500 up), enqueue 100,000 events <= 10 s.
 
 Usage: ``.venv/bin/python bench/exchange.py [--events 20000] [--backlog 100000] [--json]``.
 """
@@ -45,14 +51,23 @@ def payload(i: int) -> dict[str, Any]:
     }
 
 
-def enqueue(store: Path, n: int, offset: int = 0) -> float:
+TARGET_PUSH = 5000  # events/s
+TARGET_ENQUEUE = 10.0  # seconds per 100,000 events
+
+
+def enqueue(store: Path, n: int, offset: int = 0, *, bulk: bool = True) -> float:
+    """Queue ``n`` events, 1000 per transaction: ``enqueue_many`` (bulk) or one by one."""
     conn = db.open_db(store)
     sync.ensure_schema(conn)
     start = time.perf_counter()
     for chunk in range(0, n, 1000):
+        events = [("card.issued", payload(offset + i)) for i in range(chunk, min(n, chunk + 1000))]
         with db.transaction(conn):
-            for i in range(chunk, min(n, chunk + 1000)):
-                outbox.enqueue(conn, "card.issued", payload(offset + i), service_point="sp-bench")
+            if bulk:
+                outbox.enqueue_many(conn, events, service_point="sp-bench")
+            else:
+                for category, body in events:
+                    outbox.enqueue(conn, category, body, service_point="sp-bench")
     conn.close()
     return time.perf_counter() - start
 
@@ -90,9 +105,15 @@ def main() -> None:
     offset = 0
     try:
         with PlatformClient(url, ctx) as client:
-            for batch in (int(b) for b in args.batches.split(",")):
+            for n, batch in enumerate(int(b) for b in args.batches.split(",")):
                 store = work / f"sp-{batch}.db"
-                enqueue(store, args.events, offset)
+                one_s = enqueue(store, args.events, offset, bulk=n != 0)
+                if n == 0:
+                    results["enqueue_one_by_one"] = {
+                        "events": args.events,
+                        "seconds": round(one_s, 2),
+                        "seconds_per_100000": round(one_s * 100_000 / args.events, 2),
+                    }
                 offset += args.events
                 stored, elapsed = push(store, client, batch)
                 results["throughput"].append(
@@ -119,8 +140,20 @@ def main() -> None:
         print(f"  batch {r['batch']:>5}: {r['events']} events in {r['seconds']:.2f} s"
               f" = {r['events_per_second']} events/s")  # fmt: skip
     b = results["backlog"]
-    print(f"Backlog of {b['events']} events: enqueued in {b['enqueue_seconds']} s, drained in "
-          f"{b['drain_seconds']} s ({b['events_per_second']} events/s, batch 1000)")  # fmt: skip
+    print(f"Backlog of {b['events']} events: enqueued in {b['enqueue_seconds']} s"
+          f" (enqueue_many), drained in {b['drain_seconds']} s"
+          f" ({b['events_per_second']} events/s, batch 1000)")  # fmt: skip
+    one = results["enqueue_one_by_one"]
+    print(f"Enqueue one by one (1000 per transaction): {one['events']} events in {one['seconds']} s"
+          f" = {one['seconds_per_100000']} s per 100,000")  # fmt: skip
+    per_100k = b["enqueue_seconds"] * 100_000 / b["events"]
+    slowest = min([b["events_per_second"]] + [
+        r["events_per_second"] for r in results["throughput"] if r["batch"] >= 500])  # fmt: skip
+    print("Targets (issue 19):")
+    print(f"  push >= {TARGET_PUSH} events/s (backlog drain; batches >= 500): {slowest} events/s"
+          f"  {'met' if slowest >= TARGET_PUSH else 'NOT MET'}")  # fmt: skip
+    print(f"  enqueue 100,000 events <= {TARGET_ENQUEUE:.0f} s: {per_100k:.2f} s"
+          f"  {'met' if per_100k <= TARGET_ENQUEUE else 'NOT MET'}")  # fmt: skip
 
 
 if __name__ == "__main__":

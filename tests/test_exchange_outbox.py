@@ -243,3 +243,56 @@ def test_holder_updates_wait_until_written_or_superseded(tmp_path: Path) -> None
         inbox.apply_pulled(conn, [change(2, "2024-06-02T10:00:00.000000Z", True, "赵六")], 2)
     assert inbox.pending_updates(conn) == []
     assert not inbox.mark_applied(conn, update.event_id)  # already superseded
+
+
+def test_enqueue_many_queues_every_event_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "sscard.db"
+    conn = open_store(path)
+    events = [("card.issued", issued(i)) for i in range(5)]
+    # one invalid event: every problem named by its index, nothing queued
+    bad = [*events, ("card.blocked", {"card_number": "a-1", "reason": "lost", "on_card": False})]
+    with pytest.raises(InvalidInput) as err:
+        outbox.enqueue_many(conn, [*bad, ("card.stolen", {})], service_point="sp-1")
+    assert {f for f, _ in err.value.problems} == {
+        "events/5/payload/card_number",
+        "events/6/category",
+    }
+    assert conn.execute("SELECT count(*) FROM outbox_events").fetchone()[0] == 0
+    # alone: a transaction of its own, committed
+    ids = outbox.enqueue_many(conn, events, service_point="sp-1")
+    other = sqlite3.connect(path)  # what another process sees on disk
+    assert [r[0] for r in other.execute("SELECT id FROM outbox_events ORDER BY seq")] == ids
+    assert [e.payload for e in outbox.pending(conn)] == [p for _, p in events]
+    # the insert fails half-way (a repeated id): none of the batch stays, alone ...
+    monkeypatch.setattr(outbox, "new_event_id", lambda: "0190a6e2-7c1e-7d3a-9b1c-3f4e5d6c7b8a")
+    with pytest.raises(sqlite3.IntegrityError):
+        outbox.enqueue_many(conn, events, service_point="sp-1")
+    assert other.execute("SELECT count(*) FROM outbox_events").fetchone()[0] == 5
+    # ... or in a caller's transaction, whose own writes are kept if it goes on
+    conn.execute("CREATE TABLE cards (number TEXT PRIMARY KEY)")
+    with db.transaction(conn):
+        conn.execute("INSERT INTO cards VALUES ('A0000001S')")
+        with pytest.raises(sqlite3.IntegrityError):
+            outbox.enqueue_many(conn, events, service_point="sp-1")
+    assert other.execute("SELECT count(*) FROM cards").fetchone()[0] == 1
+    assert other.execute("SELECT count(*) FROM outbox_events").fetchone()[0] == 5
+    # and they roll back with the caller's change
+    monkeypatch.setattr(outbox, "new_event_id", new_event_id)
+    with pytest.raises(RuntimeError), db.transaction(conn):
+        outbox.enqueue_many(conn, events, service_point="sp-1")
+        raise RuntimeError("the change that caused them failed")
+    assert other.execute("SELECT count(*) FROM outbox_events").fetchone()[0] == 5
+
+
+def test_pending_reads_the_undelivered_index_not_every_delivered_event(tmp_path: Path) -> None:
+    conn = open_store(tmp_path / "sscard.db")
+    outbox.enqueue(conn, "card.issued", issued(1), service_point="sp-1")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    outbox.pending(conn, 5)
+    conn.set_trace_callback(None)
+    (query,) = [s for s in statements if s.startswith("SELECT")]
+    plan = conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
+    assert "USING INDEX outbox_events_undelivered" in str(plan), plan

@@ -375,3 +375,24 @@ def test_a_refusal_lists_at_most_100_problems_and_counts_the_rest(
     assert message_problems("error", answer) == []
     assert "1002 problem(s)" in answer["message"]
     assert platform.store.count() == 0
+
+
+def test_a_new_id_sent_twice_in_one_batch_is_stored_once(platform: Platform, pki: Pki) -> None:
+    a, b = _event("card.issued", issued(1)), _event("card.issued", issued(2))
+    with client_for(platform, pki, "sp-labour") as client:
+        results = client.push([a, a, b])
+    assert [r["status"] for r in results] == ["stored", "duplicate", "stored"]
+    assert results[0]["seq"] == results[1]["seq"] < results[2]["seq"]
+    assert platform.store.event_ids() == [a.id, b.id]
+
+
+def test_a_lone_surrogate_where_the_schema_allows_any_text_is_400(
+    platform: Platform, pki: Pki
+) -> None:
+    payload = {"ssn": SSN, "card_number": "A0000001S", "written_to_card": False}
+    event = _event("holder.changed", payload | {"changes": {"name": "\ud800"}}).to_wire()
+    body = {"events": [event]}
+    for raw in (json.dumps(body).encode(), json.dumps(body).encode("utf-16")):
+        status, answer = _raw(platform, pki, "POST", "/v1/events", raw)
+        assert (status, answer["error"]) == (400, "invalid_json"), answer
+    assert platform.store.count() == 0

@@ -67,6 +67,45 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     db.ensure_schema(conn, SCHEMA.name)
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""Payload text as stored (one encoder for every event: cheaper than ``json.dumps``)."""
+
+_INSERT = (
+    "INSERT INTO outbox_events (id, category, service_point, occurred_at, enqueued_at, payload)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _problems(
+    category: str,
+    payload: Mapping[str, Any],
+    service_point: str,
+    occurred_at: datetime | None,
+    where: str = "",
+) -> list[tuple[str, str]]:
+    """Why the event cannot be queued (JSON paths prefixed with ``where``); empty when it can."""
+    problems: list[tuple[str, str]] = []
+    if category not in CATEGORIES:
+        problems.append(
+            (
+                f"{where}category",
+                _("unknown; known: {categories}").format(categories=", ".join(CATEGORIES)),
+            )
+        )
+    else:
+        problems += [
+            (f"{where}payload{path}", text)
+            for path, text in payload_problems(category, dict(payload))
+        ]
+    if not SERVICE_POINT.match(service_point):
+        problems.append((f"{where}service_point", _("1-64 letters, digits, '.', '_' or '-'")))
+    if occurred_at is not None and occurred_at.tzinfo is None:
+        problems.append(
+            (f"{where}occurred_at", _("must be time-zone aware (e.g. datetime.now(UTC))"))
+        )
+    return problems
+
+
 def enqueue(
     conn: sqlite3.Connection,
     category: str,
@@ -81,43 +120,70 @@ def enqueue(
     for an unknown category, a payload that fails the category's schema (which
     admits no PIN and no key), a bad service point id or a naive ``occurred_at``.
     """
-    problems: list[tuple[str, str]] = []
-    if category not in CATEGORIES:
-        problems.append(
-            ("category", _("unknown; known: {categories}").format(categories=", ".join(CATEGORIES)))
-        )
-    else:
-        problems += [
-            (f"payload{path}", text) for path, text in payload_problems(category, dict(payload))
-        ]
-    if not SERVICE_POINT.match(service_point):
-        problems.append(("service_point", _("1-64 letters, digits, '.', '_' or '-'")))
-    if occurred_at is not None and occurred_at.tzinfo is None:
-        problems.append(("occurred_at", _("must be time-zone aware (e.g. datetime.now(UTC))")))
+    problems = _problems(category, payload, service_point, occurred_at)
     if problems:
         raise InvalidInput(_("invalid {category} event").format(category=category), problems)
     event_id = new_event_id()
     now = utc_text()
     conn.execute(
-        "INSERT INTO outbox_events (id, category, service_point, occurred_at, enqueued_at, payload)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        _INSERT,
         (
             event_id,
             category,
             service_point,
             utc_text(occurred_at) if occurred_at else now,
             now,
-            json.dumps(dict(payload), ensure_ascii=False, separators=(",", ":")),
+            _COMPACT(dict(payload)),
         ),
     )
     return event_id
 
 
+def enqueue_many(
+    conn: sqlite3.Connection,
+    events: Iterable[tuple[str, Mapping[str, Any]]],
+    *,
+    service_point: str,
+    occurred_at: datetime | None = None,
+) -> list[str]:
+    """Validate and insert many ``(category, payload)`` events, all or none; their ids.
+
+    For a backlog (a migration, a batch of cards issued offline): every event
+    is checked first, as by :func:`enqueue`, and :class:`InvalidInput` names each
+    failing path as ``events/INDEX/...`` with nothing inserted. Then one
+    statement inserts them all in :func:`sscard.db.transaction`: inside the
+    caller's transaction a savepoint (they commit or roll back with it),
+    otherwise a transaction of their own.
+    """
+    batch = [(category, dict(payload)) for category, payload in events]
+    problems: list[tuple[str, str]] = []
+    for i, (category, payload) in enumerate(batch):
+        problems += _problems(category, payload, service_point, occurred_at, f"events/{i}/")
+    if problems:
+        raise InvalidInput(
+            _("invalid events: {count} problem(s); none was queued").format(count=len(problems)),
+            problems,
+        )
+    now = utc_text()
+    when = utc_text(occurred_at) if occurred_at else now
+    rows = [
+        (new_event_id(), category, service_point, when, now, _COMPACT(payload))
+        for category, payload in batch
+    ]
+    with db.transaction(conn):
+        conn.executemany(_INSERT, rows)
+    return [r[0] for r in rows]
+
+
 def pending(conn: sqlite3.Connection, limit: int = 500) -> list[Event]:
-    """Up to ``limit`` undelivered events, oldest first (rejected ones are left out)."""
+    """Up to ``limit`` undelivered events, oldest first (rejected ones are left out).
+
+    ``state != 'delivered'`` is redundant but lets SQLite use the partial index
+    of undelivered events instead of scanning every delivered one.
+    """
     rows = conn.execute(
         "SELECT id, service_point, occurred_at, category, payload FROM outbox_events"
-        " WHERE state = 'pending' ORDER BY seq LIMIT ?",
+        " WHERE state = 'pending' AND state != 'delivered' ORDER BY seq LIMIT ?",
         (limit,),
     ).fetchall()
     return [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]

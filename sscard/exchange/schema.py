@@ -11,6 +11,7 @@ The messages are in the active language (:mod:`sscard.i18n`) unless
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
@@ -20,6 +21,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 
+from sscard.exchange.fastcheck import Check, checker
 from sscard.i18n import N_, _
 
 CATEGORIES: tuple[str, ...] = (
@@ -89,6 +91,42 @@ def _validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema, registry=_registry())
 
 
+@cache
+def _ids() -> dict[str, str]:
+    """Schema name by ``$id``, for resolving ``$ref`` in :func:`_fast`."""
+    names = [*MESSAGES, *(f"payload.{c}" for c in CATEGORIES)]
+    return {str(_load(n)["$id"]): n for n in names}
+
+
+_compiling: set[str] = set()
+_compile_lock = threading.RLock()  # the platform's threads: one compiles at a time
+
+
+@cache
+def _fast(name: str) -> Check | None:
+    """The compiled "certainly valid" check of schema ``name`` (:mod:`.fastcheck`), or None.
+
+    A ``$ref`` back to a schema being compiled (a cycle) leaves it to jsonschema.
+    """
+
+    def resolve(uri: str) -> Check | None:
+        target = _ids().get(uri)
+        return None if target is None or target in _compiling else _fast(target)
+
+    with _compile_lock:
+        _compiling.add(name)
+        try:
+            return checker(_load(name), resolve)
+        finally:
+            _compiling.discard(name)
+
+
+def _valid(name: str, data: Any) -> bool:
+    """True when ``data`` is certainly valid as ``name`` (no need to ask jsonschema)."""
+    check = _fast(name)
+    return check is not None and check(data)
+
+
 def schema(name: str) -> dict[str, Any]:
     """The schema of message ``name`` or of ``payload.CATEGORY`` (a fresh copy)."""
     return _load(name)
@@ -156,6 +194,8 @@ def message_problems(
 
     ``localize=False``: the messages in English (the platform's HTTP answers).
     """
+    if _valid(name, data):
+        return []
     return _problems(_validator(name), data, prefix, localize)
 
 
@@ -167,6 +207,8 @@ def payload_problems(
         tr = _ if localize else _english
         text = tr(N_("unknown category; known: {categories}"))
         return [(prefix or "/", text.format(categories=", ".join(CATEGORIES)))]
+    if _valid(f"payload.{category}", payload):
+        return []
     return _problems(_validator(f"payload.{category}"), payload, prefix, localize)
 
 

@@ -217,8 +217,10 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length)
         try:
             data = json.loads(raw)
-            # A lone surrogate escape parses but is no text: refuse it here.
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
+            # A lone surrogate escape parses but is no text: refuse it here. Only a
+            # \u escape makes one, and a UTF-8 body without the bytes "\u" has none.
+            if b"\\u" in raw or json.detect_encoding(raw) not in ("utf-8", "utf-8-sig"):
+                json.dumps(data, ensure_ascii=False).encode("utf-8")
         except RecursionError:
             raise _Refusal(400, "invalid_json", "the body is nested too deeply") from None
         except UnicodeEncodeError:
