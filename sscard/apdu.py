@@ -130,19 +130,24 @@ class CommandApdu:
         """The APDU bytes (ISO 7816-3 section 12.1.3 / ISO 7816-4 section 5.1)."""
         data, le = self.data, self.le
         n = len(data)
+        if self.extended is None and n <= SHORT_MAX_LC and (le is None or le <= SHORT_MAX_LE):
+            # Short (the common case): header, Lc and data when there is data, Le byte.
+            if n:
+                head = bytes((self.cla, self.ins, self.p1, self.p2, n)) + data
+            else:
+                head = bytes((self.cla, self.ins, self.p1, self.p2))
+            return head if le is None else head + _ONE_BYTE[le & 0xFF]  # 256 -> 00
         head = bytes((self.cla, self.ins, self.p1, self.p2))
-        if self.extended or (
-            self.extended is None and (n > SHORT_MAX_LC or (le is not None and le > SHORT_MAX_LE))
-        ):
+        if self.extended or not self._fits_short():
             body = bytes((0, n >> 8, n & 0xFF)) + data if n else b""
             if le is not None:
                 le16 = le & 0xFFFF  # 65536 -> 0000
                 body += bytes((le16 >> 8, le16 & 0xFF)) if n else bytes((0, le16 >> 8, le16 & 0xFF))
             return head + body
-        if n:
+        if n:  # short, forced with extended=False
             head += bytes((n,)) + data
         if le is not None:
-            head += bytes((le & 0xFF,))  # 256 -> 00
+            head += _ONE_BYTE[le & 0xFF]  # 256 -> 00
         return head
 
     def __bytes__(self) -> bytes:
@@ -216,12 +221,15 @@ class ResponseApdu:
     @classmethod
     def parse(cls, raw: bytes) -> ResponseApdu:
         """Split raw response bytes; :class:`MalformedResponse` when shorter than 2 bytes."""
+        if type(raw) is not bytes:
+            raw = bytes(raw)
         if len(raw) < 2:
             raise MalformedResponse(len(raw))
-        # Two bytes always make a valid status word: skip __post_init__ (hot path).
-        response = object.__new__(cls)
-        object.__setattr__(response, "data", bytes(raw[:-2]))
-        object.__setattr__(response, "sw", (raw[-2] << 8) | raw[-1])
+        # Two bytes always make a valid status word: skip __init__ and __post_init__
+        # and fill the slots directly (the hot path of every transmit).
+        response = _new_object(cls)
+        _set_data(response, raw[:-2])
+        _set_sw(response, (raw[-2] << 8) | raw[-1])
         return response
 
     def encode(self) -> bytes:
@@ -253,3 +261,10 @@ class ResponseApdu:
 
     def __repr__(self) -> str:
         return f"ResponseApdu(sw={self.sw:04X}, {len(self.data)} data bytes)"
+
+
+_ONE_BYTE: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(256))
+_new_object = object.__new__
+# The slots of the frozen dataclass, written without its __setattr__ guard.
+_set_data = ResponseApdu.__dict__["data"].__set__
+_set_sw = ResponseApdu.__dict__["sw"].__set__

@@ -56,7 +56,11 @@ class SecureMessagingStep:
 
 def t0_step(command: CommandApdu, send: Send) -> ResponseApdu:
     """T=0 response handling: 6Cxx → resend with Le = xx; 61xx → GET RESPONSE, concatenate."""
-    response = send(command)
+    return _t0_follow_up(command, send(command), send)
+
+
+def _t0_follow_up(command: CommandApdu, response: ResponseApdu, send: Send) -> ResponseApdu:
+    """The rest of :func:`t0_step` once the card answered ``command`` with ``response``."""
     if response.sw1 == WRONG_LE_SW1:
         exact = response.sw2 or 256
         response = send(
@@ -151,6 +155,7 @@ class ApduProtocol:
     def __init__(self, transport: Transport, steps: Sequence[Step] = (t0_step,)) -> None:
         self.transport = transport
         self._steps: tuple[Step, ...] = tuple(steps)
+        self._t0_only = self._steps == (t0_step,)
         self._send: Send = self._build()
 
     def _build(self) -> Send:
@@ -169,18 +174,30 @@ class ApduProtocol:
 
     def _exchange(self, command: CommandApdu) -> ResponseApdu:
         raw = command.encode()
-        tracing = log.isEnabledFor(TRACE)
-        if tracing:
-            log.log(TRACE, "> %s", _hex_command(command, raw))
+        if log.isEnabledFor(TRACE):
+            return self._exchange_traced(command, raw)
+        return _parse_response(self.transport.transmit(raw))
+
+    def _exchange_traced(self, command: CommandApdu, raw: bytes) -> ResponseApdu:
+        log.log(TRACE, "> %s", _hex_command(command, raw))
         reply = self.transport.transmit(raw)
-        if tracing:
-            log.log(TRACE, "< %s", _hex_response(command, reply))
-        return ResponseApdu.parse(reply)
+        log.log(TRACE, "< %s", _hex_response(command, reply))
+        return _parse_response(reply)
 
     def send(self, command: CommandApdu, *, check: bool = True) -> ResponseApdu:
         """Send ``command``; raise the typed error for SW ≠ 9000 unless ``check`` is False."""
-        response = self._send(command)
-        if check and response.sw != SW.OK:
+        if self._t0_only:  # the default pipeline (t0_step over _exchange) inline: the hot path
+            raw = command.encode()
+            if log.isEnabledFor(TRACE):
+                response = self._exchange_traced(command, raw)
+            else:
+                response = _parse_response(self.transport.transmit(raw))
+            if response.sw == _SW_OK:
+                return response
+            response = _t0_follow_up(command, response, self._exchange)  # 61xx, 6Cxx
+        else:
+            response = self._send(command)
+        if check and response.sw != _SW_OK:
             raise error_for(command, response.sw)
         return response
 
@@ -197,6 +214,10 @@ class ApduProtocol:
     ) -> ResponseApdu:
         """Shorthand for ``send(CommandApdu(...))``."""
         return self.send(CommandApdu(cla, ins, p1, p2, data, le), check=check)
+
+
+_SW_OK = int(SW.OK)  # a plain int: comparing with it skips the enum attribute lookup
+_parse_response = ResponseApdu.parse
 
 
 def _bind(step: Step, send: Send) -> Send:

@@ -250,3 +250,37 @@ def test_cached_contexts_never_bypass_validation() -> None:
     assert diversify(bytearray(GB_KEY), bytearray(8), algorithm="sm4") == diversify(
         GB_KEY, bytes(8), algorithm="sm4"
     )
+
+
+def _sm4_ecb_reference(key: bytes, factor: bytes) -> bytes:
+    inverted = bytes(b ^ 0xFF for b in factor)
+    return Cipher(algorithms.SM4(key), modes.ECB()).encryptor().update(factor + inverted)
+
+
+def test_shared_diversify_encryptor_is_safe_across_threads() -> None:
+    # One encryptor per key serves all threads; a thread that meets it in use
+    # (cryptography releases the GIL inside update) must still get the right child.
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [i.to_bytes(8, "big") for i in range(4000)]
+
+    def one(factor: bytes) -> bool:
+        return diversify(GB_KEY, factor, algorithm="sm4") == _sm4_ecb_reference(GB_KEY, factor)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(one, jobs))
+
+
+def test_diversify_when_the_shared_encryptor_is_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sscard.keys import algorithms as alg
+
+    def busy(data: bytes) -> bytes:
+        raise RuntimeError("Already borrowed")
+
+    diversify(GB_KEY, bytes(8), algorithm="sm4")
+    monkeypatch.setitem(alg._shared["sm4"], GB_KEY, busy)
+    factor = H("3100000000000042")
+    assert diversify(GB_KEY, factor, algorithm="sm4") == _sm4_ecb_reference(GB_KEY, factor)
+    assert diversify(GB_KEY, memoryview(factor), algorithm="sm4") == _sm4_ecb_reference(
+        GB_KEY, factor
+    )

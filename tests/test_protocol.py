@@ -157,6 +157,22 @@ def test_trace_redacts_secrets(caplog: pytest.LogCaptureFixture) -> None:
     assert "> 00A40000023F00" in text  # the rest is traced in full
 
 
+def test_trace_shows_every_exchange_of_the_default_pipeline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The default (T=0 only) pipeline runs inline in send: its first exchange and
+    # the GET RESPONSE that follows are both traced, and the result is unchanged.
+    card = ScriptedCard(t0=True)
+    protocol = _protocol(card)
+    caplog.set_level(TRACE, logger="sscard")
+    r = protocol.transmit(0x80, 0xCB, 0x02, 0x58)
+    assert r.data == bytes(i & 0xFF for i in range(600))
+    lines = [rec.getMessage() for rec in caplog.records if rec.levelno == TRACE]
+    assert lines[0] == "> 80CB0258"
+    assert sum(line.startswith("> 00C00000") for line in lines) == 3
+    assert len(lines) == 8  # 4 commands, 4 responses
+
+
 def test_no_trace_cost_when_disabled(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="sscard")
     _protocol(ScriptedCard()).transmit(0x80, 0xEE, 0, 0, b"hi")

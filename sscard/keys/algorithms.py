@@ -3,16 +3,17 @@
 Both profiles: ``"3des"`` (two-key 3DES, 8-byte blocks) and ``"sm4"`` (SM4,
 16-byte blocks); every key is 16 bytes. Block cipher work is done by
 ``cryptography``; this module only chains blocks. Cipher contexts are cached
-per thread and per key (ECB contexts are stateless between block-aligned
-calls; the cached CBC context's chaining value is tracked and compensated), so
-a MAC or a diversification costs one or two native calls.
+per key, per thread (diversification: one per key for all threads, see
+``_shared``). ECB contexts are stateless between block-aligned calls; the cached
+CBC context's chaining value is tracked and compensated. So a MAC or a
+diversification costs one or two native calls.
 """
 
 from __future__ import annotations
 
 import hmac
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -54,8 +55,12 @@ def check_key(key: bytes, algorithm: str) -> None:
 # --- cached cipher contexts ---------------------------------------------------
 
 _local = threading.local()
-# Per thread, attribute "3des" / "sm4": {key: ECB encryptor} for keys check_key accepted.
-_validated = threading.local()
+# diversify's ECB encryptors, one per key check_key accepted, shared by all
+# threads: {algorithm: {key: update}}. cryptography releases the GIL inside update
+# and guards each context with a borrow flag, so a thread that reaches a context
+# another thread is using gets RuntimeError ("Already borrowed") before anything
+# changes; it then uses a context of its own for that call.
+_shared: dict[str, dict[bytes, Callable[[bytes], bytes]]] = {a: {} for a in _BLOCK}
 
 
 def _contexts() -> dict[tuple[Any, ...], Any]:
@@ -167,31 +172,47 @@ def diversify(key: bytes, factor: bytes, *, algorithm: str) -> bytes:
     3DES: ``E_K(F) ‖ E_K(F ⊕ FF…FF)``; SM4: ``E_K(F ‖ (F ⊕ FF…FF))`` (spec "Keys").
     Both are one ECB call over ``F ‖ ~F``.
     """
-    if type(factor) is not bytes or len(factor) != FACTOR_LENGTH:
-        if len(factor) != FACTOR_LENGTH:
-            raise InvalidInput(
-                _("wrong diversification factor length"),
-                [
-                    (
-                        "factor",
-                        _("must be {length} bytes, got {got}").format(
-                            length=FACTOR_LENGTH, got=len(factor)
-                        ),
-                    )
-                ],
+    if len(factor) != FACTOR_LENGTH:
+        raise _factor_length_error(factor)
+    try:  # hot path: bytes in, the shared encryptor of a key already validated
+        return _shared[algorithm][key](factor + factor.translate(_INVERT))
+    except (KeyError, TypeError, AttributeError, RuntimeError):
+        return _diversify_slow(key, factor, algorithm)
+
+
+def _diversify_slow(key: bytes, factor: bytes, algorithm: str) -> bytes:
+    """diversify for a new key, a buffer that is not bytes, or an encryptor in use."""
+    check_key(key, algorithm)
+    key, factor = bytes(key), bytes(factor)
+    data = factor + factor.translate(_INVERT)
+    table = _shared[algorithm]
+    update = table.get(key)
+    if update is None:
+        if len(table) >= _CACHE_LIMIT:
+            table = _shared[algorithm] = {}
+        update = table.setdefault(key, _ecb_encryptor(algorithm, key))
+    try:
+        return update(data)
+    except RuntimeError:  # another thread is inside this encryptor right now
+        return _ecb_encryptor(algorithm, key)(data)
+
+
+def _ecb_encryptor(algorithm: str, key: bytes) -> Callable[[bytes], bytes]:
+    return Cipher(_cipher_algorithm(algorithm, key), modes.ECB()).encryptor().update
+
+
+def _factor_length_error(factor: bytes) -> InvalidInput:
+    return InvalidInput(
+        _("wrong diversification factor length"),
+        [
+            (
+                "factor",
+                _("must be {length} bytes, got {got}").format(
+                    length=FACTOR_LENGTH, got=len(factor)
+                ),
             )
-        factor = bytes(factor)
-    try:  # hot path: this thread's encryptor for a key already validated
-        ctx: CipherContext = getattr(_validated, algorithm)[key]
-    except (AttributeError, KeyError, TypeError):
-        check_key(key, algorithm)
-        ctx = _ecb(algorithm, key)
-        table: dict[bytes, CipherContext] | None = getattr(_validated, algorithm, None)
-        if table is None or len(table) > _CACHE_LIMIT:
-            table = {}
-            setattr(_validated, algorithm, table)
-        table[bytes(key)] = ctx
-    return ctx.update(factor + factor.translate(_INVERT))
+        ],
+    )
 
 
 def diversify_path(key: bytes, factors: Sequence[bytes], *, algorithm: str) -> bytes:

@@ -18,6 +18,7 @@ from sscard import errors
 from sscard.i18n import _
 
 _PROTOCOLS = scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
+_SUCCESS: int = scard.SCARD_S_SUCCESS
 
 
 def _message(hresult: int) -> str:
@@ -306,6 +307,8 @@ class PcscTransport:
                 _("{reader}: not connected to a card; connect first").format(reader=self._reader)
             )
         hresult, response = scard.SCardTransmit(card, self._pci, list(apdu))
+        if hresult == _SUCCESS:
+            return bytes(response)
         if hresult == scard.SCARD_W_RESET_CARD:
             # pcscd reports a reset seen since connect: reconnect and retry once.
             self.reconnect()
