@@ -25,10 +25,14 @@ _READER = N_("choose a reader with --reader NAME (or $SSCARD_READER); 'sscard re
 HINTS: dict[str, str] = {
     "sscard.card.KeysRequired": _KEYSTORE,
     "sscard.errors.KeyStoreMissing": _KEYSTORE,
-    "sscard.issuance.service.HolderHasActiveCard": N_("to issue a new card, give --replace with a --reason"),
+    "sscard.issuance.service.HolderHasActiveCard": N_(
+        "to issue a new card, give --replace with a --reason"
+    ),
     "sscard.card.CardNotIssued": N_("issue it first with 'sscard issue'"),
     "sscard.errors.ReaderNotFound": _READER,
-    "sscard.errors.NotLoggedIn": N_("log in with 'sscard operator login ID', or give --operator ID"),
+    "sscard.errors.NotLoggedIn": N_(
+        "log in with 'sscard operator login ID', or give --operator ID"
+    ),
     "sscard.errors.NotAuthorized": N_(
         "log in as an operator whose role allows it ('sscard operator "
         "login ID'); docs/operators.md lists the roles"
@@ -39,7 +43,9 @@ HINTS: dict[str, str] = {
     "sscard.errors.UnknownKeyReference": N_("'sscard keys list STORE' shows the keys it holds"),
     "sscard.errors.DevelopmentKeysRefused": N_("use a key store created with 'sscard keys init'"),
     "sscard.errors.CheckpointKeyMissing": N_("add one with 'sscard audit init-key STORE'"),
-    "sscard.errors.PlatformAuthRefused": N_("check --ca, --cert and --key, and the platform address"),
+    "sscard.errors.PlatformAuthRefused": N_(
+        "check --ca, --cert and --key, and the platform address"
+    ),
     "sscard.applets.image.CorruptCardImage": N_("create a new card with 'sscard virtual new PATH'"),
     "sscard.applets.image.OutdatedCardImage": N_(
         "create a new card with 'sscard virtual new PATH --profile PROFILE', "
