@@ -2,7 +2,9 @@
 
 Each command runs ``--runs`` times as a fresh process (after ``--warmup`` runs),
 hyperfine-style: mean ± standard deviation, median and minimum wall time; the
-ratios compare medians measured in the same run. The processes may write bytecode
+ratios compare medians measured in the same run. The commands compared take
+turns (one run of each, then the next round), so a load that comes and goes on
+the machine weighs on both sides of a ratio alike. The processes may write bytecode
 caches (``PYTHONDONTWRITEBYTECODE`` is dropped), as an installed package has them:
 the warm-up runs write them, so no run compiles sources.
 
@@ -12,7 +14,9 @@ the warm-up runs write them, so no run compiles sources.
    its own process), with an operator of the service role logged in:
    ``sscard -r READER read`` against a small pyscard program (``python -c``) that
    connects to the same reader and sends the same command APDUs (learnt from one
-   ``sscard --log-level trace`` run); target ≤ 1.5×.
+   ``sscard --log-level trace`` run); target ≤ 1.5×. The same program importing
+   Click first is printed too: the floor of any Click command line that sends
+   those APDUs (an interpreter, Click, pyscard and the card's answers).
 
 Usage: ``.venv/bin/python bench/startup.py [--runs 20] [--warmup 2] [--json]``.
 """
@@ -66,20 +70,22 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 
 def timed(
-    argv: Sequence[str], runs: int, warmup: int, env: Mapping[str, str] | None = None
-) -> list[float]:
-    """Wall times of ``runs`` runs of ``argv`` (each must succeed)."""
-    times: list[float] = []
+    commands: Sequence[Sequence[str]], runs: int, warmup: int, env: Mapping[str, str] | None = None
+) -> list[list[float]]:
+    """Wall times of ``runs`` runs of each of ``commands`` (each run must succeed), taking
+    turns: round ``i`` runs every command once."""
+    times: list[list[float]] = [[] for _ in commands]
     for i in range(warmup + runs):
-        start = time.perf_counter()
-        done = subprocess.run(
-            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
-        )
-        elapsed = time.perf_counter() - start
-        if done.returncode != 0:
-            raise RuntimeError(f"{argv[:4]} failed: {done.stderr.decode(errors='replace')}")
-        if i >= warmup:
-            times.append(elapsed)
+        for argv, kept in zip(commands, times, strict=True):
+            start = time.perf_counter()
+            done = subprocess.run(
+                argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+            )
+            elapsed = time.perf_counter() - start
+            if done.returncode != 0:
+                raise RuntimeError(f"{argv[:4]} failed: {done.stderr.decode(errors='replace')}")
+            if i >= warmup:
+                kept.append(elapsed)
     return times
 
 
@@ -106,9 +112,12 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def start_up(args: argparse.Namespace, out: dict[str, object]) -> None:
     env = child_env()
-    base = timed([PYTHON, "-c", "import click"], args.runs, args.warmup, env)
-    version = timed([SSCARD, "--version"], args.runs, args.warmup, env)
-    helped = timed([SSCARD, "--help"], args.runs, args.warmup, env)
+    base, version, helped = timed(
+        [[PYTHON, "-c", "import click"], [SSCARD, "--version"], [SSCARD, "--help"]],
+        args.runs,
+        args.warmup,
+        env,
+    )
     out['python -c "import click"'] = summary(base)
     out["sscard --version"] = summary(version)
     out["sscard --help"] = summary(helped)
@@ -156,10 +165,20 @@ def card_read(args: argparse.Namespace, out: dict[str, object]) -> None:
                 m.group(1) for line in traced.stderr.splitlines() if (m := TRACED.search(line))
             ]
             out["sscard read: command APDUs"] = len(apdus)
-            sscard = timed([SSCARD, "-r", reader, "read"], args.runs, args.warmup, env)
-            raw = timed([PYTHON, "-c", PYSCARD_READ, reader, *apdus], args.runs, args.warmup, env)
+            raw, floor, sscard = timed(
+                [
+                    [PYTHON, "-c", PYSCARD_READ, reader, *apdus],
+                    [PYTHON, "-c", "import click\n" + PYSCARD_READ, reader, *apdus],
+                    [SSCARD, "-r", reader, "read"],
+                ],
+                args.runs,
+                args.warmup,
+                env,
+            )
     out["pyscard script, same APDUs"] = summary(raw)
+    out["the same script importing click too (floor of a Click CLI)"] = summary(floor)
     out["sscard -r READER read"] = summary(sscard)
+    out["floor / pyscard script (median)"] = ratio(floor, raw)
     out["sscard read / pyscard script (median; target <= 1.5)"] = ratio(sscard, raw)
 
 

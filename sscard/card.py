@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from sscard import commands, errors
 from sscard.apdu import CommandApdu, ResponseApdu
-from sscard.basic_info import BasicInfo
 from sscard.i18n import _
 from sscard.keys.scheme import KeySlot
 from sscard.layout import card_profiles, decode_records, load_profile
@@ -31,6 +30,7 @@ from sscard.transport.base import Transport
 from sscard.vocab import CLA, INS, SW, Algorithm, FileType, KeyType, Lifecycle
 
 if TYPE_CHECKING:
+    from sscard.basic_info import BasicInfo
     from sscard.keys.security_module import SecurityModule
 
 NAME_EXTENSION_TAG = 0x4E
@@ -456,6 +456,8 @@ class SocialSecurityCard:
         """The national basic-information read (``iReadCardBas``; docs/card.md): EF05 items
         01, 03, 05, 06, 07 and EF06 08, 09, 4E by record identifier, authenticating first
         on a 3.0 card; the card identification code is checked (:meth:`card_id`)."""
+        from sscard.basic_info import BasicInfo
+
         self._require_issued_application()
 
         def value(ef: str, tag: int) -> Any:

@@ -14,11 +14,14 @@ bit set, data to be computed).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sscard.apdu import CommandApdu
-from sscard.keys.scheme import KeySlot
-from sscard.layout.fcp import build_fcp
-from sscard.layout.model import FileSpec
 from sscard.vocab import CLA, INS, SM_CLASS_BIT
+
+if TYPE_CHECKING:
+    from sscard.keys.scheme import KeySlot
+    from sscard.layout.model import FileSpec
 
 MF_FID = b"\x3f\x00"
 _NO_FCI = 0x0C  # SELECT P2: no response data
@@ -53,6 +56,8 @@ def select_application(df_name: bytes) -> CommandApdu:
 
 def create_file(spec: FileSpec) -> CommandApdu:
     """CREATE FILE under the current DF, with the FCP of ``spec``."""
+    from sscard.layout.fcp import build_fcp  # issuance only: a read creates no file
+
     return CommandApdu(CLA.PROPRIETARY, INS.CREATE_FILE, 0x00, 0x00, build_fcp(spec))
 
 

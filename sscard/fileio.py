@@ -8,7 +8,6 @@ the target is the old content or the new, never a mix.
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 
@@ -25,7 +24,7 @@ def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically (mode 0600); ``durable`` adds the fsyncs."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -142,6 +142,27 @@ def test_a_hint_is_plain_in_the_library_and_names_the_option_in_the_cli() -> Non
     assert hint_for(errors.CommunicationError("reader failed")) is None
 
 
+def test_every_hint_names_an_error_class() -> None:
+    """The hints name their classes by path (nothing imported to show an error): each is real."""
+    from sscard.cli.hints import HINTS
+
+    for path in HINTS:
+        module, _dot, name = path.rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+        assert isinstance(cls, type) and issubclass(cls, errors.SscardError), path
+        assert f"{cls.__module__}.{cls.__qualname__}" == path
+
+
+def test_a_subclass_gets_its_nearest_hint() -> None:
+    from sscard.card import CardNotGenuine, UnknownCard
+
+    class NoSession(errors.NotLoggedIn):
+        pass
+
+    assert hint_for(NoSession("x")) == hint_for(errors.NotLoggedIn("x"))
+    assert hint_for(CardNotGenuine("x")) is None and hint_for(UnknownCard("x")) is None
+
+
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("SSCARD_READER", "SSCARD_KEYSTORE")}
     return subprocess.run([SSCARD, *args], capture_output=True, text=True, env=env, timeout=60)

@@ -190,3 +190,50 @@ def test_ascii_records_with_control_bytes_do_not_decode(byte: int) -> None:
     codec = codec_for("ascii", 0x07, 9, "EF05 record 7 (card_number)")
     with pytest.raises(RecordDecodeError, match="printable"):
         codec.decode(b"\x07\x09A1234" + bytes([byte]) + b"678")
+
+
+@pytest.mark.parametrize("encoding", sorted(RecordCodec.registry))
+@pytest.mark.parametrize("value", [object(), 3.5, [1], "", b"", -1, 2**70])
+def test_a_value_of_the_wrong_kind_is_an_encode_error(encoding: str, value: object) -> None:
+    """Never a bare TypeError/ValueError: every refusal names the record."""
+    cls = RecordCodec.registry[encoding]
+    tag, length, _hex, _value = cls.vectors[0]
+    codec = cls(tag, length, "EF05 record 9 (x)")
+    try:
+        raw = codec.encode(value)
+    except RecordEncodeError as exc:
+        assert exc.problems[0][0] == "EF05 record 9 (x)"
+    else:  # only the text records take the empty string (an empty, 00-padded value)
+        assert value == "" and encoding in ("ascii", "gbk", "gb18030")
+        assert raw == bytes([tag, length]) + bytes(length)
+
+
+def test_card_id_errors_say_what_is_wrong() -> None:
+    codec = codec_for("card-id", 0x01, 16, "EF05 record 1 (card_id)")
+    with pytest.raises(RecordDecodeError, match="RID A000000005, expected D156000005"):
+        codec.decode(bytes.fromhex("0110" + "310000" + "A000000005" + "0011223344556677"))
+    with pytest.raises(RecordEncodeError, match="4 bytes"):
+        codec.encode(CardId("310000", "abcd", bytes(4)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "length", "value", "words"),
+    [
+        ("bcd-division", 3, "3100001", "7 digits, the record holds 6"),
+        ("bcd-institution", 12, "31", "2 digits, the record holds 24"),
+        ("code", 1, 256, "0 to 255"),
+        ("binary", 1, b"\x01\x02", "2 bytes, the record holds 1"),
+        ("binary", 1, "31", "must be bytes"),
+    ],
+)
+def test_encode_errors_say_what_is_wrong(
+    encoding: str, length: int, value: object, words: str
+) -> None:
+    with pytest.raises(RecordEncodeError, match=words):
+        codec_for(encoding, 0x01, length, "EF05 record 1 (x)").encode(value)
+
+
+@pytest.mark.parametrize("record", ["0704" + "C9E7BBE1", "0704" + "4142FF43"])
+def test_ascii_records_with_bytes_outside_ascii_do_not_decode(record: str) -> None:
+    with pytest.raises(RecordDecodeError, match="printable ASCII"):
+        codec_for("ascii", 0x07, 4, "EF05 record 7 (x)").decode(bytes.fromhex(record))

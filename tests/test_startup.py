@@ -42,24 +42,38 @@ REPORT = (
 """A sitecustomize that prints the modules a process ended with (on stderr)."""
 
 
-def _loaded(args: list[str], tmp_path: Path) -> set[str]:
-    """The modules an ``sscard`` process had imported when it exited."""
+def _loaded(
+    args: list[str], tmp_path: Path, *, env: dict[str, str] | None = None, status: int = 0
+) -> set[str]:
+    """The modules an ``sscard`` process had imported when it exited (with exit ``status``)."""
     hook = tmp_path / "hook"
     hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(REPORT, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(hook), "SSCARD_LANG": "en"}
+    env = {**(env or os.environ), "PYTHONPATH": str(hook), "SSCARD_LANG": "en"}
     env.pop("SSCARD_READER", None)
     done = subprocess.run(
         [SSCARD, *args], capture_output=True, text=True, env=env, timeout=60, check=False
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == status, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("MODULES ")]
     assert lines, done.stderr
     return set(lines[-1].split()[1:])
 
 
-def _heavy(modules: set[str]) -> list[str]:
-    return sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
+def _heavy(modules: set[str], heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    return sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in heavy))
+
+
+READ_PATH_EXTRA = (
+    "construct",  # the record codecs are plain bytes code
+    "sscard.issuance",
+    "sscard.keys.algorithms",  # no key store given: no cipher
+    "sscard.keys.psam_module",
+    "sscard.layout.fcp",  # a read creates no file
+    "sscard.exchange.events",
+    "secrets",  # a session check draws no random numbers
+)
+"""What ``sscard read`` without ``--keystore`` must not import either."""
 
 
 def test_importing_the_cli_loads_nothing_heavy() -> None:
@@ -167,3 +181,30 @@ def test_emulated_readers_load_the_emulator_only_when_opened(tmp_path: Path) -> 
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.split() == ["before", "False", "after", "True"], done.stderr
+
+
+def test_a_read_through_pcscd_loads_only_the_read_path(vpcd_port: int, tmp_path: Path) -> None:
+    """``sscard -r READER read`` of a served 2.0 card (read without keys, as bench/startup.py
+    does): no emulator, no jsonschema, no x509, no issuance, no cipher (the card is served
+    by another process, as a real card would be)."""
+    from sscard.applets.factory import new_card_file
+    from sscard.applets.pcsc_rig import served_card
+    from tests.cardkit import issue
+    from tests.operatorkit import env_for
+
+    card_file = tmp_path / "card.img"
+    issue(new_card_file(card_file, "national-2"), "national-2")
+    with served_card(card_file, vpcd_port) as reader:
+        modules = _loaded(["-r", reader, "read"], tmp_path, env=env_for("service"))
+    assert {"sscard.cli.card_cmd", "sscard.transport.pcsc", "sscard.audit.log"} <= modules
+    assert _heavy(modules, HEAVY + READ_PATH_EXTRA) == []
+
+
+def test_showing_an_error_loads_neither_the_emulator_nor_issuance(tmp_path: Path) -> None:
+    """Nobody logged in: ``read`` is refused with a hint, before any reader is opened."""
+    env = {**os.environ, "SSCARD_DATA_DIR": str(tmp_path / "data")}
+    env["SSCARD_OPERATOR_TOKEN"] = str(tmp_path / "no.token")
+    env.pop("SSCARD_STORE", None)
+    modules = _loaded(["-r", "No Such Reader", "read"], tmp_path, env=env, status=6)
+    assert "sscard.cli.hints" in modules
+    assert _heavy(modules, HEAVY + READ_PATH_EXTRA) == []

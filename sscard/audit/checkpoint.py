@@ -35,7 +35,6 @@ import hashlib
 import hmac
 import logging
 import os
-import secrets
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -46,9 +45,9 @@ from sscard.clock import iso, now_utc
 from sscard.db import transaction
 from sscard.errors import CheckpointKeyMissing, InvalidInput
 from sscard.i18n import _
-from sscard.keys.entry import KeyEntry
 
 if TYPE_CHECKING:
+    from sscard.keys.entry import KeyEntry
     from sscard.keys.software_store import SoftwareKeyStore
 
 KEY_REF = "AUDIT/CPK/01"
@@ -156,6 +155,7 @@ class CheckpointSigner:
     def development_signer(cls) -> CheckpointSigner:
         """The development checkpoint key (published: tests and demos only)."""
         from sscard.keys.dev import development_root
+        from sscard.keys.entry import KeyEntry
 
         entry = KeyEntry(
             ref=KEY_REF,
@@ -213,6 +213,10 @@ def open_signer(spec: str, secret: Callable[[str], str]) -> CheckpointSigner:
 
 def init_key(store: SoftwareKeyStore) -> KeyEntry:
     """Add a new checkpoint key version to ``store`` and save it; returns the entry."""
+    import secrets
+
+    from sscard.keys.entry import KeyEntry
+
     held = store.versions(KEY_REF)
     version = held[-1] + 1 if held else 1
     entry = KeyEntry(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 
 from sscard.errors import InvalidInput
 from sscard.i18n import _
@@ -49,6 +48,8 @@ def hash_password(password: str, *, cost: int = DEFAULT_COST) -> str:
             _("bad cost"),
             [("kdf-cost", _("between {low} and {high}").format(low=_MIN_COST, high=_MAX_COST))],
         )
+    import secrets  # hashing a new password only: a check needs no randomness
+
     salt = secrets.token_bytes(16)
     digest = _scrypt(password, salt, cost, 8, 1)
     return f"scrypt${cost}$8$1${salt.hex()}${digest.hex()}"

@@ -11,7 +11,8 @@ again when a later run in the same process picks another language (tests).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import click
 
@@ -171,10 +172,26 @@ def install_click_texts() -> None:
             module._ = i18n._  # type: ignore[attr-defined]
         if hasattr(module, "ngettext"):
             module.ngettext = i18n.ngettext  # type: ignore[attr-defined]
-    # Help text is wrapped by terminal columns, and Chinese may break anywhere.
-    from click import _textwrap, formatting
+    # Help text is wrapped by terminal columns, and Chinese may break anywhere. Click's
+    # wrapper (and textwrap under it) is patched when help is first wrapped, so a
+    # command that prints no help does not load it.
+    from click import formatting
 
-    if not getattr(_textwrap.TextWrapper, "_sscard", False):
-        setattr(_textwrap, "TextWrapper", _column_wrapper())  # noqa: B010
-        setattr(_textwrap, "term_len", _terminal_columns)  # noqa: B010
-        setattr(formatting, "term_len", _terminal_columns)  # noqa: B010
+    setattr(formatting, "term_len", _terminal_columns)  # noqa: B010
+    if not getattr(formatting.wrap_text, "_sscard", False):
+        setattr(formatting, "wrap_text", _wrapping_by_columns(formatting.wrap_text))  # noqa: B010
+
+
+def _wrapping_by_columns(wrap_text: Callable[..., str]) -> Callable[..., str]:
+    """Click's ``wrap_text``, with its text wrapper made the column-aware one on first use."""
+
+    def wrap(*args: Any, **kwargs: Any) -> str:
+        from click import _textwrap
+
+        if not getattr(_textwrap.TextWrapper, "_sscard", False):
+            setattr(_textwrap, "TextWrapper", _column_wrapper())  # noqa: B010
+            setattr(_textwrap, "term_len", _terminal_columns)  # noqa: B010
+        return wrap_text(*args, **kwargs)
+
+    wrap._sscard = True  # type: ignore[attr-defined]
+    return wrap

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sscard import db
-from sscard.exchange.events import utc_text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox_block_list (
@@ -73,6 +72,8 @@ class Applied:
 
 def apply_pulled(conn: sqlite3.Connection, items: list[dict[str, Any]], new_cursor: int) -> Applied:
     """Store pulled items and the new cursor (no commit: wrap in a transaction)."""
+    from sscard.exchange.events import utc_text  # the event model loads for a pull only
+
     now = utc_text()
     counts = {"blocked": 0, "unblocked": 0, "holder_updates": 0, "ignored": 0}
     for item in items:
@@ -188,6 +189,8 @@ def pending_updates(conn: sqlite3.Connection, card_number: str | None = None) ->
 
 def mark_applied(conn: sqlite3.Connection, event_id: str, outcome: str = "written") -> bool:
     """Record that an update was written to the card; False when unknown or already applied."""
+    from sscard.exchange.events import utc_text
+
     cur = conn.execute(
         "UPDATE inbox_holder_updates SET applied_at = ?, outcome = ?"
         " WHERE event_id = ? AND applied_at IS NULL",

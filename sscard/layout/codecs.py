@@ -1,9 +1,13 @@
-"""Record codecs: one ``construct`` layout per record encoding (spec/card.md, "EF05", "EF06").
+"""Record codecs: one class per record encoding (spec/card.md, "EF05", "EF06").
 
 Every record is one fixed-length TLV, ``tag ‖ len ‖ value``; a record never
 written reads as ``tag ‖ len ‖ FF…`` and decodes to ``None`` ("absent").
 Each codec class carries its own test vectors (``vectors``: hand-made from the
 spec tables), which one generic test checks for every class.
+
+The value layouts are a few bytes of BCD, text or binary each, written out as
+plain ``bytes`` code: a layout library would cost every ``sscard read`` more
+start-up time than the whole card conversation (issue 19).
 """
 
 from __future__ import annotations
@@ -12,8 +16,6 @@ import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
-
-import construct as cs
 
 from sscard.errors import RecordDecodeError, RecordEncodeError
 from sscard.i18n import N_, _
@@ -61,130 +63,45 @@ class _ValueError(Exception):
     """A value layout refused bytes or a value; wrapped into the typed errors below."""
 
 
-class _Bcd(cs.Adapter):  # type: ignore[misc]
-    """Packed BCD digits over ``n`` bytes ↔ a string of ``2n`` digits."""
-
-    def _decode(self, obj: bytes, context: Any, path: str) -> str:
-        text = obj.hex().upper()
-        if not text.isdigit():
-            raise _ValueError(_("not BCD digits: {digits}").format(digits=text))
-        return text
-
-    def _encode(self, obj: str, context: Any, path: str) -> bytes:
-        if not isinstance(obj, str) or not obj.isascii() or not obj.isdigit():
-            raise _ValueError(_("must be a string of digits"))
-        return bytes.fromhex(obj)
+def _bcd_digits(value: bytes) -> str:
+    """Packed BCD bytes as their digits; :class:`_ValueError` if a nibble is not 0-9."""
+    text = value.hex().upper()
+    if not text.isdigit():
+        raise _ValueError(_("not BCD digits: {digits}").format(digits=text))
+    return text
 
 
-class _BcdDate(cs.Adapter):  # type: ignore[misc]
-    """BCD ``YYYYMMDD`` ↔ :class:`datetime.date`."""
-
-    def _decode(self, obj: str, context: Any, path: str) -> dt.date:
-        try:
-            return dt.date(int(obj[:4]), int(obj[4:6]), int(obj[6:8]))
-        except ValueError:
-            raise _ValueError(_("not a real date: {digits}").format(digits=obj)) from None
-
-    def _encode(self, obj: dt.date, context: Any, path: str) -> str:
-        if not isinstance(obj, dt.date):
-            raise _ValueError(_("must be a date"))
-        return f"{obj.year:04d}{obj.month:02d}{obj.day:02d}"
-
-
-class _PaddedText(cs.Adapter):  # type: ignore[misc]
-    """Text in a multi-byte encoding, right-padded with 00 (construct's PaddedString
-    only knows fixed-unit encodings, so GBK needs its own adapter)."""
-
-    def __init__(self, length: int, encoding: str) -> None:
-        super().__init__(cs.Bytes(length))
-        self.length = length
-        self.encoding = encoding
-
-    def _decode(self, obj: bytes, context: Any, path: str) -> str:
-        try:
-            return obj.rstrip(b"\x00").decode(self.encoding)
-        except UnicodeDecodeError:
-            raise _ValueError(
-                _("not valid {encoding} text").format(encoding=self.encoding.upper())
-            ) from None
-
-    def _encode(self, obj: str, context: Any, path: str) -> bytes:
-        if not isinstance(obj, str):
-            raise _ValueError(_("must be text"))
-        try:
-            raw = obj.encode(self.encoding)
-        except UnicodeEncodeError as exc:
-            bad = obj[exc.start]
-            raise _ValueError(
-                _("character {char} (U+{code:04X}) cannot be encoded in {encoding}").format(
-                    char=repr(bad), code=ord(bad), encoding=self.encoding.upper()
-                )
-            ) from None
-        if len(raw) > self.length:
-            raise _ValueError(
-                _("{size} bytes in {encoding}, the record holds {length}").format(
-                    size=len(raw), encoding=self.encoding.upper(), length=self.length
-                )
+def _bcd_bytes(value: object, length: int) -> bytes:
+    """``2 * length`` decimal digits as packed BCD."""
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        raise _ValueError(_("must be a string of digits"))
+    if len(value) != 2 * length:
+        raise _ValueError(
+            _("{count} digits, the record holds {expected}").format(
+                count=len(value), expected=2 * length
             )
-        if b"\x00" in raw:
-            raise _ValueError(_("must not contain NUL characters"))
-        return raw.ljust(self.length, b"\x00")
+        )
+    return bytes.fromhex(value)
 
 
-class _Ascii(cs.Adapter):  # type: ignore[misc]
-    """Printable ASCII right-padded with 00 (built on construct's PaddedString)."""
-
-    def __init__(self, length: int) -> None:
-        super().__init__(cs.PaddedString(length, "ascii"))
-        self.length = length
-
-    def _decode(self, obj: str, context: Any, path: str) -> str:
-        if not obj.isprintable():
-            raise _ValueError(_("not printable ASCII"))
-        return obj
-
-    def _encode(self, obj: str, context: Any, path: str) -> str:
-        if not isinstance(obj, str) or not obj.isascii() or not obj.isprintable():
-            raise _ValueError(_("must be printable ASCII text"))
-        if len(obj) > self.length:
-            raise _ValueError(
-                _("{count} characters, the record holds {length}").format(
-                    count=len(obj), length=self.length
-                )
+def _padded(raw: bytes, length: int, what: str) -> bytes:
+    """``raw`` right-padded with 00 to ``length`` bytes; :class:`_ValueError` if longer."""
+    if len(raw) > length:
+        raise _ValueError(
+            _("{size} bytes in {encoding}, the record holds {length}").format(
+                size=len(raw), encoding=what, length=length
             )
-        return obj
-
-
-class _AbsentOr(cs.Adapter):  # type: ignore[misc]
-    """All-FF value bytes ↔ ``None`` (never written), else the inner layout."""
-
-    def __init__(self, length: int, inner: cs.Construct) -> None:
-        super().__init__(cs.Bytes(length))
-        self.length = length
-        self.inner = inner
-
-    def _decode(self, obj: bytes, context: Any, path: str) -> Any:
-        if obj == b"\xff" * self.length:
-            return None
-        try:
-            return self.inner.parse(obj)
-        except cs.ConstructError as exc:
-            raise _ValueError(str(exc).split(") ", 1)[-1]) from None
-
-    def _encode(self, obj: Any, context: Any, path: str) -> bytes:
-        if obj is None:
-            return b"\xff" * self.length
-        try:
-            raw: bytes = self.inner.build(obj)
-        except cs.ConstructError as exc:
-            raise _ValueError(str(exc).split(") ", 1)[-1]) from None
-        return raw
+        )
+    return raw.ljust(length, b"\x00")
 
 
 class RecordCodec:
     """A TLV record of fixed length whose value has one encoding.
 
     ``name`` says which record this is in errors, e.g. ``EF06 record 2 (name)``.
+    A subclass turns the value bytes into a Python value and back
+    (:meth:`decode_value`, :meth:`encode_value`); the tag, the length byte and
+    the never-written (all-FF) value are handled here for every class.
     """
 
     encoding: ClassVar[str]
@@ -199,15 +116,15 @@ class RecordCodec:
         self.tag = tag
         self.length = length
         self.name = name
-        self.layout = cs.Struct(
-            "tag" / cs.Const(bytes([tag])),
-            "length" / cs.Const(bytes([length])),
-            "value" / _AbsentOr(length, self.value_layout(length)),
-            cs.Terminated,
-        )
+        self._head = bytes([tag, length])
+        self._absent = b"\xff" * length
 
-    def value_layout(self, length: int) -> cs.Construct:
-        """The construct layout of the value bytes."""
+    def decode_value(self, value: bytes) -> Any:
+        """The Python value of ``length`` value bytes (not all FF)."""
+        raise NotImplementedError
+
+    def encode_value(self, value: Any) -> bytes:
+        """The value bytes of ``value`` (not ``None``), exactly ``length`` of them."""
         raise NotImplementedError
 
     def check_length(self) -> str | None:
@@ -241,22 +158,29 @@ class RecordCodec:
                     length=data[1], expected=self.length
                 ),
             )
+        value = bytes(data[2:])
+        if value == self._absent:
+            return None
         try:
-            return self.layout.parse(data).value
+            return self.decode_value(value)
         except _ValueError as exc:
-            raise RecordDecodeError(self.name, str(exc)) from None
-        except cs.ConstructError as exc:  # pragma: no cover - prechecks above catch these
             raise RecordDecodeError(self.name, str(exc)) from None
 
     def encode(self, value: Any) -> bytes:
         """The record bytes for ``value``; ``None`` gives the never-written record."""
+        if value is None:
+            return self._head + self._absent
         try:
-            raw: bytes = self.layout.build({"value": value})
+            raw = self.encode_value(value)
+            if len(raw) != self.length:  # a subclass's slip, or raw bytes of another length
+                raise _ValueError(
+                    _("{size} bytes, the record holds {length}").format(
+                        size=len(raw), length=self.length
+                    )
+                )
         except _ValueError as exc:
             raise RecordEncodeError(_(_DOES_NOT_FIT), [(self.name, str(exc))]) from None
-        except (cs.ConstructError, TypeError, ValueError) as exc:
-            raise RecordEncodeError(_(_DOES_NOT_FIT), [(self.name, str(exc))]) from None
-        return raw
+        return self._head + raw
 
 
 class BinaryRecord(RecordCodec):
@@ -265,8 +189,13 @@ class BinaryRecord(RecordCodec):
     encoding = "binary"
     vectors = ((0x02, 1, "020131", b"\x31"), (0x02, 2, "02020A0B", b"\x0a\x0b"))
 
-    def value_layout(self, length: int) -> cs.Construct:
-        return cs.Bytes(length)
+    def decode_value(self, value: bytes) -> bytes:
+        return value
+
+    def encode_value(self, value: Any) -> bytes:
+        if not isinstance(value, bytes | bytearray):
+            raise _ValueError(_("must be bytes"))
+        return bytes(value)
 
 
 class AsciiRecord(RecordCodec):
@@ -280,8 +209,22 @@ class AsciiRecord(RecordCodec):
         (0x41, 4, "4104" + "41420000", "AB"),
     )
 
-    def value_layout(self, length: int) -> cs.Construct:
-        return _Ascii(length)
+    def decode_value(self, value: bytes) -> str:
+        text = value.rstrip(b"\x00")
+        if not text.isascii() or not text.decode("ascii").isprintable():
+            raise _ValueError(_("not printable ASCII"))
+        return text.decode("ascii")
+
+    def encode_value(self, value: Any) -> bytes:
+        if not isinstance(value, str) or not value.isascii() or not value.isprintable():
+            raise _ValueError(_("must be printable ASCII text"))
+        if len(value) > self.length:
+            raise _ValueError(
+                _("{count} characters, the record holds {length}").format(
+                    count=len(value), length=self.length
+                )
+            )
+        return value.encode("ascii").ljust(self.length, b"\x00")
 
 
 class GbkRecord(RecordCodec):
@@ -297,8 +240,29 @@ class GbkRecord(RecordCodec):
         (0x09, 4, "0904" + "41" + "000000", "A"),
     )
 
-    def value_layout(self, length: int) -> cs.Construct:
-        return _PaddedText(length, self.text_encoding)
+    def decode_value(self, value: bytes) -> str:
+        try:
+            return value.rstrip(b"\x00").decode(self.text_encoding)
+        except UnicodeDecodeError:
+            raise _ValueError(
+                _("not valid {encoding} text").format(encoding=self.text_encoding.upper())
+            ) from None
+
+    def encode_value(self, value: Any) -> bytes:
+        if not isinstance(value, str):
+            raise _ValueError(_("must be text"))
+        try:
+            raw = value.encode(self.text_encoding)
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start]
+            raise _ValueError(
+                _("character {char} (U+{code:04X}) cannot be encoded in {encoding}").format(
+                    char=repr(bad), code=ord(bad), encoding=self.text_encoding.upper()
+                )
+            ) from None
+        if b"\x00" in raw:
+            raise _ValueError(_("must not contain NUL characters"))
+        return _padded(raw, self.length, self.text_encoding.upper())
 
 
 class Gb18030Record(GbkRecord):
@@ -323,8 +287,17 @@ class BcdDateRecord(RecordCodec):
         (0x0D, 4, "0D0420000229", dt.date(2000, 2, 29)),
     )
 
-    def value_layout(self, length: int) -> cs.Construct:
-        return _BcdDate(_Bcd(cs.Bytes(length)))
+    def decode_value(self, value: bytes) -> dt.date:
+        digits = _bcd_digits(value)
+        try:
+            return dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+        except ValueError:
+            raise _ValueError(_("not a real date: {digits}").format(digits=digits)) from None
+
+    def encode_value(self, value: Any) -> bytes:
+        if not isinstance(value, dt.date):
+            raise _ValueError(_("must be a date"))
+        return _bcd_bytes(f"{value.year:04d}{value.month:02d}{value.day:02d}", self.length)
 
     def check_length(self) -> str | None:
         return None if self.length == 4 else _("a BCD date is 4 bytes")
@@ -336,8 +309,11 @@ class BcdDivisionRecord(RecordCodec):
     encoding = "bcd-division"
     vectors = ((0x0C, 3, "0C03310000", "310000"), (0x0C, 3, "0C03110105", "110105"))
 
-    def value_layout(self, length: int) -> cs.Construct:
-        return _Bcd(cs.Bytes(length))
+    def decode_value(self, value: bytes) -> str:
+        return _bcd_digits(value)
+
+    def encode_value(self, value: Any) -> bytes:
+        return _bcd_bytes(value, self.length)
 
     def check_length(self) -> str | None:
         return None if self.length == 3 else _("a division code is 3 bytes")
@@ -349,8 +325,11 @@ class BcdInstitutionRecord(RecordCodec):
     encoding = "bcd-institution"
     vectors = ((0x04, 12, "040C" + "310000000000000000000001", "310000000000000000000001"),)
 
-    def value_layout(self, length: int) -> cs.Construct:
-        return _Bcd(cs.Bytes(length))
+    def decode_value(self, value: bytes) -> str:
+        return _bcd_digits(value)
+
+    def encode_value(self, value: Any) -> bytes:
+        return _bcd_bytes(value, self.length)
 
 
 class CodeRecord(RecordCodec):
@@ -364,8 +343,13 @@ class CodeRecord(RecordCodec):
         (0x0B, 1, "0B0162", 98),
     )
 
-    def value_layout(self, length: int) -> cs.Construct:
-        return cs.Int8ub
+    def decode_value(self, value: bytes) -> int:
+        return value[0]
+
+    def encode_value(self, value: Any) -> bytes:
+        if not isinstance(value, int) or not 0 <= value <= 0xFF:
+            raise _ValueError(_("must be a whole number from 0 to 255"))
+        return bytes([value])
 
     def check_length(self) -> str | None:
         return None if self.length == 1 else _("a code is 1 byte")
@@ -391,32 +375,29 @@ class CardIdRecord(RecordCodec):
         ),
     )
 
-    def value_layout(self, length: int) -> cs.Construct:
-        return _CardIdAdapter(
-            cs.Struct(
-                "region" / _Bcd(cs.Bytes(3)),
-                "rid" / cs.Const(CardId.RID),
-                "sequence" / cs.Bytes(4),
-                "mac" / cs.Bytes(length - 12),
+    def decode_value(self, value: bytes) -> CardId:
+        region = _bcd_digits(value[:3])
+        rid = value[3:8]
+        if rid != CardId.RID:
+            raise _ValueError(
+                _("RID {rid}, expected {expected}").format(
+                    rid=rid.hex().upper(), expected=CardId.RID.hex().upper()
+                )
             )
-        )
+        return CardId(region, value[8:12], value[12:])
+
+    def encode_value(self, value: Any) -> bytes:
+        if not isinstance(value, CardId):
+            raise _ValueError(_("must be a CardId"))
+        if not isinstance(value.region, str) or len(value.region) != 6:
+            raise _ValueError(_("region must be 6 digits"))
+        parts = (value.sequence, value.mac)
+        if not all(isinstance(part, bytes | bytearray) and len(part) == 4 for part in parts):
+            raise _ValueError(_("sequence and MAC must be 4 bytes each"))
+        return _bcd_bytes(value.region, 3) + CardId.RID + bytes(value.sequence) + bytes(value.mac)
 
     def check_length(self) -> str | None:
         return None if self.length == 16 else _("a card identification code is 16 bytes")
-
-
-class _CardIdAdapter(cs.Adapter):  # type: ignore[misc]
-    def _decode(self, obj: Any, context: Any, path: str) -> CardId:
-        return CardId(obj.region, bytes(obj.sequence), bytes(obj.mac))
-
-    def _encode(self, obj: CardId, context: Any, path: str) -> dict[str, Any]:
-        if not isinstance(obj, CardId):
-            raise _ValueError(_("must be a CardId"))
-        if len(obj.region) != 6:
-            raise _ValueError(_("region must be 6 digits"))
-        if len(obj.sequence) != 4 or len(obj.mac) != 4:
-            raise _ValueError(_("sequence and MAC must be 4 bytes each"))
-        return {"region": obj.region, "sequence": obj.sequence, "mac": obj.mac}
 
 
 @lru_cache(maxsize=512)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
@@ -217,18 +217,24 @@ def _load_resolved(
         return data, source
     here = Path(str(file)).parent if isinstance(file, Path) else None
     base, _source = _load_resolved(base_ref, here, (*seen, source), validate=validate)
-    merged, problems = merge_profiles(base, data)
+    merged, problems = merge_profiles(base, data, owned=True)  # both freshly parsed here
     if problems:
         raise ProfileError(_("invalid profile {source}").format(source=source), problems)
     return merged, source
 
 
 def merge_profiles(
-    base: Mapping[str, Any], over: Mapping[str, Any]
+    base: Mapping[str, Any], over: Mapping[str, Any], *, owned: bool = False
 ) -> tuple[dict[str, Any], Problems]:
-    """Lay ``over`` on ``base`` by the merge rule in the module docstring."""
+    """Lay ``over`` on ``base`` by the merge rule in the module docstring.
+
+    The result shares nothing with the arguments, unless ``owned``: then the
+    caller hands both over (parsed for this merge, never used again) and their
+    parts are reused instead of deep-copied.
+    """
     problems: Problems = []
-    merged = _merge(base, over, "", problems)
+    take: Callable[[Any], Any] = _keep if owned else copy.deepcopy
+    merged = _merge(take(dict(base)), over, "", problems, take)
     merged.pop("extends", None)
     merged.pop("abstract", None)
     if over.get("abstract"):
@@ -240,24 +246,38 @@ def merge_profiles(
     return merged, problems
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any], path: str, problems: Problems) -> Any:
-    out = copy.deepcopy(dict(base))
+def _keep(value: Any) -> Any:
+    return value
+
+
+def _merge(
+    out: dict[str, Any],
+    over: Mapping[str, Any],
+    path: str,
+    problems: Problems,
+    take: Callable[[Any], Any],
+) -> dict[str, Any]:
+    """Lay ``over`` on ``out`` (ours to change); ``take`` copies what comes from ``over``."""
     for key, value in over.items():
         where = f"{path}.{key}" if path else key
         old = out.get(key)
         if isinstance(old, dict) and isinstance(value, dict):
-            out[key] = _merge(old, value, where, problems)
+            out[key] = _merge(old, value, where, problems, take)
         elif key in _LIST_IDENTITY and isinstance(old, list) and isinstance(value, list):
-            out[key] = _merge_list(old, value, _LIST_IDENTITY[key], where, problems)
+            out[key] = _merge_list(old, value, _LIST_IDENTITY[key], where, problems, take)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = take(value)
     return out
 
 
 def _merge_list(
-    base: list[Any], over: list[Any], ident: tuple[str, ...], path: str, problems: Problems
+    out: list[Any],
+    over: list[Any],
+    ident: tuple[str, ...],
+    path: str,
+    problems: Problems,
+    take: Callable[[Any], Any],
 ) -> list[Any]:
-    out = copy.deepcopy(base)
     index = {tuple(item.get(k) for k in ident): i for i, item in enumerate(out)}
     for n, item in enumerate(over):
         where = f"{path}[{n}]"
@@ -272,10 +292,10 @@ def _merge_list(
             continue
         key = tuple(item[k] for k in ident)
         if key in index:
-            out[index[key]] = _merge(out[index[key]], item, where, problems)
+            out[index[key]] = _merge(out[index[key]], item, where, problems, take)
         else:
             index[key] = len(out)
-            out.append(copy.deepcopy(item))
+            out.append(take(item))
     return out
 
 
