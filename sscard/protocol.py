@@ -188,7 +188,7 @@ class ApduProtocol:
         """Send ``command``; raise the typed error for SW ≠ 9000 unless ``check`` is False."""
         if self._t0_only:  # the default pipeline (t0_step over _exchange) inline: the hot path
             raw = command.encode()
-            if log.isEnabledFor(TRACE):
+            if _trace_on(TRACE):
                 response = self._exchange_traced(command, raw)
             else:
                 response = _parse_response(self.transport.transmit(raw))
@@ -217,6 +217,7 @@ class ApduProtocol:
 
 
 _SW_OK = int(SW.OK)  # a plain int: comparing with it skips the enum attribute lookup
+_trace_on = log.isEnabledFor  # bound once: the hot path skips the attribute lookup
 _parse_response = ResponseApdu.parse
 
 
