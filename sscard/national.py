@@ -17,7 +17,7 @@ from enum import IntEnum
 from sscard.i18n import N_, _
 from sscard.vocab import SW
 
-__all__ = ["UNCLASSIFIED", "NationalCode", "code_for_sw", "sw_code"]
+__all__ = ["UNCLASSIFIED", "NationalCode", "code_for_sw", "message_for", "sw_code"]
 
 
 class NationalCode(IntEnum):
@@ -120,6 +120,15 @@ _TEXTS: dict[NationalCode, tuple[str, str]] = {
     ),
     NationalCode.HSM_NOT_NEEDED: ("不需要加密机认证", N_("no HSM authentication needed")),
 }
+
+
+def message_for(code: int) -> str | None:
+    """The text of national code ``code`` in the active language; None when the table does
+    not name it (a bare status word's code)."""
+    try:
+        return NationalCode(code).message
+    except ValueError:
+        return None
 
 
 def sw_code(sw: int) -> int:

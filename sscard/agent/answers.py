@@ -18,7 +18,7 @@ from typing import Any
 
 from sscard import errors
 from sscard.i18n import N_, _
-from sscard.national import NationalCode
+from sscard.national import message_for
 
 OK_MESSAGE = N_("success")
 
@@ -33,10 +33,7 @@ def ok(data: dict[str, Any] | None = None) -> dict[str, Any]:
 
 def national_message(code: int) -> str:
     """The national interface's wording of ``code`` in the active language ("" when unnamed)."""
-    try:
-        return NationalCode(code).message
-    except ValueError:
-        return ""
+    return message_for(code) or ""
 
 
 def failure(exc: errors.SscardError) -> dict[str, Any]:

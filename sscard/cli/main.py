@@ -22,6 +22,7 @@ from sscard.cli import language
 from sscard.cli.context import STORE_HELP, CliState, give_json_option
 from sscard.cli.exit_codes import ExitCode, error_kind, exit_code_for
 from sscard.i18n import N_, _
+from sscard.national import message_for
 from sscard.paths import ENV_STORE, default_store
 from sscard.transport.base import (
     PINPAD_PREFIX,
@@ -209,7 +210,7 @@ class SscardGroup(click.Group):
             st = ctx.find_object(CliState) or CliState()
             code = exit_code_for(exc)
             extra: dict[str, Any] = {"national_code": int(exc.national_code)}
-            national = _national_message(int(exc.national_code))
+            national = message_for(int(exc.national_code))
             if national:
                 extra["national_message"] = national
             for attr in ("sw", "tries_left"):
@@ -301,17 +302,6 @@ def _show_version(ctx: click.Context) -> None:
     """``--version``: Click's wording, in the run's language."""
     click.echo(_("%(prog)s, version %(version)s") % {"prog": "sscard", "version": __version__})
     ctx.exit()
-
-
-def _national_message(code: int) -> str | None:
-    """The national interface's text for ``code`` in the active language (None: unnamed)."""
-    from sscard.national import NationalCode
-
-    try:
-        named = NationalCode(code)
-    except ValueError:
-        return None
-    return named.message
 
 
 def _emulated_card(path: str) -> CardLike:
