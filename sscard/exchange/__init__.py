@@ -10,8 +10,9 @@ updates (:mod:`sscard.exchange.inbox`).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sscard.lazy import lazy_names
 
 if TYPE_CHECKING:
     from sscard.exchange.events import Event, new_event_id
@@ -28,11 +29,4 @@ _HOMES = {
 message schemas (jsonschema)."""
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module ``name`` lives in on first use."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _HOMES)

@@ -7,7 +7,9 @@ root or city key goes through a :class:`~sscard.keys.security_module.SecurityMod
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sscard.lazy import lazy_names
 
 if TYPE_CHECKING:
     from sscard.keys.algorithms import diversify, kcv, line_mac
@@ -17,16 +19,8 @@ __all__ = ["ENV_KEYSTORE", "diversify", "kcv", "line_mac"]
 ENV_KEYSTORE = "SSCARD_KEYSTORE"
 """The key store to use when none is given (:mod:`sscard.keys.provider`)."""
 
-_ALGORITHMS = ("diversify", "kcv", "line_mac")
-
-
-def __getattr__(name: str) -> Any:
-    """The algorithms (and the ciphers under them) are imported on first use (PEP 562):
-    a key scheme or a card read without keys does not load them."""
-    if name not in _ALGORITHMS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from sscard.keys import algorithms
-
-    value = getattr(algorithms, name)
-    globals()[name] = value
-    return value
+# The algorithms (and the ciphers under them) are imported on first use: a key scheme
+# or a card read without keys does not load them.
+__getattr__, __dir__ = lazy_names(
+    __name__, dict.fromkeys(("diversify", "kcv", "line_mac"), "sscard.keys.algorithms")
+)

@@ -10,8 +10,9 @@ the codecs or jsonschema.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sscard.lazy import lazy_names
 
 if TYPE_CHECKING:
     from sscard.layout.codecs import CardId, RecordCodec, codec_for
@@ -69,19 +70,7 @@ _HOMES: dict[str, str] = {
 """Where each public name lives (imported on first use)."""
 
 
-def __getattr__(name: str) -> Any:
-    """Import the module ``name`` lives in on first use (PEP 562)."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
-
+__getattr__, __dir__ = lazy_names(__name__, _HOMES)
 
 __all__ = [
     "DEFAULT_PROFILE",
