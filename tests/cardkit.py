@@ -76,6 +76,16 @@ def pin_works(card: CardLike, pin: str) -> bool:
         transport.disconnect()
 
 
+def tries_left(card: CardLike) -> int | None:
+    """The PIN tries left, read in a fresh in-process session without spending one."""
+    transport = InProcessTransport(card)
+    transport.connect()
+    try:
+        return SocialSecurityCard.open(transport).pin_tries_left()
+    finally:
+        transport.disconnect()
+
+
 class Slot:
     """A card socket for the vpcd bridge whose card can be swapped between tests."""
 

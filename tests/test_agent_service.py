@@ -28,7 +28,6 @@ from sscard.applets.factory import new_psam_file
 from sscard.applets.pcsc_rig import VPCD_READERS, card_in_reader
 from sscard.applets.pinpad import EmulatedPinPad, Key, PullAt
 from sscard.auth.store import Operator
-from sscard.card import SocialSecurityCard
 from sscard.db import open_store
 from sscard.exchange import outbox
 from sscard.i18n import using
@@ -39,7 +38,7 @@ from sscard.pin import PinPolicyError
 from sscard.transport import InProcessTransport
 from sscard.vocab import INS
 from tests.agentkit import PlainSlot, dev_keys, pad_reader, service
-from tests.cardkit import PIN, PROFILES, dev_module, issued_card, pin_works, session
+from tests.cardkit import PIN, PROFILES, dev_module, issued_card, pin_works, session, tries_left
 
 NEW = "246801"
 LIMIT = 6
@@ -78,16 +77,6 @@ class Counting:
             return self.card.process(apdu)
         finally:
             self._inside.release()
-
-
-def tries(card: EmulatedCard | Counting) -> int | None:
-    """Tries left, read without spending one."""
-    transport = InProcessTransport(card)
-    transport.connect()
-    try:
-        return SocialSecurityCard.open(transport).pin_tries_left()
-    finally:
-        transport.disconnect()
 
 
 def the_pin(card: EmulatedCard | Counting) -> str:
@@ -178,7 +167,7 @@ def test_pin_status_verify_change_with_the_callers_pins(profile: str, store: Pat
         "try_limit": LIMIT,
     }
     assert svc.change_pin(PIN, NEW)["changed"] is True
-    assert pin_works(card, NEW) and tries(card) == LIMIT
+    assert pin_works(card, NEW) and tries_left(card) == LIMIT
 
 
 def test_verify_and_change_on_the_pin_pad(profile: str, store: Path) -> None:
@@ -226,7 +215,7 @@ def test_pad_cancel_and_timeout_spend_no_try(store: Path) -> None:
     pad.press(Key.CANCEL)
     assert national(svc.verify_pin)[0] == -31
     assert national(svc.change_pin)[0] == -32  # nothing typed: the pad timed out
-    assert tries(card) == LIMIT
+    assert tries_left(card) == LIMIT
 
 
 # --- refused before the card is touched ------------------------------------------------------
@@ -268,7 +257,7 @@ def test_the_birth_date_rule_is_checked_on_the_card_before_the_pin_command(
     assert caught.value.rule == "birth-date"
     assert "491231" not in str(caught.value)
     assert card.changes == 0
-    assert pin_works(card, PIN) and tries(card) == LIMIT
+    assert pin_works(card, PIN) and tries_left(card) == LIMIT
 
 
 def test_pinpad_modes(store: Path) -> None:
@@ -336,7 +325,7 @@ def test_card_pulled_during_a_change_on_the_pad(store: Path, at: PullAt, after: 
     right = the_pin(card)
     if at is PullAt.ENTRY:
         assert right == PIN and left == LIMIT  # no APDU reached the card
-    assert tries(card) == LIMIT
+    assert tries_left(card) == LIMIT
     assert svc.verify_pin(right)["tries_left"] == LIMIT
 
 
@@ -350,7 +339,7 @@ def test_card_pulled_during_a_change_with_the_callers_pins(store: Path, writes: 
     assert svc.pin_status()["tries_left"] in (LIMIT - 1, LIMIT)
     assert card.changes == 1  # never repeated on its own
     the_pin(card)
-    assert tries(card) == LIMIT
+    assert tries_left(card) == LIMIT
 
 
 # --- one caller at a time -------------------------------------------------------------------
@@ -391,7 +380,7 @@ def test_a_caller_finds_the_card_in_use(store: Path) -> None:
         thread.join()
     assert svc.status()["busy"] is False
     assert svc.verify_pin(PIN)["verified"] is True
-    assert tries(card) == LIMIT  # the refused calls spent nothing
+    assert tries_left(card) == LIMIT  # the refused calls spent nothing
 
 
 @pytest.mark.parametrize("wait", [0.02, 5.0])
@@ -435,7 +424,7 @@ def test_many_threads_at_once_never_interleave(store: Path, wait: float) -> None
     assert "ok" in answers
     if wait >= 5.0:
         assert answers.count("ok") == 64
-    assert tries(card) == LIMIT
+    assert tries_left(card) == LIMIT
 
 
 # --- staff actions with the PSAM ---------------------------------------------------------------
@@ -545,7 +534,7 @@ def test_staff_failures_are_audited_and_leave_the_card_alone(store: Path, tmp_pa
     assert {o for o, _e, _w in trail(store, "pin.reset")} == {"failed"}
     assert trail(store, "pin.unblock") == [("refused", "NotAuthorized", "kiosk1")]
     assert events(store) == []
-    assert the_pin(card) == PIN and tries(card) == LIMIT
+    assert the_pin(card) == PIN and tries_left(card) == LIMIT
 
 
 # --- through pcscd + vpcd -----------------------------------------------------------------------

@@ -18,13 +18,11 @@ import pytest
 from sscard import errors
 from sscard.applets.cos import EmulatedCard
 from sscard.applets.pinpad import EmulatedPinPad, Key, PullAt
-from sscard.card import SocialSecurityCard
 from sscard.kiosk import SCREEN, KioskSession
 from sscard.paths import default_store
-from sscard.pin import PinManager
 from sscard.transport import InProcessTransport
 from sscard.transport.base import Transport
-from tests.cardkit import PIN, issued_card, pin_works
+from tests.cardkit import PIN, issued_card, pin_works, tries_left
 from tests.operatorkit import env_for
 
 NEW = "802461"
@@ -62,15 +60,6 @@ class PadSlot:
 
     def wait_removal(self, stop: threading.Event) -> None:
         return None
-
-
-def _tries(card: EmulatedCard) -> int | None:
-    transport = InProcessTransport(card)
-    transport.connect()
-    try:
-        return PinManager(SocialSecurityCard.open(transport)).status().tries_left
-    finally:
-        transport.disconnect()
 
 
 def test_the_pin_changes_on_the_pad_and_no_pin_reaches_the_host(
@@ -114,7 +103,7 @@ def test_cancel_timeout_mismatch_and_length_change_nothing_and_spend_no_try(
     outcome = KioskSession(slot, NoKeypadUI()).run_once()
     assert outcome is not None and outcome.changed is False
     assert outcome.message == SCREEN[message]
-    assert _tries(card) == 6 and pin_works(card, PIN)
+    assert tries_left(card) == 6 and pin_works(card, PIN)
 
 
 def test_a_wrong_current_pin_says_the_tries_left() -> None:

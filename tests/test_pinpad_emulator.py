@@ -17,11 +17,9 @@ from sscard.applets.pinpad import (
     Key,
     PullAt,
 )
-from sscard.card import SocialSecurityCard
 from sscard.errors import CardRemoved, OperationFailed
 from sscard.layout import load_profile
-from sscard.transport import InProcessTransport
-from tests.cardkit import PIN, issued_card, pin_works, session
+from tests.cardkit import PIN, issued_card, pin_works, session, tries_left
 
 NEW_PIN = "246813"
 WRONG_PIN = "111111"
@@ -140,15 +138,6 @@ def verify(pad: EmulatedPinPad, structure: bytes | None = None) -> bytes:
 
 def modify(pad: EmulatedPinPad, structure: bytes | None = None) -> bytes:
     return pad.control(features(pad)[MODIFY_PIN_DIRECT], structure or modify_structure())
-
-
-def tries_left(card: EmulatedCard) -> int | None:
-    transport = InProcessTransport(card)
-    transport.connect()
-    try:
-        return SocialSecurityCard.open(transport).pin_tries_left()
-    finally:
-        transport.disconnect()
 
 
 def wrong_pin_sw() -> bytes:
