@@ -265,29 +265,27 @@ class CardService:
             _policy_first(new)
         with self._card(purpose) as card:
             conn = self._store()
+
+            def audited(outcome: str, error: errors.SscardError) -> errors.SscardError:
+                audit.record(
+                    action,
+                    operator=operator,
+                    outcome=outcome,
+                    error=error,
+                    card_serial=card.serial,
+                    conn=conn,
+                )
+                return error
+
             try:
                 if not operator.can(action):  # the app checked already; refuse here too
-                    refused = errors.NotAuthorized(operator.id, operator.role, action)
-                    audit.record(
-                        action,
-                        operator=operator,
-                        outcome="refused",
-                        error=refused,
-                        card_serial=card.serial,
-                        conn=conn,
+                    raise audited(
+                        "refused", errors.NotAuthorized(operator.id, operator.role, action)
                     )
-                    raise refused
                 try:
                     self._with_keys(card)
                 except errors.SscardError as exc:  # no key store, PSAM missing: audited
-                    audit.record(
-                        action,
-                        operator=operator,
-                        outcome="failed",
-                        error=exc,
-                        card_serial=card.serial,
-                        conn=conn,
-                    )
+                    audited("failed", exc)
                     raise
                 manager = PinManager(card)
                 if new is not None:
