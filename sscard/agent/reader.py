@@ -212,10 +212,9 @@ class Lease:
         self.reader = reader
 
     def connect(self) -> Transport:
-        """A connected transport to the card; :class:`~sscard.errors.NoCard` when none is in."""
+        """A connected transport to the card; :class:`~sscard.errors.NoCard` when none is in
+        (the reader's own connect says so: no presence query first, on every call)."""
         reader = self.reader
-        if not reader.present():
-            raise errors.NoCard(_("{reader}: no card in the reader").format(reader=reader.name))
         try:
             return reader._connect()
         except errors.CardRemoved as exc:
