@@ -8,6 +8,7 @@ the target is the old content or the new, never a mix.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 
@@ -46,3 +47,9 @@ def write_secret(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write(path, (text + "\n").encode("ascii"), durable=False)
+
+
+def is_private(st: os.stat_result) -> bool:
+    """Whether a file (its ``stat``) is this user's and readable by no one else: the rule
+    for token files (:func:`write_secret` writes them so)."""
+    return not stat.S_IMODE(st.st_mode) & 0o077 and st.st_uid == os.geteuid()

@@ -23,9 +23,7 @@ import ipaddress
 import json
 import logging
 import math
-import os
 import secrets
-import stat
 import threading
 import time
 from collections import deque
@@ -38,7 +36,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sscard import errors
-from sscard.fileio import write_secret
+from sscard.fileio import is_private, write_secret
 from sscard.i18n import _, language, normalize, using
 from sscard.paths import data_dir
 
@@ -158,7 +156,7 @@ def load_token(path: Path | None = None, *, create: bool = True, rotate: bool = 
             _("cannot read the API token {path}").format(path=path),
             [("token", _("rotate the API token: a new one replaces the file"))],
         ) from None
-    if stat.S_IMODE(st.st_mode) & 0o077 or st.st_uid != os.geteuid():
+    if not is_private(st):
         raise errors.InvalidInput(
             _("the API token {path} is readable by others or not yours; it is refused").format(
                 path=path

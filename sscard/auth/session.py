@@ -15,7 +15,6 @@ token to its caller instead of a file (the agent, docs/agent.md) uses
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 from sscard import audit
 from sscard.auth.store import DEFAULT_TTL, Operator, OperatorStore
 from sscard.errors import LoginFailed, NotLoggedIn
-from sscard.fileio import write_secret
+from sscard.fileio import is_private, write_secret
 from sscard.i18n import _
 from sscard.paths import data_dir
 
@@ -63,7 +62,7 @@ def read_token(path: Path | None = None) -> str:
         raise NotLoggedIn(
             _("cannot read the operator token {path}; log in again").format(path=path)
         ) from None
-    if stat.S_IMODE(st.st_mode) & 0o077 or st.st_uid != os.geteuid():
+    if not is_private(st):
         raise NotLoggedIn(
             _(
                 "the operator token {path} is readable by others or not yours; it is refused: "
