@@ -1,10 +1,12 @@
-"""Shared fixtures: the real PC/SC stack with a scripted test card in a vpcd reader."""
+"""Shared fixtures: the real PC/SC stack with a scripted test card in a vpcd reader, and a
+real PostgreSQL server for the store (tests/pgrig.py)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ from sscard.applets.pcsc_rig import (
 from sscard.applets.vpcd import VpcdBridge
 from tests.cardkit import issue
 from tests.operatorkit import installation, session_issuer  # noqa: F401  (fixtures)
+from tests.pgrig import PgServer
 
 
 @pytest.fixture(autouse=True)
@@ -89,3 +92,55 @@ def card_file(tmp_path: Path) -> Path:
     path = tmp_path / "card.img"
     issue(new_card_file(path), "national-3")
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session: a throwaway one (tests/pgrig.py) or the one
+    ``$SSCARD_TEST_POSTGRES`` names. For the session, ``PGPASSFILE`` names its pgpass
+    file, so psycopg here and ``sscard`` subprocesses log in without a password in
+    any URL (a ``PGPASSWORD`` of the developer's would take precedence: it is unset)."""
+    server = PgServer.start()
+    saved = {name: os.environ.get(name) for name in ("PGPASSFILE", "PGPASSWORD")}
+    if not server.external:
+        os.environ.pop("PGPASSWORD", None)
+    os.environ.update(server.env())
+    try:
+        yield server
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a fresh, empty database of its own (dropped afterwards, best effort)."""
+    url = pg_server.create_database()
+    yield url
+    try:
+        pg_server.drop_database(url)
+    except Exception as e:  # a test that broke the server must not fail the next one
+        warnings.warn(f"could not drop the test database: {e}", stacklevel=1)
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store target for both engines: a fresh SQLite path, or a fresh PostgreSQL
+    database's URL (``--store`` / ``$SSCARD_STORE`` / ``db.open_store``)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "sscard.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the PostgreSQL server get the ``postgres`` marker (``-m "not postgres"``)."""
+    for item in items:
+        if {"pg_server", "pg_url"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
