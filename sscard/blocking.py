@@ -10,12 +10,12 @@ module; the action is audited and reported (``card.blocked`` /
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from sscard import cardevents
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard
+from sscard.db import Connection
 from sscard.errors import InvalidInput
 from sscard.i18n import _
 
@@ -28,7 +28,7 @@ def block(
     *,
     level: str,
     reason: str,
-    conn: sqlite3.Connection,
+    conn: Connection,
     operator: Actor | None,
     service_point: str,
 ) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def block(
 def unblock(
     card: SocialSecurityCard,
     *,
-    conn: sqlite3.Connection,
+    conn: Connection,
     operator: Actor | None,
     service_point: str,
 ) -> dict[str, Any]:

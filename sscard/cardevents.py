@@ -11,14 +11,13 @@ holder updates and the staff actions (PIN reset/unblock, block/unblock, via
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sscard import audit
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard
-from sscard.db import transaction
+from sscard.db import Connection, transaction
 from sscard.exchange import outbox
 
 Event = tuple[str, Mapping[str, Any]]
@@ -29,13 +28,13 @@ def recorded_action(
     action: str,
     do: Callable[[], None],
     *,
-    conn: sqlite3.Connection,
+    conn: Connection,
     operator: Actor | None,
     service_point: str,
     card_serial: str,
     card_number: str,
     events: Iterable[Event] = (),
-    writes: Callable[[sqlite3.Connection], object] | None = None,
+    writes: Callable[[Connection], object] | None = None,
     on_failure: Callable[[BaseException], object] | None = None,
     detail: Mapping[str, object] | None = None,
 ) -> list[str]:
@@ -87,7 +86,7 @@ def recorded(
     action: str,
     do: Callable[[], None],
     *,
-    conn: sqlite3.Connection,
+    conn: Connection,
     operator: Actor | None,
     service_point: str,
     category: str,

@@ -11,7 +11,6 @@ applied, audits it and reports ``holder.changed`` (``written_to_card``):
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from sscard import cardevents
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard
+from sscard.db import Connection
 from sscard.errors import InvalidInput
 from sscard.exchange import inbox
 from sscard.i18n import _
@@ -26,7 +26,7 @@ from sscard.issuance.plan import VerificationFailed
 from sscard.layout import encode_holder, validate_holder
 
 
-def pending(card: SocialSecurityCard, conn: sqlite3.Connection) -> list[inbox.HolderUpdate]:
+def pending(card: SocialSecurityCard, conn: Connection) -> list[inbox.HolderUpdate]:
     """Updates waiting for this card (by its card number)."""
     inbox.ensure_schema(conn)
     number = str(card.read_holder()["card_number"])
@@ -48,7 +48,7 @@ def _write_records(card: SocialSecurityCard, records: dict[tuple[str, int], byte
 def apply_pending(
     card: SocialSecurityCard,
     *,
-    conn: sqlite3.Connection,
+    conn: Connection,
     operator: Actor | None,
     service_point: str,
 ) -> list[dict[str, Any]]:

@@ -12,7 +12,6 @@ and never carry a PIN; neither does any log line or APDU trace.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from sscard import cardevents, commands, errors
 from sscard.apdu import CommandApdu, ResponseApdu
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, encode_pin
+from sscard.db import Connection
 from sscard.i18n import _
 from sscard.pinpolicy import PinPolicy, PinPolicyError
 from sscard.protocol import error_for
@@ -156,7 +156,7 @@ def staff_action(
     manager: PinManager,
     action: str,
     *,
-    conn: sqlite3.Connection,
+    conn: Connection,
     operator: Actor | None,
     service_point: str,
     new_pin: str | None = None,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sscard import audit
+from sscard import audit, db
 from sscard.audit.log import record_hash
 from sscard.auth import OperatorStore
 from sscard.db import open_store as connect
@@ -65,9 +65,9 @@ def test_intact_trail_verifies(trail: Path) -> None:
 
 def test_sscard_itself_cannot_update_or_delete_records(trail: Path) -> None:
     conn = connect()
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(db.IntegrityError, match="append-only"):
         conn.execute("UPDATE audit_log SET outcome = 'failed' WHERE seq = 1")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(db.IntegrityError, match="append-only"):
         conn.execute("DELETE FROM audit_log WHERE seq = 8")
 
 

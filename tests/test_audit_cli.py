@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from sscard import audit
+from sscard import audit, db
 from sscard.cli.main import cli
 from sscard.keys.software_store import SoftwareKeyStore
 from tests.operatorkit import Installation, record
@@ -95,8 +95,8 @@ def test_checkpoint_key_in_a_key_store_file(installation: Installation, tmp_path
     assert ("audit.init-key", "ok") in steps and ("audit.checkpoint", "failed") in steps
 
 
-def _conn(inst: Installation) -> sqlite3.Connection:
-    return sqlite3.connect(inst.store)
+def _conn(inst: Installation) -> db.Connection:
+    return db.open_db(inst.store)
 
 
 def test_help_has_examples() -> None:

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from sscard import audit, backup
+from sscard import audit, backup, db
 from sscard.db import open_store as connect
 from sscard.keys.software_store import ScryptParams
 from tests.operatorkit import Installation
@@ -27,13 +27,15 @@ from sscard.db import open_store
 from sscard.exchange import outbox
 from sscard.issuance import store
 from sscard.layout.cardno import complete
-from tests.exchange_support import SSN
+from sscard.layout.gb11643 import check_digit
 
 conn = open_store()
 store.ensure_schema(conn); outbox.ensure_schema(conn); audit.ensure_schema(conn)
 op = OperatorStore(conn).get("admin")
 for i in range(int(sys.argv[1])):
     serial, number = f"31{i:014X}", complete(f"A{i:07d}")
+    body = f"11010119900101{i:03d}"  # one holder per card: one active card per holder
+    SSN = body + check_digit(body)
     store.begin(conn, serial=serial, card_number=number, ssn=SSN, profile="national-3",
                 key_versions={}, operator=op.id, replaces=None, batch_key=None)
     conn.execute("BEGIN IMMEDIATE")
@@ -75,7 +77,7 @@ def test_backup_during_batch_issuance_restores_consistently(
     for i, info in enumerate(archives):
         target = tmp_path / f"restored-{i}"
         backup.restore(info.path, PW, directory=target)
-        conn = sqlite3.connect(target / "sscard.db")
+        conn = db.open_db(target / "sscard.db")
         cards = {r[0] for r in conn.execute(
             "SELECT card_number FROM issuance_cards WHERE status = 'issued'")}  # fmt: skip
         events = [

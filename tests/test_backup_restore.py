@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from sscard import audit, backup
+from sscard import audit, backup, db
 from sscard.cli.main import cli
 from sscard.errors import CorruptBackup, WrongBackupPassphrase
 from sscard.keys.software_store import ScryptParams, SoftwareKeyStore
@@ -51,7 +51,7 @@ def _mark(inst: Installation) -> None:
 
 
 def _untouched(inst: Installation) -> bool:
-    conn = sqlite3.connect(inst.store)
+    conn = db.open_db(inst.store)
     try:
         marked = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'after_backup'").fetchone()
         return marked is not None and audit.verify(conn).ok
@@ -79,7 +79,7 @@ def test_restore_brings_back_stores_and_key_store(
     r = run("backup", "restore", str(archive))
     assert r.exit_code == 0, r.output
     assert ks.read_bytes() == ks_before
-    conn = sqlite3.connect(installation.store)
+    conn = db.open_db(installation.store)
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert "scratch" not in names
     assert [r.card_number for r in audit.records(conn, action="card.issue")] == [CARD]
@@ -116,7 +116,7 @@ def test_tampered_foreign_and_wrong_passphrase_archives_change_nothing(
         backup.restore(archive, "not the passphrase")
     assert _untouched(installation)
     assert not [p for p in installation.data_dir.iterdir() if p.name.startswith(".restore")]
-    conn = sqlite3.connect(installation.store)
+    conn = db.open_db(installation.store)
     refused = [(r.outcome, r.error) for r in audit.records(conn, action="backup.restore")]
     assert refused[0] == ("failed", "CorruptBackup") and len(refused) == len(cases) + 1
     assert refused[-1] == ("failed", "WrongBackupPassphrase")
@@ -175,7 +175,7 @@ def test_only_an_issuer_restores_but_a_new_installation_may(
     monkeypatch.setenv("SSCARD_OPERATOR_TOKEN", str(tmp_path / "new.token"))
     r = run("backup", "restore", str(archive))
     assert r.exit_code == 0, r.output
-    conn = sqlite3.connect(fresh / "sscard.db")
+    conn = db.open_db(fresh / "sscard.db")
     last = audit.records(conn)[-1]
     assert (last.action, last.operator, last.outcome) == ("backup.restore", None, "ok")
     assert audit.verify(conn).ok

@@ -267,14 +267,14 @@ def test_enqueue_many_queues_every_event_or_none(
     assert [e.payload for e in outbox.pending(conn)] == [p for _, p in events]
     # the insert fails half-way (a repeated id): none of the batch stays, alone ...
     monkeypatch.setattr(outbox, "new_event_id", lambda: "0190a6e2-7c1e-7d3a-9b1c-3f4e5d6c7b8a")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(db.IntegrityError):
         outbox.enqueue_many(conn, events, service_point="sp-1")
     assert other.execute("SELECT count(*) FROM outbox_events").fetchone()[0] == 5
     # ... or in a caller's transaction, whose own writes are kept if it goes on
     conn.execute("CREATE TABLE cards (number TEXT PRIMARY KEY)")
     with db.transaction(conn):
         conn.execute("INSERT INTO cards VALUES ('A0000001S')")
-        with pytest.raises(sqlite3.IntegrityError):
+        with pytest.raises(db.IntegrityError):
             outbox.enqueue_many(conn, events, service_point="sp-1")
     assert other.execute("SELECT count(*) FROM cards").fetchone()[0] == 1
     assert other.execute("SELECT count(*) FROM outbox_events").fetchone()[0] == 5
@@ -290,9 +290,9 @@ def test_pending_reads_the_undelivered_index_not_every_delivered_event(tmp_path:
     conn = open_store(tmp_path / "sscard.db")
     outbox.enqueue(conn, "card.issued", issued(1), service_point="sp-1")
     statements: list[str] = []
-    conn.set_trace_callback(statements.append)
+    conn.raw.set_trace_callback(statements.append)  # type: ignore[attr-defined]
     outbox.pending(conn, 5)
-    conn.set_trace_callback(None)
+    conn.raw.set_trace_callback(None)  # type: ignore[attr-defined]
     (query,) = [s for s in statements if s.startswith("SELECT")]
     plan = conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
     assert "USING INDEX outbox_events_undelivered" in str(plan), plan

@@ -87,7 +87,7 @@ def test_issue_records_card_audit_and_event_together(
     audit_rows = conn.execute("SELECT action, outcome, card_serial FROM audit_log").fetchall()
     assert ("card.issue", "ok", result.serial) in audit_rows
     # Nothing secret in the store: no PIN anywhere in the database file.
-    dump = "\n".join(conn.iterdump())
+    dump = "\n".join(conn.raw.iterdump())
     assert PIN not in dump
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from datetime import timedelta
 
 import pytest
 
-from sscard import audit
+from sscard import audit, db
 from sscard.auth import OperatorStore, login, logout, require
 from sscard.auth.roles import PERMISSIONS, ROLES
 from sscard.auth.session import current_operator
@@ -204,5 +203,5 @@ def test_store_file_is_shared_with_the_caller_transaction(installation: Installa
     )
     conn.execute("ROLLBACK")
     assert audit.records(conn, action="card.issue") == []  # rolled back together
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(db.IntegrityError):
         conn.execute("INSERT INTO operators (id) VALUES ('x')")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from sscard import audit, errors
 from sscard.agent.reader import CardReader
 from sscard.auth.store import Operator
 from sscard.card import SocialSecurityCard
+from sscard.db import Connection
 from sscard.i18n import N_, _
 from sscard.keys.security_module import SecurityModule
 from sscard.kiosk import PINPAD_MODES
@@ -77,7 +77,7 @@ class CardService:
         settings: AgentSettings,
         *,
         keys: KeySource | None = None,
-        store: Callable[[], sqlite3.Connection],
+        store: Callable[[], Connection],
     ) -> None:
         self.reader = reader
         self.settings = settings

@@ -35,14 +35,13 @@ import hashlib
 import hmac
 import logging
 import os
-import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sscard.audit.schema import ensure_schema
 from sscard.clock import iso, now_utc
-from sscard.db import transaction
+from sscard.db import Connection, transaction
 from sscard.errors import CheckpointKeyMissing, InvalidInput
 from sscard.i18n import _
 
@@ -232,7 +231,7 @@ def init_key(store: SoftwareKeyStore) -> KeyEntry:
     return entry
 
 
-def checkpoint(conn: sqlite3.Connection, signer: CheckpointSigner) -> Checkpoint:
+def checkpoint(conn: Connection, signer: CheckpointSigner) -> Checkpoint:
     """Sign the current head of the audit trail and store the checkpoint."""
     ensure_schema(conn)
     with transaction(conn):
@@ -240,22 +239,23 @@ def checkpoint(conn: sqlite3.Connection, signer: CheckpointSigner) -> Checkpoint
         return _store(conn, signer.sign(seq, top, iso(now_utc())))
 
 
-def _store(conn: sqlite3.Connection, cp: Checkpoint) -> Checkpoint:
-    cur = conn.execute(
-        "INSERT INTO audit_checkpoints (seq, hash, time, key_id, mac) VALUES (?, ?, ?, ?, ?)",
+def _store(conn: Connection, cp: Checkpoint) -> Checkpoint:
+    (row_id,) = conn.execute(
+        "INSERT INTO audit_checkpoints (seq, hash, time, key_id, mac) VALUES (?, ?, ?, ?, ?)"
+        " RETURNING id",
         (cp.seq, cp.hash, cp.time, cp.key_id, cp.mac),
-    )
-    return Checkpoint(int(cur.lastrowid or 0), cp.seq, cp.hash, cp.time, cp.key_id, cp.mac)
+    ).fetchone()
+    return Checkpoint(int(row_id), cp.seq, cp.hash, cp.time, cp.key_id, cp.mac)
 
 
-def head(conn: sqlite3.Connection) -> tuple[int, str]:
+def head(conn: Connection) -> tuple[int, str]:
     """The current head of the chain: the last record's ``(seq, hash)``; ``(0, zeros)`` if none."""
     ensure_schema(conn)
     last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
     return (0, "0" * 64) if last is None else (int(last[0]), str(last[1]))
 
 
-def latest(conn: sqlite3.Connection) -> Checkpoint | None:
+def latest(conn: Connection) -> Checkpoint | None:
     """The checkpoint of the highest record (the newest of those), or None."""
     ensure_schema(conn)
     row = conn.execute(
@@ -266,7 +266,7 @@ def latest(conn: sqlite3.Connection) -> Checkpoint | None:
 
 
 def auto_checkpoint(
-    conn: sqlite3.Connection,
+    conn: Connection,
     signer: CheckpointSigner,
     seq: int,
     head: str,
@@ -341,7 +341,7 @@ def auto_signer() -> CheckpointSigner | None:
     return _from_env[cache_key]
 
 
-def checkpoints(conn: sqlite3.Connection) -> list[Checkpoint]:
+def checkpoints(conn: Connection) -> list[Checkpoint]:
     """Every stored checkpoint, oldest first."""
     ensure_schema(conn)
     rows = conn.execute(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,7 @@ from typing import Protocol
 from sscard.audit.checkpoint import auto_checkpoint, auto_signer
 from sscard.audit.schema import ensure_schema
 from sscard.clock import iso, now_utc
-from sscard.db import transaction
+from sscard.db import Connection, transaction
 from sscard.errors import InvalidInput
 from sscard.i18n import _
 
@@ -149,7 +148,7 @@ def record(
     card_number: str | None = None,
     error: BaseException | str | None = None,
     detail: Mapping[str, object] | None = None,
-    conn: sqlite3.Connection,
+    conn: Connection,
 ) -> AuditRecord:
     """Append one record to the audit trail in the store of ``conn`` and return it.
 
@@ -210,7 +209,7 @@ def _since(value: str) -> str:
 
 
 def records(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     since: str | None = None,
     operator: str | None = None,
@@ -244,13 +243,14 @@ def records(
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY seq"
     if limit is not None:
-        sql = f"SELECT * FROM ({sql.replace(' ORDER BY seq', ' ORDER BY seq DESC')} LIMIT ?)"
+        newest = sql.replace(" ORDER BY seq", " ORDER BY seq DESC")
+        sql = f"SELECT * FROM ({newest} LIMIT ?) AS recent"
         sql += " ORDER BY seq"
         args.append(limit)
     return [AuditRecord(*row) for row in conn.execute(sql, args)]
 
 
-def all_records(conn: sqlite3.Connection) -> list[AuditRecord]:
+def all_records(conn: Connection) -> list[AuditRecord]:
     """Every record in ``seq`` order (for verification)."""
     ensure_schema(conn)
     return [AuditRecord(*r) for r in conn.execute(f"SELECT {_COLUMNS} FROM audit_log ORDER BY seq")]

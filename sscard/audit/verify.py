@@ -12,11 +12,11 @@ record with the same hash: a cut tail fails (:class:`AuditTrailTruncated`).
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 
 from sscard.audit.checkpoint import Checkpoint, CheckpointSigner, checkpoints
 from sscard.audit.log import GENESIS, AuditRecord, all_records, record_hash
+from sscard.db import Connection
 from sscard.errors import AuditLogBroken, AuditTrailTruncated
 from sscard.i18n import _
 
@@ -152,7 +152,7 @@ def _check_witnessed(
 
 
 def verify(
-    conn: sqlite3.Connection,
+    conn: Connection,
     signer: CheckpointSigner | None = None,
     witnessed: Checkpoint | None = None,
 ) -> VerifyReport:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from sscard import db
 from sscard.auth.passwords import DEFAULT_COST, dummy_verify, hash_password, verify_password
 from sscard.auth.roles import ISSUER, ROLES, allowed
 from sscard.clock import iso, now_utc
+from sscard.db import Connection
 from sscard.errors import BootstrapRefused, InvalidInput, LoginFailed, NotLoggedIn
 from sscard.i18n import _
 
@@ -43,7 +43,9 @@ _TABLES = (
     expires     TEXT NOT NULL
 )""",
 )
-SCHEMA = db.register_schema("operators", _TABLES)
+SCHEMA = db.register_schema(
+    "operators", [db.Migration(1, both=_TABLES, note="operators and their sessions")]
+)
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
 MAX_TTL = timedelta(hours=12)
@@ -90,7 +92,7 @@ def _token_hash(token: str) -> str:
 class OperatorStore:
     """Operators and sessions in the local SQLite store."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         db.ensure_schema(conn, SCHEMA.name)
 
@@ -152,7 +154,7 @@ class OperatorStore:
                     " VALUES (?, ?, ?, ?, 0, ?, ?)",
                     (operator_id, name.strip(), role, credential, stamp, stamp),
                 )
-            except sqlite3.IntegrityError:
+            except db.IntegrityError:
                 raise InvalidInput(
                     _("operator exists"),
                     [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,6 +10,7 @@ import click
 
 from sscard.card import SocialSecurityCard
 from sscard.cli.context import CliState
+from sscard.db import Connection
 from sscard.errors import SscardError
 from sscard.i18n import N_
 from sscard.protocol import ApduProtocol
@@ -39,7 +39,7 @@ def connected_protocol(state: CliState, *, shared: bool = False) -> Iterator[Apd
 @contextmanager
 def staff_card(
     state: CliState, keystore: str | None, passphrase_fd: int | None
-) -> Iterator[tuple[SocialSecurityCard, sqlite3.Connection]]:
+) -> Iterator[tuple[SocialSecurityCard, Connection]]:
     """The card in the reader with the keys of ``keystore``, and the local store (``--store``).
 
     For staff actions that change a card and record it (PIN reset, blocking,

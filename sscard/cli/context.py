@@ -15,7 +15,7 @@ from sscard.i18n import N_, _
 from sscard.paths import default_store
 
 if TYPE_CHECKING:
-    import sqlite3
+    from sscard.db import Connection
 
 
 @dataclass
@@ -25,18 +25,23 @@ class CliState:
     reader: str | None = None
     json: bool = False
     log_level: str = "warning"
-    store: Path | None = None
-    """The local store every command of this invocation reads and writes (``--store``)."""
+    store: str | Path | None = None
+    """The store every command of this invocation reads and writes (``--store``): a
+    path (SQLite) or a ``postgresql://`` URL."""
+
+    def store_target(self) -> str:
+        """The store: ``--store`` / ``$SSCARD_STORE``, else ``sscard.db`` in the data dir."""
+        return str(self.store) if self.store is not None else str(default_store())
 
     def store_path(self) -> Path:
-        """The local store: ``--store`` / ``$SSCARD_STORE``, else ``sscard.db`` in the data dir."""
-        return self.store if self.store is not None else default_store()
+        """The SQLite file of the store (a PostgreSQL store has none: its URL as a path)."""
+        return Path(self.store_target())
 
-    def open_store(self) -> sqlite3.Connection:
-        """Open the local store of this invocation (:func:`sscard.db.open_store`)."""
-        from sscard import db  # sqlite3 loads for the commands that use the store
+    def open_store(self) -> Connection:
+        """Open the store of this invocation (:func:`sscard.db.open_store`)."""
+        from sscard import db  # sqlite3 (or psycopg) loads for the commands that use the store
 
-        return db.open_store(self.store_path())
+        return db.open_store(self.store_target())
 
     def emit(self, data: Any, human: str | None = None) -> None:
         """Print ``data`` as JSON with ``--json``, else the human text (default: ``str(data)``)."""
@@ -76,7 +81,7 @@ pass_state = click.make_pass_decorator(CliState, ensure=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _set_store(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+def _set_store(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
         ctx.ensure_object(CliState).store = value
 
@@ -96,8 +101,7 @@ def store_option(f: F) -> F:
     """
     return click.option(
         "--store",
-        type=click.Path(dir_okay=False, path_type=Path),
-        metavar="PATH",
+        metavar="PATH|URL",
         expose_value=False,
         is_eager=True,
         callback=_set_store,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import click
@@ -247,9 +246,8 @@ class SscardGroup(click.Group):
 )
 @click.option(
     "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
     envvar=ENV_STORE,
-    metavar="PATH",
+    metavar="PATH|URL",
     help=STORE_HELP,
 )
 @click.option(
@@ -278,7 +276,7 @@ class SscardGroup(click.Group):
 )
 @click.pass_context
 def cli(
-    ctx: click.Context, reader: str | None, as_json: bool, store: Path | None, log_level: str
+    ctx: click.Context, reader: str | None, as_json: bool, store: str | None, log_level: str
 ) -> None:
     """sscard: social security card middleware for issuance staff and service points.
 
@@ -291,7 +289,7 @@ def cli(
     """
     # The one place the local store is resolved: every command of this run uses it.
     ctx.obj = CliState(
-        reader=reader, json=as_json, log_level=log_level, store=store or default_store()
+        reader=reader, json=as_json, log_level=log_level, store=store or str(default_store())
     )
     from sscard import log  # logging loads for a command that runs, not for --help
 

@@ -11,11 +11,11 @@ a card appears and applies :func:`pending_updates`, then :func:`mark_applied`.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from sscard import db
+from sscard.db import Connection
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox_block_list (
@@ -46,15 +46,18 @@ CREATE TABLE IF NOT EXISTS inbox_state (
 """
 
 
-SCHEMA = db.register_schema("inbox", _SCHEMA.split(";"))
+SCHEMA = db.register_schema(
+    "inbox",
+    [db.Migration(1, both=tuple(_SCHEMA.split(";")), note="pulled block list and holder updates")],
+)
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
+def ensure_schema(conn: Connection) -> None:
     """Create the inbox tables when missing (idempotent)."""
     db.ensure_schema(conn, SCHEMA.name)
 
 
-def cursor(conn: sqlite3.Connection) -> int:
+def cursor(conn: Connection) -> int:
     """The pull cursor: the platform seq of the last item stored (0 at first)."""
     row = conn.execute("SELECT value FROM inbox_state WHERE key = 'cursor'").fetchone()
     return 0 if row is None else int(row[0])
@@ -70,7 +73,7 @@ class Applied:
     ignored: int = 0
 
 
-def apply_pulled(conn: sqlite3.Connection, items: list[dict[str, Any]], new_cursor: int) -> Applied:
+def apply_pulled(conn: Connection, items: list[dict[str, Any]], new_cursor: int) -> Applied:
     """Store pulled items and the new cursor (no commit: wrap in a transaction)."""
     from sscard.exchange.events import utc_text  # the event model loads for a pull only
 
@@ -143,7 +146,7 @@ class BlockEntry:
     occurred_at: str
 
 
-def blocked(conn: sqlite3.Connection, card_number: str) -> BlockEntry | None:
+def blocked(conn: Connection, card_number: str) -> BlockEntry | None:
     """The block-list entry for this card, or None when it may be used."""
     row = conn.execute(
         "SELECT card_number, card_serial, reason, event_id, occurred_at FROM inbox_block_list"
@@ -153,7 +156,7 @@ def blocked(conn: sqlite3.Connection, card_number: str) -> BlockEntry | None:
     return None if row is None else BlockEntry(*row)
 
 
-def block_list(conn: sqlite3.Connection) -> list[BlockEntry]:
+def block_list(conn: Connection) -> list[BlockEntry]:
     """Every card currently on the block list."""
     rows = conn.execute(
         "SELECT card_number, card_serial, reason, event_id, occurred_at FROM inbox_block_list"
@@ -173,7 +176,7 @@ class HolderUpdate:
     occurred_at: str
 
 
-def pending_updates(conn: sqlite3.Connection, card_number: str | None = None) -> list[HolderUpdate]:
+def pending_updates(conn: Connection, card_number: str | None = None) -> list[HolderUpdate]:
     """Unapplied holder updates (of one card), oldest first."""
     sql = (
         "SELECT event_id, card_number, ssn, changes, occurred_at FROM inbox_holder_updates"
@@ -187,7 +190,7 @@ def pending_updates(conn: sqlite3.Connection, card_number: str | None = None) ->
     return [HolderUpdate(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
 
 
-def mark_applied(conn: sqlite3.Connection, event_id: str, outcome: str = "written") -> bool:
+def mark_applied(conn: Connection, event_id: str, outcome: str = "written") -> bool:
     """Record that an update was written to the card; False when unknown or already applied."""
     from sscard.exchange.events import utc_text
 

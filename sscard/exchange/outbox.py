@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sscard import db
+from sscard.db import Connection
 from sscard.errors import InvalidInput
 from sscard.exchange.events import Event, new_event_id, parse_utc, utc_text
 from sscard.exchange.schema import CATEGORIES, payload_problems
@@ -59,10 +59,17 @@ CREATE TABLE IF NOT EXISTS outbox_state (
 """
 
 
-SCHEMA = db.register_schema("outbox", _SCHEMA.split(";"))
+SCHEMA = db.register_schema(
+    "outbox",
+    [
+        db.Migration(
+            1, both=tuple(_SCHEMA.split(";")), note="events waiting for the exchange platform"
+        )
+    ],
+)
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
+def ensure_schema(conn: Connection) -> None:
     """Create the outbox tables when missing (idempotent; commits nothing else)."""
     db.ensure_schema(conn, SCHEMA.name)
 
@@ -107,7 +114,7 @@ def _problems(
 
 
 def enqueue(
-    conn: sqlite3.Connection,
+    conn: Connection,
     category: str,
     payload: Mapping[str, Any],
     *,
@@ -140,7 +147,7 @@ def enqueue(
 
 
 def enqueue_many(
-    conn: sqlite3.Connection,
+    conn: Connection,
     events: Iterable[tuple[str, Mapping[str, Any]]],
     *,
     service_point: str,
@@ -175,7 +182,7 @@ def enqueue_many(
     return [r[0] for r in rows]
 
 
-def pending(conn: sqlite3.Connection, limit: int = 500) -> list[Event]:
+def pending(conn: Connection, limit: int = 500) -> list[Event]:
     """Up to ``limit`` undelivered events, oldest first (rejected ones are left out).
 
     ``state != 'delivered'`` is redundant but lets SQLite use the partial index
@@ -189,22 +196,20 @@ def pending(conn: sqlite3.Connection, limit: int = 500) -> list[Event]:
     return [Event(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
 
 
-def mark_delivered(conn: sqlite3.Connection, acks: Mapping[str, int]) -> int:
+def mark_delivered(conn: Connection, acks: Mapping[str, int]) -> int:
     """Mark events delivered: ``acks`` maps event id to the platform's sequence number.
 
     Returns how many rows changed; does not commit.
     """
     now = utc_text()
-    before = conn.total_changes
-    conn.executemany(
+    return conn.executemany(
         "UPDATE outbox_events SET state = 'delivered', delivered_at = ?, platform_seq = ?,"
         " attempts = attempts + 1, last_error = NULL WHERE id = ? AND state != 'delivered'",
         [(now, seq, event_id) for event_id, seq in acks.items()],
     )
-    return conn.total_changes - before
 
 
-def mark_rejected(conn: sqlite3.Connection, event_id: str, reason: str) -> None:
+def mark_rejected(conn: Connection, event_id: str, reason: str) -> None:
     """Set an event aside: the platform refused it (``reason``: no value, only the rule).
 
     A rejected event stays undelivered and counts in :func:`stats` (it becomes a
@@ -217,7 +222,7 @@ def mark_rejected(conn: sqlite3.Connection, event_id: str, reason: str) -> None:
     )
 
 
-def record_failure(conn: sqlite3.Connection, event_ids: Iterable[str], reason: str) -> None:
+def record_failure(conn: Connection, event_ids: Iterable[str], reason: str) -> None:
     """Count a failed delivery attempt (platform down) for each event."""
     conn.executemany(
         "UPDATE outbox_events SET attempts = attempts + 1, last_error = ? WHERE id = ?",
@@ -225,14 +230,14 @@ def record_failure(conn: sqlite3.Connection, event_ids: Iterable[str], reason: s
     )
 
 
-def retry_rejected(conn: sqlite3.Connection) -> int:
+def retry_rejected(conn: Connection) -> int:
     """Put every rejected event back in the queue; returns how many."""
     return conn.execute(
         "UPDATE outbox_events SET state = 'pending' WHERE state = 'rejected'"
     ).rowcount
 
 
-def set_state(conn: sqlite3.Connection, key: str, value: str) -> None:
+def set_state(conn: Connection, key: str, value: str) -> None:
     """Remember one fact about the sync (e.g. ``last_push_at``)."""
     conn.execute(
         "INSERT INTO outbox_state (key, value) VALUES (?, ?)"
@@ -241,7 +246,7 @@ def set_state(conn: sqlite3.Connection, key: str, value: str) -> None:
     )
 
 
-def get_state(conn: sqlite3.Connection, key: str) -> str | None:
+def get_state(conn: Connection, key: str) -> str | None:
     """A fact stored by :func:`set_state`, or None."""
     row = conn.execute("SELECT value FROM outbox_state WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
@@ -291,7 +296,7 @@ class Stats:
 
 
 def stats(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now: datetime | None = None,
     *,
     max_age: timedelta = MAX_AGE,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 
 from sscard import audit, db
 from sscard.audit.log import GENESIS
+from sscard.db import Connection
 from sscard.errors import (
     AuditWitnessRefused,
     EventsRejected,
@@ -70,14 +70,14 @@ class PushReport:
         return data
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
+def ensure_schema(conn: Connection) -> None:
     """Create the outbox and inbox tables (idempotent)."""
     outbox.ensure_schema(conn)
     inbox.ensure_schema(conn)
 
 
 def push_pending(
-    conn: sqlite3.Connection,
+    conn: Connection,
     client: PlatformClient,
     *,
     batch_size: int = DEFAULT_BATCH,
@@ -102,7 +102,7 @@ def push_pending(
 
 
 def witness_audit(
-    conn: sqlite3.Connection,
+    conn: Connection,
     client: PlatformClient,
     signer: audit.CheckpointSigner | None = None,
 ) -> int:
@@ -139,7 +139,7 @@ def witness_audit(
 
 
 def _head_checkpoint(
-    conn: sqlite3.Connection, seq: int, top: str, signer: audit.CheckpointSigner | None
+    conn: Connection, seq: int, top: str, signer: audit.CheckpointSigner | None
 ) -> audit.Checkpoint:
     """The head ``(seq, top)`` as signed as it can be: stored, newly signed, or bare."""
     newest = audit.latest(conn)
@@ -151,7 +151,7 @@ def _head_checkpoint(
 
 
 def _push_batch(
-    conn: sqlite3.Connection,
+    conn: Connection,
     client: PlatformClient,
     batch: list[Event],
     report: PushReport,
@@ -211,9 +211,7 @@ class PullReport:
         return dict(self.__dict__)
 
 
-def pull_updates(
-    conn: sqlite3.Connection, client: PlatformClient, *, limit: int = 500
-) -> PullReport:
+def pull_updates(conn: Connection, client: PlatformClient, *, limit: int = 500) -> PullReport:
     """Pull pages after the stored cursor until the platform has no more."""
     report = PullReport(cursor=inbox.cursor(conn))
     while True:
@@ -261,7 +259,7 @@ class Cycle:
 
 
 def run(
-    conn: sqlite3.Connection,
+    conn: Connection,
     client: PlatformClient,
     *,
     period: float,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from sscard import audit, errors
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard
 from sscard.csvsafe import safe_row
-from sscard.db import transaction
+from sscard.db import Connection, transaction
 from sscard.i18n import _
 from sscard.issuance import store
 from sscard.issuance.service import IssueResult, issue_card
@@ -39,7 +38,7 @@ from sscard.pinpolicy import PinPolicy
 from sscard.transport.slot import CardSlot
 
 
-def close_abandoned(conn: sqlite3.Connection, operator: Actor | None) -> list[store.CardRecord]:
+def close_abandoned(conn: Connection, operator: Actor | None) -> list[store.CardRecord]:
     """Close as ``abandoned`` the ``in_progress`` rows of in-memory cards whose process ended.
 
     Such a card (``issue batch --virtual``) can never come back, so its
@@ -101,7 +100,7 @@ class BatchRun:
 
     rows: list[HolderRow]
     readers: Sequence[CardSlot]
-    open_conn: Callable[[], sqlite3.Connection]
+    open_conn: Callable[[], Connection]
     security: SecurityModule
     operator: Actor | None
     service_point: str
@@ -159,7 +158,7 @@ class BatchRun:
             while w.is_alive():
                 w.join(0.2)
 
-    def _claim(self, serial: str, conn: sqlite3.Connection) -> HolderRow | None:
+    def _claim(self, serial: str, conn: Connection) -> HolderRow | None:
         """The row for this card: the one it was being issued for, else the next free one."""
         known = store.card(conn, serial)
         with self._lock:
@@ -201,7 +200,7 @@ class BatchRun:
         self,
         card: SocialSecurityCard,
         row: HolderRow,
-        conn: sqlite3.Connection,
+        conn: Connection,
         reader: str,
         *,
         in_memory: bool = False,

@@ -16,7 +16,6 @@ transaction (regulation art. 11, 14).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,6 +24,7 @@ from typing import Any
 from sscard import audit, cardevents, errors
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, TransportKeyRefused, encode_pin
+from sscard.db import Connection
 from sscard.exchange import outbox
 from sscard.i18n import _
 from sscard.issuance import store
@@ -75,7 +75,7 @@ def key_versions(profile: Profile) -> dict[str, int]:
     }
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
+def ensure_schema(conn: Connection) -> None:
     """The issuance, outbox and audit tables, all in the one local store."""
     store.ensure_schema(conn)
     outbox.ensure_schema(conn)
@@ -87,7 +87,7 @@ def issue_card(
     holder: Mapping[str, Any],
     *,
     pin: str,
-    conn: sqlite3.Connection,
+    conn: Connection,
     operator: Actor | None,
     service_point: str,
     replace: bool = False,
@@ -185,7 +185,7 @@ def issue_card(
     )
 
 
-def _failed(conn: sqlite3.Connection, serial: str, exc: BaseException, *, fresh: bool) -> None:
+def _failed(conn: Connection, serial: str, exc: BaseException, *, fresh: bool) -> None:
     """Note a failed attempt. A blank card that refused our transport key is untouched:
     a row this attempt created is dropped, so no stale ``in_progress`` row stays."""
     if fresh and isinstance(exc, TransportKeyRefused):
@@ -195,7 +195,7 @@ def _failed(conn: sqlite3.Connection, serial: str, exc: BaseException, *, fresh:
 
 
 def _record_issued(
-    conn: sqlite3.Connection,
+    conn: Connection,
     card: SocialSecurityCard,
     holder: Mapping[str, Any],
     operator: Actor | None,
@@ -240,10 +240,10 @@ def _record_issued(
         payload["region"] = holder["region"]
         events = [("card.issued", payload)]
 
-    def writes(c: sqlite3.Connection) -> None:
-        store.mark_issued(c, serial)
-        if old is not None and replaced:
+    def writes(c: Connection) -> None:
+        if old is not None and replaced:  # first: the store holds one active card per holder
             store.mark_replaced(c, old.serial)
+        store.mark_issued(c, serial)
 
     ids = cardevents.recorded_action(
         "card.issue",

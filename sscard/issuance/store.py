@@ -29,14 +29,15 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sscard.db import SQLITE, Connection, Migration, register_schema, transaction
 from sscard.db import ensure_schema as db_ensure_schema
-from sscard.db import register_schema, transaction
+from sscard.errors import InvalidInput
+from sscard.i18n import _
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS issuance_cards (
@@ -84,44 +85,64 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Upgrade an ``issuance_cards`` table of an older version, in one transaction."""
-    if _needs_upgrade(conn):
-        with transaction(conn):
-            _upgrade(conn)
+def _upgrade_legacy(conn: Connection) -> None:
+    """Version 1 on an SQLite store of before versioned schemas: rebuild an
+    ``issuance_cards`` table without the ``abandoned`` status (issue 12), rows kept.
 
-
-SCHEMA = register_schema("issuance", _SCHEMA.split(";"), upgrade=_migrate)
-
-
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the issuance tables when missing; upgrade a table of an older version."""
-    db_ensure_schema(conn, SCHEMA.name)
-
-
-def _needs_upgrade(conn: sqlite3.Connection) -> bool:
+    SQLite cannot change a CHECK constraint in place; the rebuild runs in the
+    migration's transaction, so a crash leaves the old table whole.
+    """
+    if conn.engine != SQLITE:
+        return
     row = conn.execute(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'issuance_cards'"
     ).fetchone()
-    return row is not None and "'abandoned'" not in str(row[0])
-
-
-def _upgrade(conn: sqlite3.Connection) -> None:
-    """Rebuild ``issuance_cards`` with the ``abandoned`` status and its columns, rows kept.
-
-    SQLite cannot change a CHECK constraint in place; the rebuild runs in one
-    transaction, so a crash leaves the old table whole.
-    """
-    if not _needs_upgrade(conn):  # another process upgraded it while we waited for the lock
+    if row is None or "'abandoned'" in str(row[0]):
         return
     conn.execute("ALTER TABLE issuance_cards RENAME TO issuance_cards_v1")
     conn.execute("DROP INDEX IF EXISTS issuance_cards_ssn")
     conn.execute("DROP INDEX IF EXISTS issuance_cards_batch")
-    conn.execute(_SCHEMA.split(";")[0])
+    for statement in _TABLES:
+        conn.execute(statement)
     conn.execute(
         f"INSERT INTO issuance_cards ({_OLD_COLUMNS}) SELECT {_OLD_COLUMNS} FROM issuance_cards_v1"
     )
     conn.execute("DROP TABLE issuance_cards_v1")
+
+
+def _one_active_card(conn: Connection) -> None:
+    """Version 2: at most one issued (active) card per holder, as a unique index the
+    database enforces for every station (a partial index: only ``issued`` rows)."""
+    twice = conn.execute(
+        "SELECT ssn, COUNT(*) FROM issuance_cards WHERE status = 'issued' "
+        "GROUP BY ssn HAVING COUNT(*) > 1 ORDER BY ssn LIMIT 5"
+    ).fetchall()
+    if twice:
+        raise InvalidInput(
+            _("cannot add the rule 'one active card per holder': some holders have several"),
+            [(f"ssn {ssn}", _("{count} cards issued").format(count=count)) for ssn, count in twice],
+        ).with_hint(_("mark the surplus cards replaced, then upgrade again"))
+    conn.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS issuance_one_active_card "
+        "ON issuance_cards (ssn) WHERE status = 'issued'"
+    )
+
+
+_TABLES = tuple(s for s in _SCHEMA.split(";") if s.strip())
+SCHEMA = register_schema(
+    "issuance",
+    [
+        Migration(1, both=_TABLES, run=_upgrade_legacy, note="issued cards and attempts"),
+        Migration(2, run=_one_active_card, note="one active card per holder (unique index)"),
+    ],
+)
+ONE_ACTIVE_CARD = "issuance_one_active_card"
+"""The index that holds one issued card per holder (its name appears in the engine's error)."""
+
+
+def ensure_schema(conn: Connection) -> None:
+    """Create the issuance tables when missing; upgrade them from an older version."""
+    db_ensure_schema(conn, SCHEMA.name)
 
 
 @dataclass(frozen=True)
@@ -159,7 +180,7 @@ def _row(row: tuple[object, ...] | None) -> CardRecord | None:
     return CardRecord(*values)  # type: ignore[arg-type]
 
 
-def card(conn: sqlite3.Connection, serial: str) -> CardRecord | None:
+def card(conn: Connection, serial: str) -> CardRecord | None:
     """The row of card ``serial`` (hex), if any."""
     return _row(
         conn.execute(
@@ -168,7 +189,7 @@ def card(conn: sqlite3.Connection, serial: str) -> CardRecord | None:
     )
 
 
-def active_card(conn: sqlite3.Connection, ssn: str) -> CardRecord | None:
+def active_card(conn: Connection, ssn: str) -> CardRecord | None:
     """The holder's issued (active) card, if any."""
     return _row(
         conn.execute(
@@ -178,7 +199,7 @@ def active_card(conn: sqlite3.Connection, ssn: str) -> CardRecord | None:
     )
 
 
-def by_batch_key(conn: sqlite3.Connection, batch_key: str) -> CardRecord | None:
+def by_batch_key(conn: Connection, batch_key: str) -> CardRecord | None:
     """The card issued (or being issued) for one batch row."""
     return _row(
         conn.execute(
@@ -190,7 +211,7 @@ def by_batch_key(conn: sqlite3.Connection, batch_key: str) -> CardRecord | None:
 
 
 def begin(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     serial: str,
     card_number: str,
@@ -240,7 +261,7 @@ def begin(
         )
 
 
-def failed(conn: sqlite3.Connection, serial: str, error: str) -> None:
+def failed(conn: Connection, serial: str, error: str) -> None:
     """Note a failed attempt (the card stays ``in_progress``); commits at once."""
     t = now()
     with transaction(conn):
@@ -256,7 +277,7 @@ def failed(conn: sqlite3.Connection, serial: str, error: str) -> None:
         )
 
 
-def forget_untouched(conn: sqlite3.Connection, serial: str, error: str) -> None:
+def forget_untouched(conn: Connection, serial: str, error: str) -> None:
     """The attempt failed before anything was written to the card: close the attempt as
     ``failed`` and drop the card's ``in_progress`` row (the card is as blank as before)."""
     failed(conn, serial, error)
@@ -266,7 +287,7 @@ def forget_untouched(conn: sqlite3.Connection, serial: str, error: str) -> None:
         )
 
 
-def mark_issued(conn: sqlite3.Connection, serial: str) -> None:
+def mark_issued(conn: Connection, serial: str) -> None:
     """Inside the caller's transaction: the card passed verification and is issued.
 
     Its latest attempt is closed as ``issued``. Earlier attempts for this card,
@@ -350,7 +371,7 @@ def process_gone(owner: str) -> bool:
     return state in ("Z", "X") or (bool(parts[2]) and start != parts[2])
 
 
-def gone_cards(conn: sqlite3.Connection) -> list[CardRecord]:
+def gone_cards(conn: Connection) -> list[CardRecord]:
     """``in_progress`` rows of in-memory cards whose process has ended: they can never return."""
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM issuance_cards WHERE status = 'in_progress' "
@@ -360,7 +381,7 @@ def gone_cards(conn: sqlite3.Connection) -> list[CardRecord]:
     return [r for r in found if r.held_by is not None and process_gone(r.held_by)]
 
 
-def mark_abandoned(conn: sqlite3.Connection, serial: str, reason: str) -> None:
+def mark_abandoned(conn: Connection, serial: str, reason: str) -> None:
     """Inside the caller's transaction: close an ``in_progress`` card that is gone, and its
     attempts that never got an outcome, with ``reason``."""
     t = now()
@@ -376,7 +397,7 @@ def mark_abandoned(conn: sqlite3.Connection, serial: str, reason: str) -> None:
     )
 
 
-def mark_replaced(conn: sqlite3.Connection, serial: str) -> None:
+def mark_replaced(conn: Connection, serial: str) -> None:
     """Inside the caller's transaction: the old card of a holder is replaced."""
     conn.execute(
         "UPDATE issuance_cards SET status = 'replaced', updated_at = ? WHERE serial = ?",
@@ -384,7 +405,7 @@ def mark_replaced(conn: sqlite3.Connection, serial: str) -> None:
     )
 
 
-def cards(conn: sqlite3.Connection, *, status: str | None = None) -> list[CardRecord]:
+def cards(conn: Connection, *, status: str | None = None) -> list[CardRecord]:
     """All rows (optionally of one status), oldest first."""
     where, args = ("WHERE status = ?", (status,)) if status else ("", ())
     rows = conn.execute(
