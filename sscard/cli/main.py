@@ -293,11 +293,11 @@ def cli(
       sscard --store postgresql://sscard@db.centre.example/sscard store status
     """
     # The one place the local store is resolved: every command of this run uses it.
-    if store:
-        refuse_store_password(store)
     ctx.obj = CliState(
         reader=reader, json=as_json, log_level=log_level, store=store or str(default_store())
     )
+    if store:
+        refuse_store_password(store)
     from sscard import log  # logging loads for a command that runs, not for --help
 
     log.configure(log_level)
