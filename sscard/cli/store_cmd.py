@@ -200,7 +200,8 @@ def _status_lines(report: schemas.StoreReport) -> list[str]:
     rows = [(str(s["module"]), str(s["version"]), str(s["latest"])) for s in report.schemas]
     widths = [max(columns(row[i]) for row in [head, *rows]) for i in range(len(head))]
     for row in [head, *rows]:
-        lines.append("  " + "  ".join(ljust(cell, w) for cell, w in zip(row, widths, strict=True)))
+        cells = "  ".join(ljust(cell, w) for cell, w in zip(row, widths, strict=True))
+        lines.append(("  " + cells).rstrip())
     counts = report.counts
     if "operators" in counts:
         lines.append(
