@@ -138,6 +138,9 @@ def _with_dbname(url: str, dbname: str) -> str:
 class PgServer:
     """A PostgreSQL server for tests: one we started (``external`` False) or a given one."""
 
+    tls: bool = False
+    tls_files: dict[str, str]
+
     def __init__(self) -> None:
         self.external = False
         self.durable = False
@@ -164,18 +167,22 @@ class PgServer:
         private: bool = False,
         settings: Mapping[str, str] | None = None,
         timeout: float = 30.0,
+        tls: bool = False,
     ) -> PgServer:
         """A ready server: ``$SSCARD_TEST_POSTGRES`` if set (unless ``private``), else a
         throwaway one under ``base_dir`` (when root, the ``postgres`` user must be able to
         traverse it). ``durable=False`` (tests) turns off fsync, synchronous_commit and
         full_page_writes and puts the data in RAM (``/dev/shm`` with 1 GiB free) unless
         ``base_dir`` is given; ``durable=True`` (benchmarks) keeps PostgreSQL's defaults
-        on the disk (the system temp dir). ``settings`` adds server settings."""
+        on the disk (the system temp dir). ``settings`` adds server settings.
+        ``tls``: TCP connections must use TLS and present a client certificate of the
+        rig's CA (``hostssl … clientcert=verify-full``, scram besides); see :meth:`tls_url`."""
         existing = os.environ.get(ENV_EXISTING)
-        if existing and not private:
+        if existing and not private and not tls:
             return cls.existing(existing)
         server = cls()
         server.durable = durable
+        server.tls = tls
         atexit.register(server.stop)
         try:
             base = Path(base_dir) if base_dir else default_base_dir(durable)
@@ -258,7 +265,9 @@ class PgServer:
         if initdb.returncode != 0:
             raise RigError(f"initdb failed (status {initdb.returncode}):\n{initdb.stderr.strip()}")
         self._write_config(data, caller, runner)
+        tls_settings = self._make_tls(runner) if self.tls else {}
         server_settings = {
+            **tls_settings,
             "listen_addresses": "127.0.0.1",
             "unix_socket_directories": str(self.root),
             "unix_socket_permissions": "0700",
@@ -321,7 +330,12 @@ class PgServer:
                 "# sscard test rig (tests/pgrig.py)\n"
                 f"local all {SUPERUSER} peer map=rig\n"
                 "local all all scram-sha-256\n"
-                "host all all 127.0.0.1/32 scram-sha-256\n"
+                + (
+                    "hostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n"
+                    "hostnossl all all 127.0.0.1/32 reject\n"
+                    if self.tls
+                    else "host all all 127.0.0.1/32 scram-sha-256\n"
+                )
             ),
             "pg_ident.conf": f"rig {caller} {SUPERUSER}\n",
         }
@@ -381,6 +395,38 @@ class PgServer:
         )
 
     # -- using -------------------------------------------------------------
+
+    def _make_tls(self, runner: pwd.struct_passwd) -> dict[str, str]:
+        """A CA, the server's certificate (for 127.0.0.1) and a station's client
+        certificate (CN = the test role, as ``clientcert=verify-full`` wants)."""
+        from sscard.exchange.ca import init_ca
+
+        assert self.root is not None
+        folder = self.root / "tls"
+        issued = init_ca(folder, [ROLE], hosts=("127.0.0.1", "localhost"))
+        os.chown(folder, runner.pw_uid, runner.pw_gid)
+        for name in ("server.pem", "server-key.pem", "ca.pem"):
+            os.chown(folder / name, runner.pw_uid, runner.pw_gid)
+        self.tls_files = {name: str(i.cert) for name, i in issued.items()}
+        self.tls_files["client-key"] = str(issued[ROLE].key)
+        return {
+            "ssl": "on",
+            "ssl_cert_file": str(issued["server"].cert),
+            "ssl_key_file": str(issued["server"].key),
+            "ssl_ca_file": str(issued["ca"].cert),
+            "ssl_min_protocol_version": "TLSv1.2",
+        }
+
+    def tls_url(self, dbname: str, *, verify: bool = True) -> str:
+        """A URL that connects over TLS: the server verified against the rig's CA
+        (``sslmode=verify-full``), the station's client certificate presented."""
+        files = self.tls_files
+        mode = "verify-full" if verify else "require"
+        query = (
+            f"sslmode={mode}&sslrootcert={files['ca']}"
+            f"&sslcert={files[ROLE]}&sslkey={files['client-key']}"
+        )
+        return f"{self.url(dbname)}?{query}"
 
     def url(self, dbname: str = "postgres") -> str:
         """A URL for ``dbname`` as the test role; never with a password in it."""
