@@ -505,3 +505,28 @@ def test_staff_actions_are_recorded_in_the_store(conn: db.Connection) -> None:
         ("pin.reset", "ok"),
     ]
     assert audit.verify(conn).ok
+
+
+# --- values the engines treat differently -----------------------------------------
+
+
+def test_values_one_engine_would_refuse_are_answered_alike(conn: db.Connection) -> None:
+    store = OperatorStore(conn)
+    store.add("admin", "Li Na", "issuer", PASSWORD, bootstrap=True, cost=10)
+    audit.record("card.issue", operator=None, outcome="ok", conn=conn)
+    # a NUL cannot be in a PostgreSQL text: an id with one is simply nobody, on both
+    assert store.find("ad\x00min") is None
+    with pytest.raises(LoginFailed):
+        start_session(store, "ad\x00min", PASSWORD)
+    with pytest.raises(InvalidInput) as bad:
+        store.add("bob", "Bob\x00", "service", PASSWORD, cost=10)
+    assert bad.value.problems[0][0] == "name"
+    # LIKE ignores case on SQLite only: action names are matched in lower case on both
+    assert [r.seq for r in audit.records(conn, action="CARD")] == [1]
+    assert [r.seq for r in audit.records(conn, action="Card.Issue")] == [1]
+    # SQLite takes a negative LIMIT as none, PostgreSQL refuses it; a huge one overflows
+    with pytest.raises(InvalidInput):
+        audit.records(conn, limit=-1)
+    assert [r.seq for r in audit.records(conn, limit=1 << 64)] == [1, 2]  # 2: the refusal
+    assert audit.records(conn, limit=0) == []
+    assert not conn.in_transaction

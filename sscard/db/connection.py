@@ -202,6 +202,10 @@ class PostgresConnection(Connection):
             return self.raw.execute(query, params or None)
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(_first_line(exc)) from None
+        except psycopg.DataError as exc:  # a value the engine cannot hold (a NUL in text, …)
+            raise InvalidInput(
+                _("the store cannot hold a value given"), [("value", _first_line(exc))]
+            ) from None
         except psycopg.OperationalError as exc:
             if self.raw.closed or self.raw.broken:
                 raise StoreUnavailable(
