@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,16 +21,18 @@ from typing import Any
 import pytest
 
 from sscard import audit, db
-from sscard.exchange import outbox
+from sscard.exchange import inbox, outbox
+from sscard.exchange.events import Event, new_event_id, utc_text
 from sscard.exchange.platform import Platform
-from tests.exchange_support import Pki
+from sscard.layout.cardno import complete
+from tests.exchange_support import Pki, blocked, client_for, issued, pki, platform
 from tests.storekit import init_store, opened
 
 __all__ = ["pki", "platform"]  # fixtures
-from tests.exchange_support import pki, platform
 
 DEV = audit.CheckpointSigner.development_signer()
 STATIONS = 4
+SP = "sp-labour"
 
 
 def _start(code: str, *args: str) -> subprocess.Popen[str]:
@@ -107,7 +110,9 @@ def test_four_stations_append_to_one_audit_chain(store_target: str, tmp_path: Pa
         assert {s: stations.count(s) for s in set(stations)} == {
             f"st{i}": per_station for i in range(STATIONS)
         }
-        assert len(set(stations[:per_station])) > 1, "the stations did not interleave"
+        switches = sum(a != b for a, b in itertools.pairwise(stations))
+        if conn.engine == db.POSTGRESQL:  # waiters queue on the lock; SQLite's busy wait may not
+            assert switches > STATIONS, "the stations did not interleave"
         cps = audit.checkpoints(conn)
         # 20 automatic (every card.issue) + 6 explicit per station
         assert len(cps) == STATIONS * (per_station // 3 + per_station // 10)
@@ -116,7 +121,8 @@ def test_four_stations_append_to_one_audit_chain(store_target: str, tmp_path: Pa
         assert report.checkpoints_verified == len(cps)
     print(
         f"\n{conn.engine}: {total} records by {STATIONS} stations in {elapsed:.2f} s "
-        f"({total / elapsed:.0f}/s; slowest station {max(r['seconds'] for r in results):.2f} s)"
+        f"({total / elapsed:.0f}/s; slowest station {max(r['seconds'] for r in results):.2f} s;"
+        f" {switches} changes of station along the chain)"
     )
 
 
@@ -231,3 +237,148 @@ def test_a_push_waits_for_the_station_already_pushing(store_target: str) -> None
         pulling.release()
         held.release()
         assert db.claim(second, "outbox.push") is not None
+
+
+# --- the CLI on several stations ---------------------------------------------------
+
+SSCARD = str(Path(sys.executable).with_name("sscard"))
+PASSWORD = "operator password 1"
+
+
+def _login(target: str, operator_id: str, role: str, token: Path) -> dict[str, str]:
+    """The environment of a station process where ``operator_id`` (made with ``role`` if
+    missing) is logged in: the store by $SSCARD_STORE, the session token in ``token``."""
+    from sscard.auth import OperatorStore, login
+
+    with opened(target) as conn:
+        store = OperatorStore(conn)
+        if store.find(operator_id) is None:
+            first = store.is_empty() and role == "issuer"
+            store.add(operator_id, operator_id, role, PASSWORD, bootstrap=first, cost=10)
+        login(store, operator_id, PASSWORD, path=token)
+    return {**os.environ, "SSCARD_STORE": target, "SSCARD_OPERATOR_TOKEN": str(token)}
+
+
+def _platform_env(platform: Platform, pki: Pki) -> dict[str, str]:
+    url, cert, key, ca = _station_args(platform, pki)
+    return {
+        "SSCARD_PLATFORM_URL": url,
+        "SSCARD_EXCHANGE_CERT": cert,
+        "SSCARD_EXCHANGE_KEY": key,
+        "SSCARD_EXCHANGE_CA": ca,
+    }
+
+
+def test_sync_run_on_two_stations(
+    store_target: str, platform: Platform, pki: Pki, tmp_path: Path
+) -> None:
+    """Two stations run the sync loop on one store while a third enqueues: every event
+    pushed once, every pulled item stored once, one cursor."""
+    init_store(store_target)
+    police = [
+        Event(new_event_id(), "sp-police", utc_text(), "card.blocked", blocked(number))
+        for number in (complete(f"P{n:07d}") for n in range(25))
+    ]
+    with client_for(platform, pki, "sp-police") as client:
+        client.push([*police])
+    env = {**_login(store_target, "sync-op", "service", tmp_path / "op.token")}
+    env.update(_platform_env(platform, pki))
+    runs = [
+        subprocess.Popen(
+            [
+                SSCARD,
+                "--json",
+                "sync",
+                "run",
+                "--period",
+                "0.3",
+                "--cycles",
+                "10",
+                "--batch-size",
+                "4",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _station in range(2)
+    ]
+    ids: list[str] = []
+    with opened(store_target) as conn:
+        for r in range(6):
+            with db.transaction(conn):
+                ids += [
+                    outbox.enqueue(conn, "card.issued", issued(r * 100 + i), service_point=SP)
+                    for i in range(9)
+                ]
+            time.sleep(0.1)
+    assert all(p.poll() is None for p in runs), "a station ended before the events were queued"
+    lines = []
+    for p in runs:
+        stdout, stderr = p.communicate(timeout=120)
+        assert p.returncode == 0, stderr
+        assert "Traceback" not in stderr
+        lines += [json.loads(line) for line in stdout.splitlines()]
+    assert len(lines) == 20 and not [c for c in lines if c["error"]]
+    assert sum(c["push"]["delivered"] for c in lines) == len(ids)
+    assert sum(c["push"]["duplicate"] for c in lines) == 0
+    assert sum(c["pull"]["items"] for c in lines) == len(police)  # each pulled once
+    assert sorted(platform.store.event_ids()) == sorted([e.id for e in police] + ids)
+    with opened(store_target) as conn:
+        assert outbox.stats(conn).pending == 0
+        assert len(inbox.block_list(conn)) == len(police)
+        assert inbox.cursor(conn) == len(police)  # their platform seqs came first: 1..25
+        assert audit.verify(conn).ok
+
+
+def _sscard(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SSCARD, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+def test_operators_log_in_once_for_the_centre(store_target: str, tmp_path: Path) -> None:
+    """An operator added at station A logs in at station B; disabled at A, their session
+    at B ends at once; every refusal is in the one trail."""
+    init_store(store_target)
+    a = {**os.environ, "SSCARD_OPERATOR_TOKEN": str(tmp_path / "a.token")}
+    b = {**os.environ, "SSCARD_OPERATOR_TOKEN": str(tmp_path / "b.token")}
+    store = ("--store", store_target)
+    pw = f"{PASSWORD}\n{PASSWORD}\n"
+    boot = _sscard(a, *store, "operator", "add", "--bootstrap", "admin", "--name", "Li Na",
+                   "--password-fd", "0", "--kdf-cost", "10", stdin=pw)  # fmt: skip
+    assert boot.returncode == 0, boot.stderr
+    assert _sscard(a, *store, "operator", "login", "admin", "--password-fd", "0",
+                   stdin=PASSWORD).returncode == 0  # fmt: skip
+    added = _sscard(a, *store, "operator", "add", "zhang", "--name", "Zhang Wei", "--role",
+                    "service", "--password-fd", "0", "--kdf-cost", "10", stdin=pw)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    # station B: the same operator, the same password, a session of its own
+    login_b = _sscard(b, *store, "--json", "operator", "login", "zhang", "--password-fd", "0",
+                      stdin=PASSWORD)  # fmt: skip
+    assert login_b.returncode == 0, login_b.stderr
+    assert json.loads(login_b.stdout)["id"] == "zhang"
+    whoami = _sscard(b, *store, "--json", "operator", "whoami")
+    assert whoami.returncode == 0 and json.loads(whoami.stdout)["id"] == "zhang"
+    # station A disables zhang: B's session ends, B's next login is refused
+    off = _sscard(a, *store, "operator", "disable", "zhang")
+    assert off.returncode == 0, off.stderr
+    after = _sscard(b, *store, "operator", "whoami")
+    assert after.returncode == 6 and "Traceback" not in after.stderr
+    again = _sscard(b, *store, "operator", "login", "zhang", "--password-fd", "0",
+                    stdin=PASSWORD)  # fmt: skip
+    assert again.returncode == 6 and "Traceback" not in again.stderr
+    with opened(store_target) as conn:
+        trail = [(r.action, r.operator, r.outcome) for r in audit.all_records(conn)]
+        assert audit.verify(conn).ok
+    assert trail == [
+        ("operator.bootstrap", "admin", "ok"),
+        ("operator.login", "admin", "ok"),
+        ("operator.add", "admin", "ok"),
+        ("operator.login", "zhang", "ok"),
+        ("operator.disable", "admin", "ok"),
+        ("operator.login", "zhang", "refused"),
+    ]
