@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sscard import db
+from sscard.i18n import N_
 
 LOG_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS audit_log (
@@ -82,7 +83,7 @@ SCHEMA = db.register_schema(
             both=LOG_SCHEMA,
             sqlite=_SQLITE_LOG_TRIGGERS + _SQLITE_CHECKPOINTS,
             postgresql=_PG_APPEND_ONLY,
-            note="hash-chained audit log and signed checkpoints, append-only",
+            note=N_("hash-chained audit log and signed checkpoints, append-only"),
         )
     ],
 )

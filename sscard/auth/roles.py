@@ -64,6 +64,8 @@ PERMISSIONS: Mapping[str, frozenset[str]] = {
     # backups (art. 15)
     "backup.create": frozenset({_I, _S, _A}),
     "backup.restore": frozenset({_I}),
+    # the store (docs/store.md): upgrading a centre's store stops older stations
+    "store.upgrade": frozenset({_I}),
 }
 
 # Actions recorded in the audit trail that no role "performs" (no permission check).
@@ -72,6 +74,7 @@ EVENTS: tuple[str, ...] = (
     "operator.login",
     "operator.logout",
     "operator.passwd.own",
+    "store.init",
 )
 
 

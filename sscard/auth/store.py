@@ -25,7 +25,7 @@ from sscard.auth.roles import ISSUER, ROLES, allowed
 from sscard.clock import iso, now_utc
 from sscard.db import Connection
 from sscard.errors import BootstrapRefused, InvalidInput, LoginFailed, NotLoggedIn
-from sscard.i18n import _
+from sscard.i18n import N_, _
 
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS operators (
@@ -45,7 +45,7 @@ _TABLES = (
 )""",
 )
 SCHEMA = db.register_schema(
-    "operators", [db.Migration(1, both=_TABLES, note="operators and their sessions")]
+    "operators", [db.Migration(1, both=_TABLES, note=N_("operators and their sessions"))]
 )
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")

@@ -34,7 +34,11 @@ from sscard.auth import OperatorStore, require
 from sscard.auth.store import Operator
 from sscard.cli.context import CliState, state
 from sscard.cli.secrets import hidden_prompt
+<<<<<<< HEAD
 from sscard.db.errors import StoreUnavailable
+=======
+from sscard.db import Connection
+>>>>>>> main
 from sscard.errors import LoginFailed
 from sscard.i18n import N_, _
 
@@ -45,14 +49,20 @@ _META_ACTION = "sscard.action"
 
 
 def authorize(
-    action: str, operator_id: str | None = None, *, password: str | None = None
+    action: str,
+    operator_id: str | None = None,
+    *,
+    password: str | None = None,
+    conn: Connection | None = None,
 ) -> Operator:
     """The operator allowed to do ``action``: ``operator_id`` (password prompted) or the session.
 
     The operators and the audit trail are those of the local store of this
-    invocation (``sscard --store``). Refusals are audited and raise (exit code 6).
+    invocation (``sscard --store``), or of ``conn`` (left open) when given: a
+    connection that has not checked every schema (``sscard store upgrade``).
+    Refusals are audited and raise (exit code 6).
     """
-    store = OperatorStore(state().open_store())
+    store = OperatorStore(conn if conn is not None else state().open_store())
     try:
         if operator_id is None:
             return require(action, store=store)
@@ -75,7 +85,8 @@ def authorize(
             raise
         return require(action, op, store=store)
     finally:
-        store.close()
+        if conn is None:
+            store.close()
 
 
 def note(

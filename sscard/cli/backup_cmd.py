@@ -11,12 +11,13 @@ from pathlib import Path
 
 import click
 
-from sscard import audit, backup
+from sscard import audit, backup, db
 from sscard.auth import OperatorStore
 from sscard.cli.auth import audited, authorize, note, operator_option, require_operator
 from sscard.cli.context import CliState, json_option, pass_state
 from sscard.cli.options import kdf_cost_option, passphrase_fd_option
 from sscard.cli.secrets import read_secret
+from sscard.errors import BackupError
 from sscard.i18n import N_, _
 from sscard.keys.software_store import ScryptParams
 
@@ -28,6 +29,19 @@ def _secret(fd: int | None, label: str, *, confirm: bool = False) -> str:
 
 
 _fd_option = passphrase_fd_option(N_("backup passphrase"), ENV_BACKUP_PASSPHRASE)
+
+
+def _refuse_a_database_server(state: CliState) -> None:
+    """The archive holds SQLite files; a PostgreSQL store is backed up with its own tools."""
+    if db.parse_target(state.store_target()).engine == db.POSTGRESQL:
+        raise BackupError(
+            _("the store is a PostgreSQL database: sscard backups hold SQLite stores only")
+        ).with_hint(
+            _(
+                "back a PostgreSQL store up with the engine's own tools, pg_dump -Fc and "
+                "pg_restore (docs/store.md, 'Backups of a PostgreSQL store')"
+            )
+        )
 
 
 @click.group(name="backup")
@@ -71,6 +85,7 @@ def create(
       sscard backup create /media/backup --keystore centre.ks
       sscard backup create /srv/backup --passphrase-fd 3 3<backup.pw
     """
+    _refuse_a_database_server(state)
     pw = _secret(passphrase_fd, _("Backup passphrase"), confirm=True)
     info = backup.create(
         out_dir,
@@ -119,6 +134,7 @@ def restore(
       sscard backup restore /media/backup/sscard-backup-20250131T180000Z-1a2b.ssbk
       sscard backup restore FILE --keystore-dir /etc/sscard/keys
     """
+    _refuse_a_database_server(state)
     store = OperatorStore(state.open_store())
     try:
         fresh = store.is_empty()

@@ -83,13 +83,48 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _set_store(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
+        refuse_store_password(value)
         ctx.ensure_object(CliState).store = value
 
 
 STORE_HELP = N_(
-    "The local store (operators, audit trail, issuance, outbox): $SSCARD_STORE, else "
-    "sscard.db in the data directory ($SSCARD_DATA_DIR, else ~/.local/share/sscard)."
+    "The store (operators, audit trail, issuance, outbox): an SQLite file PATH (a service "
+    "point, one station) or a centre's PostgreSQL database as postgresql://USER@HOST[:PORT]/DB "
+    "(its password from ~/.pgpass, $PGPASSFILE or $PGPASSWORD, never in the URL). Default: "
+    "$SSCARD_STORE, else sscard.db in the data directory ($SSCARD_DATA_DIR, else "
+    "~/.local/share/sscard)."
 )
+
+
+def refuse_store_password(value: str) -> None:
+    """Refuse a store URL that holds a password (``--store`` is in argv, which ``ps`` shows
+    to every user; ``$SSCARD_STORE`` ends up in unit files and shell profiles).
+
+    The password is never repeated: libpq reads it from ``~/.pgpass``,
+    ``$PGPASSFILE`` or ``$PGPASSWORD`` (docs/store.md).
+    """
+    if "://" not in value:
+        return
+    from urllib.parse import urlsplit
+
+    from sscard.errors import InvalidInput
+
+    parts = urlsplit(value.strip())
+    try:
+        password = parts.password
+    except ValueError:  # a malformed port: the store's own parsing says so later
+        password = None
+    if password is None and "password=" not in parts.query.lower():
+        return
+    raise InvalidInput(
+        _("a password does not belong in the store setting"),
+        [("--store / $SSCARD_STORE", _("the URL holds a password (command lines are public)"))],
+    ).with_hint(
+        _(
+            "leave the password out of the URL: put it in ~/.pgpass (mode 0600) or the file "
+            "$PGPASSFILE names, or in $PGPASSWORD (docs/store.md)"
+        )
+    )
 
 
 def store_option(f: F) -> F:
@@ -105,7 +140,7 @@ def store_option(f: F) -> F:
         expose_value=False,
         is_eager=True,
         callback=_set_store,
-        help="Same as the global 'sscard --store PATH'.",
+        help="Same as the global 'sscard --store PATH|URL'.",
     )(f)
 
 

@@ -71,6 +71,26 @@ HINTS: dict[str, str] = {
         "the PSAM's key is used up: the centre loads its keys again "
         "('sscard psam issue'); 'sscard psam info READER' shows the counters"
     ),
+    "sscard.db.errors.StoreNotReady": N_(
+        "an administrator upgrades the store with 'sscard store upgrade' "
+        "('sscard store status' shows the versions; docs/store.md)"
+    ),
+    "sscard.db.errors.StoreNotInitialized": N_(
+        "an administrator creates the tables with 'sscard store init', or --store names "
+        "another database (docs/store.md)"
+    ),
+    "sscard.db.errors.StoreTooNew": N_(
+        "use the sscard version that upgraded the store, or a newer one ('sscard store "
+        "status' shows the versions)"
+    ),
+    "sscard.db.errors.StoreNotEmpty": N_(
+        "'sscard store status' shows its versions; 'sscard store upgrade' brings them "
+        "to this sscard's"
+    ),
+    "sscard.db.errors.StoreUnavailable": N_(
+        "check that the database server runs and is reachable, the URL of --store (or "
+        "$SSCARD_STORE), and its password in ~/.pgpass, $PGPASSFILE or $PGPASSWORD"
+    ),
     "sscard.card.TransportKeyRefused": N_(
         "blank cards open with the transport root their vendor keyed them "
         "with: import it with 'sscard keys import-transport STORE'; emulated blank cards for STORE "

@@ -18,7 +18,7 @@ import click
 
 from sscard import __version__, errors
 from sscard.cli import language
-from sscard.cli.context import STORE_HELP, CliState, give_json_option
+from sscard.cli.context import STORE_HELP, CliState, give_json_option, refuse_store_password
 from sscard.cli.exit_codes import ExitCode, error_kind, exit_code_for
 from sscard.i18n import N_, _
 from sscard.national import message_for
@@ -129,6 +129,10 @@ COMMANDS: dict[str, Entry] = {
     "readers": Entry(
         "readers_cmd:readers",
         N_("List the PC/SC readers with card presence, ATR and PIN pad."),
+    ),
+    "store": Entry(
+        "store_cmd:store_group",
+        N_("The store: create a new one's tables, upgrade them, show versions and counts."),
     ),
     "sync": Entry(
         "sync_cmd:sync_group",
@@ -286,11 +290,14 @@ def cli(
       sscard -r "Virtual PCD 00 00" apdu 00A4040007A0000000031010
       sscard --json readers               the same as JSON
       sscard --store /srv/sp/sscard.db audit verify   another local store
+      sscard --store postgresql://sscard@db.centre.example/sscard store status
     """
     # The one place the local store is resolved: every command of this run uses it.
     ctx.obj = CliState(
         reader=reader, json=as_json, log_level=log_level, store=store or str(default_store())
     )
+    if store:
+        refuse_store_password(store)
     from sscard import log  # logging loads for a command that runs, not for --help
 
     log.configure(log_level)

@@ -34,6 +34,8 @@ from sscard.db.connection import (
 from sscard.db.errors import (
     IntegrityError,
     StoreBusy,
+    StoreNotEmpty,
+    StoreNotInitialized,
     StoreNotReady,
     StoreTooNew,
     StoreUnavailable,
@@ -62,6 +64,8 @@ __all__ = [
     "Migration",
     "Schema",
     "StoreBusy",
+    "StoreNotEmpty",
+    "StoreNotInitialized",
     "StoreNotReady",
     "StoreTarget",
     "StoreTooNew",

@@ -22,6 +22,14 @@ class StoreNotReady(InvalidInput):
     """The store has no tables for this sscard yet, or an older version of them."""
 
 
+class StoreNotInitialized(StoreNotReady):
+    """The store has no sscard tables at all: a new centre database, never initialized."""
+
+
+class StoreNotEmpty(InvalidInput):
+    """The store already has sscard's tables: it is upgraded, not initialized again."""
+
+
 class StoreTooNew(InvalidInput):
     """The store was upgraded by a newer sscard than this one."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from sscard.clock import iso, now_utc
 from sscard.db.connection import Connection
-from sscard.db.errors import StoreNotReady, StoreTooNew
+from sscard.db.errors import StoreNotInitialized, StoreNotReady, StoreTooNew
 from sscard.db.target import POSTGRESQL, SQLITE
 from sscard.i18n import _
 
@@ -35,7 +35,8 @@ class Migration:
     ``sqlite`` / ``postgresql`` run on that engine only, after ``both``;
     ``run`` (optional) is called last with the connection. PostgreSQL gets
     ``INTEGER`` as ``BIGINT`` and ``INTEGER PRIMARY KEY AUTOINCREMENT`` as an
-    identity column (:func:`portable`).
+    identity column (:func:`portable`). ``note`` says what the step does, marked
+    with ``N_`` (an upgrade shows it translated).
     """
 
     version: int
@@ -125,7 +126,8 @@ def migrate(conn: Connection, names: Sequence[str] | None = None) -> list[tuple[
     from sscard.db import transaction  # the package's one transaction helper
 
     applied: list[tuple[str, int]] = []
-    conn.execute(_VERSIONS_DDL)
+    with transaction(conn):  # under the write lock: two stations may create it at once
+        conn.execute(_VERSIONS_DDL)
     for name in names if names is not None else list(_SCHEMAS):
         schema = _SCHEMAS[name]
         while True:
@@ -190,6 +192,11 @@ def check(conn: Connection, names: Sequence[str]) -> None:
                     else _("no tables yet (version {latest} needed)").format(latest=schema.latest),
                 )
             )
+    if problems and not stored:
+        raise StoreNotInitialized(
+            _("the store {store} has no sscard tables yet").format(store=conn.target.display),
+            problems,
+        ).with_hint(_("initialize the store first (an administrator's step)"))
     if problems:
         raise StoreNotReady(
             _("the store {store} is not ready for this sscard").format(store=conn.target.display),

@@ -16,6 +16,7 @@ from typing import Any
 
 from sscard import db
 from sscard.db import Connection
+from sscard.i18n import N_
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox_block_list (
@@ -48,7 +49,11 @@ CREATE TABLE IF NOT EXISTS inbox_state (
 
 SCHEMA = db.register_schema(
     "inbox",
-    [db.Migration(1, both=tuple(_SCHEMA.split(";")), note="pulled block list and holder updates")],
+    [
+        db.Migration(
+            1, both=tuple(_SCHEMA.split(";")), note=N_("pulled block list and holder updates")
+        )
+    ],
 )
 
 

@@ -27,7 +27,7 @@ from sscard.db import Connection
 from sscard.errors import InvalidInput
 from sscard.exchange.events import Event, new_event_id, parse_utc, utc_text
 from sscard.exchange.schema import CATEGORIES, payload_problems
-from sscard.i18n import _
+from sscard.i18n import N_, _
 
 MAX_AGE = timedelta(hours=24)
 """Art. 11: a change reaches the shared database within 24 hours; older is a violation."""
@@ -63,7 +63,7 @@ SCHEMA = db.register_schema(
     "outbox",
     [
         db.Migration(
-            1, both=tuple(_SCHEMA.split(";")), note="events waiting for the exchange platform"
+            1, both=tuple(_SCHEMA.split(";")), note=N_("events waiting for the exchange platform")
         )
     ],
 )

@@ -37,7 +37,7 @@ from pathlib import Path
 from sscard.db import SQLITE, Connection, Migration, register_schema, transaction
 from sscard.db import ensure_schema as db_ensure_schema
 from sscard.errors import InvalidInput
-from sscard.i18n import _
+from sscard.i18n import N_, _
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS issuance_cards (
@@ -132,8 +132,8 @@ _TABLES = tuple(s for s in _SCHEMA.split(";") if s.strip())
 SCHEMA = register_schema(
     "issuance",
     [
-        Migration(1, both=_TABLES, run=_upgrade_legacy, note="issued cards and attempts"),
-        Migration(2, run=_one_active_card, note="one active card per holder (unique index)"),
+        Migration(1, both=_TABLES, run=_upgrade_legacy, note=N_("issued cards and attempts")),
+        Migration(2, run=_one_active_card, note=N_("one active card per holder (unique index)")),
     ],
 )
 ONE_ACTIVE_CARD = "issuance_one_active_card"
