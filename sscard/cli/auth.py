@@ -34,11 +34,8 @@ from sscard.auth import OperatorStore, require
 from sscard.auth.store import Operator
 from sscard.cli.context import CliState, state
 from sscard.cli.secrets import hidden_prompt
-<<<<<<< HEAD
-from sscard.db.errors import StoreUnavailable
-=======
 from sscard.db import Connection
->>>>>>> main
+from sscard.db.errors import StoreUnavailable
 from sscard.errors import LoginFailed
 from sscard.i18n import N_, _
 
