@@ -2,9 +2,9 @@
 
 A PostgreSQL store can vanish under a station: the server stopped, or the
 station's session terminated by an administrator (``pg_terminate_backend``).
-The library raises :class:`sscard.db.StoreUnavailable`; the CLI prints one error line (and its hint)
-and exits 1, never a traceback; an open transaction is rolled back by the
-server, so nothing of it is in the store.
+The library raises :class:`sscard.db.StoreUnavailable`; the CLI prints one
+error line (and its hint) and exits 1, never a traceback; an open transaction
+is rolled back by the server, so nothing of it is in the store.
 """
 
 from __future__ import annotations
