@@ -236,6 +236,7 @@ def records(
         where.append("(card_number = ? OR card_serial = ?)")
         args += [card, card.upper()]
     if action:
+        action = action.lower()  # names are lower case; LIKE's case rule differs by engine
         where.append("(action = ? OR action LIKE ? ESCAPE '\\')")
         args += [action, action.replace("_", "\\_").replace("%", "\\%") + ".%"]
     sql = f"SELECT {_COLUMNS} FROM audit_log"
@@ -243,6 +244,9 @@ def records(
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY seq"
     if limit is not None:
+        if limit < 0:
+            raise InvalidInput(_("bad limit"), [("limit", _("0 or more records"))])
+        limit = min(limit, 1 << 62)  # no engine takes more, none has more
         newest = sql.replace(" ORDER BY seq", " ORDER BY seq DESC")
         sql = f"SELECT * FROM ({newest} LIMIT ?) AS recent"
         sql += " ORDER BY seq"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -133,6 +134,11 @@ class OperatorStore:
             )
         if not name.strip():
             raise InvalidInput(_("operator needs a name"), [("name", _("the person's name"))])
+        if any(unicodedata.category(c) == "Cc" for c in name):
+            raise InvalidInput(
+                _("invalid operator name"),
+                [("name", _("no control characters (tabs, line breaks, NUL)"))],
+            )
         if bootstrap and role != ISSUER:
             raise InvalidInput(
                 _("bootstrap operator must be an issuer"),
@@ -169,7 +175,10 @@ class OperatorStore:
         return Operator(operator_id, name.strip(), role)
 
     def find(self, operator_id: str) -> Operator | None:
-        """The operator with this id, or None."""
+        """The operator with this id, or None (an id no operator can have is not looked up:
+        a PostgreSQL store could not even compare it, e.g. one with a NUL)."""
+        if not _ID.match(operator_id):
+            return None
         row = self.conn.execute(
             "SELECT id, name, role, disabled FROM operators WHERE id = ?", (operator_id,)
         ).fetchone()
@@ -214,9 +223,13 @@ class OperatorStore:
 
     def authenticate(self, operator_id: str, password: str) -> Operator:
         """The operator if the password is right and they are enabled, else :class:`LoginFailed`."""
-        row = self.conn.execute(
-            "SELECT credential FROM operators WHERE id = ?", (operator_id,)
-        ).fetchone()
+        row = (
+            self.conn.execute(
+                "SELECT credential FROM operators WHERE id = ?", (operator_id,)
+            ).fetchone()
+            if _ID.match(operator_id)
+            else None
+        )
         if row is None:
             dummy_verify(password)
         op = self.find(operator_id)

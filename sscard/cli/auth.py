@@ -35,6 +35,7 @@ from sscard.auth.store import Operator
 from sscard.cli.context import CliState, state
 from sscard.cli.secrets import hidden_prompt
 from sscard.db import Connection
+from sscard.db.errors import StoreUnavailable
 from sscard.errors import LoginFailed
 from sscard.i18n import N_, _
 
@@ -115,7 +116,13 @@ def audited(action: str, op: Operator) -> Iterator[None]:
         _record(ctx, action, op, "ok" if exc.exit_code == 0 else "failed", None)
         raise
     except BaseException as exc:
-        _record(ctx, action, op, "failed", exc)
+        try:
+            _record(ctx, action, op, "failed", exc)
+        except StoreUnavailable:
+            if not isinstance(exc, StoreUnavailable):
+                raise
+            # the store went away under the command: no record of it can be written,
+            # and the error that says so is the one to show
         raise
     _record(ctx, action, op, "ok", None)
 

@@ -53,7 +53,7 @@ class Claim:
             if self._fd is not None and self._file is not None:
                 self._file.unlink(missing_ok=True)  # while still locked: see _try_sqlite
                 os.close(self._fd)
-        elif not getattr(self.conn.raw, "closed", True):  # type: ignore[attr-defined]
+        elif not _gone(self.conn):
             self.conn.execute("SELECT pg_advisory_unlock(?)", (lock_key(self.name),))
 
     def __enter__(self) -> Claim:
@@ -61,6 +61,12 @@ class Claim:
 
     def __exit__(self, *_exc: object) -> None:
         self.release()
+
+
+def _gone(conn: Connection) -> bool:
+    """Whether the session is closed or lost: its advisory locks went with it."""
+    raw = conn.raw  # type: ignore[attr-defined]
+    return bool(getattr(raw, "closed", True) or getattr(raw, "broken", False))
 
 
 def lock_key(name: str) -> int:

@@ -16,9 +16,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from sscard.db.errors import IntegrityError, StoreUnavailable
+from sscard.db.errors import IntegrityError, StoreBusy, StoreUnavailable
 from sscard.db.target import POSTGRESQL, SQLITE, StoreTarget
-from sscard.errors import InvalidInput
+from sscard.errors import InvalidInput, OperationFailed
 from sscard.i18n import _
 
 BUSY_TIMEOUT_MS = 10_000
@@ -104,12 +104,16 @@ class SqliteConnection(Connection):
             return self.raw.execute(sql, params)
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from None
+        except sqlite3.OperationalError as exc:
+            raise _sqlite_busy(exc) from None
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> int:
         try:
             return self.raw.executemany(sql, rows).rowcount
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from None
+        except sqlite3.OperationalError as exc:
+            raise _sqlite_busy(exc) from None
 
     @property
     def in_transaction(self) -> bool:
@@ -120,6 +124,19 @@ class SqliteConnection(Connection):
 
     def close(self) -> None:
         self.raw.close()
+
+
+def _sqlite_busy(exc: sqlite3.OperationalError) -> Exception:
+    """:class:`StoreBusy` when other writers kept the file locked past the busy timeout;
+    any other error as it is (a programming error)."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreBusy(
+            _("the store stayed locked by other writers for {seconds} s").format(
+                seconds=BUSY_TIMEOUT_MS // 1000
+            )
+        ).with_hint(_("try again; if it lasts, look for a process that keeps the store busy"))
+    return exc
 
 
 def open_sqlite(target: StoreTarget) -> SqliteConnection:
@@ -202,12 +219,22 @@ class PostgresConnection(Connection):
             return self.raw.execute(query, params or None)
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(_first_line(exc)) from None
+        except psycopg.DataError as exc:  # a value the engine cannot hold (a NUL in text, …)
+            raise InvalidInput(
+                _("the store cannot hold a value given"), [("value", _first_line(exc))]
+            ) from None
         except psycopg.OperationalError as exc:
             if self.raw.closed or self.raw.broken:
                 raise StoreUnavailable(
                     _("the store's server went away: {reason}").format(reason=_first_line(exc))
                 ) from None
-            raise
+            # the session lives on, the statement did not: cancelled, a lock or statement
+            # timeout an administrator set, … (a transaction it was in must be rolled back)
+            raise OperationFailed(
+                _("the store did not complete the request: {reason}").format(
+                    reason=_first_line(exc)
+                )
+            ) from None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         cursor: Cursor = self._run(sql, params)
@@ -223,7 +250,18 @@ class PostgresConnection(Connection):
     def begin(self, *, write: bool) -> None:
         self.execute("BEGIN")
         if write:
-            self.execute("SELECT pg_advisory_xact_lock(?)", (_signed(WRITE_LOCK_KEY),))
+            try:
+                self.execute("SELECT pg_advisory_xact_lock(?)", (_signed(WRITE_LOCK_KEY),))
+            except BaseException:
+                self.rollback()  # the caller gets no transaction: leave none open
+                raise
+
+    def rollback(self) -> None:
+        """Roll back; nothing to do on a lost session (the server rolled it back), so
+        the error that told of the loss is the one the caller sees."""
+        if self.raw.closed or self.raw.broken:
+            return
+        self.execute("ROLLBACK")
 
     def close(self) -> None:
         self.raw.close()

@@ -93,7 +93,7 @@ def apply_pulled(conn: Connection, items: list[dict[str, Any]], new_cursor: int)
                 "INSERT INTO inbox_block_list (card_number, card_serial, blocked, reason, event_id,"
                 " occurred_at, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (card_number) DO UPDATE SET card_serial = coalesce("
-                "excluded.card_serial, card_serial), blocked = excluded.blocked,"
+                "excluded.card_serial, inbox_block_list.card_serial), blocked = excluded.blocked,"
                 " reason = excluded.reason, event_id = excluded.event_id,"
                 " occurred_at = excluded.occurred_at, received_at = excluded.received_at"
                 " WHERE excluded.occurred_at >= inbox_block_list.occurred_at",

@@ -37,6 +37,14 @@ from sscard.i18n import _
 log = logging.getLogger("sscard.exchange.sync")
 
 DEFAULT_BATCH = 500
+PUSH_CLAIM = "outbox.push"
+PULL_CLAIM = "inbox.pull"
+CLAIM_WAIT = 300.0
+"""How long a push or a pull waits for another station's to end (seconds)."""
+_CLAIM_WHAT = {
+    PUSH_CLAIM: lambda: _("pushing the outbox"),
+    PULL_CLAIM: lambda: _("pulling from the platform"),
+}
 
 
 @dataclass
@@ -76,28 +84,47 @@ def ensure_schema(conn: Connection) -> None:
     inbox.ensure_schema(conn)
 
 
+def _claimed(conn: Connection, name: str, wait: float) -> db.Claim:
+    """The claim ``name`` on the store, waited for up to ``wait`` seconds; else StoreBusy."""
+    held = db.claim(conn, name, wait=wait)
+    if held is None:
+        raise db.StoreBusy(
+            _("another station has been busy with {what} for {seconds:.0f} s").format(
+                what=_CLAIM_WHAT[name](), seconds=wait
+            )
+        ).with_hint(_("try again later"))
+    return held
+
+
 def push_pending(
     conn: Connection,
     client: PlatformClient,
     *,
     batch_size: int = DEFAULT_BATCH,
     keep_results: bool = False,
+    wait: float = CLAIM_WAIT,
 ) -> PushReport:
     """Push every pending event, ``batch_size`` at a time, until the outbox is drained.
 
-    Raises :class:`PlatformUnavailable` / :class:`PlatformAuthRefused` when the
+    One station of a store pushes at a time: the push holds the claim
+    ``outbox.push`` from the first batch to the audit witness, so two
+    stations never send the same events (a station that finds another
+    pushing waits for it, up to ``wait`` seconds, then pushes what is left;
+    :class:`sscard.db.StoreBusy` after that). Raises
+    :class:`PlatformUnavailable` / :class:`PlatformAuthRefused` when the
     platform cannot take them; batches acknowledged before stay delivered.
     """
-    report = PushReport()
-    while True:
-        batch = outbox.pending(conn, batch_size)
-        if not batch:
-            break
-        _push_batch(conn, client, batch, report, keep_results)
-    report.audit_witnessed = witness_audit(conn, client)
-    with db.transaction(conn):
-        outbox.set_state(conn, "last_push_at", utc_text())
-        conn.execute("DELETE FROM outbox_state WHERE key = 'last_error'")
+    with _claimed(conn, PUSH_CLAIM, wait):
+        report = PushReport()
+        while True:
+            batch = outbox.pending(conn, batch_size)
+            if not batch:
+                break
+            _push_batch(conn, client, batch, report, keep_results)
+        report.audit_witnessed = witness_audit(conn, client)
+        with db.transaction(conn):
+            outbox.set_state(conn, "last_push_at", utc_text())
+            conn.execute("DELETE FROM outbox_state WHERE key = 'last_error'")
     return report
 
 
@@ -211,21 +238,28 @@ class PullReport:
         return dict(self.__dict__)
 
 
-def pull_updates(conn: Connection, client: PlatformClient, *, limit: int = 500) -> PullReport:
-    """Pull pages after the stored cursor until the platform has no more."""
-    report = PullReport(cursor=inbox.cursor(conn))
-    while True:
-        page = client.pull(report.cursor, limit)
-        if page["cursor"] < report.cursor:
-            raise PlatformProtocolError(_("the platform moved the pull cursor backwards"))
-        with db.transaction(conn):
-            applied = inbox.apply_pulled(conn, page["items"], page["cursor"])
-        report.items += len(page["items"])
-        report.cursor = page["cursor"]
-        for name in ("blocked", "unblocked", "holder_updates", "ignored"):
-            setattr(report, name, getattr(report, name) + getattr(applied, name))
-        if not page["more"] or not page["items"]:
-            return report
+def pull_updates(
+    conn: Connection, client: PlatformClient, *, limit: int = 500, wait: float = CLAIM_WAIT
+) -> PullReport:
+    """Pull pages after the stored cursor until the platform has no more.
+
+    One station of a store pulls at a time (the claim ``inbox.pull``, waited
+    for up to ``wait`` seconds), so the cursor only moves forward.
+    """
+    with _claimed(conn, PULL_CLAIM, wait):
+        report = PullReport(cursor=inbox.cursor(conn))
+        while True:
+            page = client.pull(report.cursor, limit)
+            if page["cursor"] < report.cursor:
+                raise PlatformProtocolError(_("the platform moved the pull cursor backwards"))
+            with db.transaction(conn):
+                applied = inbox.apply_pulled(conn, page["items"], page["cursor"])
+            report.items += len(page["items"])
+            report.cursor = page["cursor"]
+            for name in ("blocked", "unblocked", "holder_updates", "ignored"):
+                setattr(report, name, getattr(report, name) + getattr(applied, name))
+            if not page["more"] or not page["items"]:
+                return report
 
 
 class Backoff:
@@ -292,6 +326,10 @@ def run(
                     log.warning(_("not pulling any more: %s"), exc)
             backoff.reset()
             cycle.wait = period
+        except db.StoreBusy as exc:  # another station kept pushing or pulling: next round
+            cycle.error = str(exc)
+            cycle.wait = period
+            log.warning("%s", exc)
         except PlatformUnavailable as exc:
             failures += 1
             cycle.error = str(exc)
