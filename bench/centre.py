@@ -105,6 +105,9 @@ class Timed:
     bench_depth: int
     bench_seconds: dict[str, float]
     bench_calls: dict[str, int]
+    bench_write_since: float | None
+    bench_write_held: float
+    bench_writes: int
 
     def _timed(self, kind: str, call: Any, *args: Any, **kwargs: Any) -> Any:
         if self.bench_depth:
@@ -126,12 +129,27 @@ class Timed:
 
     def begin(self, *, write: bool) -> None:
         self._timed("begin", super().begin, write=write)  # type: ignore[misc]
+        if write:
+            self.bench_write_since = time.perf_counter()
+
+    def _end(self) -> None:
+        """A write transaction ended: how long this station held the store's write lock."""
+        if self.bench_write_since is not None:
+            self.bench_write_held += time.perf_counter() - self.bench_write_since
+            self.bench_writes += 1
+            self.bench_write_since = None
 
     def commit(self) -> None:
-        self._timed("commit", super().commit)  # type: ignore[misc]
+        try:
+            self._timed("commit", super().commit)  # type: ignore[misc]
+        finally:
+            self._end()
 
     def rollback(self) -> None:
-        self._timed("rollback", super().rollback)  # type: ignore[misc]
+        try:
+            self._timed("rollback", super().rollback)  # type: ignore[misc]
+        finally:
+            self._end()
 
     def close(self) -> None:
         if self.bench_closed is None:
@@ -153,6 +171,9 @@ def timed(conn: Any) -> Any:
     conn.bench_depth = 0
     conn.bench_seconds = dict.fromkeys(KINDS, 0.0)
     conn.bench_calls = dict.fromkeys(KINDS, 0)
+    conn.bench_write_since = None
+    conn.bench_write_held = 0.0
+    conn.bench_writes = 0
     with _lock:
         _conns.append(conn)
     return conn
@@ -240,6 +261,8 @@ def station(
             "conn_s": sum(c - o.bench_opened for c, o in zip(closed, _conns, strict=True)),
             "seconds": {k: sum(c.bench_seconds[k] for c in _conns) for k in KINDS},
             "calls": {k: sum(c.bench_calls[k] for c in _conns) for k in KINDS},
+            "write_held_s": sum(c.bench_write_held for c in _conns),
+            "writes": sum(c.bench_writes for c in _conns),
         }
     )
 
@@ -252,6 +275,19 @@ def cpu_ticks() -> tuple[int, int]:
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return sum(fields) - idle, sum(fields)
+
+
+def server_cpu(pid: int | None) -> float:
+    """CPU seconds of the PostgreSQL server's ended children (its backends, reaped by the
+    postmaster: a station's backend ends when the station closes its connections)."""
+    if pid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime + cstime
 
 
 def check_store(target: str, expected: int) -> dict[str, Any]:
@@ -285,8 +321,11 @@ def check_store(target: str, expected: int) -> dict[str, Any]:
     }
 
 
-def run_centre(target: str, stations: int, cards: int, readers: int) -> dict[str, Any]:
-    """``stations`` station processes issuing ``cards`` each into ``target``, together."""
+def run_centre(
+    target: str, stations: int, cards: int, readers: int, server_pid: int | None
+) -> dict[str, Any]:
+    """``stations`` station processes issuing ``cards`` each into ``target``, together;
+    ``server_pid``: the PostgreSQL server's, to measure its CPU time."""
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(stations + 1)  # and this process
     results = ctx.Queue()
@@ -306,6 +345,7 @@ def run_centre(target: str, stations: int, cards: int, readers: int) -> dict[str
     with contextlib.suppress(threading.BrokenBarrierError):
         barrier.wait(timeout=600)
     busy0, total0 = cpu_ticks()
+    server0 = server_cpu(server_pid)
     while len(got) < stations:
         try:
             got.append(results.get(timeout=1.0))
@@ -316,6 +356,8 @@ def run_centre(target: str, stations: int, cards: int, readers: int) -> dict[str
     busy1, total1 = cpu_ticks()
     for p in procs:
         p.join(30)
+    time.sleep(0.3)  # the stations' backends end (and are reaped) after they disconnect
+    server1 = server_cpu(server_pid)
     failed = [g["error"] for g in got if "error" in g]
     if failed:
         raise RuntimeError(f"a station failed: {failed[0]}")
@@ -338,9 +380,14 @@ def run_centre(target: str, stations: int, cards: int, readers: int) -> dict[str
         "statement_ms_per_card": 1000 * (seconds["statement"] + seconds["rollback"]) / issued,
         "statements_per_card": calls["statement"] / issued,
         "transactions_per_card": calls["begin"] / issued,
+        "write_transactions_per_card": sum(g["writes"] for g in got) / issued,
+        "write_lock_held_ms": 1000
+        * sum(g["write_held_s"] for g in got)
+        / max(1, sum(g["writes"] for g in got)),
         "reader_ms_per_card": 1000 * conn_s / issued,
         "station_cpu_ms_per_card": 1000 * sum(g["cpu_s"] for g in got) / issued,
-        "cpu_busy_pct": 100 * (busy1 - busy0) / max(1, total1 - total0),
+        "server_cpu_ms_per_card": 1000 * (server1 - server0) / issued,
+        "machine_cpu_busy_pct": 100 * (busy1 - busy0) / max(1, total1 - total0),
         "not_issued": sorted({e for g in got for e in g["errors"]}),
     }
     return out
@@ -372,8 +419,8 @@ def main() -> int:
     runs: dict[str, list[dict[str, Any]]] = {}
     problems: list[str] = []
 
-    def record(engine: str, n: int, target: str) -> None:
-        res = run_centre(target, n, args.cards, args.readers)
+    def record(engine: str, n: int, target: str, server_pid: int | None = None) -> None:
+        res = run_centre(target, n, args.cards, args.readers, server_pid)
         check = check_store(target, n * (args.cards + 1))  # + the warm-up card
         problems.extend(f"{engine} {n} stations: {p}" for p in check["problems"])
         if res["cards"] != res["expected"]:
@@ -390,7 +437,7 @@ def main() -> int:
                 url = server.create_database()
                 with db.connect(url) as conn:
                     db.migrate(conn)
-                record("postgresql", n, url)
+                record("postgresql", n, url, server.pid)
                 server.drop_database(url)
             for n in sqlite_counts:
                 record("sqlite", n, str(Path(tmp) / f"centre-{rnd}-{n}.db"))
@@ -413,12 +460,18 @@ def main() -> int:
             out[f"{key}_lock_wait_ms_per_card"] = spread("lock_wait_ms_per_card", engine, n, 1)
             out[f"{key}_commit_ms_per_card"] = spread("commit_ms_per_card", engine, n, 1)
             out[f"{key}_statement_ms_per_card"] = spread("statement_ms_per_card", engine, n, 1)
+            out[f"{key}_write_lock_held_ms"] = spread("write_lock_held_ms", engine, n, 2)
             out[f"{key}_reader_ms_per_card"] = spread("reader_ms_per_card", engine, n, 0)
             out[f"{key}_station_cpu_ms_per_card"] = spread("station_cpu_ms_per_card", engine, n, 0)
-            out[f"{key}_cpu_busy_pct"] = spread("cpu_busy_pct", engine, n, 0)
+            if engine == "postgresql":
+                out[f"{key}_server_cpu_ms_per_card"] = spread(
+                    "server_cpu_ms_per_card", engine, n, 1
+                )
+            out[f"{key}_machine_cpu_busy_pct"] = spread("machine_cpu_busy_pct", engine, n, 0)
     first = runs[f"postgresql:{counts[0]}"]
     out["statements_per_card"] = round(first[0]["statements_per_card"], 1)
-    out["write_transactions_per_card"] = round(first[0]["transactions_per_card"], 1)
+    out["transactions_per_card"] = round(first[0]["transactions_per_card"], 1)
+    out["write_transactions_per_card"] = round(first[0]["write_transactions_per_card"], 1)
     if counts and counts[0] == 1:
         base = median("cards_per_s", "postgresql", 1)
         for n in counts[1:]:
