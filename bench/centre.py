@@ -448,7 +448,7 @@ def main() -> int:
                 record("sqlite", n, str(Path(tmp) / f"centre-{rnd}-{n}.db"))
 
     def median(key: str, engine: str, n: int) -> float:
-        return statistics.median(r[key] for r in runs[f"{engine}:{n}"])
+        return float(statistics.median(r[key] for r in runs[f"{engine}:{n}"]))
 
     def spread(key: str, engine: str, n: int, digits: int) -> str:
         values = [r[key] for r in runs[f"{engine}:{n}"]]
