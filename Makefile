@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/psam.py
 	$(BIN)/python bench/agent.py
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/centre.py
 
 bench-exchange: $(STAMP)
 	$(BIN)/python bench/exchange.py
