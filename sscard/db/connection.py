@@ -248,13 +248,14 @@ class PostgresConnection(Connection):
         return bool(self.raw.info.transaction_status != self._idle)
 
     def begin(self, *, write: bool) -> None:
-        self.execute("BEGIN")
-        if write:
-            try:
-                self.execute("SELECT pg_advisory_xact_lock(?)", (_signed(WRITE_LOCK_KEY),))
-            except BaseException:
-                self.rollback()  # the caller gets no transaction: leave none open
-                raise
+        if not write:
+            self.execute("BEGIN")
+            return
+        try:  # one round trip: the transaction and its write lock
+            self.execute(_BEGIN_WRITE)
+        except BaseException:
+            self.rollback()  # the caller gets no transaction: leave none open
+            raise
 
     def rollback(self) -> None:
         """Roll back; nothing to do on a lost session (the server rolled it back), so
@@ -270,6 +271,9 @@ class PostgresConnection(Connection):
 def _signed(key: int) -> int:
     """A 64-bit lock key as PostgreSQL's signed ``bigint``."""
     return key - (1 << 64) if key >= 1 << 63 else key
+
+
+_BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({_signed(WRITE_LOCK_KEY)})"
 
 
 def _first_line(exc: BaseException) -> str:
