@@ -306,7 +306,9 @@ def batch(
     --json, stdout is JSON Lines: one object per PIN mailer, the summary last.
 
     Run it again to finish an interrupted batch: rows already issued are
-    skipped, a card torn mid-issue is finished for its own row. Ctrl-C lets
+    skipped, a card torn mid-issue is finished for its own row. Stations
+    sharing a store may run overlapping files: a row whose holder another
+    station is issuing waits and is tried again, one issued there is skipped. Ctrl-C lets
     the cards in flight finish; a second Ctrl-C abandons them (they stay
     in progress in the store and are finished next time; with --virtual the
     cards are gone, and the next batch closes their rows as abandoned).
@@ -439,6 +441,7 @@ def batch(
         "failed": run.failed,
         "skipped": run.skipped,
         "invalid": len(rows) - len(good),
+        "deferred": run.deferred,
         "left": run.remaining,
         "results": str(results),
     }
@@ -461,6 +464,14 @@ def batch(
             ),
             err=True,
         )
+        if run.deferred:
+            click.echo(
+                _(
+                    "{count} row(s) waited while another station was issuing their "
+                    "holder's card."
+                ).format(count=run.deferred),
+                err=True,
+            )
     if run.failed or run.remaining or interrupted:
         ctx.exit(1)
 
