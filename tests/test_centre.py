@@ -387,7 +387,8 @@ def test_a_card_killed_mid_issue_is_finished_on_another_station(
     def station(name: str) -> list[str]:
         return [*batch_args(pg_url, name, path, tmp_path / f"{name}.jsonl"), "--readers", reader]
 
-    with card_in_reader(open_card_file(image, latency=Latency.named("realistic")), vpcd_port):
+    slot = Slot(open_card_file(image, latency=Latency.named("realistic")))
+    with card_in_reader(slot, vpcd_port) as bridge:
         proc = subprocess.Popen(
             station("station-a"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=env,
@@ -398,32 +399,38 @@ def test_a_card_killed_mid_issue_is_finished_on_another_station(
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.communicate(timeout=30)
-    ssn = flying.ssn
-    with db.connect(pg_url) as conn:
-        row = store.card(conn, flying.serial)
-        assert row is not None and row.status == "in_progress" and row.held_by is None
-        for name in (f"holder:{ssn}", f"card:{flying.serial}"):  # died with the station
-            got = db.claim(conn, name, wait=10)
-            assert got is not None
-            got.release()
+        ssn = flying.ssn
+        with db.connect(pg_url) as conn:
+            row = store.card(conn, flying.serial)
+            assert row is not None and row.status == "in_progress" and row.held_by is None
+            for name in (f"holder:{ssn}", f"card:{flying.serial}"):  # died with the station
+                got = db.claim(conn, name, wait=10)
+                assert got is not None
+                got.release()
 
-    # The card (its image file) goes into the reader of another station, with a blank one
-    # for the other row once it is out.
-    moved = open_card_file(image, latency=Latency.named("realistic"))
-    assert moved.serial.hex().upper() == flying.serial
-    slot = Slot(moved)
-    with card_in_reader(slot, vpcd_port) as bridge:
+        # The card (its image file) goes into the reader of another station; a blank one
+        # follows for the other row once it is out.
+        bridge.remove()
+        pcsc.wait_for_card(reader, 10, present=False)
+        slot.card.power_off()  # out of the reader: its image file is free
+        moved = open_card_file(image, latency=Latency.named("realistic"))
+        assert moved.serial.hex().upper() == flying.serial
+        slot.card = moved
+        bridge.insert()
+        pcsc.wait_for_card(reader, 30)
         stop = threading.Event()
 
         def staff() -> None:  # takes the finished card out and puts a blank one in
             while not stop.is_set():
-                if moved.state.lifecycle == "ISSUED":
+                with db.connect(pg_url) as conn:
+                    finished = store.card(conn, flying.serial)
+                if finished is not None and finished.status == "issued":
                     bridge.remove()
                     pcsc.wait_for_card(reader, 10, present=False)
                     slot.card = new_memory_card()
                     bridge.insert()
                     return
-                stop.wait(0.05)
+                stop.wait(0.1)
 
         helper = threading.Thread(target=staff)
         helper.start()
@@ -434,10 +441,10 @@ def test_a_card_killed_mid_issue_is_finished_on_another_station(
         finally:
             stop.set()
             helper.join()
-    assert done.returncode == 0, done.stderr
+    results = [json.loads(line) for line in (tmp_path / "station-b.jsonl").read_text().splitlines()]
+    assert done.returncode == 0, (done.stdout, results)
     summary = json.loads(done.stdout.splitlines()[-1])
     assert (summary["issued"], summary["failed"], summary["left"]) == (2, 0, 0)
-    results = [json.loads(line) for line in (tmp_path / "station-b.jsonl").read_text().splitlines()]
     mine = [r for r in results if r["card_serial"] == flying.serial]
     assert [r["status"] for r in mine] in (["issued"], ["resumed"])
     with db.connect(pg_url) as conn:
