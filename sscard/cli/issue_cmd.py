@@ -306,12 +306,14 @@ def batch(
     --json, stdout is JSON Lines: one object per PIN mailer, the summary last.
 
     Run it again to finish an interrupted batch: rows already issued are
-    skipped, a card torn mid-issue is finished for its own row. Stations
-    sharing a store may run overlapping files: a row whose holder another
-    station is issuing waits and is tried again, one issued there is skipped. Ctrl-C lets
+    skipped, a card torn mid-issue is finished for its own row. Ctrl-C lets
     the cards in flight finish; a second Ctrl-C abandons them (they stay
     in progress in the store and are finished next time; with --virtual the
     cards are gone, and the next batch closes their rows as abandoned).
+
+    Stations sharing a store may run overlapping files: a row whose holder
+    another station is issuing waits and is tried again; a row issued there
+    is skipped.
 
     The key store, local store, profile and service point are the options of
     'sscard issue' (give them before 'batch').
