@@ -469,8 +469,7 @@ def batch(
         if run.deferred:
             click.echo(
                 _(
-                    "{count} row(s) waited while another station was issuing their "
-                    "holder's card."
+                    "{count} row(s) waited while another station was issuing their holder's card."
                 ).format(count=run.deferred),
                 err=True,
             )
