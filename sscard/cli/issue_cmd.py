@@ -311,6 +311,10 @@ def batch(
     in progress in the store and are finished next time; with --virtual the
     cards are gone, and the next batch closes their rows as abandoned).
 
+    Stations sharing a store may run overlapping files: a row whose holder
+    another station is issuing waits and is tried again; a row issued there
+    is skipped.
+
     The key store, local store, profile and service point are the options of
     'sscard issue' (give them before 'batch').
 
@@ -439,6 +443,7 @@ def batch(
         "failed": run.failed,
         "skipped": run.skipped,
         "invalid": len(rows) - len(good),
+        "deferred": run.deferred,
         "left": run.remaining,
         "results": str(results),
     }
@@ -461,6 +466,13 @@ def batch(
             ),
             err=True,
         )
+        if run.deferred:
+            click.echo(
+                _(
+                    "{count} row(s) waited while another station was issuing their holder's card."
+                ).format(count=run.deferred),
+                err=True,
+            )
     if run.failed or run.remaining or interrupted:
         ctx.exit(1)
 

@@ -8,6 +8,14 @@ A card torn mid-issue is resumed with the row it was being issued for. Stopping
 harder stays ``in_progress`` in the store and is resumed next time, except the
 in-memory cards of a ``--virtual`` reader: they died with their process, so the
 next batch closes their rows as ``abandoned`` (:func:`close_abandoned`).
+
+Several stations may run batches on one store with overlapping rows
+(docs/store.md, "Several stations"). A row whose holder another station is
+issuing right now is deferred: put back and tried again after the other rows,
+every :data:`DEFER_POLL_S` seconds once only deferred rows are left. A row
+another station issued meanwhile is reported ``skipped`` (already issued, with
+that card's serial). Neither uses up the card in the reader: it takes the next
+row. The batch ends once every row is issued, skipped, failed or invalid.
 """
 
 from __future__ import annotations
@@ -30,8 +38,15 @@ from sscard.csvsafe import safe_row
 from sscard.db import Connection, transaction
 from sscard.i18n import _
 from sscard.issuance import store
-from sscard.issuance.service import IssueResult, issue_card
+from sscard.issuance.service import (
+    CardInProgressElsewhere,
+    HolderHasActiveCard,
+    HolderInProgressElsewhere,
+    IssueResult,
+    issue_card,
+)
 from sscard.keys.security_module import SecurityModule
+from sscard.layout.holder import normalize_holder
 from sscard.layout.holder_io import HolderRow
 from sscard.layout.model import Profile
 from sscard.pinpolicy import PinPolicy
@@ -67,6 +82,10 @@ def close_abandoned(conn: Connection, operator: Actor | None) -> list[store.Card
                 conn=conn,
             )
     return gone
+
+
+DEFER_POLL_S = 0.2
+"""How often a row deferred for another station is tried again once only such rows are left."""
 
 
 def row_key(row: HolderRow) -> str:
@@ -113,15 +132,25 @@ class BatchRun:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: dict[str, HolderRow] = {}
+        self._deferred: dict[str, tuple[HolderRow, float]] = {}
+        """Rows whose holder another station was issuing: row key → (row, when to try again)."""
         self.done = 0
         self.failed = 0
         self.skipped = 0
+        self._waited: set[str] = set()  # keys of rows deferred at least once
         self.started = time.monotonic()
 
     @property
-    def remaining(self) -> int:
+    def deferred(self) -> int:
+        """Rows that waited, at least once, while another station issued their holder."""
         with self._lock:
-            return len(self._pending)
+            return len(self._waited)
+
+    @property
+    def remaining(self) -> int:
+        """Rows not yet issued, skipped or failed (deferred ones included)."""
+        with self._lock:
+            return len(self._pending) + len(self._deferred)
 
     def stop(self) -> None:
         """Finish the cards in flight, start no new one."""
@@ -158,20 +187,33 @@ class BatchRun:
             while w.is_alive():
                 w.join(0.2)
 
-    def _claim(self, serial: str, conn: Connection) -> HolderRow | None:
-        """The row for this card: the one it was being issued for, else the next free one."""
+    def _take(self, serial: str, conn: Connection) -> HolderRow | None:
+        """The row for this card: the one it was being issued for, else the next free one,
+        else a deferred row whose time has come; None when none is due now."""
         known = store.card(conn, serial)
+        key = known.batch_key if known is not None else None
         with self._lock:
-            if known is not None and known.batch_key in self._pending:
-                return self._pending.pop(known.batch_key)
-            if not self._pending:
-                return None
-            key = next(iter(self._pending))
-            return self._pending.pop(key)
+            if key is not None and key in self._pending:
+                return self._pending.pop(key)
+            if key is not None and key in self._deferred:
+                return self._deferred.pop(key)[0]
+            if self._pending:
+                return self._pending.pop(next(iter(self._pending)))
+            now = time.monotonic()
+            for key, (row, due) in self._deferred.items():
+                if due <= now:
+                    del self._deferred[key]
+                    return row
+            return None
 
     def _release(self, row: HolderRow) -> None:
         with self._lock:
             self._pending[row_key(row)] = row
+
+    def _defer(self, row: HolderRow) -> None:
+        with self._lock:
+            self._deferred[row_key(row)] = (row, time.monotonic() + DEFER_POLL_S)
+            self._waited.add(row_key(row))
 
     def _worker(self, slot: CardSlot) -> None:
         conn = self.open_conn()
@@ -183,11 +225,8 @@ class BatchRun:
                 try:
                     card = SocialSecurityCard.open(transport, self.profile)
                     card.security = self.security
-                    serial = card.serial.hex().upper()
-                    row = self._claim(serial, conn)
-                    if row is None:
+                    if not self._use(card, conn, slot):
                         return
-                    self._issue(card, row, conn, slot.name, in_memory=slot.in_memory)
                 finally:
                     transport.disconnect()
                 if not self.remaining:
@@ -195,6 +234,35 @@ class BatchRun:
                 slot.wait_removal(self.stop_event)
         finally:
             conn.close()
+
+    def _use(self, card: SocialSecurityCard, conn: Connection, slot: CardSlot) -> bool:
+        """Issue a row to the card in ``slot``; False when no row is left for it (or stop).
+
+        A row deferred or skipped leaves the card untouched: it takes the next row.
+        While only deferred rows are left, they are tried again every
+        :data:`DEFER_POLL_S` seconds.
+        """
+        serial = card.serial.hex().upper()
+        while not self.stop_event.is_set():
+            row = self._take(serial, conn)
+            if row is None:
+                if not self.remaining:
+                    return False
+                self.stop_event.wait(DEFER_POLL_S / 2)
+                continue
+            if self._issue(card, row, conn, slot.name, in_memory=slot.in_memory):
+                return True
+        return False
+
+    def _issued_elsewhere(self, conn: Connection, row: HolderRow) -> store.CardRecord | None:
+        """The card issued for ``row`` (by this station or another), if any."""
+        known = store.by_batch_key(conn, row_key(row))
+        if known is not None and known.status == "issued":
+            return known
+        active = store.active_card(conn, str(normalize_holder(row.data)["ssn"]))
+        if active is not None and active.card_number == str(row.data["card_number"]):
+            return active
+        return None
 
     def _issue(
         self,
@@ -204,7 +272,9 @@ class BatchRun:
         reader: str,
         *,
         in_memory: bool = False,
-    ) -> None:
+    ) -> bool:
+        """Issue ``row`` to ``card`` and report it; whether the card is used up (False: it
+        is still blank and takes another row)."""
         serial = card.serial.hex().upper()
         pin = self.policy.random(birth_date=row.data.get("birth_date"))
         try:
@@ -218,26 +288,39 @@ class BatchRun:
                 batch_key=row_key(row),
                 in_memory=in_memory,
             )
-        except errors.TransportError as exc:  # card pulled: the row goes back to the queue
-            self._release(row)
-            self.on_result(
-                RowResult(row.line, serial, "failed", f"{type(exc).__name__}: {exc}", reader)
-            )
-            with self._lock:
-                self.failed += 1
-            return
+        except HolderInProgressElsewhere:  # the card is untouched: it takes another row
+            self._defer(row)
+            return False
+        except HolderHasActiveCard as exc:
+            other = self._issued_elsewhere(conn, row)
+            if other is None:
+                self._fail(row, serial, exc, reader)
+            else:  # another station issued this row meanwhile
+                self.on_result(RowResult(row.line, other.serial, "skipped", _("already issued")))
+                with self._lock:
+                    self.skipped += 1
+            mine = store.card(conn, serial)
+            return mine is not None and mine.status == "in_progress"  # else: still blank
+        except (errors.TransportError, CardInProgressElsewhere) as exc:
+            self._release(row)  # card pulled, or busy elsewhere: the row goes back to the queue
+            self._fail(row, serial, exc, reader)
+            return True
         except errors.SscardError as exc:
-            self.on_result(
-                RowResult(row.line, serial, "failed", f"{type(exc).__name__}: {exc}", reader)
-            )
-            with self._lock:
-                self.failed += 1
-            return
+            self._fail(row, serial, exc, reader)
+            return True
         if result.status != "already-issued":
             self.on_pin(row, result.card_number, pin)
         self.on_result(RowResult(row.line, serial, result.status, None, reader))
         with self._lock:
             self.done += 1
+        return True
+
+    def _fail(self, row: HolderRow, serial: str, exc: BaseException, reader: str) -> None:
+        self.on_result(
+            RowResult(row.line, serial, "failed", f"{type(exc).__name__}: {exc}", reader)
+        )
+        with self._lock:
+            self.failed += 1
 
 
 def rate_and_eta(run: BatchRun) -> tuple[float, float | None]:

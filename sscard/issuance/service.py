@@ -12,11 +12,18 @@ finishes the job or starts it cleanly:
 A card is recorded as issued only after verification passed, and the record,
 its audit entry and its ``card.issued`` / ``card.replaced`` event commit in one
 transaction (regulation art. 11, 14).
+
+Several stations may share one store (docs/store.md, "Several stations"): an
+issuance holds the claims ``holder:SSN`` and ``card:SERIAL`` from before its
+first write until its outcome is recorded, so no two stations personalize a
+card for the same holder, or the same card, at once; the store's unique index
+``issuance_one_active_card`` backs the one active card per holder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -24,11 +31,11 @@ from typing import Any
 from sscard import audit, cardevents, errors
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard, TransportKeyRefused, encode_pin
-from sscard.db import Connection
+from sscard.db import Claim, Connection, IntegrityError, StoreBusy, StoreUnavailable, claim
 from sscard.exchange import outbox
 from sscard.i18n import _
 from sscard.issuance import store
-from sscard.issuance.plan import Step, build_plan
+from sscard.issuance.plan import PersonalizationPlan, Step, build_plan
 from sscard.layout.holder import normalize_holder, validate_holder
 from sscard.layout.model import Profile
 from sscard.vocab import KeyType, Lifecycle
@@ -46,6 +53,14 @@ class CardAlreadyIssued(errors.OperationFailed):
 
 class CardNotUsable(errors.BlockedError):
     """The card in the reader is blocked and cannot be issued."""
+
+
+class HolderInProgressElsewhere(StoreBusy):
+    """Another station (or reader) is issuing a card to this holder right now."""
+
+
+class CardInProgressElsewhere(StoreBusy):
+    """Another station (or reader) is personalizing this very card right now."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +128,82 @@ def issue_card(
             [("reason", _("one of {choices}").format(choices=", ".join(REPLACE_REASONS)))],
         )
     ensure_schema(conn)
+    serial = card.serial.hex().upper()
+    ssn = str(holder["ssn"])
+    held = _claim_issuance(conn, ssn, serial)
+    try:  # every check reads the store after the claims: a station that waited sees the result
+        return _issue_claimed(
+            card,
+            holder,
+            plan=plan,
+            progress=progress,
+            conn=conn,
+            operator=operator,
+            service_point=service_point,
+            replace=replace,
+            replace_reason=replace_reason,
+            batch_key=batch_key,
+            in_memory=in_memory,
+        )
+    finally:
+        _release(held)
+
+
+def _claim_issuance(conn: Connection, ssn: str, serial: str) -> list[Claim]:
+    """Claim the holder and the card for this issuance; the claims newly taken here.
+
+    Refused (nothing written, the card untouched) when another station holds either.
+    """
+    wanted: list[tuple[str, Callable[[], StoreBusy]]] = [
+        (f"holder:{ssn}", lambda: _holder_busy(ssn)),
+        (f"card:{serial}", lambda: _card_busy(serial)),
+    ]
+    taken: list[Claim] = []
+    for name, busy in wanted:
+        if name in conn.claims:
+            continue  # the caller holds it already, and releases it
+        got = claim(conn, name)
+        if got is None:
+            _release(taken)
+            raise busy()
+        taken.append(got)
+    return taken
+
+
+def _release(claims: list[Claim]) -> None:
+    """Give ``claims`` up; a store that went away took them with it."""
+    for c in claims:
+        with suppress(StoreUnavailable):
+            c.release()
+
+
+def _holder_busy(ssn: str) -> StoreBusy:
+    return HolderInProgressElsewhere(
+        _("a card for holder {ssn} is being issued on another station right now").format(ssn=ssn)
+    ).with_hint(_("let that issuance finish, then check the holder's card before trying again"))
+
+
+def _card_busy(serial: str) -> StoreBusy:
+    return CardInProgressElsewhere(
+        _("card {serial} is being personalized on another station right now").format(serial=serial)
+    )
+
+
+def _issue_claimed(
+    card: SocialSecurityCard,
+    holder: Mapping[str, Any],
+    *,
+    plan: PersonalizationPlan,
+    progress: Callable[[int, Step], None] | None,
+    conn: Connection,
+    operator: Actor | None,
+    service_point: str,
+    replace: bool,
+    replace_reason: str,
+    batch_key: str | None,
+    in_memory: bool,
+) -> IssueResult:
+    """:func:`issue_card` once its claims are held."""
     serial = card.serial.hex().upper()
     ssn, number = str(holder["ssn"]), str(holder["card_number"])
     known = store.card(conn, serial)
@@ -243,19 +334,41 @@ def _record_issued(
     def writes(c: Connection) -> None:
         if old is not None and replaced:  # first: the store holds one active card per holder
             store.mark_replaced(c, old.serial)
-        store.mark_issued(c, serial)
+        try:
+            store.mark_issued(c, serial)
+        except IntegrityError as exc:
+            if not store.is_one_active_card_violation(exc):
+                raise
+            raise HolderHasActiveCard(
+                _(
+                    "the store refused card {serial}: holder {ssn} already has an active card"
+                ).format(serial=serial, ssn=holder["ssn"])
+            ) from None
 
-    ids = cardevents.recorded_action(
-        "card.issue",
-        personalize,
-        conn=conn,
-        operator=operator,
-        service_point=service_point,
-        card_serial=serial,
-        card_number=number,
-        events=events,
-        writes=writes,
-        on_failure=lambda exc: _failed(conn, serial, exc, fresh=fresh),
-        detail={"replaces": old.serial} if old is not None else None,
-    )
+    try:
+        ids = cardevents.recorded_action(
+            "card.issue",
+            personalize,
+            conn=conn,
+            operator=operator,
+            service_point=service_point,
+            card_serial=serial,
+            card_number=number,
+            events=events,
+            writes=writes,
+            on_failure=lambda exc: _failed(conn, serial, exc, fresh=fresh),
+            detail={"replaces": old.serial} if old is not None else None,
+        )
+    except HolderHasActiveCard as exc:  # the store's rule, at commit: nothing was recorded
+        _failed(conn, serial, exc, fresh=False)
+        audit.record(
+            "card.issue",
+            operator=operator,
+            outcome="failed",
+            error=exc,
+            card_serial=serial,
+            card_number=number,
+            conn=conn,
+        )
+        raise
     return IssueResult(serial, number, status, old.serial if old else None, tuple(ids))

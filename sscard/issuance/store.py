@@ -140,6 +140,13 @@ ONE_ACTIVE_CARD = "issuance_one_active_card"
 """The index that holds one issued card per holder (its name appears in the engine's error)."""
 
 
+def is_one_active_card_violation(exc: BaseException) -> bool:
+    """Whether ``exc`` (a :class:`sscard.db.IntegrityError`) is the one-active-card rule
+    biting: PostgreSQL names the index, SQLite the indexed column."""
+    text = str(exc)
+    return ONE_ACTIVE_CARD in text or "issuance_cards.ssn" in text
+
+
 def ensure_schema(conn: Connection) -> None:
     """Create the issuance tables when missing; upgrade them from an older version."""
     db_ensure_schema(conn, SCHEMA.name)
