@@ -17,7 +17,8 @@ from typing import Any
 from sscard import audit
 from sscard.audit.log import Actor
 from sscard.card import SocialSecurityCard
-from sscard.db import Connection, transaction
+from sscard.db import Connection, StoreBusy, StoreUnavailable, transaction
+from sscard.errors import SscardError
 from sscard.exchange import outbox
 
 Event = tuple[str, Mapping[str, Any]]
@@ -41,15 +42,15 @@ def recorded_action(
     """Run ``do`` (the card commands of ``action``) and record it; the ids of the events.
 
     On failure: ``on_failure(exc)`` (extra writes, e.g. the issuance attempt)
-    and a ``failed`` audit record, then the error goes on. On success, in one
+    and a ``failed`` audit record, then the error goes on; the same when a rule
+    of the store refuses the success record (one active card per holder). On success, in one
     transaction: ``writes(conn)``, every event of ``events`` and the ``ok``
     audit record (with ``detail``).
     """
     audit.ensure_schema(conn)
     outbox.ensure_schema(conn)
-    try:
-        do()
-    except BaseException as exc:
+
+    def failed(exc: BaseException) -> None:
         if on_failure is not None:
             on_failure(exc)
         audit.record(
@@ -61,23 +62,34 @@ def recorded_action(
             card_number=card_number,
             conn=conn,
         )
+
+    try:
+        do()
+    except BaseException as exc:
+        failed(exc)
         raise
-    with transaction(conn):
-        if writes is not None:
-            writes(conn)
-        ids = [
-            outbox.enqueue(conn, category, payload, service_point=service_point)
-            for category, payload in events
-        ]
-        audit.record(
-            action,
-            operator=operator,
-            outcome="ok",
-            card_serial=card_serial,
-            card_number=card_number,
-            conn=conn,
-            detail=detail,
-        )
+    try:
+        with transaction(conn):
+            if writes is not None:
+                writes(conn)
+            ids = [
+                outbox.enqueue(conn, category, payload, service_point=service_point)
+                for category, payload in events
+            ]
+            audit.record(
+                action,
+                operator=operator,
+                outcome="ok",
+                card_serial=card_serial,
+                card_number=card_number,
+                conn=conn,
+                detail=detail,
+            )
+    except (StoreUnavailable, StoreBusy):
+        raise  # the store cannot take a record now: nothing was recorded
+    except SscardError as exc:  # one of the store's rules refused the record (nothing of it kept)
+        failed(exc)
+        raise
     return ids
 
 

@@ -243,11 +243,25 @@ def test_two_upgrades_at_once_on_postgresql_apply_each_step_once(
     _initialized(pg_url)
     _behind(pg_url)
     stations = [Station(tmp_path / f"s{i}", pg_url) for i in range(3)]
-    with db.connect(pg_url) as holder:
-        holder.begin(write=True)  # the write lock: every upgrade waits behind it
+    procs, outputs = _at_once(pg_url, stations, "upgrade")
+    assert [p.returncode for p in procs] == [0, 0, 0], [e for _o, e in outputs]
+    applied = [
+        (s["module"], s["version"]) for out, _err in outputs for s in json.loads(out)["applied"]
+    ]
+    assert sorted(applied) == [("inbox", 1), ("issuance", 2)]
+    assert stations[0].json("store", "status")["state"] == "current"
+
+
+def _at_once(
+    url: str, stations: list[Station], command: str
+) -> tuple[list[subprocess.Popen[str]], list[tuple[str, str]]]:
+    """``sscard --json store COMMAND`` on every station, all made to wait together behind
+    the store's write lock, then let go at once; the processes and their outputs."""
+    with db.connect(url) as holder:
+        holder.begin(write=True)  # the write lock: every command waits behind it
         procs = [
             subprocess.Popen(
-                s.argv("--json", "store", "upgrade"),
+                s.argv("--json", "store", command),
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -257,13 +271,7 @@ def test_two_upgrades_at_once_on_postgresql_apply_each_step_once(
         ]
         _wait_for_lock_waiters(holder, len(procs))
         holder.commit()
-    outputs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0, 0], [e for _o, e in outputs]
-    applied = [
-        (s["module"], s["version"]) for out, _err in outputs for s in json.loads(out)["applied"]
-    ]
-    assert sorted(applied) == [("inbox", 1), ("issuance", 2)]
-    assert stations[0].json("store", "status")["state"] == "current"
+    return procs, [p.communicate(timeout=120) for p in procs]
 
 
 def _wait_for_lock_waiters(conn: db.Connection, count: int, timeout: float = 60) -> None:
@@ -281,21 +289,7 @@ def _wait_for_lock_waiters(conn: db.Connection, count: int, timeout: float = 60)
 
 def test_two_inits_at_once_on_postgresql_one_wins(pg_url: str, tmp_path: Path) -> None:
     stations = [Station(tmp_path / f"s{i}", pg_url) for i in range(2)]
-    with db.connect(pg_url) as holder:
-        holder.begin(write=True)
-        procs = [
-            subprocess.Popen(
-                s.argv("--json", "store", "init"),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=s.env(),
-            )
-            for s in stations
-        ]
-        _wait_for_lock_waiters(holder, len(procs))
-        holder.commit()
-    outputs = [p.communicate(timeout=120) for p in procs]
+    procs, outputs = _at_once(pg_url, stations, "init")
     assert sorted(p.returncode for p in procs) == [0, ExitCode.INVALID_INPUT]
     loser = next(err for p, (_out, err) in zip(procs, outputs, strict=True) if p.returncode)
     assert json.loads(loser)["error"] == "StoreNotEmpty"

@@ -448,7 +448,8 @@ def test_recorded_action_commits_everything_or_nothing(conn: db.Connection) -> N
         **common,
     )
     assert [e.id for e in outbox.pending(conn)] == ids
-    # the writes fail after the card said yes: no event, no ok record, no mark
+    # the writes fail after the card said yes: no event, no ok record, no mark; the
+    # refusal is audited
     with pytest.raises(db.IntegrityError):
         cardevents.recorded_action(
             "card.block",
@@ -477,6 +478,7 @@ def test_recorded_action_commits_everything_or_nothing(conn: db.Connection) -> N
     assert _count(conn, "marks") == 1
     assert [(r.action, r.outcome, r.error) for r in audit.all_records(conn)] == [
         ("card.block", "ok", None),
+        ("card.block", "failed", "IntegrityError"),
         ("card.unblock", "failed", "ValueError"),
     ]
     assert audit.verify(conn).ok

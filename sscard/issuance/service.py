@@ -345,30 +345,17 @@ def _record_issued(
                 ).format(serial=serial, ssn=holder["ssn"])
             ) from None
 
-    try:
-        ids = cardevents.recorded_action(
-            "card.issue",
-            personalize,
-            conn=conn,
-            operator=operator,
-            service_point=service_point,
-            card_serial=serial,
-            card_number=number,
-            events=events,
-            writes=writes,
-            on_failure=lambda exc: _failed(conn, serial, exc, fresh=fresh),
-            detail={"replaces": old.serial} if old is not None else None,
-        )
-    except HolderHasActiveCard as exc:  # the store's rule, at commit: nothing was recorded
-        _failed(conn, serial, exc, fresh=False)
-        audit.record(
-            "card.issue",
-            operator=operator,
-            outcome="failed",
-            error=exc,
-            card_serial=serial,
-            card_number=number,
-            conn=conn,
-        )
-        raise
+    ids = cardevents.recorded_action(
+        "card.issue",
+        personalize,
+        conn=conn,
+        operator=operator,
+        service_point=service_point,
+        card_serial=serial,
+        card_number=number,
+        events=events,
+        writes=writes,
+        on_failure=lambda exc: _failed(conn, serial, exc, fresh=fresh),
+        detail={"replaces": old.serial} if old is not None else None,
+    )
     return IssueResult(serial, number, status, old.serial if old else None, tuple(ids))
