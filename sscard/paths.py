@@ -1,8 +1,10 @@
 """Where sscard keeps its local data (docs/exchange.md, "Local store").
 
-One SQLite file, ``sscard.db``, holds the issuance store, the exchange outbox
-and the pulled block list / holder updates, so that a local change and the
-event that reports it commit in one transaction (regulation art. 11).
+The default store is one SQLite file, ``sscard.db``, in the data directory
+(a centre names a PostgreSQL database instead: docs/store.md); it holds the
+issuance store, the exchange outbox and the pulled block list / holder updates,
+so that a local change and the event that reports it commit in one transaction
+(regulation art. 11).
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ def _token_hash(token: str) -> str:
 
 
 class OperatorStore:
-    """Operators and sessions in the local SQLite store."""
+    """Operators and sessions in the store (SQLite, or a centre's PostgreSQL)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn

@@ -1,6 +1,6 @@
 """The durable outbox: card events waiting for the exchange platform (regulation art. 11).
 
-The outbox lives in the caller's SQLite database (:func:`sscard.db.open_db`),
+The outbox lives in the caller's store (:func:`sscard.db.open_store`),
 in tables prefixed ``outbox_``. :func:`enqueue` inserts and never commits: the
 event commits or rolls back with the local change that caused it, so a crash
 cannot lose an event nor report a change that did not happen::
