@@ -39,6 +39,7 @@ from sscard.transport import InProcessTransport
 from sscard.vocab import INS
 from tests.agentkit import PlainSlot, dev_keys, pad_reader, service
 from tests.cardkit import PIN, PROFILES, dev_module, issued_card, pin_works, session, tries_left
+from tests.storekit import init_store
 
 NEW = "246801"
 LIMIT = 6
@@ -114,6 +115,12 @@ def profile(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     return tmp_path / "store.db"
+
+
+@pytest.fixture
+def any_store(store_target: str) -> str:
+    """The store of a staff-action test, on either engine (a centre's agent uses PostgreSQL)."""
+    return init_store(store_target)
 
 
 # --- every operation, on a PIN pad reader and a plain one ----------------------------------
@@ -483,8 +490,9 @@ def events(store: Path) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_staff_reset_and_unblock_through_the_psam(
-    profile: str, store: Path, tmp_path: Path
+    profile: str, any_store: str, tmp_path: Path
 ) -> None:
+    store = any_store
     card = issued_card(profile)
     opened: list[str] = []
     keys = psam_keys(psam_image(tmp_path / "psam.img", profile), opened)
@@ -509,7 +517,10 @@ def test_staff_reset_and_unblock_through_the_psam(
     assert NEW not in repr(sent)
 
 
-def test_staff_failures_are_audited_and_leave_the_card_alone(store: Path, tmp_path: Path) -> None:
+def test_staff_failures_are_audited_and_leave_the_card_alone(
+    any_store: str, tmp_path: Path
+) -> None:
+    store = any_store
     card = issued_card("national-3")
     reader = PlainSlot(card).reader()
     tdes = psam_keys(psam_image(tmp_path / "3des.img", "national-2"))  # for 2.0 cards
