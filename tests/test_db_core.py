@@ -208,3 +208,48 @@ def test_a_claim_dies_with_the_process_that_held_it(store_target: str) -> None:
     finally:
         holder.kill()
         holder.wait(10)
+
+
+# --- a centre's server: sessions that hang ---------------------------------------------
+
+
+def test_a_station_connects_with_sscards_session_settings(pg_url: str) -> None:
+    with db.connect(pg_url) as conn:
+        settings = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("lock_timeout", "idle_in_transaction_session_timeout", "application_name")
+        }
+    assert settings == {
+        "lock_timeout": "30s",
+        "idle_in_transaction_session_timeout": "1min",
+        "application_name": "sscard",
+    }
+    own = f"{pg_url}?options=-c%20lock_timeout%3D5s&application_name=desk-7"
+    with db.connect(own) as conn:
+        assert conn.execute("SHOW lock_timeout").fetchone()[0] == "5s"  # the URL's own wins
+        assert conn.execute("SHOW application_name").fetchone()[0] == "desk-7"
+
+
+def test_waiting_too_long_for_the_write_lock_is_store_busy(pg_url: str) -> None:
+    _init(pg_url)
+    with db.open_store(pg_url) as holder, db.open_store(pg_url) as waiter:
+        holder.begin(write=True)
+        waiter.execute("SET lock_timeout = '300ms'")
+        with pytest.raises(db.StoreBusy), db.transaction(waiter):
+            pass
+        assert not waiter.in_transaction
+        holder.commit()
+        with db.transaction(waiter):  # free again
+            pass
+
+
+def test_a_station_frozen_inside_a_transaction_is_ended_by_the_server(pg_url: str) -> None:
+    _init(pg_url)
+    with db.open_store(pg_url) as frozen, db.open_store(pg_url) as other:
+        frozen.execute("SET idle_in_transaction_session_timeout = '300ms'")
+        frozen.begin(write=True)
+        other.execute("SET lock_timeout = '10s'")
+        with db.transaction(other):  # the server ends the frozen session and its lock
+            other.execute("INSERT INTO outbox_state (key, value) VALUES ('after', '1')")
+        with pytest.raises(db.StoreUnavailable):
+            frozen.execute("SELECT 1")

@@ -23,6 +23,11 @@ from sscard.i18n import _
 
 BUSY_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 10
+LOCK_TIMEOUT_S = 30
+"""PostgreSQL: the longest a statement waits for a lock (sscard's transactions hold
+the write lock a few milliseconds)."""
+IDLE_IN_TRANSACTION_S = 60
+"""PostgreSQL: a session idle inside a transaction this long is ended by the server."""
 
 WRITE_LOCK_KEY = 0x55C4_7D00_0000_0001
 """The advisory lock every PostgreSQL write transaction takes: one writer at a time,
@@ -219,6 +224,14 @@ class PostgresConnection(Connection):
             return self.raw.execute(query, params or None)
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(_first_line(exc)) from None
+        except psycopg.errors.LockNotAvailable:
+            raise StoreBusy(
+                _("another station held the store's lock for over {seconds} s").format(
+                    seconds=LOCK_TIMEOUT_S
+                )
+            ).with_hint(
+                _("try again; if it lasts, look for a station that keeps the store busy")
+            ) from None
         except psycopg.DataError as exc:  # a value the engine cannot hold (a NUL in text, …)
             raise InvalidInput(
                 _("the store cannot hold a value given"), [("value", _first_line(exc))]
@@ -235,6 +248,12 @@ class PostgresConnection(Connection):
                     reason=_first_line(exc)
                 )
             ) from None
+        except psycopg.Error as exc:  # the server ended the session (an idle-in-transaction
+            if self.raw.closed or self.raw.broken:  # timeout, …): as if it went away
+                raise StoreUnavailable(
+                    _("the store's server went away: {reason}").format(reason=_first_line(exc))
+                ) from None
+            raise
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         cursor: Cursor = self._run(sql, params)
@@ -290,12 +309,7 @@ def open_postgres(target: StoreTarget) -> PostgresConnection:
             _("cannot open the store"), [("store", _("psycopg (the PostgreSQL driver) is missing"))]
         ) from None
     try:
-        raw = psycopg.connect(
-            target.location,
-            autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="sscard",
-        )
+        raw = psycopg.connect(target.location, autocommit=True, **_session_defaults(target))
     except psycopg.ProgrammingError as exc:
         raise InvalidInput(
             _("cannot open the store"), [(target.display, _first_line(exc))]
@@ -307,6 +321,39 @@ def open_postgres(target: StoreTarget) -> PostgresConnection:
             )
         ) from None
     return PostgresConnection(raw, target)
+
+
+def _session_defaults(target: StoreTarget) -> dict[str, Any]:
+    """Connection settings sscard wants unless the URL sets them itself (libpq parameters).
+
+    * TCP keepalives: a station or a server that vanished from the network (as
+      opposed to one that closed its connections) is noticed in about a minute;
+    * ``lock_timeout``: waiting longer than :data:`LOCK_TIMEOUT_S` for the write lock
+      or a row lock is refused (:class:`StoreBusy`) instead of hanging a station;
+    * ``idle_in_transaction_session_timeout``: a session that sits inside a
+      transaction for :data:`IDLE_IN_TRANSACTION_S` (a station frozen with the write
+      lock held) is ended by the server, so the others go on.
+
+    The server settings go in the startup packet (``options``): no extra round trip.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = conninfo_to_dict(target.location)
+    wanted: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT_S,
+        "application_name": "sscard",
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
+    out = {k: v for k, v in wanted.items() if k not in given}
+    ours = (
+        f"-c lock_timeout={LOCK_TIMEOUT_S}s "
+        f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_S}s"
+    )
+    out["options"] = f"{ours} {given['options']}" if given.get("options") else ours
+    return out
 
 
 def _scrub(text: str, target: StoreTarget) -> str:
