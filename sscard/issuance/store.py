@@ -308,15 +308,14 @@ def mark_issued(conn: Connection, serial: str) -> None:
         "last_error = NULL, closed_reason = NULL WHERE serial = ?",
         (t, t, serial),
     )
-    (latest,) = conn.execute(
-        "SELECT MAX(id) FROM issuance_attempts WHERE serial = ?", (serial,)
+    closed = conn.execute(  # one round trip: find the latest attempt and close it
+        "UPDATE issuance_attempts SET finished_at = ?, outcome = 'issued' WHERE id ="
+        " (SELECT MAX(id) FROM issuance_attempts WHERE serial = ?) RETURNING id",
+        (t, serial),
     ).fetchone()
-    if latest is None:
+    if closed is None:
         return
-    conn.execute(
-        "UPDATE issuance_attempts SET finished_at = ?, outcome = 'issued' WHERE id = ?",
-        (t, latest),
-    )
+    (latest,) = closed
     conn.execute(
         "UPDATE issuance_attempts SET finished_at = ?, outcome = 'superseded', error = ? "
         "WHERE finished_at IS NULL AND id < ? AND serial IN (SELECT serial FROM issuance_cards"
