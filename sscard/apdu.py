@@ -7,7 +7,9 @@ Whether an APDU is short or extended follows from Lc and Le unless forced.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from struct import Struct
 from typing import Literal
 
 from sscard.errors import MalformedResponse
@@ -131,12 +133,16 @@ class CommandApdu:
         data, le = self.data, self.le
         n = len(data)
         if self.extended is None and n <= SHORT_MAX_LC and (le is None or le <= SHORT_MAX_LE):
-            # Short (the common case): header, Lc and data when there is data, Le byte.
+            # Short (the common case): one C call packs header, Lc, data and Le.
             if n:
-                head = bytes((self.cla, self.ins, self.p1, self.p2, n)) + data
-            else:
-                head = bytes((self.cla, self.ins, self.p1, self.p2))
-            return head if le is None else head + _ONE_BYTE[le & 0xFF]  # 256 -> 00
+                if le is None:
+                    pack = _CASE3.get(n) or _short_layout(_CASE3, n, "")
+                    return pack(self.cla, self.ins, self.p1, self.p2, n, data)
+                pack = _CASE4.get(n) or _short_layout(_CASE4, n, "B")
+                return pack(self.cla, self.ins, self.p1, self.p2, n, data, le & 0xFF)  # 256 -> 00
+            if le is None:
+                return _HEADER(self.cla, self.ins, self.p1, self.p2)
+            return _CASE2(self.cla, self.ins, self.p1, self.p2, le & 0xFF)
         head = bytes((self.cla, self.ins, self.p1, self.p2))
         if self.extended or not self._fits_short():
             body = bytes((0, n >> 8, n & 0xFF)) + data if n else b""
@@ -264,6 +270,21 @@ class ResponseApdu:
 
 
 _ONE_BYTE: tuple[bytes, ...] = tuple(bytes((i,)) for i in range(256))
+_HEADER = Struct("4B").pack
+_CASE2 = Struct("5B").pack
+# Short case 3 and 4 layouts by data length (a layout per length, not an encoding per
+# command), built on first use.
+_Pack = Callable[..., bytes]
+_CASE3: dict[int, _Pack] = {}
+_CASE4: dict[int, _Pack] = {}
+
+
+def _short_layout(layouts: dict[int, _Pack], n: int, le: str) -> _Pack:
+    """The packer of a short APDU with ``n`` data bytes (``le``: "B" when Le follows)."""
+    pack = layouts[n] = Struct(f"5B{n}s{le}").pack
+    return pack
+
+
 _new_object = object.__new__
 # The slots of the frozen dataclass, written without its __setattr__ guard.
 _set_data = ResponseApdu.__dict__["data"].__set__

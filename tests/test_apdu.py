@@ -147,6 +147,17 @@ def test_round_trip_bytes(apdu: CommandApdu) -> None:
     assert bytes(CommandApdu.parse(raw)) == raw
 
 
+def test_short_encoding_of_every_length() -> None:
+    # The short forms are packed by per-length layouts: each length and Le, byte by byte.
+    for n in range(256):
+        data = bytes((i * 7) & 0xFF for i in range(n))
+        lc = bytes((n,)) + data if n else b""
+        for le, le_byte in ((None, b""), (1, b"\x01"), (255, b"\xff"), (256, b"\x00")):
+            apdu = CommandApdu(0x84, 0xB2, 0x01, 0x0C, data, le)
+            assert apdu.encode() == bytes((0x84, 0xB2, 0x01, 0x0C)) + lc + le_byte
+            assert apdu.encode() == CommandApdu(0x84, 0xB2, 0x01, 0x0C, data, le, False).encode()
+
+
 @given(st.binary(max_size=600))
 def test_parse_never_fails_other_than_value_error(raw: bytes) -> None:
     try:
