@@ -219,7 +219,12 @@ def ensure(conn: Connection, *names: str) -> None:
     if not wanted:
         return
     if conn.engine == SQLITE:
-        migrate(conn, wanted)  # inside a caller's transaction: as savepoints of it
+        stored = stored_versions(conn)  # no lock: versions only ever go up
+        for name in wanted:
+            _refuse_newer(conn, _SCHEMAS[name], stored.get(name, 0))
+        behind = [n for n in wanted if stored.get(n, 0) < _SCHEMAS[n].latest]
+        if behind:
+            migrate(conn, behind)  # inside a caller's transaction: as savepoints of it
     else:
         check(conn, wanted)
     conn.ready.update(wanted)
