@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sscard import db
-from sscard.db.migrations import VERSIONS_TABLE
+from sscard.db.migrations import VERSIONS_TABLE, table_names
 from sscard.i18n import _
 
 OWNERS = (
@@ -63,12 +63,7 @@ class Step:
 
 def tables(conn: db.Connection) -> set[str]:
     """Which of sscard's tables (and ``sscard_schema``) the store has."""
-    if conn.engine == db.SQLITE:
-        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
-    else:
-        sql = "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
-    names = {str(r[0]) for r in conn.execute(sql)}
-    return names & {*_TABLES, VERSIONS_TABLE}
+    return table_names(conn) & {*_TABLES, VERSIONS_TABLE}
 
 
 def _steps(applied: list[tuple[str, int]]) -> list[Step]:

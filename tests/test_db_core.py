@@ -48,6 +48,12 @@ def test_a_password_never_shows_in_the_displayed_target() -> None:
         assert "s3cret-pw" not in repr(t.display)
 
 
+def test_a_malformed_port_is_refused_not_a_traceback() -> None:
+    with pytest.raises(InvalidInput) as e:
+        db.parse_target("postgresql://centre@db.example:abc/sscard")
+    assert "port" in str(e.value.problems)
+
+
 def test_an_unknown_kind_of_store_is_refused() -> None:
     with pytest.raises(InvalidInput) as e:
         db.parse_target("mysql://centre@db/sscard")

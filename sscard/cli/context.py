@@ -104,18 +104,15 @@ def refuse_store_password(value: str) -> None:
     ``$PGPASSFILE`` or ``$PGPASSWORD`` (docs/store.md).
     """
     if "://" not in value:
-        return
-    from urllib.parse import urlsplit
-
+        return  # a path: no URL, no password (and the store package stays unloaded)
+    from sscard.db.target import parse_target
     from sscard.errors import InvalidInput
 
-    parts = urlsplit(value.strip())
     try:
-        password = parts.password
-    except ValueError:  # a malformed port: the store's own parsing says so later
-        password = None
-    if password is None and "password=" not in parts.query.lower():
-        return
+        if not parse_target(value).has_password:
+            return
+    except InvalidInput:
+        return  # a URL sscard cannot use: opening the store says why
     raise InvalidInput(
         _("a password does not belong in the store setting"),
         [("--store / $SSCARD_STORE", _("the URL holds a password (command lines are public)"))],

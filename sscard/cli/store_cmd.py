@@ -174,7 +174,7 @@ def status(state: CliState) -> None:
     target = db.parse_target(state.store_target())
     if target.engine == db.SQLITE and not Path(target.location).exists():
         schemas.load_all()
-        report = schemas.StoreReport(target.engine, target.display, _missing(), empty=True)
+        report = schemas.StoreReport(target.engine, target.display, db.status(None), empty=True)
         state.emit(report.info(), "\n".join(_status_lines(report)))
         return
     with db.connect(target) as conn:
@@ -182,12 +182,6 @@ def status(state: CliState) -> None:
         state.emit(report.info(), "\n".join(_status_lines(report)))
         if report.too_new or (conn.engine == db.POSTGRESQL and (report.behind or report.empty)):
             check(conn, db.registered())
-
-
-def _missing() -> list[dict[str, object]]:
-    return [
-        {"module": s.name, "version": 0, "latest": s.latest, "current": False} for s in db.schemas()
-    ]
 
 
 def _status_lines(report: schemas.StoreReport) -> list[str]:

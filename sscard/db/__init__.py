@@ -29,7 +29,6 @@ from sscard.db.connection import (
     Cursor,
     open_postgres,
     open_sqlite,
-    sqlite_file,
 )
 from sscard.db.errors import (
     IntegrityError,
@@ -80,7 +79,6 @@ __all__ = [
     "register_schema",
     "registered",
     "schemas",
-    "sqlite_file",
     "status",
     "transaction",
 ]

@@ -26,9 +26,9 @@ from sscard.db.target import SQLITE
 
 _POLL_S = 0.05
 _local = threading.Lock()
-_held_here: dict[tuple[str, str], int] = {}
-"""SQLite claims held by this process: (store, name) → id of the holding connection.
-flock is per open file, but two connections of one process must exclude each other too."""
+_held_here: set[tuple[str, str]] = set()
+"""SQLite claims held by this process, as (store, name): flock is per open file, but
+two connections of one process must exclude each other too."""
 
 
 @dataclass
@@ -49,11 +49,11 @@ class Claim:
         self.conn.claims.pop(self.name, None)
         if self.conn.engine == SQLITE:
             with _local:
-                _held_here.pop((str(self.conn.target.path), self.name), None)
+                _held_here.discard((str(self.conn.target.path), self.name))
             if self._fd is not None and self._file is not None:
                 self._file.unlink(missing_ok=True)  # while still locked: see _try_sqlite
                 os.close(self._fd)
-        elif not _gone(self.conn):
+        elif not self.conn.lost:  # a lost session took its advisory locks with it
             self.conn.execute("SELECT pg_advisory_unlock(?)", (lock_key(self.name),))
 
     def __enter__(self) -> Claim:
@@ -61,12 +61,6 @@ class Claim:
 
     def __exit__(self, *_exc: object) -> None:
         self.release()
-
-
-def _gone(conn: Connection) -> bool:
-    """Whether the session is closed or lost: its advisory locks went with it."""
-    raw = conn.raw  # type: ignore[attr-defined]
-    return bool(getattr(raw, "closed", True) or getattr(raw, "broken", False))
 
 
 def lock_key(name: str) -> int:
@@ -123,7 +117,7 @@ def _try_sqlite(conn: Connection, name: str) -> Claim | None:
             if _same_file(fd, file):
                 break
             os.close(fd)  # its holder released and removed it meanwhile: take the new one
-        _held_here[(store, name)] = id(conn)
+        _held_here.add((store, name))
     return Claim(conn, name, fd, file)
 
 
@@ -132,8 +126,3 @@ def _same_file(fd: int, file: Path) -> bool:
         return os.fstat(fd).st_ino == os.stat(file).st_ino
     except FileNotFoundError:
         return False
-
-
-def held(conn: Connection) -> list[str]:
-    """The names of the claims ``conn`` holds."""
-    return sorted(conn.claims)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Protocol
 
 from sscard.db.errors import IntegrityError, StoreBusy, StoreUnavailable
@@ -74,6 +73,12 @@ class Connection:
         """Open a transaction; ``write`` takes the store's write lock up front."""
         raise NotImplementedError
 
+    @property
+    def lost(self) -> bool:
+        """Whether the connection is closed or its server session is gone (with the
+        session's transaction and locks); an SQLite file is never lost this way."""
+        return False
+
     def commit(self) -> None:
         self.execute("COMMIT")
 
@@ -125,7 +130,7 @@ class SqliteConnection(Connection):
         return self.raw.in_transaction
 
     def begin(self, *, write: bool) -> None:
-        self.raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        self.execute("BEGIN IMMEDIATE" if write else "BEGIN")  # busy past the timeout: StoreBusy
 
     def close(self) -> None:
         self.raw.close()
@@ -236,22 +241,18 @@ class PostgresConnection(Connection):
             raise InvalidInput(
                 _("the store cannot hold a value given"), [("value", _first_line(exc))]
             ) from None
-        except psycopg.OperationalError as exc:
-            if self.raw.closed or self.raw.broken:
+        except psycopg.Error as exc:
+            if self.lost:  # the server went away, or ended the session (idle in transaction)
                 raise StoreUnavailable(
                     _("the store's server went away: {reason}").format(reason=_first_line(exc))
                 ) from None
-            # the session lives on, the statement did not: cancelled, a lock or statement
-            # timeout an administrator set, … (a transaction it was in must be rolled back)
-            raise OperationFailed(
-                _("the store did not complete the request: {reason}").format(
-                    reason=_first_line(exc)
-                )
-            ) from None
-        except psycopg.Error as exc:  # the server ended the session (an idle-in-transaction
-            if self.raw.closed or self.raw.broken:  # timeout, …): as if it went away
-                raise StoreUnavailable(
-                    _("the store's server went away: {reason}").format(reason=_first_line(exc))
+            if isinstance(exc, psycopg.OperationalError):
+                # the session lives on, the statement did not: cancelled, a lock or statement
+                # timeout an administrator set, … (a transaction it was in must be rolled back)
+                raise OperationFailed(
+                    _("the store did not complete the request: {reason}").format(
+                        reason=_first_line(exc)
+                    )
                 ) from None
             raise
 
@@ -276,12 +277,15 @@ class PostgresConnection(Connection):
             self.rollback()  # the caller gets no transaction: leave none open
             raise
 
+    @property
+    def lost(self) -> bool:
+        return bool(self.raw.closed or self.raw.broken)
+
     def rollback(self) -> None:
         """Roll back; nothing to do on a lost session (the server rolled it back), so
         the error that told of the loss is the one the caller sees."""
-        if self.raw.closed or self.raw.broken:
-            return
-        self.execute("ROLLBACK")
+        if not self.lost:
+            self.execute("ROLLBACK")
 
     def close(self) -> None:
         self.raw.close()
@@ -361,8 +365,3 @@ def _scrub(text: str, target: StoreTarget) -> str:
     if target.has_password and target.location in text:
         text = text.replace(target.location, target.display)
     return text
-
-
-def sqlite_file(conn: Connection) -> Path | None:
-    """The file of an SQLite store, else None."""
-    return conn.target.path if conn.engine == SQLITE else None

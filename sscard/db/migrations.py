@@ -103,21 +103,19 @@ def portable(sql: str) -> str:
 
 def stored_versions(conn: Connection) -> dict[str, int]:
     """Each module's version as the store records it ({} for a store without tables)."""
-    if not _has_versions_table(conn):
+    if VERSIONS_TABLE not in table_names(conn):
         return {}
     rows = conn.execute(f"SELECT module, version FROM {VERSIONS_TABLE}").fetchall()
     return {str(m): int(v) for m, v in rows}
 
 
-def _has_versions_table(conn: Connection) -> bool:
+def table_names(conn: Connection) -> set[str]:
+    """The names of the store's tables (in the current schema on PostgreSQL)."""
     if conn.engine == SQLITE:
-        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
     else:
-        sql = (
-            "SELECT 1 FROM pg_catalog.pg_tables"
-            " WHERE schemaname = current_schema() AND tablename = ?"
-        )
-    return conn.execute(sql, (VERSIONS_TABLE,)).fetchone() is not None
+        sql = "SELECT tablename FROM pg_catalog.pg_tables WHERE schemaname = current_schema()"
+    return {str(r[0]) for r in conn.execute(sql)}
 
 
 def migrate(conn: Connection, names: Sequence[str] | None = None) -> list[tuple[str, int]]:
@@ -137,7 +135,7 @@ def migrate(conn: Connection, names: Sequence[str] | None = None) -> list[tuple[
         while True:
             with transaction(conn):
                 current = _version(conn, name)
-                _refuse_newer(conn, schema, current)
+                _refuse_newer(schema, current)
                 if current >= schema.latest:
                     break
                 step = schema.migrations[current]
@@ -161,7 +159,7 @@ def _version(conn: Connection, name: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-def _refuse_newer(conn: Connection, schema: Schema, current: int) -> None:
+def _refuse_newer(schema: Schema, current: int) -> None:
     if current > schema.latest:
         raise StoreTooNew(
             _("the store was upgraded by a newer sscard"),
@@ -181,21 +179,18 @@ def check(conn: Connection, names: Sequence[str]) -> None:
     are at this sscard's version in the store."""
     stored = stored_versions(conn)
     problems: list[tuple[str, str]] = []
-    for name in names:
-        schema = _SCHEMAS[name]
-        current = stored.get(name, 0)
-        _refuse_newer(conn, schema, current)
-        if current < schema.latest:
-            problems.append(
-                (
-                    name,
-                    _("tables at version {stored}, this sscard needs {latest}").format(
-                        stored=current, latest=schema.latest
-                    )
-                    if current
-                    else _("no tables yet (version {latest} needed)").format(latest=schema.latest),
+    for name in _behind(stored, names):
+        current, latest = stored.get(name, 0), _SCHEMAS[name].latest
+        problems.append(
+            (
+                name,
+                _("tables at version {stored}, this sscard needs {latest}").format(
+                    stored=current, latest=latest
                 )
+                if current
+                else _("no tables yet (version {latest} needed)").format(latest=latest),
             )
+        )
     if problems and not stored:
         raise StoreNotInitialized(
             _("the store {store} has no sscard tables yet").format(store=conn.target.display),
@@ -206,6 +201,14 @@ def check(conn: Connection, names: Sequence[str]) -> None:
             _("the store {store} is not ready for this sscard").format(store=conn.target.display),
             problems,
         ).with_hint(_("initialize or upgrade the store first (an administrator's step)"))
+
+
+def _behind(stored: dict[str, int], names: Sequence[str]) -> list[str]:
+    """Which of the schemas ``names`` are older in the store (``stored``) than this
+    sscard's; :class:`StoreTooNew` if any is newer."""
+    for name in names:
+        _refuse_newer(_SCHEMAS[name], stored.get(name, 0))
+    return [n for n in names if stored.get(n, 0) < _SCHEMAS[n].latest]
 
 
 def ensure(conn: Connection, *names: str) -> None:
@@ -219,10 +222,7 @@ def ensure(conn: Connection, *names: str) -> None:
     if not wanted:
         return
     if conn.engine == SQLITE:
-        stored = stored_versions(conn)  # no lock: versions only ever go up
-        for name in wanted:
-            _refuse_newer(conn, _SCHEMAS[name], stored.get(name, 0))
-        behind = [n for n in wanted if stored.get(n, 0) < _SCHEMAS[n].latest]
+        behind = _behind(stored_versions(conn), wanted)  # no lock: versions only ever go up
         if behind:
             migrate(conn, behind)  # inside a caller's transaction: as savepoints of it
     else:
@@ -230,9 +230,10 @@ def ensure(conn: Connection, *names: str) -> None:
     conn.ready.update(wanted)
 
 
-def status(conn: Connection) -> list[dict[str, object]]:
-    """Each registered schema: stored version, latest version, and whether it is current."""
-    stored = stored_versions(conn)
+def status(conn: Connection | None) -> list[dict[str, object]]:
+    """Each registered schema: stored version, latest version, and whether it is current
+    (``conn`` None: a store that does not exist yet, every version 0)."""
+    stored = stored_versions(conn) if conn is not None else {}
     return [
         {
             "module": s.name,

@@ -51,31 +51,29 @@ def parse_target(value: str | Path) -> StoreTarget:
     if scheme == "sqlite":
         path = unquote(parts.path)
         if parts.netloc or not path:
-            raise InvalidInput(
-                _("cannot use this store"),
-                [("store", _("an SQLite URL is sqlite:///ABSOLUTE/PATH"))],
-            )
+            raise _unusable(_("an SQLite URL is sqlite:///ABSOLUTE/PATH"))
         return StoreTarget(SQLITE, path, path)
     if scheme not in _PG_SCHEMES:
-        raise InvalidInput(
-            _("cannot use this store"),
-            [
-                (
-                    "store",
-                    _("unknown kind of store {scheme!r}: a file path or postgresql://…").format(
-                        scheme=parts.scheme
-                    ),
-                )
-            ],
+        raise _unusable(
+            _("unknown kind of store {scheme!r}: a file path or postgresql://…").format(
+                scheme=parts.scheme
+            )
         )
     has_password = parts.password is not None or "password=" in parts.query.lower()
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
     user = f"{parts.username}@" if parts.username else ""
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # urllib: not a number, or out of range
+        raise _unusable(_("the port is not a number from 0 to 65535")) from None
     query = "&".join(
         q for q in parts.query.split("&") if q and not q.lower().startswith("password=")
     )
     display = urlunsplit(("postgresql", f"{user}{host}{port}", parts.path, query, ""))
     return StoreTarget(POSTGRESQL, text, display, has_password)
+
+
+def _unusable(why: str) -> InvalidInput:
+    return InvalidInput(_("cannot use this store"), [("store", why)])
