@@ -297,7 +297,7 @@ def server_cpu(pid: int | None) -> float:
 
 def check_store(target: str, expected: int) -> dict[str, Any]:
     """The store after a run: issued cards, outbox events, audit verified."""
-    from sscard.audit.verify import verify
+    from sscard.audit.integrity import verify
     from sscard.db import open_store
 
     with open_store(target) as conn:

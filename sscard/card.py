@@ -12,8 +12,7 @@ It never holds a key: cryptograms and MACs come from the security module.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sscard import commands, errors
 from sscard.apdu import CommandApdu, ResponseApdu
@@ -72,8 +71,7 @@ class UnknownCard(errors.InvalidInput):
     national = NationalCode.WRONG_CARD_TYPE
 
 
-@dataclass(frozen=True)
-class Recognition:
+class Recognition(NamedTuple):
     """What the card says about itself (docs/card.md, "Recognising a card")."""
 
     profile: Profile | None  # None: no social security application yet (a blank card)
@@ -136,8 +134,7 @@ def algorithm_indicator(fci: bytes) -> int | None:
     return fci[at + 5]
 
 
-@dataclass(frozen=True)
-class CardInfo:
+class CardInfo(NamedTuple):
     """What ``sscard info`` shows."""
 
     atr: bytes

@@ -23,7 +23,7 @@ from sscard.layout import (
     validate_rows,
 )
 from sscard.layout.cardno import complete
-from sscard.layout.codecs import CardId
+from sscard.layout.codecs import CARD_ID_RID, CardId
 from sscard.layout.gb11643 import PROVINCES, check_digit
 
 SERIAL = bytes.fromhex("0011223344556677")
@@ -211,7 +211,7 @@ def test_valid_holders_round_trip_through_card_records(
     assert decode_records(p, records) == holder
     card = decode_records(p, records, holder_only=False)
     sequence = serial[-4:]  # the card sequence: last 4 bytes of the chip serial
-    mac_input = bytes.fromhex(holder["region"]) + CardId.RID + sequence + serial
+    mac_input = bytes.fromhex(holder["region"]) + CARD_ID_RID + sequence + serial
     expected = CardId(holder["region"], sequence, sign(mac_input))
     assert card["card_id"] == expected.hex
     assert card["spec_version"] == p.ef("EF05").record(3).constant
@@ -397,6 +397,19 @@ def test_escape_controls_makes_every_control_character_visible() -> None:
     safe = escape_json_controls(text)
     assert not any(c in safe for c in HOSTILE)
     assert json.loads(safe) == json.loads(text)
+
+
+def test_printable_text_never_holds_a_refused_character() -> None:
+    """The escapers skip text that str.isprintable() passes (their patterns then never
+    compile): that is only right if no character of the set is printable."""
+    import sys
+
+    from sscard.layout.controls import _pattern
+
+    control = _pattern("control")
+    refused = [c for c in map(chr, range(sys.maxunicode + 1)) if control.fullmatch(c)]
+    assert set(HOSTILE) <= set(refused)
+    assert not [c for c in refused if c.isprintable()]
 
 
 # --- exact rules (issue 12, item 4) -----------------------------------------

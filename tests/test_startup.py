@@ -208,3 +208,25 @@ def test_showing_an_error_loads_neither_the_emulator_nor_issuance(tmp_path: Path
     modules = _loaded(["-r", "No Such Reader", "read"], tmp_path, env=env, status=6)
     assert "sscard.cli.hints" in modules
     assert _heavy(modules, HEAVY + READ_PATH_EXTRA) == []
+
+
+def test_no_lazy_name_is_also_a_submodule() -> None:
+    """A package that loads its names on first use (sscard.lazy) must not have a submodule
+    of the same name: importing that submodule would bind the package attribute to the
+    module, and ``audit.checkpoint(...)`` would call a module."""
+    import importlib
+    import pkgutil
+
+    import sscard
+
+    lazy = []
+    for info in pkgutil.walk_packages(sscard.__path__, "sscard."):
+        if not info.ispkg or info.name.startswith("sscard.applets"):
+            continue
+        package = importlib.import_module(info.name)
+        if "__getattr__" not in vars(package):
+            continue
+        lazy.append(info.name)
+        submodules = {m.name for m in pkgutil.iter_modules(package.__path__)}
+        assert not submodules & set(package.__all__), info.name
+    assert {"sscard.audit", "sscard.db", "sscard.layout"} <= set(lazy)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from sscard import audit, db, schemas
-from sscard.audit.checkpoint import CheckpointSigner, checkpoint
+from sscard.audit.signing import CheckpointSigner, checkpoint
 from sscard.auth import OperatorStore, login
 from sscard.cli.exit_codes import ExitCode
 from sscard.exchange import outbox

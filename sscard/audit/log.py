@@ -7,8 +7,8 @@ One row per operator action in ``audit_log`` of the local store::
 
 ``hash = SHA-256(prev_hash ‖ canonical JSON of the other fields, seq included)``
 and ``prev_hash`` of record 1 is 64 zeros: a hash chain, so an edited, deleted
-or reordered record breaks it (:mod:`sscard.audit.verify`). Signed checkpoints
-(:mod:`sscard.audit.checkpoint`) stop an attacker from re-computing the chain;
+or reordered record breaks it (:mod:`sscard.audit.integrity`). Signed checkpoints
+(:mod:`sscard.audit.signing`) stop an attacker from re-computing the chain;
 with a checkpoint signer armed, :func:`record` writes them automatically.
 
 No record holds a PIN, key, passphrase or password: the fields are ids, names
@@ -20,18 +20,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import sys
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from sscard.audit.checkpoint import auto_checkpoint, auto_signer
 from sscard.audit.schema import ensure_schema
 from sscard.clock import iso, now_utc
 from sscard.db import Connection, transaction
 from sscard.errors import InvalidInput
 from sscard.i18n import _
+
+if TYPE_CHECKING:
+    from sscard.audit.signing import CheckpointSigner
 
 GENESIS = "0" * 64
 OUTCOMES = ("ok", "refused", "failed")
@@ -49,8 +52,7 @@ class Actor(Protocol):
     def role(self) -> str: ...
 
 
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
+class AuditRecord(NamedTuple):
     """One audit record as stored."""
 
     seq: int
@@ -68,7 +70,7 @@ class AuditRecord:
 
     def content(self) -> dict[str, object]:
         """The hashed fields."""
-        data = asdict(self)
+        data = self._asdict()
         del data["prev_hash"], data["hash"]
         return data
 
@@ -89,7 +91,7 @@ class AuditRecord:
 
     def info(self) -> dict[str, object]:
         """For JSON output: the fields, ``detail`` decoded; an unreadable row says so."""
-        data: dict[str, object] = asdict(self)
+        data: dict[str, object] = self._asdict()
         why = self.unreadable()
         if why is None:
             data["detail"] = json.loads(self.detail) if self.detail else None
@@ -162,7 +164,7 @@ def record(
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {OUTCOMES}")
     error_name = type(error).__name__ if isinstance(error, BaseException) else error
-    signer = auto_signer()
+    signer = _armed_signer()
     ensure_schema(conn)
     with transaction(conn):
         last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
@@ -181,14 +183,34 @@ def record(
             prev_hash=prev,
             hash="",
         )
-        rec = AuditRecord(**{**asdict(partial), "hash": record_hash(prev, partial.content())})
+        rec = partial._replace(hash=record_hash(prev, partial.content()))
         conn.execute(
             f"INSERT INTO audit_log ({_COLUMNS}) VALUES ({', '.join('?' * 12)})",
-            tuple(asdict(rec).values()),
+            tuple(rec),
         )
         if signer is not None:
+            from sscard.audit.signing import auto_checkpoint
+
             auto_checkpoint(conn, signer, rec.seq, rec.hash, action, outcome)
     return rec
+
+
+ENV_AUDIT_KEYSTORE = "SSCARD_AUDIT_KEYSTORE"
+"""The key store that arms automatic checkpoints (:func:`sscard.audit.auto_signer`)."""
+
+
+def _armed_signer() -> CheckpointSigner | None:
+    """The signer of automatic checkpoints, if any is armed.
+
+    Only :func:`sscard.audit.use_signer` (in the checkpoint module) or
+    ``$SSCARD_AUDIT_KEYSTORE`` can arm one: while neither happened, a record
+    loads no signer code (issue 19, start-up).
+    """
+    if "sscard.audit.signing" not in sys.modules and not os.environ.get(ENV_AUDIT_KEYSTORE):
+        return None
+    from sscard.audit.signing import auto_signer
+
+    return auto_signer()
 
 
 def _since(value: str) -> str:

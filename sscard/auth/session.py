@@ -15,9 +15,9 @@ token to its caller instead of a file (the agent, docs/agent.md) uses
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from sscard import audit
 from sscard.auth.store import DEFAULT_TTL, Operator, OperatorStore
@@ -41,8 +41,7 @@ def token_path() -> Path:
     return data_dir() / TOKEN_NAME
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
+class Session(NamedTuple):
     """A logged-in operator and when the session ends."""
 
     operator: Operator
@@ -72,14 +71,16 @@ def read_token(path: Path | None = None) -> str:
     return text
 
 
-@dataclass(frozen=True, slots=True)
-class SessionToken:
+class SessionToken(NamedTuple):
     """A session started for a caller that keeps the token itself (the agent hands it to
     the business system): the operator, the expiry and the token (never in ``repr``)."""
 
     operator: Operator
     expires: datetime
-    token: str = field(repr=False)
+    token: str
+
+    def __repr__(self) -> str:  # the token is a secret: never in a repr
+        return f"SessionToken(operator={self.operator!r}, expires={self.expires!r})"
 
 
 def start_session(

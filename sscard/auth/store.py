@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from sscard import db
 from sscard.auth.passwords import DEFAULT_COST, dummy_verify, hash_password, verify_password
@@ -53,8 +53,7 @@ MAX_TTL = timedelta(hours=12)
 DEFAULT_TTL = timedelta(hours=8)
 
 
-@dataclass(frozen=True, slots=True)
-class Operator:
+class Operator(NamedTuple):
     """A person (or a kiosk) who operates sscard: id, display name, role."""
 
     id: str

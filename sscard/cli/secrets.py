@@ -15,7 +15,6 @@ secret) arrives marked with ``N_`` and is translated where it is shown.
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 import warnings
@@ -39,6 +38,8 @@ def hidden_prompt(
     :class:`~sscard.errors.InvalidInput` (exit 7) raised when the input cannot be
     hidden. ``label`` is the prompt (translated); ``what`` is marked with ``N_``.
     """
+    import getpass  # and termios: loaded for a prompt, not for every command
+
     with warnings.catch_warnings():
         warnings.simplefilter("error", getpass.GetPassWarning)
         try:

@@ -416,8 +416,8 @@ def inbox_cmd(state: CliState) -> None:
     updates = inbox.pending_updates(conn)
     data = {
         "cursor": inbox.cursor(conn),
-        "block_list": [b.__dict__ for b in blocks],
-        "holder_updates": [u.__dict__ for u in updates],
+        "block_list": [b._asdict() for b in blocks],
+        "holder_updates": [u._asdict() for u in updates],
     }
     lines = [_("Block list ({count} card(s)):").format(count=len(blocks))]
     lines += [

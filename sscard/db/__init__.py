@@ -21,8 +21,8 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sscard.db.claims import Claim, claim
 from sscard.db.connection import (
     BUSY_TIMEOUT_MS,
     Connection,
@@ -50,7 +50,17 @@ from sscard.db.migrations import (
 )
 from sscard.db.migrations import ensure as ensure_schema
 from sscard.db.target import POSTGRESQL, SQLITE, StoreTarget, parse_target
+from sscard.lazy import lazy_names
 from sscard.paths import default_store
+
+if TYPE_CHECKING:
+    from sscard.db.claims import Claim, claim
+
+# Claims (file locks on SQLite) load when first used: a command that claims
+# nothing does not pay for them (issue 19, start-up).
+__getattr__, __dir__ = lazy_names(
+    __name__, {"Claim": "sscard.db.claims", "claim": "sscard.db.claims"}
+)
 
 __all__ = [
     "BUSY_TIMEOUT_MS",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sscard.clock import iso, now_utc
 from sscard.db.connection import Connection
@@ -27,8 +27,7 @@ _VERSIONS_DDL = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
+class Migration(NamedTuple):
     """Version ``version`` of a module's tables.
 
     ``both`` runs on either engine (written in the shared subset);
@@ -52,12 +51,11 @@ class Migration:
         return [portable(s) for s in statements] if engine == POSTGRESQL else statements
 
 
-@dataclass(frozen=True, slots=True)
-class Schema:
+class Schema(NamedTuple):
     """The migrations of one module, oldest first."""
 
     name: str
-    migrations: tuple[Migration, ...] = field(default=())
+    migrations: tuple[Migration, ...] = ()
 
     @property
     def latest(self) -> int:

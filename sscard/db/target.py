@@ -9,8 +9,8 @@ drops a password anyway.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from sscard.errors import InvalidInput
@@ -21,8 +21,7 @@ POSTGRESQL = "postgresql"
 _PG_SCHEMES = ("postgresql", "postgres")
 
 
-@dataclass(frozen=True, slots=True)
-class StoreTarget:
+class StoreTarget(NamedTuple):
     """A parsed store setting: the engine and where (a path, or a libpq URL)."""
 
     engine: str

@@ -11,8 +11,7 @@ a card appears and applies :func:`pending_updates`, then :func:`mark_applied`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sscard import db
 from sscard.db import Connection
@@ -68,8 +67,7 @@ def cursor(conn: Connection) -> int:
     return 0 if row is None else int(row[0])
 
 
-@dataclass(frozen=True)
-class Applied:
+class Applied(NamedTuple):
     """What one page of pulled items changed."""
 
     blocked: int = 0
@@ -140,8 +138,7 @@ def apply_pulled(conn: Connection, items: list[dict[str, Any]], new_cursor: int)
     return Applied(**counts)
 
 
-@dataclass(frozen=True)
-class BlockEntry:
+class BlockEntry(NamedTuple):
     """A card to block when it next appears."""
 
     card_number: str
@@ -170,8 +167,7 @@ def block_list(conn: Connection) -> list[BlockEntry]:
     return [BlockEntry(*r) for r in rows]
 
 
-@dataclass(frozen=True)
-class HolderUpdate:
+class HolderUpdate(NamedTuple):
     """Holder data to write onto the card at its next visit."""
 
     event_id: str

@@ -13,9 +13,8 @@ start-up time than the whole card conversation (issue 19).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from sscard.errors import RecordDecodeError, RecordEncodeError
 from sscard.i18n import N_, _
@@ -25,8 +24,11 @@ from sscard.i18n import N_, _
 Vector = tuple[int, int, str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class CardId:
+CARD_ID_RID = bytes.fromhex("D156000005")
+"""The RID inside every card identification code."""
+
+
+class CardId(NamedTuple):
     """The card identification code (卡识别码, EF05 record 01, docs/card.md):
     region (3 B BCD) ‖ RID ``D1 56 00 00 05`` ‖ card sequence (4 B) ‖ MAC (4 B)."""
 
@@ -34,12 +36,10 @@ class CardId:
     sequence: bytes
     mac: bytes
 
-    RID = bytes.fromhex("D156000005")
-
     @property
     def code(self) -> bytes:
         """The 16 bytes on the card."""
-        return bytes.fromhex(self.region) + self.RID + self.sequence + self.mac
+        return bytes.fromhex(self.region) + CARD_ID_RID + self.sequence + self.mac
 
     @property
     def hex(self) -> str:
@@ -378,10 +378,10 @@ class CardIdRecord(RecordCodec):
     def decode_value(self, value: bytes) -> CardId:
         region = _bcd_digits(value[:3])
         rid = value[3:8]
-        if rid != CardId.RID:
+        if rid != CARD_ID_RID:
             raise _ValueError(
                 _("RID {rid}, expected {expected}").format(
-                    rid=rid.hex().upper(), expected=CardId.RID.hex().upper()
+                    rid=rid.hex().upper(), expected=CARD_ID_RID.hex().upper()
                 )
             )
         return CardId(region, value[8:12], value[12:])
@@ -394,7 +394,7 @@ class CardIdRecord(RecordCodec):
         parts = (value.sequence, value.mac)
         if not all(isinstance(part, bytes | bytearray) and len(part) == 4 for part in parts):
             raise _ValueError(_("sequence and MAC must be 4 bytes each"))
-        return _bcd_bytes(value.region, 3) + CardId.RID + bytes(value.sequence) + bytes(value.mac)
+        return _bcd_bytes(value.region, 3) + CARD_ID_RID + bytes(value.sequence) + bytes(value.mac)
 
     def check_length(self) -> str | None:
         return None if self.length == 16 else _("a card identification code is 16 bytes")

@@ -12,6 +12,7 @@ text read from a card, which may come from anywhere, is printed through
 from __future__ import annotations
 
 import re
+from functools import cache
 
 from sscard.i18n import _
 
@@ -22,20 +23,29 @@ _OTHERS = (
     "\u202a-\u202e\u2066-\u2069"  # bidi embeddings, overrides and isolates
     "\u200e\u200f\u061c"  # bidi marks
 )
-_CONTROL = re.compile(f"[{_C0}{_OTHERS}]")
-_CONTROL_OR_BACKSLASH = re.compile(f"[{_C0}{_OTHERS}\\\\]")
-# json.dumps escapes C0 in strings itself, and its own line breaks (indent) must stay.
-_JSON_RAW = re.compile(f"[{_OTHERS}]")
+
+
+# The patterns compile on first use: text that str.isprintable() passes holds none of
+# them (every character of the set is in Unicode category Cc, Cf, Zl or Zp), so
+# printing ordinary card text never needs them (issue 19, start-up).
+@cache
+def _pattern(which: str) -> re.Pattern[str]:
+    if which == "control":
+        return re.compile(f"[{_C0}{_OTHERS}]")
+    if which == "control-or-backslash":
+        return re.compile(f"[{_C0}{_OTHERS}\\\\]")
+    # json.dumps escapes C0 in strings itself, and its own line breaks (indent) must stay.
+    return re.compile(f"[{_OTHERS}]")
 
 
 def is_control(char: str) -> bool:
     """Whether ``char`` (one character) is in the refused set."""
-    return _CONTROL.fullmatch(char) is not None
+    return not char.isprintable() and _pattern("control").fullmatch(char) is not None
 
 
 def control_problem(text: str) -> str | None:
     """Why ``text`` cannot be card data (its first control character), or ``None``."""
-    found = _CONTROL.search(text)
+    found = None if text.isprintable() else _pattern("control").search(text)
     if found is None:
         return None
     char = found.group()
@@ -59,7 +69,9 @@ def escape_controls(text: str) -> str:
     A backslash is doubled, so an escape always means a control character on
     the card, never the same characters written as text.
     """
-    return _CONTROL_OR_BACKSLASH.sub(_escape, text)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return _pattern("control-or-backslash").sub(_escape, text)
 
 
 def escape_json_controls(text: str) -> str:
@@ -69,4 +81,6 @@ def escape_json_controls(text: str) -> str:
     In JSON text those characters can only stand inside strings, where
     ``\\uNNNN`` means the same character: the parsed value is unchanged.
     """
-    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    if text.isprintable():
+        return text
+    return _pattern("json").sub(lambda m: f"\\u{ord(m.group()):04x}", text)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from sscard.errors import InvalidInput
@@ -65,7 +64,7 @@ def encode_holder(
             value = item.constant
         elif item.encoding == "card-id":
             unsigned = CardId(holder["region"], CardId.sequence_of(serial), b"")
-            value = replace(unsigned, mac=bytes(sign(unsigned.mac_input(serial))))
+            value = unsigned._replace(mac=bytes(sign(unsigned.mac_input(serial))))
         elif item.field in holder:
             value = _to_card(item, holder[item.field])
         else:

@@ -9,8 +9,7 @@ File types, key types and algorithms are the enums of :mod:`sscard.vocab`
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sscard.errors import InvalidInput
 from sscard.i18n import _
@@ -24,8 +23,7 @@ RECORD_TYPES = tuple(t for t in FileType if t.is_record)
 _CONDITION = re.compile(r"^(free|never|pin|ext-auth\(([^,()]+),([0-9A-Fa-f]{2})\)|sm\(([^()]+)\))$")
 
 
-@dataclass(frozen=True, slots=True)
-class AccessCondition:
+class AccessCondition(NamedTuple):
     """One way to satisfy an access rule: ``free``, ``never``, ``pin``,
     ``ext-auth`` (EXTERNAL AUTHENTICATE with key ``key_id`` of ``df``) or ``sm``
     (line protection with the STK of ``df``)."""
@@ -54,8 +52,7 @@ class AccessCondition:
         return self.kind
 
 
-@dataclass(frozen=True, slots=True)
-class Access:
+class Access(NamedTuple):
     """Access rules of an EF: each operation lists alternatives (any one suffices)."""
 
     read: tuple[AccessCondition, ...]
@@ -67,8 +64,7 @@ class Access:
         return any(c.kind == "free" for c in self.read)
 
 
-@dataclass(frozen=True, slots=True)
-class RecordItem:
+class RecordItem(NamedTuple):
     """One record of a record EF and the data item it holds."""
 
     file: str
@@ -101,8 +97,7 @@ class RecordItem:
         return bytes.fromhex(self.value) if self.encoding == "binary" else self.value
 
 
-@dataclass(frozen=True, slots=True)
-class FileSpec:
+class FileSpec(NamedTuple):
     """One file of the tree: MF, DDF, DF or EF."""
 
     id: str
@@ -131,8 +126,7 @@ class FileSpec:
         raise KeyError(f"{self.id} record {no}")
 
 
-@dataclass(frozen=True, slots=True)
-class PinSpec:
+class PinSpec(NamedTuple):
     """The cardholder PIN object."""
 
     df: str
@@ -141,8 +135,7 @@ class PinSpec:
     try_limit: int
 
 
-@dataclass(frozen=True, slots=True)
-class CommandSet:
+class CommandSet(NamedTuple):
     """The command set variant: which MAC, how long, which cipher block size."""
 
     variant: str
@@ -151,8 +144,7 @@ class CommandSet:
     block_size: int
 
 
-@dataclass(frozen=True, slots=True)
-class Profile:
+class Profile(NamedTuple):
     """A loaded card profile; look files up by id with :meth:`file`, :meth:`df`, :meth:`ef`."""
 
     name: str

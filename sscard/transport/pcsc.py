@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from smartcard import scard
 
@@ -112,8 +112,7 @@ def list_readers() -> list[str]:
         return ctx.readers()
 
 
-@dataclass(frozen=True)
-class ReaderState:
+class ReaderState(NamedTuple):
     """What a reader holds right now."""
 
     name: str

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sscard.audit.checkpoint import Checkpoint, CheckpointSigner, checkpoints
 from sscard.audit.log import GENESIS, AuditRecord, all_records, record_hash
+from sscard.audit.signing import Checkpoint, CheckpointSigner, checkpoints
 from sscard.db import Connection
 from sscard.errors import AuditLogBroken, AuditTrailTruncated
 from sscard.i18n import _

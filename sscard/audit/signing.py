@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sscard.audit.log import ENV_AUDIT_KEYSTORE
 from sscard.audit.schema import ensure_schema
 from sscard.clock import iso, now_utc
 from sscard.db import Connection, transaction
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 KEY_REF = "AUDIT/CPK/01"
 KEY_ALGORITHM = "3des"
 
-ENV_AUDIT_KEYSTORE = "SSCARD_AUDIT_KEYSTORE"
 ENV_AUDIT_PASSPHRASE = "SSCARD_AUDIT_KEYSTORE_PASSPHRASE"
 ENV_KEYSTORE_PASSPHRASE = "SSCARD_KEYSTORE_PASSPHRASE"
 AUTO_EVERY = 20
