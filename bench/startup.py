@@ -16,7 +16,9 @@ the warm-up runs write them, so no run compiles sources.
    connects to the same reader and sends the same command APDUs (learnt from one
    ``sscard --log-level trace`` run); target ≤ 1.5×. The same program importing
    Click first is printed too: the floor of any Click command line that sends
-   those APDUs (an interpreter, Click, pyscard and the card's answers).
+   those APDUs (an interpreter, Click, pyscard and the card's answers), and that
+   program appending one hash-chained record to an SQLite file as well: the floor of
+   an audited read (every ``sscard read`` is in the audit trail, regulation art. 13).
 
 Usage: ``.venv/bin/python bench/startup.py [--runs 20] [--warmup 2] [--json]``.
 """
@@ -59,6 +61,23 @@ scard.SCardDisconnect(card, scard.SCARD_LEAVE_CARD)
 scard.SCardReleaseContext(context)
 """
 """The baseline for ``sscard read``: connect, send the APDUs given as arguments, print."""
+
+AUDITED = """\
+import hashlib, json, sqlite3, sys, time
+conn = sqlite3.connect(sys.argv.pop(1), isolation_level=None)
+conn.execute("PRAGMA journal_mode=WAL")
+conn.execute("PRAGMA synchronous=FULL")
+conn.execute("CREATE TABLE IF NOT EXISTS trail (seq INTEGER PRIMARY KEY, body TEXT, hash TEXT)")
+conn.execute("BEGIN IMMEDIATE")
+last = conn.execute("SELECT hash FROM trail ORDER BY seq DESC LIMIT 1").fetchone()
+body = json.dumps({"action": "card.read", "operator": "bench", "time": time.time()})
+digest = hashlib.sha256(((last[0] if last else "") + body).encode()).hexdigest()
+conn.execute("INSERT INTO trail (body, hash) VALUES (?, ?)", (body, digest))
+conn.execute("COMMIT")
+"""
+"""What any audited read adds at the least: one hash-chained record appended to an SQLite
+file in one durable transaction (sscard's own trail does more: an operator check, the
+migration versions, the record's fields)."""
 
 TRACED = re.compile(r"TRACE sscard\.apdu: > ([0-9A-F]+)\s*$")
 
@@ -165,10 +184,19 @@ def card_read(args: argparse.Namespace, out: dict[str, object]) -> None:
                 m.group(1) for line in traced.stderr.splitlines() if (m := TRACED.search(line))
             ]
             out["sscard read: command APDUs"] = len(apdus)
-            raw, floor, sscard = timed(
+            trail = str(Path(tmp) / "trail.db")
+            raw, floor, audited, sscard = timed(
                 [
                     [PYTHON, "-c", PYSCARD_READ, reader, *apdus],
                     [PYTHON, "-c", "import click\n" + PYSCARD_READ, reader, *apdus],
+                    [
+                        PYTHON,
+                        "-c",
+                        "import click\n" + AUDITED + PYSCARD_READ,
+                        trail,
+                        reader,
+                        *apdus,
+                    ],
                     [SSCARD, "-r", reader, "read"],
                 ],
                 args.runs,
@@ -177,8 +205,13 @@ def card_read(args: argparse.Namespace, out: dict[str, object]) -> None:
             )
     out["pyscard script, same APDUs"] = summary(raw)
     out["the same script importing click too (floor of a Click CLI)"] = summary(floor)
+    out["... and appending one hash-chained record (floor of an audited Click CLI)"] = summary(
+        audited
+    )
     out["sscard -r READER read"] = summary(sscard)
-    out["floor / pyscard script (median)"] = ratio(floor, raw)
+    out["Click floor / pyscard script (median)"] = ratio(floor, raw)
+    out["audited Click floor / pyscard script (median)"] = ratio(audited, raw)
+    out["sscard read / audited Click floor (median)"] = ratio(sscard, audited)
     out["sscard read / pyscard script (median; target <= 1.5)"] = ratio(sscard, raw)
 
 
