@@ -1,5 +1,5 @@
 """``python -m sscard`` runs the command line."""
 
-from sscard.cli.main import main
+from sscard.cli.entry import main
 
 main()

@@ -230,3 +230,32 @@ def test_no_lazy_name_is_also_a_submodule() -> None:
         submodules = {m.name for m in pkgutil.iter_modules(package.__path__)}
         assert not submodules & set(package.__all__), info.name
     assert {"sscard.audit", "sscard.db", "sscard.layout"} <= set(lazy)
+
+
+def test_the_collector_is_off_while_loading_and_on_while_the_command_runs() -> None:
+    """sscard.cli.entry: no collection while ~200 modules load; the command's own objects
+    are collected as usual (a long-running ``agent serve`` must not grow without bound)."""
+    program = (
+        "import gc, sys\n"
+        "from sscard.cli import main as cli_main\n"
+        "assert gc.isenabled()  # importing the command line changes nothing\n"
+        "@cli_main.cli.command('probe')\n"
+        "def probe():\n"
+        "    print('enabled', gc.isenabled(), 'frozen', gc.get_freeze_count() > 0)\n"
+        "sys.argv = ['sscard', 'probe']\n"
+        "from sscard.cli.entry import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["enabled", "True", "frozen", "True"]
+
+
+def test_the_console_script_and_python_m_run_the_entry() -> None:
+    for argv in ([SSCARD, "--version"], [sys.executable, "-m", "sscard", "--version"]):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0 and "sscard, version" in done.stdout, done.stderr
+    script = Path(SSCARD).read_text(encoding="utf-8")
+    assert "from sscard.cli.entry import main" in script

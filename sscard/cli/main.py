@@ -19,6 +19,7 @@ import click
 from sscard import __version__, errors
 from sscard.cli import language
 from sscard.cli.context import STORE_HELP, CliState, give_json_option, refuse_store_password
+from sscard.cli.entry import command_starts
 from sscard.cli.exit_codes import ExitCode, error_kind, exit_code_for
 from sscard.i18n import N_, _
 from sscard.national import message_for
@@ -292,6 +293,7 @@ def cli(
       sscard --store /srv/sp/sscard.db audit verify   another local store
       sscard --store postgresql://sscard@db.centre.example/sscard store status
     """
+    command_starts()  # the collector runs again, for the command's own objects
     # The one place the local store is resolved: every command of this run uses it.
     ctx.obj = CliState(
         reader=reader, json=as_json, log_level=log_level, store=store or str(default_store())
@@ -328,7 +330,7 @@ register_reader_form(PINPAD_PREFIX, _emulated_pin_pad)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Run the command line (:func:`sscard.cli.entry.main` is the console script)."""
     try:
         cli.main(prog_name="sscard")
     except KeyboardInterrupt:  # pragma: no cover - interactive
