@@ -11,6 +11,9 @@ transaction so the action and its audit record commit together::
 
 from typing import TYPE_CHECKING
 
+# The schema module loads with the package: it registers the audit tables, so the
+# store (sscard.db.open_store) checks them with every other module's.
+from sscard.audit.schema import ensure_schema
 from sscard.lazy import lazy_names
 
 if TYPE_CHECKING:
@@ -27,7 +30,6 @@ if TYPE_CHECKING:
         record,
         records,
     )
-    from sscard.audit.schema import ensure_schema
     from sscard.audit.signing import (
         AUTO_EVERY,
         KEY_REF,
@@ -62,7 +64,6 @@ _HOMES: dict[str, str] = {
     "all_records": "sscard.audit.log",
     "record": "sscard.audit.log",
     "records": "sscard.audit.log",
-    "ensure_schema": "sscard.audit.schema",
     "VerifyReport": "sscard.audit.integrity",
     "verify": "sscard.audit.integrity",
     "witness_problem": "sscard.audit.integrity",

@@ -202,7 +202,7 @@ ENV_AUDIT_KEYSTORE = "SSCARD_AUDIT_KEYSTORE"
 def _armed_signer() -> CheckpointSigner | None:
     """The signer of automatic checkpoints, if any is armed.
 
-    Only :func:`sscard.audit.use_signer` (in the checkpoint module) or
+    Only :func:`sscard.audit.use_signer` (in :mod:`sscard.audit.signing`) or
     ``$SSCARD_AUDIT_KEYSTORE`` can arm one: while neither happened, a record
     loads no signer code (issue 19, start-up).
     """

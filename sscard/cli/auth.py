@@ -140,10 +140,9 @@ def _record(
     ctx: click.Context, action: str, op: Operator, outcome: str, error: BaseException | None
 ) -> None:
     notes = ctx.meta.get(_META_NOTES, {})
-    record = audit.record  # loads the trail's module (and its schema) before the store opens
     conn = (ctx.find_object(CliState) or CliState()).open_store()
     try:
-        record(
+        audit.record(
             action,
             operator=op,
             outcome=outcome,

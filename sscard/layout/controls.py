@@ -25,17 +25,20 @@ _OTHERS = (
 )
 
 
+_SOURCES = {
+    "control": f"[{_C0}{_OTHERS}]",
+    "control-or-backslash": f"[{_C0}{_OTHERS}\\\\]",
+    # json.dumps escapes C0 in strings itself, and its own line breaks (indent) must stay.
+    "json": f"[{_OTHERS}]",
+}
+
+
 # The patterns compile on first use: text that str.isprintable() passes holds none of
 # them (every character of the set is in Unicode category Cc, Cf, Zl or Zp), so
 # printing ordinary card text never needs them (issue 19, start-up).
 @cache
 def _pattern(which: str) -> re.Pattern[str]:
-    if which == "control":
-        return re.compile(f"[{_C0}{_OTHERS}]")
-    if which == "control-or-backslash":
-        return re.compile(f"[{_C0}{_OTHERS}\\\\]")
-    # json.dumps escapes C0 in strings itself, and its own line breaks (indent) must stay.
-    return re.compile(f"[{_OTHERS}]")
+    return re.compile(_SOURCES[which])
 
 
 def is_control(char: str) -> bool:
