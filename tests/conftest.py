@@ -22,6 +22,9 @@ os.environ["SSCARD_LANG"] = "en"
 # Operators (docs/operators.md): the session runs as a logged-in issuer (token in the
 # scratch dir); `installation` gives a test its own empty installation instead.
 os.environ["SSCARD_OPERATOR_TOKEN"] = os.path.join(os.environ["SSCARD_DATA_DIR"], "operator.token")
+# Every sscard subprocess runs in its own process, whatever command server the developer
+# has running; tests/test_command_server.py starts its own.
+os.environ["SSCARD_COMMAND_SERVER"] = "off"
 
 from sscard.applets import ScriptedCard
 from sscard.applets.factory import new_card_file

@@ -17,10 +17,17 @@ programs) changes nothing of this.
 from __future__ import annotations
 
 import gc
+import sys
 
 
 def main() -> None:
-    """Run ``sscard`` (the console script and ``python -m sscard``)."""
+    """Run ``sscard`` (the console script and ``python -m sscard``): in the command
+    server when one runs and takes it (:mod:`sscard.cli.cmdclient`), else here."""
+    from sscard.cli.cmdclient import forward
+
+    code = forward(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
     gc.disable()
     try:
         from sscard.cli.main import main as run

@@ -75,6 +75,10 @@ COMMANDS: dict[str, Entry] = {
         "block_cmd:block",
         N_("Block the card in the reader (service staff), e.g. one reported lost."),
     ),
+    "command-server": Entry(
+        "cmdserver_cmd:command_server",
+        N_("A resident process that runs sscard commands without start-up time."),
+    ),
     "exchange-platform": Entry(
         "platform_cmd:platform_group",
         N_("The reference exchange platform: serve it, make test certificates, read its audit."),
