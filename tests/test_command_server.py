@@ -151,6 +151,30 @@ def test_a_terminal_keeps_the_command_in_its_own_process(card_file: Path, server
         os.close(follower)
 
 
+def test_the_caller_loads_neither_click_nor_the_command_line(server: Server) -> None:
+    """What the handed-over run saves: the caller's process imports the client and the
+    socket module, not Click, not sscard.cli.main (-X importtime lists its imports)."""
+    env = {**server.env, "PYTHONPROFILEIMPORTTIME": "1"}
+    before = served(server)
+    done = sscard(["--version"], env)
+    assert done.returncode == 0 and served(server) == before + 1
+    imported = {
+        line.split("|")[-1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "sscard.cli.cmdclient" in imported
+    assert not {"click", "sscard.cli.main", "typing", "socket"} & imported, sorted(imported)
+
+
+def test_another_module_search_path_runs_in_its_own_process(server: Server) -> None:
+    """A caller with another PYTHONPATH might load other code: the server declines."""
+    before = served(server)
+    done = sscard(["--version"], {**server.env, "PYTHONPATH": "/nonexistent"})
+    assert done.returncode == 0
+    assert served(server) == before
+
+
 def test_off_keeps_the_command_in_its_own_process(server: Server) -> None:
     before = served(server)
     done = sscard(["--version"], {**server.env, cmdclient.ENV_COMMAND_SERVER: "off"})

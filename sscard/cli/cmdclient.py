@@ -67,11 +67,12 @@ def socket_path() -> str:
     return os.path.join("/tmp", f"sscard-{os.getuid()}", SOCKET_NAME)
 
 
-def identity() -> tuple[bytes, bytes]:
-    """This installation: the interpreter and the sscard package it runs (a server of
-    another one declines)."""
+def identity() -> tuple[bytes, bytes, bytes]:
+    """This installation: the interpreter, the sscard package it runs and the module
+    search path given to it (a server of another one declines)."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.fsencode(sys.executable), os.fsencode(package)
+    search = os.environ.get("PYTHONPATH", "")
+    return os.fsencode(sys.executable), os.fsencode(package), os.fsencode(search)
 
 
 def encode(fields: list[bytes]) -> bytes:
@@ -144,11 +145,9 @@ def _run(conn: _socket.socket, argv: list[str]) -> int | None:
 
     umask = os.umask(0o077)
     os.umask(umask)
-    executable, package = identity()
     fields = [
         b"run",
-        executable,
-        package,
+        *identity(),
         os.fsencode(os.getcwd()),
         b"%o" % umask,
         b"%d" % len(argv),

@@ -83,20 +83,21 @@ def _preload() -> int:
     return len(sys.modules)
 
 
-def _module_files() -> dict[str, int]:
-    """The file of every loaded module outside the standard library (sscard and the
-    installed packages) and its modification time (ns)."""
+def _watched_files() -> dict[str, int]:
+    """What the loaded state was built from, with modification times (ns): every file of
+    the sscard package (modules, catalogs, profiles) and the file of every loaded module
+    outside the standard library (Click, pyscard ...)."""
+    package = Path(__file__).resolve().parent.parent
+    paths = {str(path) for path in package.rglob("*") if "__pycache__" not in path.parts}
     stdlib = os.path.dirname(os.__file__) + os.sep
-    out: dict[str, int] = {}
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
-        if not isinstance(path, str):
-            continue
-        if path.startswith(stdlib) and "-packages" + os.sep not in path:
-            continue
-        if path:
-            with suppress(OSError):
-                out[path] = os.stat(path).st_mtime_ns
+        if isinstance(path, str) and (not path.startswith(stdlib) or "-packages" + os.sep in path):
+            paths.add(path)
+    out: dict[str, int] = {}
+    for path in paths:
+        with suppress(OSError):
+            out[path] = os.stat(path).st_mtime_ns
     return out
 
 
@@ -194,7 +195,7 @@ class CommandServer:
         finally:
             gc.freeze()  # the loaded state: shared by every fork, never walked again
             gc.enable()
-        self._files = _module_files()
+        self._files = _watched_files()
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with self._listening() as listener:
             self._listener = listener
@@ -318,10 +319,10 @@ class CommandServer:
                 self._stopping = True
             elif fields[1:2] != [b"run"] or len(fds) != 3:
                 self._send(conn, b"Lprotocol")
-            elif tuple(fields[2:4]) != self._identity:
+            elif tuple(fields[2:5]) != self._identity:
                 self._send(conn, b"Linstallation")
             else:
-                self._hand_over(conn, b"\0".join(fields[4:]), fds)
+                self._hand_over(conn, b"\0".join(fields[5:]), fds)
         finally:
             for fd in fds:
                 os.close(fd)
@@ -345,7 +346,7 @@ class CommandServer:
         self._send(conn, b"Lspare")
 
     def _status(self) -> bytes:
-        executable, package = self._identity
+        executable, package, _search = self._identity
         return b"S" + b"\0".join(
             (
                 b"%d" % os.getpid(),

@@ -101,6 +101,7 @@ def start() -> None:
             stdout=log_file,
             stderr=log_file,
             env=env,
+            cwd="/",  # holds no directory of the caller's
             start_new_session=True,  # no terminal, not stopped by the caller's Ctrl-C
         )
     deadline = time.monotonic() + START_TIMEOUT
