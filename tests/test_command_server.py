@@ -114,6 +114,7 @@ def test_a_read_handed_over_prints_what_a_read_in_its_own_process_prints(
         ["read", "--no-such-option"],
         ["-r", "virtual:/nonexistent/card.img", "read"],
         ["--json", "-r", "virtual:/nonexistent/card.img", "read"],
+        ["operator", "login", "test-issuer"],  # a password prompt with no terminal: exit 7
     ],
 )
 def test_errors_and_exit_codes_are_the_same(args: list[str], server: Server) -> None:
@@ -304,6 +305,23 @@ def test_a_second_server_on_the_same_socket_is_refused(server: Server) -> None:
     done = sscard(["command-server", "run"], server.env)
     assert done.returncode == 7
     assert "already listens" in done.stderr
+
+
+def test_a_file_in_the_sockets_place_is_left_alone(tmp_path: Path) -> None:
+    """A path that names a file, not a socket: the server refuses it and removes nothing;
+    sscard runs as usual."""
+    directory = tempfile.mkdtemp(prefix="sscard-cs-")
+    try:
+        os.chmod(directory, 0o700)
+        path = Path(directory) / "notes.txt"
+        path.write_text("keep me")
+        env = {**os.environ, cmdclient.ENV_COMMAND_SERVER: str(path)}
+        done = sscard(["command-server", "run"], env)
+        assert done.returncode == 7 and "not a socket" in done.stderr
+        assert path.read_text() == "keep me"
+        assert sscard(["--version"], env).returncode == 0
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_a_foreign_request_gets_a_refusal_not_a_run(server: Server) -> None:

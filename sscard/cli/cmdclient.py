@@ -26,7 +26,8 @@ and the command runs here:
 Wire format (``SOCK_SEQPACKET``, one message each way per step): the request is
 NUL-separated fields, :data:`MAGIC` and an operation first; the replies start
 with one letter (``P`` pid, ``X`` exit code, ``L`` declined: run it here, ``S``
-status, ``K`` stopping).
+status, ``K`` stopping). ``P`` is the point of no return: before it nothing has
+run and the caller may run the command itself; after it the caller only waits.
 """
 
 from __future__ import annotations
@@ -103,7 +104,12 @@ def connect(path: str) -> _socket.socket | None:
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     try:
         conn.connect(path)
+        # struct ucred {pid, uid, gid}: the environment goes to a process of this user only
+        peer = conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
     except OSError:
+        conn.close()
+        return None
+    if int.from_bytes(peer[4:8], sys.byteorder) != os.getuid():
         conn.close()
         return None
     return conn
@@ -171,10 +177,13 @@ def _run(conn: _socket.socket, argv: list[str]) -> int | None:
         except OSError:
             pass  # it has just ended: its exit code is on the way
 
+    # From here on the command runs there: whatever happens, never run it here too.
     signals = [getattr(signal, name) for name in FORWARDED_SIGNALS]
     previous = {sig: signal.signal(sig, pass_on) for sig in signals}
     try:
         reply = conn.recv(512)
+    except OSError:
+        reply = b""
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -10,9 +10,16 @@ back the exit code. Every command starts from the same loaded state: nothing
 one command does reaches the next. The design is Mercurial's chg and Nailgun's.
 
 It serves only its own user (``SO_PEERCRED``) and only the installation it
-was started from (same interpreter, same sscard package). When a loaded
-module's file changes on disk (an upgrade, an edit), it declines the command,
-which then runs in its own process, and stops; start it again.
+was started from (same interpreter, same sscard package, same ``PYTHONPATH``).
+When a file of the package or of a library it loaded changes on disk (an
+upgrade, an edit), it stops within about a second; the runs after that start in
+their own process. Start it again.
+
+A command's copy ends with :func:`os._exit` once the command returned, its
+output was flushed and logging shut down: unwinding the server's stack would run
+the server's own clean-up (it would remove the socket). So ``atexit`` handlers a
+command registered do not run; sscard registers none, and its threads are
+daemon threads joined by the commands themselves.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import struct
 import sys
 import time
@@ -248,6 +256,11 @@ class CommandServer:
                 [("socket", self.path)],
             )
         with suppress(FileNotFoundError):
+            if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                raise errors.InvalidInput(
+                    _("{path} exists and is not a socket").format(path=self.path),
+                    [("socket", self.path)],
+                )
             os.unlink(self.path)  # left by a server that did not stop cleanly
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         old = os.umask(0o177)
