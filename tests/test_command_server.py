@@ -324,6 +324,29 @@ def test_a_file_in_the_sockets_place_is_left_alone(tmp_path: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def test_the_sockets_directory_is_never_changed() -> None:
+    """An existing directory is used as it is when no other user could replace the socket
+    in it, refused otherwise; its mode is never changed (a server once put in /tmp must
+    not close /tmp to everybody)."""
+    directory = tempfile.mkdtemp(prefix="sscard-cs-")
+    try:
+        env = {**os.environ, cmdclient.ENV_COMMAND_SERVER: os.path.join(directory, "s.sock")}
+        os.chmod(directory, 0o777)  # anyone may replace a file in it
+        done = sscard(["command-server", "start"], env)
+        assert done.returncode == 7 and "another user could replace it" in done.stderr
+        assert os.stat(directory).st_mode & 0o7777 == 0o777
+        os.chmod(directory, 0o1777)  # sticky, as /tmp: a socket stays its owner's
+        assert sscard(["command-server", "start"], env).returncode == 0
+        assert os.stat(directory).st_mode & 0o7777 == 0o1777
+        assert sscard(["command-server", "stop"], env).returncode == 0
+        os.chmod(directory, 0o755)
+        assert sscard(["command-server", "start"], env).returncode == 0
+        assert os.stat(directory).st_mode & 0o7777 == 0o755
+        assert sscard(["command-server", "stop"], env).returncode == 0
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def test_a_foreign_request_gets_a_refusal_not_a_run(server: Server) -> None:
     """A client of another version (or anything else) on the socket: refused, nothing run."""
     before = served(server)

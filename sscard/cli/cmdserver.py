@@ -120,19 +120,23 @@ def _changed(files: dict[str, int]) -> str | None:
     return None
 
 
-def private_dir(path: Path) -> None:
-    """Create ``path`` (0700) or check that only this user may enter it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def socket_dir(path: Path) -> None:
+    """Make ``path`` a place to listen in: created (0700) when missing; an existing one is
+    used as it is (never changed) if no other user can replace a socket in it: it
+    belongs to this user or root, and only its owner may write in it, or it is sticky
+    (``/tmp``)."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True)
     info = path.lstat()
-    if not path.is_dir() or path.is_symlink() or info.st_uid != os.getuid():
+    mine = info.st_uid in (os.getuid(), 0)
+    closed = not info.st_mode & 0o022 or info.st_mode & stat.S_ISVTX
+    if not stat.S_ISDIR(info.st_mode) or not mine or not closed:
         raise errors.InvalidInput(
-            _("{path} is not a directory of this user; the command server will not use it").format(
-                path=path
-            ),
+            _(
+                "{path} is no place for the command server's socket: another user could replace it"
+            ).format(path=path),
             [("socket", str(path))],
         )
-    if info.st_mode & 0o077:
-        path.chmod(0o700)
 
 
 def status(path: str) -> dict[str, Any] | None:
@@ -249,7 +253,7 @@ class CommandServer:
 
     @contextmanager
     def _listening(self) -> Iterator[socket.socket]:
-        private_dir(Path(self.path).parent)
+        socket_dir(Path(self.path).parent)
         if status(self.path) is not None:
             raise errors.InvalidInput(
                 _("a command server already listens on {path}").format(path=self.path),

@@ -92,7 +92,7 @@ def start() -> None:
         )
         return
     directory = Path(path).parent
-    cmdserver.private_dir(directory)
+    cmdserver.socket_dir(directory)
     env = {**os.environ, cmdclient.ENV_COMMAND_SERVER: path}
     with open(directory / LOG_NAME, "ab") as log_file:
         process = subprocess.Popen(
