@@ -163,30 +163,43 @@ def _run(conn: _socket.socket, argv: list[str]) -> int | None:
     request = encode(fields)
     if len(request) > MAX_MESSAGE or any(b"\0" in field for field in fields):
         return None
-    # Standard input, output and error travel as SCM_RIGHTS: an array of C ints.
-    streams = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
-    conn.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, streams)])
-    reply = conn.recv(512)
-    if not reply.startswith(b"P"):
-        return None  # declined (L...): nothing ran
-    pid = int(reply[1:])
+    # A signal that comes before the command's process is known waits: it goes to
+    # that process, or is raised here again when the command runs here after all.
+    pending: list[int] = []
+    pid = 0
 
     def pass_on(signum: int, _frame: object) -> None:
+        if not pid:
+            pending.append(signum)
+            return
         try:  # noqa: SIM105 (contextlib is not loaded here)
             os.kill(pid, signum)
         except OSError:
             pass  # it has just ended: its exit code is on the way
 
-    # From here on the command runs there: whatever happens, never run it here too.
     signals = [getattr(signal, name) for name in FORWARDED_SIGNALS]
     previous = {sig: signal.signal(sig, pass_on) for sig in signals}
     try:
+        # Standard input, output and error travel as SCM_RIGHTS: an array of C ints.
+        streams = b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2))
+        conn.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, streams)])
         reply = conn.recv(512)
-    except OSError:
-        reply = b""
+        if not reply.startswith(b"P"):
+            return None  # declined (L...): nothing ran
+        # From here on the command runs there: whatever happens, never run it here too.
+        pid = int(reply[1:])
+        for signum in pending:
+            pass_on(signum, None)
+        try:
+            reply = conn.recv(512)
+        except OSError:
+            reply = b""
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if not pid:
+            for signum in pending:
+                signal.raise_signal(signum)
     if reply.startswith(b"X"):
         return int(reply[1:])
     # The command's process ended without reporting (killed).
