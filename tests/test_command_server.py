@@ -176,6 +176,24 @@ def test_another_module_search_path_runs_in_its_own_process(server: Server) -> N
     assert served(server) == before
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["agent", "serve", "--help"],
+        ["virtual", "serve", "--help"],
+        ["kiosk", "--help"],
+        ["sync", "run", "--help"],
+        ["command-server", "status"],
+    ],
+)
+def test_resident_commands_keep_their_own_process(args: list[str], server: Server) -> None:
+    """A service manager must see (and stop) the process it started."""
+    before = served(server)
+    done = sscard(args, server.env)
+    assert done.returncode == 0, done.stderr
+    assert served(server) == before
+
+
 def test_off_keeps_the_command_in_its_own_process(server: Server) -> None:
     before = served(server)
     done = sscard(["--version"], {**server.env, cmdclient.ENV_COMMAND_SERVER: "off"})

@@ -18,7 +18,10 @@ and the command runs here:
 * there is no terminal: standard input is not one and the process has no
   controlling terminal. The server's copy cannot own a terminal (prompts,
   echo off for a PIN), so whatever could prompt runs here, as before;
-* the command line is not a ``command-server`` command;
+* the command line is not one of a resident process (``command-server``, ``... serve``,
+  ``kiosk``, ``sync run``): a service manager must see, and be able to stop, the
+  process it started (a word of these anywhere keeps the run here, which is only
+  slower);
 * the socket (:func:`socket_path`) exists, belongs to this user, and a server
   of this same installation answers (one that finds its code changed on disk
   declines and stops).
@@ -42,6 +45,9 @@ if TYPE_CHECKING:
 
 ENV_COMMAND_SERVER = "SSCARD_COMMAND_SERVER"
 """The server's socket path, or ``off``: never hand a command over."""
+
+RESIDENT_WORDS = frozenset({"command-server", "serve", "kiosk"})
+"""Words of the command lines that stay in their own process (with ``sync run``)."""
 
 MAGIC = b"sscard-command-server/1"
 SOCKET_NAME = "command-server.sock"
@@ -126,10 +132,14 @@ def _has_terminal() -> bool:
     return True
 
 
+def _resident(argv: list[str]) -> bool:
+    return not RESIDENT_WORDS.isdisjoint(argv) or ("sync" in argv and "run" in argv)
+
+
 def forward(argv: list[str]) -> int | None:
     """Run ``argv`` (without the program name) in the command server: its exit code,
     or None when it is not handed over (the caller runs it itself)."""
-    if os.environ.get(ENV_COMMAND_SERVER) == "off" or "command-server" in argv:
+    if os.environ.get(ENV_COMMAND_SERVER) == "off" or _resident(argv):
         return None
     path = socket_path()
     if not is_ours(path) or _has_terminal():
