@@ -309,10 +309,12 @@ def test_status_start_and_stop(server: Server) -> None:
     assert info["python"] == sys.executable
     again = sscard(["command-server", "start"], server.env)
     assert again.returncode == 0 and str(info["pid"]) in again.stdout
+    again_json = json.loads(sscard(["--json", "command-server", "start"], server.env).stdout)
+    assert again_json["already_running"] is True and again_json["pid"] == info["pid"]
     assert os.stat(server.socket).st_mode & 0o777 == 0o600
     assert os.stat(os.path.dirname(server.socket)).st_mode & 0o777 == 0o700
-    stopped = sscard(["command-server", "stop"], server.env)
-    assert stopped.returncode == 0
+    stopped = sscard(["--json", "command-server", "stop"], server.env)
+    assert stopped.returncode == 0 and json.loads(stopped.stdout)["stopped"] is True
     assert not os.path.exists(server.socket)
     none = sscard(["command-server", "status"], server.env)
     assert none.returncode == 1 and "No command server" in none.stdout

@@ -77,7 +77,8 @@ def run() -> None:
 
 
 @command_server.command("start")
-def start() -> None:
+@pass_state
+def start(state: CliState) -> None:
     """Start the command server in the background and wait until it answers.
 
     Its messages go to command-server.log next to the socket.
@@ -85,10 +86,11 @@ def start() -> None:
     path = _path()
     running = cmdserver.status(path)
     if running is not None:
-        click.echo(
+        state.emit(
+            {"already_running": True, **running},
             _("A command server already runs on {path} (process {pid}).").format(
                 path=path, pid=running["pid"]
-            )
+            ),
         )
         return
     directory = Path(path).parent
@@ -108,10 +110,11 @@ def start() -> None:
     while time.monotonic() < deadline:
         info = cmdserver.status(path)
         if info is not None:
-            click.echo(
+            state.emit(
+                {"already_running": False, **info},
                 _("Command server started on {path} (process {pid}).").format(
                     path=path, pid=info["pid"]
-                )
+                ),
             )
             return
         if process.poll() is not None:
@@ -125,16 +128,23 @@ def start() -> None:
 
 
 @command_server.command("stop")
-def stop() -> None:
+@pass_state
+def stop(state: CliState) -> None:
     """Stop the command server; commands it is running finish first."""
     path = _path()
     if not cmdserver.request_stop(path):
-        click.echo(_("No command server runs on {path}.").format(path=path))
+        state.emit(
+            {"stopped": False, "socket": path},
+            _("No command server runs on {path}.").format(path=path),
+        )
         return
     deadline = time.monotonic() + 10
     while os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.02)
-    click.echo(_("Command server on {path} stopped.").format(path=path))
+    state.emit(
+        {"stopped": True, "socket": path},
+        _("Command server on {path} stopped.").format(path=path),
+    )
 
 
 @command_server.command("status")
