@@ -22,9 +22,9 @@ and the command runs here:
   ``kiosk``, ``sync run``): a service manager must see, and be able to stop, the
   process it started (a word of these anywhere keeps the run here, which is only
   slower);
-* the socket (:func:`socket_path`) exists, belongs to this user, and a server
-  of this same installation answers (one that finds its code changed on disk
-  declines and stops).
+* the socket (:func:`socket_path`) exists and belongs to this user, and a server
+  of this user and of this same installation answers (a server whose code
+  changed on disk has stopped within a second).
 
 Wire format (``SOCK_SEQPACKET``, one message each way per step): the request is
 NUL-separated fields, :data:`MAGIC` and an operation first; the replies start
