@@ -122,6 +122,31 @@ def test_errors_and_exit_codes_are_the_same(args: list[str], server: Server) -> 
     assert handed == alone
 
 
+def test_runs_at_the_same_time_each_get_their_own_copy(card_file: Path, server: Server) -> None:
+    """Several callers at once (a script reading at several stations, a card each): each
+    run gets a copy of its own and its own output, none waits for another's to end."""
+    cards = []
+    for n in range(6):
+        cards.append(card_file.with_name(f"card{n}.img"))
+        shutil.copyfile(card_file, cards[-1])
+    before = served(server)
+    processes = [
+        subprocess.Popen(
+            [SSCARD, "--json", "-r", f"virtual:{card}", "read"],
+            env=server.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        for card in cards
+    ]
+    outputs = [process.communicate(timeout=60) for process in processes]
+    assert [process.returncode for process in processes] == [0] * 6, [e for _o, e in outputs]
+    assert len({json.loads(out)["card_number"] for out, _err in outputs}) == 1
+    assert served(server) == before + 6
+
+
 def test_the_callers_language_directory_and_input(card_file: Path, server: Server) -> None:
     """The command gets the caller's environment (SSCARD_LANG), working directory (a
     relative card path) and standard input (APDUs piped to ``apdu --stdin``)."""
