@@ -14,6 +14,7 @@ from sscard import db
 from sscard.exchange import outbox, sync, tls
 from sscard.exchange.ca import Issued, init_ca
 from sscard.exchange.client import PlatformClient
+from sscard.exchange.events import new_event_id
 from sscard.exchange.platform import Platform, PlatformConfig
 from sscard.layout.cardno import complete
 
@@ -49,6 +50,26 @@ def issued(n: int, serial: str = "0011223344556677") -> dict[str, Any]:
 def blocked(card_number: str, reason: str = "lost") -> dict[str, Any]:
     """A card.blocked payload: reported lost, not on the card."""
     return {"card_number": card_number, "reason": reason, "on_card": False}
+
+
+def pulled(
+    seq: int,
+    category: str,
+    at: str,
+    payload: dict[str, Any],
+    *,
+    department: str = "police",
+    service_point: str = "sp-police",
+) -> dict[str, Any]:
+    """One item of a pull (docs/exchange.md): a department's event with its sequence number."""
+    event = {
+        "id": new_event_id(),
+        "service_point": service_point,
+        "occurred_at": at,
+        "category": category,
+        "payload": payload,
+    }
+    return {"seq": seq, "department": department, "event": event}
 
 
 @dataclass

@@ -14,7 +14,7 @@ from sscard.errors import InvalidInput
 from sscard.exchange import inbox, outbox
 from sscard.exchange.events import new_event_id
 from sscard.exchange.schema import CATEGORIES, payload_problems, schema
-from tests.exchange_support import SSN, blocked, issued, open_store
+from tests.exchange_support import SSN, blocked, issued, open_store, pulled
 
 
 def test_data_dir_and_store_follow_the_environment(
@@ -184,14 +184,7 @@ def test_pulled_block_list_is_last_writer_wins_in_any_order(tmp_path: Path) -> N
     conn = open_store(tmp_path / "sscard.db")
 
     def item(seq: int, category: str, at: str, payload: dict[str, object]) -> dict[str, object]:
-        event = {
-            "id": new_event_id(),
-            "service_point": "sp-2",
-            "occurred_at": at,
-            "category": category,
-            "payload": payload,
-        }
-        return {"seq": seq, "department": "police", "event": event}
+        return pulled(seq, category, at, payload, service_point="sp-2")
 
     block = item(1, "card.blocked", "2024-06-01T10:00:00.000000Z", blocked("A0000001S"))
     unblock = item(
@@ -225,14 +218,7 @@ def test_holder_updates_wait_until_written_or_superseded(tmp_path: Path) -> None
             "changes": {"name": name},
             "written_to_card": written,
         }
-        event = {
-            "id": new_event_id(),
-            "service_point": "sp-2",
-            "occurred_at": at,
-            "category": "holder.changed",
-            "payload": payload,
-        }
-        return {"seq": seq, "department": "civil", "event": event}
+        return pulled(seq, "holder.changed", at, payload, department="civil", service_point="sp-2")
 
     first = change(1, "2024-06-01T10:00:00.000000Z", False, "王五")
     with db.transaction(conn):

@@ -23,11 +23,10 @@ from sscard.auth.store import Operator
 from sscard.card import SocialSecurityCard
 from sscard.errors import BootstrapRefused, InvalidInput, LoginFailed, NotLoggedIn
 from sscard.exchange import inbox, outbox
-from sscard.exchange.events import new_event_id
 from sscard.pin import PinManager, staff_action
 from sscard.transport import InProcessTransport
 from tests.cardkit import PIN, SAMPLE_HOLDER, issued_card, pin_works, session
-from tests.exchange_support import blocked, issued
+from tests.exchange_support import blocked, issued, pulled
 from tests.storekit import opened
 
 PASSWORD = "operator password 1"
@@ -335,41 +334,30 @@ def test_outbox_delivery_states_stats_and_retry(conn: db.Connection) -> None:
 # --- the inbox and holder updates -------------------------------------------------
 
 
-def _item(seq: int, category: str, at: str, payload: dict[str, Any]) -> dict[str, Any]:
-    event = {
-        "id": new_event_id(),
-        "service_point": "sp-police",
-        "occurred_at": at,
-        "category": category,
-        "payload": payload,
-    }
-    return {"seq": seq, "department": "police", "event": event}
-
-
 def test_inbox_block_list_is_last_writer_wins(conn: db.Connection) -> None:
     assert inbox.cursor(conn) == 0
-    block = _item(
+    block = pulled(
         1,
         "card.blocked",
         "2024-06-01T10:00:00.000000Z",
         {**blocked("A0000001S"), "card_serial": "0011223344556677"},
     )
-    unblock = _item(
+    unblock = pulled(
         2, "card.unblocked", "2024-06-01T09:00:00.000000Z", {"card_number": "A0000001S"}
     )
-    other = _item(3, "pin.reset", "2024-06-01T09:00:00.000000Z", {})
+    other = pulled(3, "pin.reset", "2024-06-01T09:00:00.000000Z", {})
     with db.transaction(conn):
         applied = inbox.apply_pulled(conn, [unblock, block, other], 3)
     assert (applied.blocked, applied.unblocked, applied.ignored) == (1, 1, 1)
     entry = inbox.blocked(conn, "A0000001S")
     assert entry is not None and entry.card_serial == "0011223344556677"
-    again = _item(4, "card.blocked", "2024-06-01T12:00:00.000000Z", blocked("A0000001S"))
+    again = pulled(4, "card.blocked", "2024-06-01T12:00:00.000000Z", blocked("A0000001S"))
     with db.transaction(conn):
         inbox.apply_pulled(conn, [again], 4)  # no serial this time: the known one stays
     entry = inbox.blocked(conn, "A0000001S")
     assert entry is not None and entry.card_serial == "0011223344556677"
     assert [e.card_number for e in inbox.block_list(conn)] == ["A0000001S"]
-    later = _item(5, "card.unblocked", "2024-06-01T13:00:00.000000Z", {"card_number": "A0000001S"})
+    later = pulled(5, "card.unblocked", "2024-06-01T13:00:00.000000Z", {"card_number": "A0000001S"})
     with db.transaction(conn):
         inbox.apply_pulled(conn, [later], 5)
     assert inbox.blocked(conn, "A0000001S") is None and inbox.cursor(conn) == 5
@@ -382,7 +370,7 @@ def _change(seq: int, at: str, written: bool, changes: dict[str, Any]) -> dict[s
         "changes": changes,
         "written_to_card": written,
     }
-    return _item(seq, "holder.changed", at, payload)
+    return pulled(seq, "holder.changed", at, payload)
 
 
 def test_inbox_holder_updates_wait_until_written_or_superseded(conn: db.Connection) -> None:
