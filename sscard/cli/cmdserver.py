@@ -2,7 +2,8 @@
 
 ``sscard command-server run`` imports Click, every command and the modules a
 card session uses, parses the shipped card profiles, and waits on a Unix socket
-(:func:`sscard.cli.cmdclient.socket_path`, mode 0600 in a 0700 directory).
+(:func:`sscard.cli.cmdclient.socket_path`, mode 0600, in a directory where no other
+user can replace it: :func:`socket_dir`).
 For each ``sscard`` run that :func:`sscard.cli.cmdclient.forward` hands over it
 forks; the copy takes the caller's standard streams, arguments, environment,
 working directory and umask, runs the command as ``sscard`` would, and sends
@@ -51,7 +52,6 @@ WARM_MODULES = (
     "sscard.audit.log",
     "sscard.auth",
     "sscard.exchange.inbox",
-    "sscard.layout.loader",
     "difflib",  # Click's "did you mean" for an option it looks up
     "encodings.gbk",  # GBK text on national cards
     "encodings.ascii",
@@ -77,10 +77,10 @@ def _preload() -> int:
     """
     import importlib
 
-    from sscard.cli.main import COMMANDS
+    from sscard.cli.main import COMMANDS, load_command
 
-    for entry in COMMANDS.values():
-        importlib.import_module(f"sscard.cli.{entry.target.partition(':')[0]}")
+    for name in COMMANDS:
+        load_command(name)
     for module in WARM_MODULES:
         importlib.import_module(module)
     from sscard.layout import loader
