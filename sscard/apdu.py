@@ -8,7 +8,7 @@ Whether an APDU is short or extended follows from Lc and Le unless forced.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from struct import Struct
 from typing import Literal
 
@@ -52,7 +52,45 @@ def _byte(name: str, value: int) -> None:
         raise ValueError(f"{name} must be one byte (0..255), got {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
+def _fits_short(data: bytes, le: int | None) -> bool:
+    return len(data) <= SHORT_MAX_LC and (le is None or le <= SHORT_MAX_LE)
+
+
+def _checked_data(
+    cla: int, ins: int, p1: int, p2: int, data: object, le: object, extended: object
+) -> bytes:
+    """Every check of a command's fields, saying which one fails; the data as bytes."""
+    _byte("CLA", cla)
+    _byte("INS", ins)
+    _byte("P1", p1)
+    _byte("P2", p2)
+    if not isinstance(data, bytes):
+        if isinstance(data, bytearray | memoryview):
+            data = bytes(data)
+        else:
+            raise ValueError(f"data must be bytes, got {type(data).__name__}")
+    if len(data) > EXTENDED_MAX_LC:
+        raise ValueError(
+            f"command data of {len(data)} bytes is too long: Lc can be at most "
+            f"{EXTENDED_MAX_LC} (extended APDU)"
+        )
+    if le is not None:
+        if isinstance(le, bool) or not isinstance(le, int):
+            raise ValueError(f"Le must be an integer or None, got {le!r}")
+        if not 1 <= le <= EXTENDED_MAX_LE:
+            raise ValueError(
+                f"Le must be 1..{EXTENDED_MAX_LE} bytes or None (no Le field), got {le}; "
+                "to ask for up to 256 bytes use le=256 (encoded as 00)"
+            )
+    if extended is False and not _fits_short(data, le):
+        raise ValueError(
+            "a short APDU carries at most 255 data bytes and Le at most 256; "
+            f"this one has Lc={len(data)}, Le={le} (use the extended encoding)"
+        )
+    return data
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class CommandApdu:
     """A command APDU; ``encode()`` gives its bytes, ``parse()`` reads them back.
 
@@ -67,38 +105,49 @@ class CommandApdu:
     data: bytes = b""
     le: int | None = None
     extended: bool | None = None
+    # The encoding, kept by the first encode(): the value is immutable, so a command
+    # sent again (a template, a retry, a benchmark loop) is not packed again.
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        _byte("CLA", self.cla)
-        _byte("INS", self.ins)
-        _byte("P1", self.p1)
-        _byte("P2", self.p2)
-        if not isinstance(self.data, bytes):
-            if isinstance(self.data, bytearray | memoryview):
-                object.__setattr__(self, "data", bytes(self.data))
-            else:
-                raise ValueError(f"data must be bytes, got {type(self.data).__name__}")
-        if len(self.data) > EXTENDED_MAX_LC:
-            raise ValueError(
-                f"command data of {len(self.data)} bytes is too long: Lc can be at most "
-                f"{EXTENDED_MAX_LC} (extended APDU)"
-            )
-        if self.le is not None:
-            if isinstance(self.le, bool) or not isinstance(self.le, int):
-                raise ValueError(f"Le must be an integer or None, got {self.le!r}")
-            if not 1 <= self.le <= EXTENDED_MAX_LE:
-                raise ValueError(
-                    f"Le must be 1..{EXTENDED_MAX_LE} bytes or None (no Le field), got {self.le}; "
-                    "to ask for up to 256 bytes use le=256 (encoded as 00)"
-                )
-        if self.extended is False and not self._fits_short():
-            raise ValueError(
-                "a short APDU carries at most 255 data bytes and Le at most 256; "
-                f"this one has Lc={len(self.data)}, Le={self.le} (use the extended encoding)"
-            )
+    def __init__(
+        self,
+        cla: int,
+        ins: int,
+        p1: int = 0,
+        p2: int = 0,
+        data: bytes = b"",
+        le: int | None = None,
+        extended: bool | None = None,
+    ) -> None:
+        # Every session builds its commands afresh, so building one is a hot path:
+        # one expression accepts the usual command (header bytes, bytes data, short
+        # lengths, no forced form) and anything else goes through _checked_data.
+        if not (
+            isinstance(cla, int)
+            and isinstance(ins, int)
+            and isinstance(p1, int)
+            and isinstance(p2, int)
+            and 0 <= cla <= 0xFF
+            and 0 <= ins <= 0xFF
+            and 0 <= p1 <= 0xFF
+            and 0 <= p2 <= 0xFF
+            and type(data) is bytes
+            and len(data) <= SHORT_MAX_LC
+            and (le is None or (type(le) is int and 1 <= le <= SHORT_MAX_LE))
+            and extended is None
+        ):
+            data = _checked_data(cla, ins, p1, p2, data, le, extended)
+        _set_cla(self, cla)
+        _set_ins(self, ins)
+        _set_p1(self, p1)
+        _set_p2(self, p2)
+        _set_command_data(self, data)
+        _set_le(self, le)
+        _set_extended(self, extended)
+        _set_encoded(self, None)
 
     def _fits_short(self) -> bool:
-        return len(self.data) <= SHORT_MAX_LC and (self.le is None or self.le <= SHORT_MAX_LE)
+        return _fits_short(self.data, self.le)
 
     @property
     def case(self) -> Literal[1, 2, 3, 4]:
@@ -130,6 +179,13 @@ class CommandApdu:
 
     def encode(self) -> bytes:
         """The APDU bytes (ISO 7816-3 section 12.1.3 / ISO 7816-4 section 5.1)."""
+        raw = self._encoded
+        if raw is None:
+            raw = self._encode()
+            _set_encoded(self, raw)
+        return raw
+
+    def _encode(self) -> bytes:
         data, le = self.data, self.le
         n = len(data)
         if self.extended is None and n <= SHORT_MAX_LC and (le is None or le <= SHORT_MAX_LE):
@@ -286,6 +342,14 @@ def _short_layout(layouts: dict[int, _Pack], n: int, le: str) -> _Pack:
 
 
 _new_object = object.__new__
-# The slots of the frozen dataclass, written without its __setattr__ guard.
+# The slots of the frozen dataclasses, written without their __setattr__ guard.
 _set_data = ResponseApdu.__dict__["data"].__set__
 _set_sw = ResponseApdu.__dict__["sw"].__set__
+_set_cla = CommandApdu.__dict__["cla"].__set__
+_set_ins = CommandApdu.__dict__["ins"].__set__
+_set_p1 = CommandApdu.__dict__["p1"].__set__
+_set_p2 = CommandApdu.__dict__["p2"].__set__
+_set_command_data = CommandApdu.__dict__["data"].__set__
+_set_le = CommandApdu.__dict__["le"].__set__
+_set_extended = CommandApdu.__dict__["extended"].__set__
+_set_encoded = CommandApdu.__dict__["_encoded"].__set__

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import pickle
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -188,3 +192,19 @@ def test_repr_of_sensitive_command_hides_data() -> None:
     assert "redacted" in repr(verify)
     select = CommandApdu(0x00, 0xA4, 0, 0, b"\x3f\x00")
     assert "3F00" in repr(select)
+
+
+def test_encoding_is_kept_and_is_not_part_of_the_value() -> None:
+    # encode() packs once; the kept bytes change neither equality, hash, repr nor copies.
+    sent = CommandApdu(0x80, 0xEE, 0, 0, b"\x01\x02", le=2)
+    fresh = CommandApdu(0x80, 0xEE, 0, 0, b"\x01\x02", le=2)
+    raw = sent.encode()
+    assert raw == bytes.fromhex("80EE0000020102 02".replace(" ", ""))
+    assert sent.encode() is raw
+    assert sent == fresh and hash(sent) == hash(fresh)
+    assert repr(sent) == repr(fresh)
+    assert pickle.loads(pickle.dumps(sent)) == sent
+    assert copy.copy(sent).encode() == raw
+    changed = dataclasses.replace(sent, le=None)
+    assert changed.encode() == bytes.fromhex("80EE0000020102")
+    assert CommandApdu.parse(raw).encode() == raw
