@@ -146,9 +146,6 @@ class CommandApdu:
         _set_extended(self, extended)
         _set_encoded(self, None)
 
-    def _fits_short(self) -> bool:
-        return _fits_short(self.data, self.le)
-
     @property
     def case(self) -> Literal[1, 2, 3, 4]:
         """ISO 7816-3 case: 1 no data no Le, 2 Le only, 3 data only, 4 both."""
@@ -161,7 +158,7 @@ class CommandApdu:
         """Whether ``encode()`` produces the extended form."""
         if self.extended is not None:
             return self.extended
-        return not self._fits_short()
+        return not _fits_short(self.data, self.le)
 
     @property
     def name(self) -> str:
@@ -200,7 +197,7 @@ class CommandApdu:
                 return _HEADER(self.cla, self.ins, self.p1, self.p2)
             return _CASE2(self.cla, self.ins, self.p1, self.p2, le & 0xFF)
         head = bytes((self.cla, self.ins, self.p1, self.p2))
-        if self.extended or not self._fits_short():
+        if self.extended or not _fits_short(self.data, self.le):
             body = bytes((0, n >> 8, n & 0xFF)) + data if n else b""
             if le is not None:
                 le16 = le & 0xFFFF  # 65536 -> 0000

@@ -62,6 +62,8 @@ CHECK_EVERY = 1.0
 """Seconds between looks for changed module files (off the path of a command)."""
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid (Linux)
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+"""Signals that stop the server (its spare and commands set their own)."""
 
 
 class _Stop(Exception):
@@ -139,18 +141,23 @@ def socket_dir(path: Path) -> None:
         )
 
 
-def status(path: str) -> dict[str, Any] | None:
-    """What the server at ``path`` says of itself; None when none answers."""
+def _ask(path: str, operation: bytes, size: int) -> bytes:
+    """The server's reply to ``operation`` (at most ``size`` bytes); empty when none answers."""
     conn = cmdclient.connect(path)
     if conn is None:
-        return None
+        return b""
     try:
-        conn.send(cmdclient.encode([b"status"]))
-        reply = conn.recv(4096)
+        conn.send(cmdclient.encode([operation]))
+        return conn.recv(size)
     except OSError:
-        return None
+        return b""
     finally:
         conn.close()
+
+
+def status(path: str) -> dict[str, Any] | None:
+    """What the server at ``path`` says of itself; None when none answers."""
+    reply = _ask(path, b"status", 4096)
     if not reply.startswith(b"S"):
         return None
     pid, started, served, modules, executable, package = reply[1:].split(b"\0")
@@ -167,16 +174,7 @@ def status(path: str) -> dict[str, Any] | None:
 
 def request_stop(path: str) -> bool:
     """Ask the server at ``path`` to stop; whether one answered."""
-    conn = cmdclient.connect(path)
-    if conn is None:
-        return False
-    try:
-        conn.send(cmdclient.encode([b"stop"]))
-        return conn.recv(16).startswith(b"K")
-    except OSError:
-        return False
-    finally:
-        conn.close()
+    return _ask(path, b"stop", 16).startswith(b"K")
 
 
 class CommandServer:
@@ -211,7 +209,7 @@ class CommandServer:
         self.started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with self._listening() as listener:
             self._listener = listener
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for sig in _STOP_SIGNALS:
                 signal.signal(sig, self._on_signal)
             try:
                 self._spare = self._fork_spare()
@@ -232,7 +230,7 @@ class CommandServer:
             except _Stop:
                 pass
             finally:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                for sig in _STOP_SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
                 if self._spare is not None:
                     self._spare[1].close()  # the spare reads the end and exits
